@@ -1,0 +1,45 @@
+"""Message buses: the ``Bus`` protocol, ``MemoryBus`` (in process) and ``AmqpBus`` (RabbitMQ)."""
+
+from .base import (
+    DEAD_LETTER_EXCHANGE,
+    DEAD_LETTER_QUEUE,
+    DEFAULT_DELIVERY_LIMIT,
+    DEFAULT_EXCHANGE,
+    ERROR_HEADER,
+    EXCHANGE,
+    SCHEMA_HEADER,
+    Bus,
+    Delivery,
+    Handler,
+    OutgoingMessage,
+    Subscription,
+    agent_queue_name,
+    agent_routing_key,
+    event_routing_key,
+    task_routing_key,
+)
+from .codec import DEFAULT_MAX_BODY_BYTES, decode, decode_delivery, encode_result, encode_task
+
+__all__ = [
+    "DEAD_LETTER_EXCHANGE",
+    "DEAD_LETTER_QUEUE",
+    "DEFAULT_DELIVERY_LIMIT",
+    "DEFAULT_EXCHANGE",
+    "DEFAULT_MAX_BODY_BYTES",
+    "ERROR_HEADER",
+    "EXCHANGE",
+    "SCHEMA_HEADER",
+    "Bus",
+    "Delivery",
+    "Handler",
+    "OutgoingMessage",
+    "Subscription",
+    "agent_queue_name",
+    "agent_routing_key",
+    "decode",
+    "decode_delivery",
+    "encode_result",
+    "encode_task",
+    "event_routing_key",
+    "task_routing_key",
+]

@@ -1,0 +1,194 @@
+"""The ``Bus`` protocol, the message types it moves, and the AMQP topology names of DESIGN.md.
+
+A bus moves opaque bodies between exchanges and queues with RabbitMQ's semantics; it knows nothing of tasks
+or results (that is :mod:`relaybus.bus.codec`). ``MemoryBus`` and ``AmqpBus`` implement it and pass the same
+contract tests (``tests/bus/test_contract.py``), so code written against ``Bus`` runs unchanged on either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+__all__ = [
+    "DEAD_LETTER_EXCHANGE",
+    "DEAD_LETTER_QUEUE",
+    "DEFAULT_DELIVERY_LIMIT",
+    "DEFAULT_EXCHANGE",
+    "ERROR_HEADER",
+    "EXCHANGE",
+    "SCHEMA_HEADER",
+    "Bus",
+    "Delivery",
+    "Handler",
+    "HeaderValue",
+    "OutgoingMessage",
+    "Subscription",
+    "agent_queue_name",
+    "agent_routing_key",
+    "event_routing_key",
+    "task_routing_key",
+]
+
+EXCHANGE = "relaybus"
+"""The topic exchange for tasks (``task.<topic>``, ``agent.<name>``) and events (``event.<topic>``)."""
+DEFAULT_EXCHANGE = ""
+"""AMQP's default exchange: the routing key is a queue name. Results go this way to ``reply_to``."""
+DEAD_LETTER_EXCHANGE = "relaybus.dlx"
+DEAD_LETTER_QUEUE = "relaybus.dead"
+DEFAULT_DELIVERY_LIMIT = 5
+"""Redeliveries allowed after the first delivery before a message is dead-lettered (``x-delivery-limit``)."""
+SCHEMA_HEADER = "relaybus-schema"
+ERROR_HEADER = "relaybus-error"
+"""Header carrying the reason a message was dead-lettered."""
+ORIGINAL_QUEUE_HEADER = "relaybus-original-queue"
+ORIGINAL_ROUTING_KEY_HEADER = "relaybus-original-routing-key"
+ORIGINAL_EXCHANGE_HEADER = "relaybus-original-exchange"
+
+HeaderValue = str | int | float | bool | None
+
+
+def task_routing_key(topic: str) -> str:
+    return f"task.{topic}"
+
+
+def agent_routing_key(name: str) -> str:
+    return f"agent.{name}"
+
+
+def event_routing_key(topic: str) -> str:
+    return f"event.{topic}"
+
+
+def agent_queue_name(name: str) -> str:
+    return f"relaybus.agent.{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """A message to publish. ``exchange=""`` sends straight to the queue named by ``routing_key``.
+
+    ``mandatory`` messages that match no queue make ``publish`` raise :class:`~relaybus.NoRouteError`.
+    """
+
+    body: bytes
+    routing_key: str
+    exchange: str = EXCHANGE
+    message_id: str | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    headers: Mapping[str, HeaderValue] = field(default_factory=dict)
+    priority: int = 0
+    content_type: str | None = "application/json"
+    mandatory: bool = True
+    persistent: bool = True
+
+
+class Delivery(Protocol):
+    """A received message. Settle it exactly once: ``ack``, ``nack`` or ``dead_letter``.
+
+    ``delivery_count`` is how many times it was delivered before and returned (0 on the first delivery).
+    A delivery left unsettled when its consumer's channel closes is requeued, as in AMQP.
+    """
+
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def routing_key(self) -> str: ...
+    @property
+    def exchange(self) -> str: ...
+    @property
+    def message_id(self) -> str | None: ...
+    @property
+    def correlation_id(self) -> str | None: ...
+    @property
+    def reply_to(self) -> str | None: ...
+    @property
+    def headers(self) -> Mapping[str, HeaderValue]: ...
+    @property
+    def content_type(self) -> str | None: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def redelivered(self) -> bool: ...
+    @property
+    def delivery_count(self) -> int: ...
+
+    async def ack(self) -> None: ...
+    async def nack(self, *, requeue: bool = True) -> None:
+        """Return the message (``requeue``: counts against the delivery limit) or dead-letter it."""
+        ...
+
+    async def dead_letter(self, reason: str) -> None:
+        """Move the message to ``relaybus.dead`` with ``reason`` in the ``relaybus-error`` header."""
+        ...
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+
+
+class Subscription(Protocol):
+    async def cancel(self) -> None:
+        """Stop consuming; deliveries not yet settled are requeued once their handlers return."""
+        ...
+
+
+@runtime_checkable
+class Bus(Protocol):
+    """What relaybus needs from a message broker. See the module docstring."""
+
+    @property
+    def url(self) -> str:
+        """The URL this bus was made for, password masked."""
+        ...
+
+    async def connect(self) -> None:
+        """Connect and declare the shared topology (idempotent)."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def declare_queue(
+        self,
+        name: str,
+        *,
+        bindings: Sequence[str] = (),
+        durable: bool = True,
+        delivery_limit: int | None = DEFAULT_DELIVERY_LIMIT,
+    ) -> None:
+        """Declare ``name`` and bind it to ``EXCHANGE`` with each pattern in ``bindings`` (idempotent).
+
+        ``durable=True``: a durable quorum queue with a delivery limit, dead-lettering to ``relaybus.dlx``
+        at-least-once. ``durable=False``: a private queue deleted when this connection closes (for reply
+        queues of anonymous callers); on ``AmqpBus`` it is re-declared after a reconnect.
+        """
+        ...
+
+    async def delete_queue(self, name: str) -> None: ...
+
+    async def purge_queue(self, name: str) -> int:
+        """Remove the ready messages of ``name``; return how many."""
+        ...
+
+    async def publish(self, message: OutgoingMessage) -> None:
+        """Publish and return once the broker has taken responsibility for the message (a confirm).
+
+        Raises :class:`~relaybus.NoRouteError` for a mandatory message no queue is bound for, and
+        :class:`~relaybus.BusError` when the broker refuses it.
+        """
+        ...
+
+    async def consume(self, queue: str, handler: Handler, *, prefetch: int = 16) -> Subscription:
+        """Call ``handler`` for each delivery, at most ``prefetch`` unsettled at once."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...

@@ -1,0 +1,74 @@
+"""The one exception hierarchy of relaybus.
+
+Every error relaybus raises on purpose derives from :class:`RelaybusError`. Messages name what was wrong and
+how to fix it; URLs in them have their passwords masked (see :func:`relaybus.secrets.mask_url`).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BusError",
+    "ConfigError",
+    "ConnectionFailed",
+    "DelegationError",
+    "ExecutorError",
+    "InvalidMessage",
+    "NoRouteError",
+    "PlanError",
+    "RelaybusError",
+]
+
+
+class RelaybusError(Exception):
+    """Base class of every error relaybus raises on purpose."""
+
+
+class ConfigError(RelaybusError):
+    """Configuration is missing or wrong (a flag, an environment variable, a constructor argument)."""
+
+
+class BusError(RelaybusError):
+    """The message bus failed to do what was asked."""
+
+
+class ConnectionFailed(BusError):
+    """The broker could not be reached, or the connection was lost for longer than allowed."""
+
+
+class NoRouteError(BusError):
+    """A mandatory message matched no queue: no agent subscribes to its routing key."""
+
+    def __init__(self, routing_key: str, exchange: str = "relaybus") -> None:
+        self.routing_key = routing_key
+        self.exchange = exchange
+        super().__init__(
+            f"no queue is bound for routing key {routing_key!r} on exchange {exchange!r}: "
+            "start a worker whose agent subscribes to this topic (relaybus worker module:Class), "
+            "or check the topic / agent name for typos"
+        )
+
+
+class InvalidMessage(BusError):
+    """A received body was refused before any handler saw it; ``reason`` says why.
+
+    Consumers dead-letter such messages with the reason in the ``relaybus-error`` header.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class ExecutorError(RelaybusError):
+    """The executor was configured or used wrongly (a programming error, not a failed task).
+
+    A task that fails never raises: it comes back as an ``ExecutionResult`` with a status and an ``ErrorInfo``.
+    """
+
+
+class DelegationError(RelaybusError):
+    """Agent-to-agent delegation was refused: a loop, or a chain deeper than the limit."""
+
+
+class PlanError(RelaybusError):
+    """A plan is not a valid DAG (a cycle, a missing dependency, a duplicate id) or its file is malformed."""

@@ -1,0 +1,171 @@
+"""The contract between processes: tasks and their results.
+
+Both models are frozen pydantic v2 models that travel as UTF-8 JSON (``model_dump_json``) with the AMQP header
+``relaybus-schema: 1`` (see :mod:`relaybus.bus.codec`). Unknown fields are refused, so a message from a newer,
+incompatible sender fails loudly instead of losing data silently.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Self
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AgentTask",
+    "ErrorInfo",
+    "ExecutionResult",
+    "ExecutionStatus",
+    "Usage",
+]
+
+SCHEMA_VERSION = 1
+"""Version of the wire format; sent in the ``relaybus-schema`` header and checked on receipt."""
+
+_WORD = r"[A-Za-z0-9_-]+"
+TOPIC_RE = re.compile(rf"^{_WORD}(\.{_WORD})*$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$")
+MAX_TOPIC_LEN = 200
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ExecutionStatus(enum.StrEnum):
+    """How a task ended."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+    @property
+    def ok(self) -> bool:
+        return self is ExecutionStatus.SUCCESS
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="null")
+
+
+class Usage(_Model):
+    """Token usage and request count; add two with ``+``."""
+
+    prompt_tokens: Annotated[int, Field(ge=0)] = 0
+    completion_tokens: Annotated[int, Field(ge=0)] = 0
+    requests: Annotated[int, Field(ge=0)] = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            requests=self.requests + other.requests,
+        )
+
+
+class ErrorInfo(_Model):
+    """What went wrong: the error's type name, a message for people, and whether a retry could help."""
+
+    type: Annotated[str, Field(max_length=200)]
+    message: Annotated[str, Field(max_length=20_000)]
+    retryable: bool = False
+
+
+class AgentTask(_Model):
+    """One unit of work for an agent.
+
+    ``id`` is also the AMQP ``message_id`` and the idempotency key: a task delivered twice runs once.
+    ``topic`` is dot-separated words (``code.review``), routed as ``task.<topic>``; ``agent`` addresses one
+    agent by name instead (routed as ``agent.<name>``).
+    """
+
+    id: UUID = Field(default_factory=uuid4)
+    topic: Annotated[str, Field(min_length=1, max_length=MAX_TOPIC_LEN)]
+    prompt: str = ""
+    input: dict[str, JsonValue] = Field(default_factory=dict)
+    agent: str | None = None
+    mode: str | None = None
+    depends_on: tuple[UUID, ...] = ()
+    timeout_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] | None = None
+    priority: Annotated[int, Field(ge=0, le=9)] = 0
+    metadata: dict[str, str] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=_now)
+
+    @field_validator("topic")
+    @classmethod
+    def _check_topic(cls, value: str) -> str:
+        if not TOPIC_RE.match(value):
+            raise ValueError(
+                "topic must be dot-separated words of letters, digits, '_' or '-' (e.g. 'code.review'); "
+                "wildcards belong in an agent's topic patterns, not in a task"
+            )
+        return value
+
+    @field_validator("agent", "mode")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        if value is not None and not NAME_RE.match(value):
+            raise ValueError("must be 1-100 characters of letters, digits, '_', '-' or '.'")
+        return value
+
+    @property
+    def routing_key(self) -> str:
+        """The AMQP routing key this task is published with."""
+        return f"agent.{self.agent}" if self.agent else f"task.{self.topic}"
+
+
+class ExecutionResult(_Model):
+    """The outcome of one task. ``output`` is any JSON value; ``error`` is set unless the task succeeded."""
+
+    task_id: UUID
+    status: ExecutionStatus
+    output: JsonValue = None
+    error: ErrorInfo | None = None
+    agent: str | None = None
+    worker: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempts: Annotated[int, Field(ge=0)] = 1
+    usage: Usage = Field(default_factory=Usage)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is ExecutionStatus.SUCCESS
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    @classmethod
+    def success(cls, task_id: UUID, output: JsonValue = None, **fields: Any) -> Self:
+        return cls(task_id=task_id, status=ExecutionStatus.SUCCESS, output=output, **fields)
+
+    @classmethod
+    def failed(
+        cls,
+        task_id: UUID,
+        status: ExecutionStatus,
+        error_type: str,
+        message: str,
+        *,
+        retryable: bool = False,
+        **fields: Any,
+    ) -> Self:
+        """A result that did not succeed; ``message`` is truncated to fit :class:`ErrorInfo`."""
+        if status is ExecutionStatus.SUCCESS:
+            raise ValueError("failed() needs a status other than SUCCESS")
+        error = ErrorInfo(type=error_type[:200], message=message[:20_000], retryable=retryable)
+        return cls(task_id=task_id, status=status, error=error, **fields)

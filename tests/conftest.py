@@ -1,0 +1,55 @@
+"""Shared fixtures: a real RabbitMQ for integration tests.
+
+``RELAYBUS_TEST_AMQP_URL`` (default ``amqp://guest:guest@127.0.0.1:5672/``) is used when it answers; otherwise a
+broker is started with testcontainers where a Docker engine exists; otherwise the test is skipped with the
+reason, or fails when ``RELAYBUS_REQUIRE_BROKER=1`` (as in .ci/run).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+
+DEFAULT_TEST_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def _answers(url: str, timeout: float = 2.0) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _no_broker(reason: str) -> None:
+    if os.environ.get("RELAYBUS_REQUIRE_BROKER") == "1":
+        pytest.fail(f"RELAYBUS_REQUIRE_BROKER=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    """URL of a RabbitMQ that answers."""
+    url = os.environ.get("RELAYBUS_TEST_AMQP_URL", DEFAULT_TEST_URL)
+    if _answers(url):
+        yield url
+        return
+    try:
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        container = RabbitMqContainer("rabbitmq:3.13-management")
+        container.start()
+    except Exception as exc:  # no Docker engine, image not pullable, ...
+        _no_broker(f"no RabbitMQ answers at {url} and testcontainers could not start one ({exc!r:.200})")
+        return
+    try:
+        host = container.get_container_host_ip()
+        port = container.get_exposed_port(5672)
+        yield f"amqp://guest:guest@{host}:{port}/"
+    finally:
+        container.stop()
