@@ -1,0 +1,5 @@
+import sys
+
+from relaybus.cli import main
+
+sys.exit(main())

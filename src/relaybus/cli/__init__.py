@@ -1,0 +1,51 @@
+"""The ``relaybus`` command line. Each sub-command lives in its own module with ``register(subparsers)``.
+
+This package is the edge of the program: the only place that reads the environment for defaults and starts the
+process's one event loop (``asyncio.run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+# Sub-command modules, each with ``register(subparsers) -> None`` that sets ``func`` on its parser.
+# ``func(args) -> int`` returns the exit code.
+_COMMANDS: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relaybus", description="Run LLM agents as distributed processes over RabbitMQ."
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    parser.add_argument(
+        "--log-json", action="store_true", default=None, help="JSON log lines even on a terminal"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMANDS:
+        importlib.import_module(f"relaybus.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from relaybus.log import configure_logging
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    configure_logging(level=args.log_level, json=args.log_json)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
