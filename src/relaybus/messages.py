@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 __all__ = [
     "SCHEMA_VERSION",
     "AgentTask",
+    "CancelRequest",
     "ErrorInfo",
     "ExecutionResult",
     "ExecutionStatus",
@@ -169,3 +170,10 @@ class ExecutionResult(_Model):
             raise ValueError("failed() needs a status other than SUCCESS")
         error = ErrorInfo(type=error_type[:200], message=message[:20_000], retryable=retryable)
         return cls(task_id=task_id, status=status, error=error, **fields)
+
+
+class CancelRequest(_Model):
+    """Asks whichever worker runs ``task_id`` to stop it; published on ``event.relaybus.cancel``."""
+
+    task_id: UUID
+    reason: Annotated[str, Field(max_length=1000)] = "cancelled by the orchestrator"

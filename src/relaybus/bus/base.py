@@ -47,6 +47,16 @@ ORIGINAL_QUEUE_HEADER = "relaybus-original-queue"
 ORIGINAL_ROUTING_KEY_HEADER = "relaybus-original-routing-key"
 ORIGINAL_EXCHANGE_HEADER = "relaybus-original-exchange"
 
+DEADLINE_HEADER = "relaybus-deadline"
+"""Absolute deadline of a task, Unix epoch seconds as a decimal string; the worker enforces it."""
+DELEGATION_HEADER = "relaybus-delegation"
+"""Comma-separated agent names of a delegation chain, outermost first (loop and depth checks)."""
+TRACEPARENT_HEADER = "traceparent"
+CANCEL_ROUTING_KEY = "event.relaybus.cancel"
+"""Event asking every worker to cancel a running task; body is a ``CancelRequest``."""
+WORKER_EVENT_PREFIX = "event.relaybus.worker"
+"""Workers announce themselves on ``event.relaybus.worker.<kind>`` (``heartbeat``, ``stopped``)."""
+
 HeaderValue = str | int | float | bool | None
 
 
