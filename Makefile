@@ -1,0 +1,37 @@
+# Every target builds .venv when it is missing (or when pyproject.toml changed).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test bench lint format clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/relaybus demo
+
+test: $(VENV)/.installed
+	$(BIN)/pytest
+
+bench: $(VENV)/.bench-installed
+	$(BIN)/python bench/executor.py
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/mypy --strict src
+
+format: $(VENV)/.installed
+	$(BIN)/ruff format src tests bench examples
+	$(BIN)/ruff check --fix src tests bench examples
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
