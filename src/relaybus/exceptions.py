@@ -62,7 +62,8 @@ class InvalidMessage(BusError):
 class ExecutorError(RelaybusError):
     """The executor was configured or used wrongly (a programming error, not a failed task).
 
-    A task that fails never raises: it comes back as an ``ExecutionResult`` with a status and an ``ErrorInfo``.
+    A task that fails never raises: it comes back as an ``ExecutionResult`` with a status and
+    an ``ErrorInfo``.
     """
 
 
