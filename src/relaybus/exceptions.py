@@ -15,6 +15,7 @@ __all__ = [
     "InvalidMessage",
     "NoRouteError",
     "PlanError",
+    "ProviderResponseError",
     "RelaybusError",
 ]
 
@@ -73,3 +74,11 @@ class DelegationError(RelaybusError):
 
 class PlanError(RelaybusError):
     """A plan is not a valid DAG (a cycle, a missing dependency, a duplicate id) or its file is malformed."""
+
+
+class ProviderResponseError(RelaybusError):
+    """An LLM provider answered 2xx with a body of the wrong shape (not JSON, no text) or over the size cap.
+
+    The executor turns it into a FAILURE result (``InvalidProviderResponse``); ``execute`` never raises
+    it. Custom :class:`~relaybus.executor.LLMProvider` implementations may raise it too.
+    """
