@@ -1,0 +1,274 @@
+"""``ReplyRouter``: request/reply over any ``Bus`` with one reply queue per process.
+
+Every task is published with ``reply_to`` = the router's queue and ``correlation_id`` = the task id; results
+come back on that one queue and are matched to waiting futures by task id, so thousands of requests can be
+in flight at once without a queue or a consumer per request.
+
+What a caller may rely on:
+
+- Register with :meth:`ReplyRouter.expect` *before* publishing; :meth:`ReplyRouter.request` does this for you.
+- The first result for a task id wins. Later duplicates (at-least-once delivery, a redelivered task) are
+  acked and dropped, and so are results that arrive after :meth:`ReplyRouter.discard` (e.g. after a timeout).
+- A result that arrives before anyone expects it is kept (up to ``max_unclaimed``, oldest dropped first with a
+  warning) and handed over by a later ``expect``. A *named* router has a durable queue
+  ``relaybus.reply.<name>``: results that arrive while its process is down wait there, and a restarted
+  process collects them with ``expect`` (register before or after :meth:`ReplyRouter.start`).
+- A body that is not a valid ``ExecutionResult`` (or whose correlation id names another task) is
+  dead-lettered with the reason. Every result is acked only after its future is resolved and ``on_result``
+  has run.
+- :meth:`ReplyRouter.request` never hangs past its timeout and never raises for a slow or failed task: it
+  returns the worker's result, or a ``TIMEOUT`` result of its own. ``NoRouteError`` (no agent subscribes to
+  the topic) and other publish errors propagate.
+- :meth:`ReplyRouter.close` resolves the futures still waiting with a ``CANCELLED`` result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, Self
+from uuid import UUID
+
+from relaybus.exceptions import BusError
+from relaybus.log import get_logger
+from relaybus.messages import NAME_RE, AgentTask, ExecutionResult, ExecutionStatus
+
+from .base import Bus, Delivery, HeaderValue, Subscription
+from .codec import DEFAULT_MAX_BODY_BYTES, decode_delivery, encode_task
+
+__all__ = ["REPLY_QUEUE_PREFIX", "ReplyRouter", "ResultCallback"]
+
+REPLY_QUEUE_PREFIX = "relaybus.reply."
+ResultCallback = Callable[[ExecutionResult], Awaitable[None] | None]
+
+
+class ReplyRouter:
+    """One reply queue and a table task id -> future. See the module docstring for the guarantees.
+
+    ``name=None``: a private, non-durable queue ``relaybus.reply.<random hex>``, deleted on :meth:`close`.
+    ``name="x"``: the durable queue ``relaybus.reply.x``, kept across restarts (two live processes must not
+    share a name: they would steal each other's results).
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        name: str | None = None,
+        on_result: ResultCallback | None = None,
+        prefetch: int = 256,
+        max_unclaimed: int = 10_000,
+        max_finished: int = 100_000,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        if name is not None and not NAME_RE.match(name):
+            raise BusError(
+                f"reply router name {name!r} is invalid: use 1-100 letters, digits, '_', '-' or '.'"
+            )
+        self._bus = bus
+        self._name = name
+        self._queue = REPLY_QUEUE_PREFIX + (name if name is not None else uuid.uuid4().hex)
+        self._on_result = on_result
+        self._prefetch = prefetch
+        self._max_unclaimed = max_unclaimed
+        self._max_finished = max_finished
+        self._max_body_bytes = max_body_bytes
+        self._pending: dict[UUID, asyncio.Future[ExecutionResult]] = {}
+        self._unclaimed: OrderedDict[UUID, ExecutionResult] = OrderedDict()
+        self._finished: OrderedDict[UUID, None] = OrderedDict()  # ids answered or discarded: drop repeats
+        self._subscription: Subscription | None = None
+        self._log: Any = get_logger("relaybus.bus.rpc", reply_queue=self._queue)
+
+    @property
+    def queue(self) -> str:
+        """The reply queue's name: what tasks carry in ``reply_to``."""
+        return self._queue
+
+    @property
+    def durable(self) -> bool:
+        return self._name is not None
+
+    @property
+    def started(self) -> bool:
+        return self._subscription is not None
+
+    @property
+    def in_flight(self) -> int:
+        """How many results are expected and not yet arrived."""
+        return len(self._pending)
+
+    async def start(self) -> None:
+        """Declare the reply queue and start consuming it (idempotent)."""
+        if self._subscription is not None:
+            return
+        await self._bus.declare_queue(self._queue, durable=self.durable)
+        self._subscription = await self._bus.consume(self._queue, self._on_delivery, prefetch=self._prefetch)
+        self._log.debug("reply_router_started", durable=self.durable)
+
+    async def close(self) -> None:
+        """Stop consuming, resolve waiting futures with CANCELLED, delete a private queue (idempotent)."""
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            await subscription.cancel()
+            if not self.durable:
+                try:
+                    await self._bus.delete_queue(self._queue)
+                except BusError as exc:  # the connection may be gone already; the queue goes with it
+                    self._log.debug("reply_queue_delete_failed", error=str(exc))
+        pending, self._pending = self._pending, {}
+        for task_id, future in pending.items():
+            if not future.done():
+                future.set_result(
+                    ExecutionResult.failed(
+                        task_id,
+                        ExecutionStatus.CANCELLED,
+                        "ReplyRouterClosed",
+                        f"the reply router on {self._queue!r} was closed before a result arrived",
+                        retryable=True,
+                    )
+                )
+
+    def expect(self, task_id: UUID | str) -> asyncio.Future[ExecutionResult]:
+        """A future for the result of ``task_id``; call it before publishing the task.
+
+        Already resolved when the result arrived earlier. Expecting an id again while it is pending returns
+        the same future; expecting an id that was answered before waits for a new result (a resubmission).
+        """
+        key = _as_uuid(task_id)
+        future = self._pending.get(key)
+        if future is not None and not future.done():
+            return future
+        future = asyncio.get_running_loop().create_future()
+        early = self._unclaimed.pop(key, None)
+        if early is not None:
+            future.set_result(early)
+            self._mark_finished(key)
+            return future
+        self._finished.pop(key, None)
+        self._pending[key] = future
+        return future
+
+    def discard(self, task_id: UUID | str) -> None:
+        """Stop waiting for ``task_id``: its future is cancelled and a late result is dropped."""
+        key = _as_uuid(task_id)
+        future = self._pending.pop(key, None)
+        if future is not None and not future.done():
+            future.cancel()
+        self._unclaimed.pop(key, None)
+        self._mark_finished(key)
+
+    async def request(
+        self,
+        task: AgentTask,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the caller's budget, turned into a TIMEOUT result
+        headers: Mapping[str, HeaderValue] | None = None,
+    ) -> ExecutionResult:
+        """Publish ``task`` and wait for its result.
+
+        ``timeout`` defaults to ``task.timeout_s``; with neither, wait until a result comes or the router
+        closes. On timeout returns a ``TIMEOUT`` result (``error.type == "ReplyTimeout"``) and drops a late
+        result. Raises ``NoRouteError`` when no queue is bound for the task, ``BusError`` when not started.
+        """
+        if self._subscription is None:
+            raise BusError("ReplyRouter is not started: call `await router.start()` or `async with router:`")
+        limit = timeout if timeout is not None else task.timeout_s
+        future = self.expect(task.id)
+        try:
+            await self._bus.publish(encode_task(task, reply_to=self._queue, headers=headers))
+            if limit is None:
+                return await asyncio.shield(future)
+            return await asyncio.wait_for(asyncio.shield(future), limit)
+        except TimeoutError:
+            self.discard(task.id)
+            self._log.info("reply_timeout", task_id=str(task.id), topic=task.topic, timeout_s=limit)
+            target = f"agent {task.agent!r}" if task.agent else f"topic {task.topic!r}"
+            return ExecutionResult.failed(
+                task.id,
+                ExecutionStatus.TIMEOUT,
+                "ReplyTimeout",
+                f"no result for task {task.id} within {limit:g}s on {self._queue!r}; a worker for {target} "
+                "may be slow, overloaded or down: raise the timeout or start more workers",
+                retryable=True,
+            )
+        except BaseException:
+            self.discard(task.id)
+            raise
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- internals ------------------------------------------------------------------------------------------
+
+    async def _on_delivery(self, delivery: Delivery) -> None:
+        result = await decode_delivery(delivery, ExecutionResult, max_bytes=self._max_body_bytes)
+        if result is None:
+            self._log.warning("reply_dead_lettered", message_id=delivery.message_id)
+            return
+        key = result.task_id
+        if delivery.correlation_id is not None and delivery.correlation_id != str(key):
+            await delivery.dead_letter(
+                f"correlation_id {delivery.correlation_id[:64]!r} does not match the result's task_id {key}"
+            )
+            return
+        future = self._pending.pop(key, None)
+        if future is not None and not future.done():
+            future.set_result(result)
+            self._mark_finished(key)
+        elif future is not None or key in self._finished or key in self._unclaimed:
+            self._log.debug("duplicate_result_dropped", task_id=str(key), status=result.status.value)
+            await delivery.ack()
+            return
+        else:
+            self._keep_unclaimed(key, result)
+        await self._notify(result)
+        await delivery.ack()
+
+    async def _notify(self, result: ExecutionResult) -> None:
+        if self._on_result is None:
+            return
+        try:
+            outcome = self._on_result(result)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception:
+            self._log.exception("on_result_failed", task_id=str(result.task_id))
+
+    def _keep_unclaimed(self, key: UUID, result: ExecutionResult) -> None:
+        self._unclaimed[key] = result
+        while len(self._unclaimed) > self._max_unclaimed:
+            dropped, _ = self._unclaimed.popitem(last=False)
+            self._log.warning(
+                "unclaimed_result_dropped",
+                task_id=str(dropped),
+                max_unclaimed=self._max_unclaimed,
+                hint="call expect() for the tasks you wait for, or raise max_unclaimed",
+            )
+
+    def _mark_finished(self, key: UUID) -> None:
+        self._finished[key] = None
+        self._finished.move_to_end(key)
+        while len(self._finished) > self._max_finished:
+            self._finished.popitem(last=False)
+
+
+def _as_uuid(task_id: UUID | str) -> UUID:
+    if isinstance(task_id, UUID):
+        return task_id
+    try:
+        return UUID(task_id)
+    except (ValueError, TypeError, AttributeError):
+        raise BusError(f"task id {task_id!r} is not a UUID") from None
