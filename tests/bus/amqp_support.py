@@ -1,0 +1,103 @@
+"""Helpers for the AmqpBus integration tests (real RabbitMQ, shared with other test runs at the same time)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from relaybus.bus.amqp import AmqpBus
+from relaybus.bus.base import DEAD_LETTER_QUEUE, Delivery, HeaderValue
+
+
+def unique(prefix: str) -> str:
+    """A queue name no other test run uses."""
+    return f"relaybus.test.{prefix}.{uuid.uuid4().hex[:10]}"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message_id: str | None
+    body: bytes
+    routing_key: str
+    exchange: str
+    headers: Mapping[str, HeaderValue]
+
+
+async def take_dead_letters(
+    bus: AmqpBus, ids: Collection[str], *, timeout: float = 20.0
+) -> dict[str, DeadLetter]:
+    """Remove the dead letters whose message id is in ``ids`` from ``relaybus.dead`` and return them.
+
+    ``relaybus.dead`` is shared: messages of other test runs are held unsettled while we look and go back to
+    the queue (untouched) when we stop consuming. Returns what arrived within ``timeout``.
+    """
+    wanted = set(ids)
+    found: dict[str, DeadLetter] = {}
+    done = asyncio.Event()
+
+    async def handler(delivery: Delivery) -> None:
+        mid = delivery.message_id
+        if mid is None or mid not in wanted:
+            return  # not ours: stays unsettled, returned to the queue by cancel()
+        found[mid] = DeadLetter(mid, delivery.body, delivery.routing_key, delivery.exchange, delivery.headers)
+        await delivery.ack()
+        if len(found) == len(wanted):
+            done.set()
+
+    sub = await bus.consume(DEAD_LETTER_QUEUE, handler, prefetch=2000)
+    try:
+        await asyncio.wait_for(done.wait(), timeout)
+    except TimeoutError:
+        pass
+    finally:
+        await sub.cancel()
+    return found
+
+
+async def rabbitmqctl(*args: str, timeout: float = 60.0) -> str:
+    """Run ``rabbitmqctl -q ARGS`` (no shell) and return its stdout; raise on a non-zero exit."""
+    proc = await asyncio.create_subprocess_exec(
+        "rabbitmqctl", "-q", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    if proc.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} exited {proc.returncode}: {err.decode()[-500:]}")
+    return out.decode()
+
+
+async def queue_info(name: str) -> dict[str, Any]:
+    """What RabbitMQ says about queue ``name``: type, durable, exclusive and arguments (as a dict)."""
+    out = await rabbitmqctl(
+        "list_queues", "name", "type", "durable", "exclusive", "arguments", "--formatter", "json"
+    )
+    for row in json.loads(out):
+        if row["name"] == name:
+            row["arguments"] = {key: value for key, _type, value in row["arguments"]}
+            return dict(row)
+    raise AssertionError(f"queue {name!r} not listed by rabbitmqctl")
+
+
+async def exchange_types() -> dict[str, tuple[str, bool]]:
+    out = await rabbitmqctl("list_exchanges", "name", "type", "durable", "--formatter", "json")
+    return {row["name"]: (row["type"], row["durable"]) for row in json.loads(out)}
+
+
+async def bindings_of(queue: str) -> set[tuple[str, str]]:
+    """(exchange, routing key) pairs bound to ``queue`` (the default exchange's implicit one left out)."""
+    out = await rabbitmqctl(
+        "list_bindings", "source_name", "destination_name", "routing_key", "--formatter", "json"
+    )
+    return {
+        (row["source_name"], row["routing_key"])
+        for row in json.loads(out)
+        if row["destination_name"] == queue and row["source_name"] != ""
+    }
