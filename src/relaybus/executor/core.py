@@ -1,0 +1,279 @@
+"""``TaskExecutor``: runs tasks in the ``llm``, ``api``, ``script`` or a registered custom mode.
+
+One executor per process is the intended use: it owns one shared ``httpx.AsyncClient``, one concurrency limit
+and one rate limiter per provider, all shared by every task it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+from uuid import UUID
+
+import httpx
+
+from relaybus.exceptions import ExecutorError
+from relaybus.log import get_logger
+from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
+from relaybus.secrets import mask_secrets
+
+from .backend import ExecutionBackend, RunContext
+from .config import ExecutorConfig, ProviderConfig
+from .http import make_client
+from .llm.backend import LlmBackend, Route
+from .llm.base import LLMProvider
+from .llm.factory import build_provider
+from .ratelimit import RateLimiter
+
+__all__ = ["TaskExecutor"]
+
+_MODE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class TaskExecutor:
+    """Runs :class:`AgentTask` s and reports each one as an :class:`ExecutionResult`; never raises for a task.
+
+    ``TaskExecutor()`` reads its configuration from the environment (:meth:`ExecutorConfig.from_env`); pass an
+    :class:`ExecutorConfig` for library use. ``provider`` / ``fallback`` replace the providers the config
+    describes (their rate limits still come from ``config.provider`` / ``config.fallback``); ``client``
+    replaces the shared HTTP client (the executor then does not close it); ``modes`` registers custom modes
+    before the default mode is checked.
+
+    What callers may rely on:
+
+    - The mode is ``mode`` if given, else ``task.mode``, else ``config.default_mode`` (``llm``). An unknown
+      mode in a task gives a REJECTED result naming the registered ones; an unknown default mode raises
+      :class:`ExecutorError` at construction.
+    - At most ``max_concurrency`` tasks run at once; the others wait for a slot. The timeout
+      (``task.timeout_s`` or ``config.default_timeout_s``) counts from getting a slot, excludes waiting for a
+      rate limiter, and ends the task with TIMEOUT.
+    - ``cancel(task_id)`` ends a running task with CANCELLED. Cancelling the caller's asyncio task instead
+      stops the work (HTTP request, child process group) and propagates ``CancelledError``.
+    - An exception raised by a backend becomes a FAILURE result naming it; keys are masked in every message.
+    - Use ``async with TaskExecutor(...) as executor:`` (or ``await executor.aclose()``) to close the client.
+    """
+
+    def __init__(
+        self,
+        config: ExecutorConfig | None = None,
+        *,
+        provider: LLMProvider | None = None,
+        fallback: LLMProvider | None = None,
+        client: httpx.AsyncClient | None = None,
+        modes: Mapping[str, ExecutionBackend] | None = None,
+    ) -> None:
+        self.config = config if config is not None else ExecutorConfig.from_env(os.environ)
+        cfg = self.config
+        self._owns_client = client is None
+        self.client = client or make_client(
+            transport=cfg.http_transport,
+            max_connections=cfg.pool_size,
+            connect_timeout_s=cfg.connect_timeout_s,
+        )
+        self._slots = asyncio.Semaphore(cfg.max_concurrency)
+        self._running: dict[UUID, set[asyncio.Task[Any]]] = {}
+        self._cancel_requested: set[asyncio.Task[Any]] = set()
+        self._closed = False
+        self._log = get_logger("relaybus.executor")
+        self._secrets = tuple(
+            key.reveal()
+            for key in (cfg.provider.secret, cfg.fallback.secret if cfg.fallback else None)
+            if key
+        )
+        self._backends: dict[str, ExecutionBackend] = {}
+        self.llm = LlmBackend(
+            self._route(provider, cfg.provider),
+            self._route(fallback, cfg.fallback)
+            if (fallback is not None or cfg.fallback is not None)
+            else None,
+            retry=cfg.retry,
+            max_tokens=cfg.max_tokens,
+            temperature=cfg.temperature,
+            secrets=self._secrets,
+            fallback_after_failures=cfg.fallback_after_failures,
+            primary_cooldown_s=cfg.primary_cooldown_s,
+        )
+        self.register_mode("llm", self.llm)
+        for name, backend in (modes or {}).items():
+            self.register_mode(name, backend, replace=True)
+        if cfg.default_mode not in self._backends:
+            raise ExecutorError(
+                f"default mode {cfg.default_mode!r} is not registered: use one of {self.modes} or pass "
+                f"TaskExecutor(modes={{{cfg.default_mode!r}: backend}})"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TaskExecutor:
+        """An executor configured from ``env`` (default ``os.environ``), see ``ExecutorConfig.from_env``."""
+        return cls(ExecutorConfig.from_env(os.environ if env is None else env))
+
+    def _route(self, provider: LLMProvider | None, config: ProviderConfig | None) -> Route:
+        config = config or ProviderConfig()
+        limiter = RateLimiter(config.requests_per_minute, config.tokens_per_minute)
+        return Route(provider or build_provider(config, self.client), limiter)
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return tuple(sorted(self._backends))
+
+    def register_mode(self, name: str, backend: ExecutionBackend, *, replace: bool = False) -> None:
+        """Run tasks whose mode is ``name`` with ``backend``; raises :class:`ExecutorError` on a bad name,
+        an object that is not a backend, or (unless ``replace``) a name already registered."""
+        if not isinstance(name, str) or not _MODE_NAME.match(name):
+            raise ExecutorError(f"mode name {name!r} is invalid: use 1-100 letters, digits, '_', '-' or '.'")
+        if not isinstance(backend, ExecutionBackend):
+            raise ExecutorError(
+                f"{backend!r} is not an execution backend: it needs an async method run(task, ctx) "
+                "(see relaybus.executor.ExecutionBackend)"
+            )
+        if name in self._backends and not replace:
+            raise ExecutorError(f"mode {name!r} is already registered; pass replace=True to replace it")
+        self._backends[name] = backend
+
+    def __repr__(self) -> str:
+        return (
+            f"TaskExecutor(provider={self.llm.primary.provider.name!r}, modes={list(self.modes)}, "
+            f"max_concurrency={self.config.max_concurrency})"
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the shared HTTP client (when the executor created it). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_client:
+            await self.client.aclose()
+
+    @property
+    def running(self) -> int:
+        """Tasks currently inside :meth:`execute` (running or waiting for a slot)."""
+        return sum(len(runners) for runners in self._running.values())
+
+    def cancel(self, task_id: UUID) -> bool:
+        """End the running task ``task_id`` with a CANCELLED result; False when no such task is running."""
+        found = False
+        for runner in self._running.get(task_id, ()):
+            if not runner.done():
+                self._cancel_requested.add(runner)
+                runner.cancel()
+                found = True
+        return found
+
+    async def execute(
+        self,
+        task: AgentTask,
+        agent: str | None = None,
+        mode: str | None = None,
+        *,
+        system_prompt: str | None = None,
+    ) -> ExecutionResult:
+        """Run ``task`` and return how it ended (see the class docstring for the guarantees)."""
+        if self._closed:
+            raise ExecutorError("this TaskExecutor is closed; create a new one (or execute before aclose())")
+        started = _now()
+        mode_name = mode or task.mode or self.config.default_mode
+        log = self._log.bind(task_id=str(task.id), agent=agent, mode=mode_name)
+        backend = self._backends.get(mode_name)
+        if backend is None:
+            result = ExecutionResult.failed(
+                task.id,
+                ExecutionStatus.REJECTED,
+                "UnknownMode",
+                f"mode {mode_name!r} is not registered in this executor: use one of {', '.join(self.modes)}, "
+                f"or register it with executor.register_mode({mode_name!r}, backend)",
+                attempts=0,
+            )
+            return self._finish(result, task, agent, started, log)
+        ctx = RunContext(agent=agent, system_prompt=system_prompt, log=log)
+        runner = asyncio.create_task(self._run(backend, task, ctx), name=f"relaybus-execute-{task.id}")
+        self._running.setdefault(task.id, set()).add(runner)
+        try:
+            try:
+                result = await runner
+            except asyncio.CancelledError:
+                me = asyncio.current_task()
+                outer_cancelled = me is not None and me.cancelling() > 0
+                if outer_cancelled or runner not in self._cancel_requested:
+                    runner.cancel()
+                    raise
+                result = ExecutionResult.failed(
+                    task.id, ExecutionStatus.CANCELLED, "Cancelled", "cancelled by TaskExecutor.cancel()"
+                )
+        finally:
+            self._cancel_requested.discard(runner)
+            runners = self._running.get(task.id)
+            if runners is not None:
+                runners.discard(runner)
+                if not runners:
+                    del self._running[task.id]
+        return self._finish(result, task, agent, started, log)
+
+    async def _run(self, backend: ExecutionBackend, task: AgentTask, ctx: RunContext) -> ExecutionResult:
+        async with self._slots:
+            timeout_s = task.timeout_s or self.config.default_timeout_s
+            scope = asyncio.timeout(timeout_s)
+            ctx._scope = scope
+            try:
+                async with scope:
+                    outcome = await backend.run(task, ctx)
+            except TimeoutError as exc:
+                if not scope.expired():  # raised by the backend itself, not our deadline
+                    return self._exception_result(task, ctx, exc)
+                return ExecutionResult.failed(
+                    task.id,
+                    ExecutionStatus.TIMEOUT,
+                    "Timeout",
+                    f"the task did not finish within {timeout_s:g} s (task.timeout_s, or the executor's "
+                    "default_timeout_s / RELAYBUS_TASK_TIMEOUT_S)",
+                    retryable=True,
+                )
+            except Exception as exc:
+                return self._exception_result(task, ctx, exc)
+        if isinstance(outcome, ExecutionResult):
+            return outcome if outcome.task_id == task.id else outcome.model_copy(update={"task_id": task.id})
+        return ExecutionResult.success(task.id, outcome)
+
+    def _exception_result(self, task: AgentTask, ctx: RunContext, exc: Exception) -> ExecutionResult:
+        ctx.log.error("backend_raised", error_type=type(exc).__name__, exc_info=exc)
+        message = mask_secrets(f"{type(exc).__name__} raised while running the task: {exc}", *self._secrets)
+        return ExecutionResult.failed(task.id, ExecutionStatus.FAILURE, type(exc).__name__, message)
+
+    def _finish(
+        self, result: ExecutionResult, task: AgentTask, agent: str | None, started: datetime, log: Any
+    ) -> ExecutionResult:
+        result = result.model_copy(
+            update={
+                "agent": result.agent or agent,
+                "started_at": result.started_at or started,
+                "finished_at": _now(),
+            }
+        )
+        if result.ok:
+            log.debug("task_finished", status=result.status.value, attempts=result.attempts)
+        else:
+            assert result.error is not None
+            log.info(
+                "task_finished",
+                status=result.status.value,
+                error_type=result.error.type,
+                retryable=result.error.retryable,
+                attempts=result.attempts,
+            )
+        return result

@@ -1,0 +1,68 @@
+"""The executor's one shared ``httpx.AsyncClient``, and reading a response with a size cap.
+
+The transport under the client is chosen by measurement (``bench/executor.py``): httpx's own connection pool
+spends CPU in proportion to its size at high concurrency (encode/httpx#3215), while the aiohttp transport of
+``httpx-aiohttp`` keeps the httpx API and stays near the ideal with 1,000 requests in flight. ``httpx`` stays
+available as an option.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+from .config import Transport
+
+__all__ = ["CappedResponse", "make_client", "request_capped"]
+
+
+def make_client(
+    *, transport: Transport = "aiohttp", max_connections: int = 100, connect_timeout_s: float = 10.0
+) -> httpx.AsyncClient:
+    """A client with a pool of ``max_connections`` and no read timeout.
+
+    Reads are bounded by each task's timeout instead, so a long completion is not cut by a second, smaller
+    limit. Redirects are not followed (the ``api`` mode's host allow-list must hold for every request).
+    """
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    timeout = httpx.Timeout(connect=connect_timeout_s, read=None, write=None, pool=None)
+    if transport == "aiohttp":
+        return httpx.AsyncClient(
+            transport=AiohttpTransport(limits=limits), timeout=timeout, follow_redirects=False
+        )
+    return httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False)
+
+
+@dataclass(frozen=True)
+class CappedResponse:
+    """A response whose body was read up to a cap; ``truncated`` says the body was longer."""
+
+    response: httpx.Response
+    truncated: bool
+
+
+async def request_capped(
+    client: httpx.AsyncClient, method: str, url: str, *, max_bytes: int, **kwargs: Any
+) -> CappedResponse:
+    """Send a request and read at most ``max_bytes`` of the (decoded) body; the rest is not read."""
+    async with client.stream(method, url, **kwargs) as streamed:
+        chunks: list[bytes] = []
+        size = 0
+        truncated = False
+        async for chunk in streamed.aiter_bytes():
+            if size + len(chunk) > max_bytes:
+                chunks.append(chunk[: max_bytes - size])
+                truncated = True
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    headers = streamed.headers.copy()
+    headers.pop("content-encoding", None)  # the body below is already decoded
+    headers.pop("content-length", None)
+    response = httpx.Response(
+        streamed.status_code, headers=headers, content=b"".join(chunks), request=streamed.request
+    )
+    return CappedResponse(response, truncated)

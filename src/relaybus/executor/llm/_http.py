@@ -1,0 +1,77 @@
+"""What the HTTP providers share: post JSON with a size cap, raise on non-2xx, parse the JSON body."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import httpx
+
+from relaybus.exceptions import ProviderResponseError
+from relaybus.secrets import Secret, mask_url
+
+from ..http import request_capped
+
+__all__ = ["MAX_RESPONSE_BYTES", "HttpProvider", "post_json", "token_count"]
+
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+
+
+async def post_json(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str], provider: str
+) -> dict[str, Any]:
+    """POST ``body``; raise ``httpx.HTTPStatusError`` on non-2xx, ``ProviderResponseError`` on a bad body."""
+    capped = await request_capped(
+        client, "POST", url, json=body, headers=headers, max_bytes=MAX_RESPONSE_BYTES
+    )
+    response = capped.response
+    response.raise_for_status()
+    if capped.truncated:
+        raise ProviderResponseError(f"{provider} answered with more than {MAX_RESPONSE_BYTES} bytes")
+    try:
+        data = response.json()
+    except ValueError:
+        raise ProviderResponseError(
+            f"{provider} answered HTTP {response.status_code} with a body that is not JSON: "
+            f"{response.text[:200]!r}"
+        ) from None
+    if not isinstance(data, dict):
+        raise ProviderResponseError(f"{provider} answered with JSON that is not an object")
+    return data
+
+
+def token_count(usage: Any, key: str) -> int:
+    """A non-negative int from ``usage[key]``, 0 when missing or malformed (some local servers omit usage)."""
+    if not isinstance(usage, dict):
+        return 0
+    value = usage.get(key)
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+class HttpProvider:
+    """Holds what every HTTP provider has: the shared client, the model, the base URL and the key."""
+
+    kind: ClassVar[str]
+    default_base_url: ClassVar[str]
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        model: str,
+        base_url: str | None = None,
+        api_key: Secret | None = None,
+    ) -> None:
+        self._client = client
+        self.model = model
+        self.base_url = (base_url or self.default_base_url).rstrip("/")
+        self._api_key = api_key
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}/{self.model}"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(model={self.model!r}, base_url={mask_url(self.base_url)!r}, "
+            f"api_key={self._api_key!r})"
+        )

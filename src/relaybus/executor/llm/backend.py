@@ -1,0 +1,159 @@
+"""The ``llm`` mode: rate limit, call the provider, retry what can be retried, fall back if configured."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, Usage
+
+from ..backend import RunContext
+from ..ratelimit import RateLimiter
+from ..retry import RetryPolicy
+from .base import ChatRequest, Completion, LLMProvider
+from .errors import CallFailure, classify
+from .prompt import build_request
+
+__all__ = ["LlmBackend", "Route"]
+
+
+@dataclass(frozen=True)
+class Route:
+    """A provider with its rate limiter (shared by every task that goes to this provider)."""
+
+    provider: LLMProvider
+    limiter: RateLimiter
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    completion: Completion | None
+    failure: CallFailure | None
+    attempts: int
+
+
+class LlmBackend:
+    """Runs a task as one chat request (see :mod:`relaybus.executor.llm.prompt` for what is sent).
+
+    SUCCESS output is the completion text; ``usage`` has the tokens the provider reported and ``requests`` =
+    every HTTP request made, failed ones included. Retries follow ``retry`` on 429, 5xx, timeouts and
+    connection errors. When the primary provider's last attempt fails and a fallback is configured, the task
+    is tried on the fallback with the same policy; after ``fallback_after_failures`` such tasks in a row the
+    primary is skipped for ``primary_cooldown_s`` seconds.
+    """
+
+    def __init__(
+        self,
+        primary: Route,
+        fallback: Route | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        max_tokens: int = 1024,
+        temperature: float | None = None,
+        secrets: Sequence[str] = (),
+        fallback_after_failures: int = 3,
+        primary_cooldown_s: float = 30.0,
+    ) -> None:
+        self.primary = primary
+        self.fallback = fallback
+        self.retry = retry or RetryPolicy()
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self._secrets = tuple(secrets)
+        self._fallback_after = max(fallback_after_failures, 1)
+        self._cooldown_s = primary_cooldown_s
+        self._primary_failures = 0
+        self._primary_skipped_until = 0.0
+
+    def __repr__(self) -> str:
+        fallback = self.fallback.provider.name if self.fallback else None
+        return f"LlmBackend(primary={self.primary.provider.name!r}, fallback={fallback!r})"
+
+    def _routes(self) -> list[Route]:
+        if self.fallback is None:
+            return [self.primary]
+        if time.monotonic() < self._primary_skipped_until:
+            return [self.fallback]
+        return [self.primary, self.fallback]
+
+    async def run(self, task: AgentTask, ctx: RunContext) -> ExecutionResult:
+        request = build_request(
+            task, ctx.system_prompt, max_tokens=self.max_tokens, temperature=self.temperature
+        )
+        attempts = 0
+        failures: list[str] = []
+        last: CallFailure | None = None
+        for route in self._routes():
+            outcome = await self._try_route(route, request, ctx)
+            attempts += outcome.attempts
+            self._note(route, outcome)
+            if outcome.completion is not None:
+                usage = outcome.completion.usage.model_copy(update={"requests": attempts})
+                return ExecutionResult.success(
+                    task.id, outcome.completion.text, attempts=attempts, usage=usage
+                )
+            assert outcome.failure is not None
+            last = outcome.failure
+            failures.append(last.message)
+        assert last is not None
+        return ExecutionResult.failed(
+            task.id,
+            ExecutionStatus.FAILURE,
+            last.type,
+            "; then ".join(failures),
+            retryable=last.retryable,
+            attempts=attempts,
+            usage=Usage(requests=attempts),
+        )
+
+    def _note(self, route: Route, outcome: _Outcome) -> None:
+        if route is not self.primary or self.fallback is None:
+            return
+        if outcome.completion is not None:
+            self._primary_failures = 0
+            return
+        self._primary_failures += 1
+        if self._primary_failures >= self._fallback_after:
+            self._primary_skipped_until = time.monotonic() + self._cooldown_s
+            self._primary_failures = 0
+
+    async def _try_route(self, route: Route, request: ChatRequest, ctx: RunContext) -> _Outcome:
+        policy = self.retry
+        estimate = request.estimated_tokens()
+        log: Any = ctx.log.bind(provider=route.provider.name)
+        failure: CallFailure | None = None
+        for attempt in range(1, policy.max_attempts + 1):
+            async with ctx.outside_timeout():
+                await route.limiter.acquire(estimate)
+            try:
+                completion = await route.provider.complete(request)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                route.limiter.settle(estimate, 0)  # a refused request cost nothing against the limit
+                failure = classify(exc, route.provider.name, self._secrets)
+            else:
+                route.limiter.settle(estimate, completion.usage.total_tokens)
+                return _Outcome(completion, None, attempt)
+            if failure.retry_after is not None:
+                route.limiter.block_for(min(failure.retry_after, policy.max_retry_after_s))
+            if not failure.retryable or attempt == policy.max_attempts:
+                break
+            if failure.retry_after is not None and failure.retry_after > policy.max_retry_after_s:
+                failure = CallFailure(
+                    failure.type,
+                    f"{failure.message} (the server asked to retry after {failure.retry_after:.0f} s, "
+                    f"more than RetryPolicy.max_retry_after_s={policy.max_retry_after_s:.0f})",
+                    True,
+                    failure.retry_after,
+                )
+                break
+            delay = policy.delay(attempt, failure.retry_after)
+            log.info("llm_retry", attempt=attempt, error_type=failure.type, delay_s=round(delay, 3))
+            await asyncio.sleep(delay)
+        assert failure is not None
+        log.warning("llm_call_failed", attempts=attempt, error_type=failure.type, retryable=failure.retryable)
+        return _Outcome(None, failure, attempt)

@@ -1,0 +1,48 @@
+"""The offline ``echo`` provider: deterministic answers without a network, for demos and tests."""
+
+from __future__ import annotations
+
+import asyncio
+
+from relaybus.messages import Usage
+
+from .base import ChatRequest, Completion
+
+__all__ = ["EchoProvider", "count_tokens"]
+
+
+def count_tokens(text: str) -> int:
+    """The echo provider's token count: whitespace-separated words (deterministic, good enough to test)."""
+    return len(text.split())
+
+
+class EchoProvider:
+    """Answers ``"echo: " + <user message>`` after ``latency_s`` seconds (``asyncio.sleep``).
+
+    The same request always gives the same text and usage: prompt tokens are the words of the system and user
+    messages, completion tokens the words of the answer.
+    """
+
+    def __init__(self, *, model: str = "echo", latency_s: float = 0.0) -> None:
+        if latency_s < 0:
+            raise ValueError("EchoProvider latency_s must not be negative")
+        self.model = model
+        self.latency_s = latency_s
+
+    @property
+    def name(self) -> str:
+        return f"echo/{self.model}"
+
+    def __repr__(self) -> str:
+        return f"EchoProvider(model={self.model!r}, latency_s={self.latency_s})"
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        text = f"echo: {request.user}"
+        usage = Usage(
+            prompt_tokens=count_tokens(request.system or "") + count_tokens(request.user),
+            completion_tokens=count_tokens(text),
+            requests=1,
+        )
+        return Completion(text=text, usage=usage, model=self.model, finish_reason="stop")
