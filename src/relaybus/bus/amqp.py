@@ -309,10 +309,15 @@ class AmqpSubscription:
         self._tag = await queue.consume(self._on_message, no_ack=False)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._running.add(task)
+        # Run the handler in a task of our own: aiormq cancels the tasks it spawned for deliveries when their
+        # channel closes, and a broker restart must not cancel user code half-way. The handler finishes; its
+        # ack then fails (the broker has requeued the message) and the redelivery is deduplicated by id.
         delivery = AmqpDelivery(message, queue=self.queue, bus=self._bus)
+        task = asyncio.create_task(self._run(delivery), name=f"relaybus-handler:{self.queue}")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _run(self, delivery: AmqpDelivery) -> None:
         try:
             await self._handler(delivery)
         except Exception as exc:
@@ -328,9 +333,6 @@ class AmqpSubscription:
         else:
             if not delivery.settled:
                 self._log.warning("handler_returned_unsettled", message_id=delivery.message_id)
-        finally:
-            if task is not None:
-                self._running.discard(task)
 
     async def _return_quietly(self, delivery: AmqpDelivery) -> None:
         try:
@@ -438,6 +440,8 @@ class AmqpBus:
         self._subscriptions: set[AmqpSubscription] = set()
         self._connect_lock = asyncio.Lock()
         self._closed = False
+        self.reconnect_count = 0
+        """How many times aio-pika restored the connection (with its channels and consumers) so far."""
         self._log = get_logger(__name__, url=self._url)
 
     # -- identity -------------------------------------------------------------------------------------
@@ -538,7 +542,8 @@ class AmqpBus:
         return ConnectionFailed(f"cannot connect to RabbitMQ at {self._url} ({cause}): {fix}")
 
     def _on_reconnect(self, *_: Any) -> None:
-        self._log.info("amqp_reconnected")
+        self.reconnect_count += 1
+        self._log.info("amqp_reconnected", reconnects=self.reconnect_count)
 
     async def close(self) -> None:
         """Close like a lost connection: running handlers are cancelled, unsettled deliveries return to their
