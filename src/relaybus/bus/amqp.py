@@ -532,8 +532,11 @@ class AmqpBus:
         cause = self._describe(exc)
         if isinstance(exc, AuthenticationError | ProbableAuthenticationError):
             fix = "check the user name and password in the URL"
-        elif isinstance(exc, ssl.SSLError):
-            fix = "check the TLS settings (ca_file, ssl_context) and that the port speaks TLS"
+        elif isinstance(exc, ssl.SSLError) or "SSL" in cause:
+            fix = (
+                "check that the port speaks TLS (RabbitMQ's TLS port is usually 5671) and the TLS settings "
+                "(ca_file, ssl_context)"
+            )
         elif isinstance(exc, asyncio.TimeoutError | TimeoutError):
             cause = f"no answer within {self.connect_timeout:g} s"
             fix = _START_HINT
