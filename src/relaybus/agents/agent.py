@@ -1,0 +1,121 @@
+"""The ``Agent`` base class: what a user subclasses to put an agent on the bus.
+
+An agent is a small class with a ``name``, the topic ``patterns`` it answers (AMQP topic patterns: ``*`` is
+one word, ``#`` zero or more words) and an ``async handle(task, ctx)``. An :class:`~relaybus.AgentWorker`
+hosts agents in one process; every worker hosting agent ``name`` consumes from the same queue
+``relaybus.agent.<name>``, so an agent scales out by starting more worker processes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from relaybus.bus.topic import validate_topic_pattern
+from relaybus.exceptions import ConfigError
+from relaybus.messages import NAME_RE
+
+if TYPE_CHECKING:
+    from relaybus.messages import AgentTask
+
+    from .context import AgentContext
+
+__all__ = ["Agent", "validate_agent"]
+
+
+def _check_topics(owner: str, topics: object) -> tuple[str, ...]:
+    if isinstance(topics, str):
+        raise ConfigError(
+            f"{owner}.topics is the string {topics!r}; it must be a tuple of patterns: topics = ({topics!r},)"
+        )
+    if not isinstance(topics, tuple | list | frozenset | set):
+        raise ConfigError(f"{owner}.topics must be a tuple of topic patterns, not {topics!r}")
+    items = tuple(topics)
+    for pattern in items:
+        if not isinstance(pattern, str):
+            raise ConfigError(f"{owner}.topics holds {pattern!r}; each topic pattern must be a string")
+        try:
+            validate_topic_pattern(pattern)
+        except ConfigError as exc:
+            raise ConfigError(f"{owner}.topics: {exc}") from None
+    return items
+
+
+def _check_name(owner: str, name: object) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ConfigError(
+            f"{owner}.name = {name!r} is invalid: give the agent a name of 1-100 letters, digits, "
+            "'_', '-' or '.', e.g. name = 'reviewer'"
+        )
+    return name
+
+
+def validate_agent(agent: object) -> Agent:
+    """Check an agent instance before a worker hosts it; raise ConfigError naming the problem and the fix."""
+    if not isinstance(agent, Agent):
+        raise ConfigError(
+            f"{agent!r} is not a relaybus Agent: subclass relaybus.Agent and pass an instance of it"
+        )
+    owner = type(agent).__name__
+    if not hasattr(agent, "name"):
+        raise ConfigError(f"{owner} has no name: set a class attribute such as name = 'reviewer'")
+    _check_name(owner, agent.name)
+    _check_topics(owner, agent.topics)
+    if agent.mode is not None and (not isinstance(agent.mode, str) or not NAME_RE.match(agent.mode)):
+        raise ConfigError(f"{owner}.mode = {agent.mode!r} is invalid: use None or a mode name such as 'llm'")
+    if agent.system_prompt is not None and not isinstance(agent.system_prompt, str):
+        raise ConfigError(f"{owner}.system_prompt must be a string or None")
+    return agent
+
+
+class Agent:
+    """Base class of every agent. Subclass it and set the class attributes::
+
+        class Reviewer(Agent):
+            name = "reviewer"                  # queue relaybus.agent.reviewer
+            topics = ("code.review",)          # AMQP topic patterns; tasks with topic code.review come here
+            system_prompt = "You review Python code."
+
+            async def handle(self, task, ctx):  # optional: the default runs the task on ctx.executor
+                ...
+
+    ``name`` and ``topics`` are checked when the class is defined (if it sets them) and again when a worker
+    starts; a bad one raises :class:`~relaybus.ConfigError`. A task also reaches the agent when it
+    addresses it by name (``AgentTask(agent="reviewer", ...)``), whatever its topic.
+
+    ``handle`` may return an ``ExecutionResult`` or any JSON value (or a pydantic model), which becomes a
+    SUCCESS result with that ``output``. An exception it raises becomes a FAILURE result carrying the
+    exception's type name and message; the worker goes on with the next task.
+
+    One instance serves every task of its worker concurrently, so keep per-task state in local variables, not
+    on ``self``. ``on_start`` / ``on_stop`` run once per worker, before the first task and after the last, for
+    resources the agent holds (clients, pools, files).
+    """
+
+    name: ClassVar[str]
+    topics: ClassVar[tuple[str, ...]] = ()
+    mode: ClassVar[str | None] = None
+    system_prompt: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Validate what this class sets itself, so a typo fails at import time rather than at deploy time.
+        if "name" in cls.__dict__:
+            _check_name(cls.__name__, cls.__dict__["name"])
+        if "topics" in cls.__dict__:
+            _check_topics(cls.__name__, cls.__dict__["topics"])
+
+    async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+        """Run ``task``; the default hands it to the worker's executor with this agent's mode and prompt."""
+        return await ctx.executor.execute(
+            task, agent=self.name, mode=self.mode, system_prompt=self.system_prompt
+        )
+
+    async def on_start(self) -> None:
+        """Called once when a worker starts hosting this agent, before any task; raise to abort the start."""
+
+    async def on_stop(self) -> None:
+        """Called once when the worker stops, after the last task of this agent finished or was returned."""
+
+    def __repr__(self) -> str:
+        name = getattr(self, "name", None)
+        return f"<{type(self).__name__} name={name!r} topics={self.topics!r}>"

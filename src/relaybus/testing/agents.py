@@ -1,0 +1,237 @@
+"""Test your own agents in memory, with the same API you deploy them with.
+
+``AgentTestHarness`` starts real :class:`~relaybus.AgentWorker` s on an in-process
+:class:`~relaybus.bus.memory.MemoryBus` (or a bus you pass in) and sends tasks to them through the bus, the
+way an orchestrator does, so a test sees exactly what a deployed agent does: routing by topic, the result
+conversion, delegation between agents, deadlines, cancellation and events::
+
+    async def test_reviewer() -> None:
+        async with AgentTestHarness([Reviewer(), Writer()]) as h:
+            result = await h.run(AgentTask(topic="code.review", prompt="def f(): pass"))
+        assert result.ok
+
+Agents that use the default ``handle`` run on ``executor``; the default :class:`FakeExecutor` answers offline
+and records what it was asked, so no LLM is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+from uuid import UUID
+
+from pydantic import JsonValue
+
+from relaybus.agents.agent import Agent
+from relaybus.agents.worker import AgentWorker, default_worker_id
+from relaybus.bus.base import CANCEL_ROUTING_KEY, SCHEMA_HEADER, Bus, Delivery, HeaderValue, OutgoingMessage
+from relaybus.bus.codec import encode_task
+from relaybus.bus.memory import MemoryBus
+from relaybus.bus.rpc import ReplyRouter
+from relaybus.bus.topic import topic_matches
+from relaybus.executor.protocol import Executor
+from relaybus.messages import SCHEMA_VERSION, AgentTask, CancelRequest, ExecutionResult, ExecutionStatus
+
+__all__ = ["AgentTestHarness", "CapturedEvent", "FakeExecutor"]
+
+Responder = Callable[[AgentTask, str | None], JsonValue]
+
+
+class FakeExecutor:
+    """An offline :class:`~relaybus.executor.protocol.Executor` for tests.
+
+    Answers each task with a SUCCESS result whose output is ``respond(task, agent)``, or by default
+    ``{"agent": agent, "prompt": task.prompt, "system_prompt": system_prompt}``, after ``delay_s`` seconds.
+    ``calls`` lists every task it was given, in order; ``cancel`` ends a running call with CANCELLED.
+    """
+
+    def __init__(self, *, delay_s: float = 0.0, respond: Responder | None = None) -> None:
+        self.delay_s = delay_s
+        self._respond = respond
+        self.calls: list[AgentTask] = []
+        self._running: dict[UUID, asyncio.Task[None]] = {}
+
+    async def execute(
+        self,
+        task: AgentTask,
+        agent: str | None = None,
+        mode: str | None = None,
+        *,
+        system_prompt: str | None = None,
+    ) -> ExecutionResult:
+        self.calls.append(task)
+        sleeper = asyncio.ensure_future(asyncio.sleep(self.delay_s))
+        self._running[task.id] = sleeper
+        try:
+            await sleeper
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # cancelled from outside: propagate, as the Executor protocol says
+            return ExecutionResult.failed(
+                task.id,
+                ExecutionStatus.CANCELLED,
+                "Cancelled",
+                "cancelled by FakeExecutor.cancel",
+                agent=agent,
+            )
+        finally:
+            self._running.pop(task.id, None)
+        if self._respond is not None:
+            output = self._respond(task, agent)
+        else:
+            output = {"agent": agent, "prompt": task.prompt, "system_prompt": system_prompt}
+        return ExecutionResult.success(task.id, output, agent=agent)
+
+    def cancel(self, task_id: UUID) -> bool:
+        sleeper = self._running.get(task_id)
+        if sleeper is None or sleeper.done():
+            return False
+        sleeper.cancel()
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedEvent:
+    """An event seen on the bus: ``topic`` without the ``event.`` prefix, ``payload`` parsed from JSON."""
+
+    topic: str
+    payload: Any
+    correlation_id: str | None
+
+
+class AgentTestHarness:
+    """Agents on real workers on an in-memory bus; see the module docstring.
+
+    ``agents``: instances (shared by every worker) or Agent classes (one instance per worker).
+    ``workers``: how many workers to start, like separate processes; each has its own ``worker_id``
+    (``host:pid#n``) so a test can tell which one ran a task. ``worker_options`` go to each
+    :class:`~relaybus.AgentWorker` (``concurrency``, ``grace_s``, ``max_delegation_depth``, ...).
+    ``timeout_s`` bounds :meth:`run` unless it is given a timeout.
+    """
+
+    def __init__(
+        self,
+        agents: Sequence[Agent | type[Agent]],
+        *,
+        executor: Executor | None = None,
+        bus: Bus | None = None,
+        workers: int = 1,
+        timeout_s: float = 30.0,
+        **worker_options: Any,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self._agent_specs = tuple(agents)
+        self.executor: Executor = executor if executor is not None else FakeExecutor()
+        self._own_bus = bus is None
+        self.bus: Bus = bus if bus is not None else MemoryBus()
+        self._worker_count = workers
+        self.timeout_s = timeout_s
+        self._options = worker_options
+        self.workers: list[AgentWorker] = []
+        self._router: ReplyRouter | None = None
+        self._events: list[CapturedEvent] = []
+        self._events_queue = f"relaybus.test-events.{uuid.uuid4().hex}"
+        self._events_sub: Any = None
+
+    @property
+    def worker(self) -> AgentWorker:
+        """The first (often the only) worker."""
+        return self.workers[0]
+
+    async def __aenter__(self) -> Self:
+        if self._own_bus:
+            await self.bus.connect()
+        try:
+            await self.bus.declare_queue(self._events_queue, bindings=("event.#",), durable=False)
+            self._events_sub = await self.bus.consume(self._events_queue, self._on_event, prefetch=256)
+            for index in range(self._worker_count):
+                agents = [a() if isinstance(a, type) else a for a in self._agent_specs]
+                worker_id = default_worker_id() + (f"#{index + 1}" if self._worker_count > 1 else "")
+                worker = AgentWorker(
+                    self.bus, agents, executor=self.executor, worker_id=worker_id, **self._options
+                )
+                await worker.start()
+                self.workers.append(worker)
+            self._router = ReplyRouter(self.bus)
+            await self._router.start()
+        except BaseException:
+            await self._close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
+        if self._router is not None:
+            await self._router.close()
+            self._router = None
+        for worker in self.workers:
+            await worker.stop()
+        if self._events_sub is not None:
+            await self._events_sub.cancel()
+            self._events_sub = None
+        if self._own_bus:
+            await self.bus.close()
+
+    async def run(
+        self,
+        task: AgentTask,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the budget becomes a TIMEOUT result
+        headers: Mapping[str, HeaderValue] | None = None,
+    ) -> ExecutionResult:
+        """Send ``task`` over the bus as an orchestrator would; return its result (TIMEOUT if none came)."""
+        if self._router is None:
+            raise RuntimeError("use the harness inside `async with AgentTestHarness(...) as h:`")
+        return await self._router.request(task, timeout=timeout or self.timeout_s, headers=headers)
+
+    async def run_many(
+        self,
+        tasks: Sequence[AgentTask],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the budget becomes a TIMEOUT result
+    ) -> list[ExecutionResult]:
+        """Run ``tasks`` concurrently; results in the order of ``tasks``."""
+        return list(await asyncio.gather(*(self.run(t, timeout=timeout) for t in tasks)))
+
+    async def submit(self, task: AgentTask, *, headers: Mapping[str, HeaderValue] | None = None) -> None:
+        """Publish ``task`` without waiting for (or receiving) its result."""
+        await self.bus.publish(encode_task(task, reply_to=None, headers=headers))
+
+    async def cancel(self, task_id: UUID, reason: str = "cancelled by the test") -> None:
+        """Publish a :class:`~relaybus.messages.CancelRequest` for ``task_id``, as an orchestrator does."""
+        body = CancelRequest(task_id=task_id, reason=reason).model_dump_json().encode()
+        await self.bus.publish(
+            OutgoingMessage(
+                body=body,
+                routing_key=CANCEL_ROUTING_KEY,
+                headers={SCHEMA_HEADER: SCHEMA_VERSION},
+                mandatory=False,
+            )
+        )
+
+    def events(self, pattern: str = "#") -> list[CapturedEvent]:
+        """Events published so far whose topic matches ``pattern`` (``event.`` prefix left out)."""
+        return [e for e in self._events if topic_matches(pattern, e.topic)]
+
+    async def _on_event(self, delivery: Delivery) -> None:
+        try:
+            payload = json.loads(delivery.body)
+        except ValueError:
+            payload = delivery.body
+        topic = delivery.routing_key.removeprefix("event.")
+        self._events.append(CapturedEvent(topic, payload, delivery.correlation_id))
+        await delivery.ack()

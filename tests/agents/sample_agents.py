@@ -1,0 +1,152 @@
+"""Agents the tests deploy: in memory through ``relaybus.testing`` and as ``relaybus worker`` processes.
+
+Integration tests share one RabbitMQ with other test runs, so a worker process started with the environment
+variable ``RELAYBUS_TEST_AGENT_SUFFIX`` gives every agent name and topic here that suffix (``echo-1a2b``,
+``sample-1a2b.echo``); :func:`name` and :func:`topic` compute the same names in the test process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from relaybus import AgentTask, ExecutionResult
+from relaybus.agents import Agent, AgentContext
+
+SUFFIX = os.environ.get("RELAYBUS_TEST_AGENT_SUFFIX", "")
+
+
+def name(base: str, suffix: str = SUFFIX) -> str:
+    """The agent name ``base`` carries in a process started with ``suffix``."""
+    return f"{base}{suffix}"
+
+
+def topic(base: str, suffix: str = SUFFIX) -> str:
+    """The topic ``sample.<base>`` as a process started with ``suffix`` subscribes to it."""
+    return f"sample{suffix}.{base}"
+
+
+class Echo(Agent):
+    """Answers ``{"echo": prompt}``; sleeps ``input["sleep_s"]`` first (cancellable)."""
+
+    name = name("echo")
+    topics = (topic("echo.#"),)
+
+    async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+        delay = task.input.get("sleep_s", 0)
+        if isinstance(delay, int | float) and delay > 0:
+            await ctx.publish_event(topic("started"), {"task_id": str(task.id), "worker": ctx.worker})
+            await asyncio.sleep(delay)
+        return {"echo": task.prompt}
+
+
+class ChainA(Agent):
+    """A -> B -> C: each appends its letter on the way down and back up."""
+
+    name = name("chain-a")
+    topics = (topic("chain.a"),)
+
+    async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+        sub = await ctx.delegate(AgentTask(topic=topic("chain.b"), prompt=task.prompt + ">a"))
+        if not sub.ok:
+            return sub
+        return {"text": f"{sub.output['text']}<a", "chain": sub.output["chain"]}
+
+
+class ChainB(Agent):
+    name = name("chain-b")
+    topics = (topic("chain.b"),)
+
+    async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+        sub = await ctx.delegate(AgentTask(topic=topic("chain.c"), prompt=task.prompt + ">b"))
+        if not sub.ok:
+            return sub
+        return {"text": f"{sub.output['text']}<b", "chain": sub.output["chain"]}
+
+
+class ChainC(Agent):
+    name = name("chain-c")
+    topics = (topic("chain.c"),)
+
+    async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+        return {"text": task.prompt + ">c", "chain": list(ctx.chain)}
+
+
+class LoopA(Agent):
+    """Delegates to LoopB by topic, which delegates back to LoopA by topic: a loop only the receiver sees."""
+
+    name = name("loop-a")
+    topics = (topic("loop.a"),)
+
+    async def handle(self, task: AgentTask, ctx: AgentContext) -> ExecutionResult:
+        return await ctx.delegate(AgentTask(topic=topic("loop.b"), prompt=task.prompt))
+
+
+class LoopB(Agent):
+    name = name("loop-b")
+    topics = (topic("loop.b"),)
+
+    async def handle(self, task: AgentTask, ctx: AgentContext) -> ExecutionResult:
+        return await ctx.delegate(AgentTask(topic=topic("loop.a"), prompt=task.prompt))
+
+
+class SelfCaller(Agent):
+    """Delegates to itself by name: refused before anything is sent."""
+
+    name = name("self-caller")
+    topics = (topic("self"),)
+
+    async def handle(self, task: AgentTask, ctx: AgentContext) -> ExecutionResult:
+        return await ctx.delegate(AgentTask(topic=topic("self"), agent=self.name))
+
+
+class Fanout(Agent):
+    """Delegates ``input["n"]`` echo tasks at once and joins their outputs in order."""
+
+    name = name("fanout")
+    topics = (topic("fanout"),)
+
+    async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+        count = task.input.get("n", 3)
+        assert isinstance(count, int)
+        subs = [AgentTask(topic=topic("echo"), prompt=f"{task.prompt}-{i}") for i in range(count)]
+        results = await ctx.delegate_many(subs)
+        return [r.output["echo"] if r.ok else r.status.value for r in results]
+
+
+class Failing(Agent):
+    name = name("failing")
+    topics = (topic("fail"),)
+
+    async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+        raise ValueError(f"cannot handle {task.prompt!r}")
+
+
+class NotJson(Agent):
+    name = name("not-json")
+    topics = (topic("not-json"),)
+
+    async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+        return {1, 2, 3}
+
+
+class Writer(Agent):
+    """Uses the default ``handle``: the task goes to the worker's executor with this mode and prompt."""
+
+    name = name("writer")
+    topics = (topic("write.*"),)
+    system_prompt = "You write short, clear prose."
+
+
+class Announcer(Agent):
+    name = name("announcer")
+    topics = (topic("announce"),)
+
+    async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+        await ctx.publish_event(topic("announced"), {"prompt": task.prompt})
+        return "announced"
+
+
+class NotAnAgent:
+    """For the CLI test: a class that does not subclass Agent."""
