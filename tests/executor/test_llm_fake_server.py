@@ -1,0 +1,230 @@
+"""The llm mode against a real HTTP server on 127.0.0.1 (FakeLLMServer): parallelism, faults, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from relaybus.executor import ExecutorConfig, ProviderConfig, RetryPolicy, TaskExecutor
+from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
+from relaybus.testing.fake_llm import FakeLLMServer
+
+FAST_RETRY = RetryPolicy(max_attempts=4, base_delay_s=0.01, max_delay_s=0.05)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeLLMServer]:
+    async with FakeLLMServer() as srv:
+        yield srv
+
+
+def make_executor(server: FakeLLMServer, kind: str = "openai", **cfg: Any) -> TaskExecutor:
+    base_url = server.openai_base_url if kind == "openai" else server.base_url
+    provider = cfg.pop("provider", None) or ProviderConfig(kind=kind, base_url=base_url, model="fake-1")
+    cfg.setdefault("retry", FAST_RETRY)
+    return TaskExecutor(ExecutorConfig(provider=provider, **cfg))
+
+
+def task(prompt: str = "hello", **fields: Any) -> AgentTask:
+    return AgentTask(topic="test.llm", prompt=prompt, **fields)
+
+
+async def timed(*coros: Any) -> tuple[float, list[ExecutionResult]]:
+    start = time.perf_counter()
+    results = await asyncio.gather(*coros)
+    return time.perf_counter() - start, list(results)
+
+
+async def test_three_calls_overlap(server: FakeLLMServer) -> None:
+    server.latency_s = 0.5
+    async with make_executor(server) as ex:
+        one, _ = await timed(ex.execute(task("warm up")))
+        three, results = await timed(*(ex.execute(task(f"t{i}")) for i in range(3)))
+    assert all(r.ok for r in results)
+    assert three < 2 * one
+    assert server.max_in_flight == 3
+
+
+async def test_hundred_calls_with_concurrency_100_finish_in_under_3x_one_call(server: FakeLLMServer) -> None:
+    server.latency_s = 0.5
+    async with make_executor(server, max_concurrency=100) as ex:
+        one, _ = await timed(ex.execute(task("warm up")))
+        hundred, results = await timed(*(ex.execute(task(f"t{i}")) for i in range(100)))
+    assert [r.status for r in results] == [ExecutionStatus.SUCCESS] * 100
+    assert hundred < 3 * one
+    assert server.max_in_flight == 100
+
+
+async def test_output_and_usage_come_from_the_openai_response(server: FakeLLMServer) -> None:
+    async with make_executor(server) as ex:
+        result = await ex.execute(task("two words", input={"k": 1}), agent="a", system_prompt="Be short.")
+    assert result.output == 'fake reply: two words\n\nInput (JSON):\n{\n  "k": 1\n}'
+    body = server.calls[0].body
+    assert body["model"] == "fake-1"
+    assert body["messages"][0] == {"role": "system", "content": "Be short."}
+    user = body["messages"][1]["content"]
+    # the fake server counts words: the usage is what the server reported, not an estimate
+    assert result.usage.prompt_tokens == 2 + len(user.split()) == 10
+    assert result.usage.completion_tokens == len(str(result.output).split()) == 10
+    assert result.usage.requests == 1
+
+
+async def test_anthropic_provider_against_the_fake_server(server: FakeLLMServer) -> None:
+    async with make_executor(server, kind="anthropic") as ex:
+        result = await ex.execute(task("hi"), system_prompt="sys")
+    assert result.output == "fake reply: hi"
+    assert server.calls[0].path == "/v1/messages"
+    assert server.calls[0].body["system"] == "sys"
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (2, 3)
+
+
+async def test_429_waits_for_retry_after_in_seconds(server: FakeLLMServer) -> None:
+    server.inject("rate_limit", times=1, retry_after=0.6)
+    async with make_executor(server) as ex:
+        result = await ex.execute(task())
+    assert result.ok
+    assert result.attempts == 2
+    gap = server.calls[1].received_at - server.calls[0].received_at
+    assert gap >= 0.6
+
+
+async def test_429_waits_for_retry_after_as_an_http_date(server: FakeLLMServer) -> None:
+    when = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    server.inject("rate_limit", times=1, retry_after=format_datetime(when, usegmt=True))
+    async with make_executor(server) as ex:
+        result = await ex.execute(task())
+    assert result.ok
+    assert server.calls[1].received_at - server.calls[0].received_at >= 0.9
+
+
+@pytest.mark.parametrize("kind", ["rate_limit", "server_error", "drop"])
+async def test_transient_faults_are_retried_to_success(server: FakeLLMServer, kind: Any) -> None:
+    server.inject(kind, times=2, retry_after=0)
+    async with make_executor(server) as ex:
+        result = await ex.execute(task())
+    assert result.status is ExecutionStatus.SUCCESS
+    assert result.attempts == 3
+    assert result.usage.requests == 3
+
+
+@pytest.mark.parametrize(
+    ("kind", "error_type"),
+    [
+        ("rate_limit", "RateLimited"),
+        ("server_error", "ProviderServerError"),
+        ("drop", "ProviderConnectionError"),
+    ],
+)
+async def test_persistent_faults_end_in_a_retryable_failure(
+    server: FakeLLMServer, kind: Any, error_type: str
+) -> None:
+    server.inject(kind, retry_after=0)
+    async with make_executor(server) as ex:
+        result = await ex.execute(task())
+    assert result.status is ExecutionStatus.FAILURE
+    assert result.error is not None
+    assert result.error.type == error_type
+    assert result.error.retryable
+    assert result.attempts == FAST_RETRY.max_attempts
+    assert server.requests == FAST_RETRY.max_attempts
+
+
+async def test_slow_answer_ends_in_timeout_and_the_request_is_dropped(server: FakeLLMServer) -> None:
+    server.inject("slow", delay_s=10)
+    async with make_executor(server) as ex:
+        result = await ex.execute(task(timeout_s=0.3))
+        await asyncio.sleep(0.1)
+    assert result.status is ExecutionStatus.TIMEOUT
+    assert server.disconnects == 1
+    assert server.in_flight == 0
+
+
+async def test_outer_cancellation_cancels_the_http_request(server: FakeLLMServer) -> None:
+    server.latency_s = 10
+    async with make_executor(server) as ex:
+        running = asyncio.create_task(ex.execute(task()))
+        while server.in_flight == 0:
+            await asyncio.sleep(0.01)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        await asyncio.sleep(0.1)
+    assert server.disconnects == 1
+    assert server.in_flight == 0
+
+
+async def test_executor_cancel_gives_cancelled_and_drops_the_request(server: FakeLLMServer) -> None:
+    server.latency_s = 10
+    async with make_executor(server) as ex:
+        t = task()
+        running = asyncio.create_task(ex.execute(t, agent="x"))
+        while server.in_flight == 0:
+            await asyncio.sleep(0.01)
+        assert ex.cancel(t.id)
+        result = await running
+        await asyncio.sleep(0.1)
+    assert result.status is ExecutionStatus.CANCELLED
+    assert server.disconnects == 1
+
+
+async def test_a_burst_against_a_flaky_server_all_succeeds(server: FakeLLMServer) -> None:
+    server.latency_s = 0.05
+    server.inject("server_error", fraction=0.3)
+    server.inject("drop", fraction=0.1)
+    async with make_executor(
+        server, retry=RetryPolicy(max_attempts=8, base_delay_s=0.01, max_delay_s=0.1)
+    ) as ex:
+        results = await asyncio.gather(*(ex.execute(task(f"t{i}")) for i in range(50)))
+    assert all(r.ok for r in results)
+    assert server.faults["server_error"] > 0
+    assert server.faults["drop"] > 0
+    assert sum(r.attempts for r in results) == server.requests
+
+
+async def test_a_429_holds_back_the_whole_burst_instead_of_failing_it(server: FakeLLMServer) -> None:
+    server.inject("rate_limit", times=1, retry_after=0.5)
+    async with make_executor(server, retry=RetryPolicy(max_attempts=2, base_delay_s=0.01)) as ex:
+        first = await ex.execute(task("first"))  # gets the 429, makes everyone wait 0.5 s
+        assert first.ok
+        results = await asyncio.gather(*(ex.execute(task(f"t{i}")) for i in range(10)))
+    assert all(r.ok for r in results)
+    assert server.statuses[429] == 1
+
+
+async def test_fallback_provider_takes_over_when_the_primary_keeps_failing(server: FakeLLMServer) -> None:
+    server.inject("server_error")
+    async with make_executor(server, fallback=ProviderConfig(kind="echo")) as ex:
+        result = await ex.execute(task("x"))
+    assert result.output == "echo: x"
+    assert result.attempts == FAST_RETRY.max_attempts + 1
+
+
+async def test_rate_limit_slows_a_burst_without_timing_tasks_out() -> None:
+    provider = ProviderConfig(kind="echo", requests_per_minute=60)
+    async with TaskExecutor(ExecutorConfig(provider=provider)) as ex:
+        elapsed, results = await timed(*(ex.execute(task(f"t{i}", timeout_s=0.5)) for i in range(62)))
+    assert all(r.ok for r in results)  # waiting for the limiter does not count against the 0.5 s timeout
+    assert elapsed >= 1.9  # 60 in the burst, then one per second
+
+
+async def test_keys_never_reach_logs_or_results() -> None:
+    key = "sk-live-abcdefghijklmnop1234"
+    async with FakeLLMServer(api_key="a-different-key") as srv:
+        provider = ProviderConfig(kind="openai", base_url=srv.openai_base_url, api_key=key)
+        with capture_logs() as logs:
+            async with TaskExecutor(ExecutorConfig(provider=provider, retry=FAST_RETRY)) as ex:
+                result = await ex.execute(task())
+                text = repr(ex) + repr(ex.config)
+        assert srv.calls[0].headers["Authorization"] == f"Bearer {key}"  # it was sent...
+    assert result.error is not None
+    assert result.error.type == "ProviderAuthError"
+    assert logs
+    for shown in (result.model_dump_json(), repr(logs), text):  # ...and is shown nowhere
+        assert key not in shown
