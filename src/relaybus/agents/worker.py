@@ -230,6 +230,14 @@ class AgentWorker:
             await stack.aclose()
             self._log.info("worker_stopped", processed=self.processed)
 
+    def abort_in_flight(self) -> int:
+        """Return every task this worker holds to its queue now, without waiting (a second Ctrl-C during a
+        drain); returns how many. Their ``handle`` is cancelled and no result is published."""
+        runs = list(self._runs.values())
+        for run in runs:
+            self._interrupt(run, "shutdown", "the worker was told to stop at once")
+        return len(runs)
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self

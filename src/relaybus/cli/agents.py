@@ -1,0 +1,125 @@
+"""``relaybus agents [--listen S] [--json]``: the live workers, their agents, load and last heartbeat.
+
+Listens on ``event.relaybus.worker.*`` for ``--listen`` seconds after asking every worker to announce itself
+(a ping on ``event.relaybus.worker.ping``), then prints one row per worker that is not stopped. Exits 0 when
+at least one live worker answered, 1 when none did (usable as a health check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from relaybus.agents.heartbeat import PING_ROUTING_KEY, WORKER_EVENTS_PATTERN, WorkerHeartbeat
+from relaybus.bus.base import SCHEMA_HEADER, Delivery, OutgoingMessage
+from relaybus.bus.codec import decode
+from relaybus.exceptions import InvalidMessage
+from relaybus.messages import SCHEMA_VERSION
+
+from ._common import add_amqp_url, open_bus, positive_float, run_async
+
+__all__ = ["collect_heartbeats", "register", "render_table"]
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "agents",
+        help="list live workers, their agents and load",
+        description="Ask every worker to announce itself and list the live ones (exit 1 when none answers).",
+    )
+    parser.add_argument(
+        "--listen",
+        type=positive_float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how long to collect heartbeats (default 2)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON heartbeat per line instead")
+    add_amqp_url(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_async(lambda: _list(args))
+
+
+async def collect_heartbeats(bus: Any, listen_s: float) -> dict[str, WorkerHeartbeat]:
+    """The latest heartbeat of each worker heard within ``listen_s`` seconds, stopped workers included."""
+    latest: dict[str, WorkerHeartbeat] = {}
+    queue = f"relaybus.cli.agents.{uuid.uuid4().hex}"
+
+    async def on_event(delivery: Delivery) -> None:
+        if delivery.routing_key != PING_ROUTING_KEY:
+            try:
+                beat = decode(delivery.body, delivery.headers, WorkerHeartbeat, max_bytes=64 * 1024)
+            except (InvalidMessage, ValidationError):
+                beat = None
+            if beat is not None:
+                known = latest.get(beat.worker)
+                if known is None or known.timestamp <= beat.timestamp or beat.status == "stopped":
+                    latest[beat.worker] = beat
+        await delivery.ack()
+
+    await bus.declare_queue(queue, bindings=(WORKER_EVENTS_PATTERN,), durable=False)
+    try:
+        subscription = await bus.consume(queue, on_event, prefetch=256)
+        await bus.publish(
+            OutgoingMessage(
+                body=b"{}",
+                routing_key=PING_ROUTING_KEY,
+                headers={SCHEMA_HEADER: SCHEMA_VERSION},
+                mandatory=False,
+                persistent=False,
+            )
+        )
+        await asyncio.sleep(listen_s)
+        await subscription.cancel()
+    finally:
+        await bus.delete_queue(queue)
+    return latest
+
+
+def render_table(beats: list[WorkerHeartbeat], now: datetime) -> Table:
+    table = Table(title="relaybus workers")
+    for column in ("WORKER", "AGENTS", "LOAD", "PROCESSED", "STATUS", "LAST HEARTBEAT"):
+        table.add_column(column)
+    for beat in sorted(beats, key=lambda b: b.worker):
+        age = max(0.0, (now - beat.timestamp).total_seconds())
+        table.add_row(
+            beat.worker,
+            ", ".join(beat.agents),
+            f"{beat.in_flight}/{beat.capacity}",
+            str(beat.processed),
+            beat.status,
+            f"{age:.1f}s ago",
+        )
+    return table
+
+
+async def _list(args: argparse.Namespace) -> int:
+    bus = await open_bus(args.amqp_url)
+    try:
+        beats = await collect_heartbeats(bus, args.listen)
+    finally:
+        await bus.close()
+    live = [b for b in beats.values() if b.status != "stopped"]
+    if args.json:
+        for beat in sorted(live, key=lambda b: b.worker):
+            print(beat.model_dump_json())
+    elif live:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=160)  # a pipe or a file: don't squeeze the table into 80 columns
+        console.print(render_table(live, datetime.now(UTC)))
+    if not live:
+        print(f"relaybus: no live worker answered within {args.listen:g}s", file=sys.stderr)
+        return 1
+    return 0

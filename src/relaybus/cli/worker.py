@@ -1,0 +1,109 @@
+"""``relaybus worker module:Class [module:Class ...]``: host agents in this process until told to stop.
+
+SIGTERM or SIGINT (Ctrl-C): stop taking tasks, let running ones finish for up to ``--grace`` seconds, return
+the rest to their queue, exit 0. A second signal returns the running tasks to their queue at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from typing import Any
+
+from relaybus.agents.delegation import DEFAULT_MAX_DEPTH
+from relaybus.agents.worker import AgentWorker
+from relaybus.log import get_logger
+
+from ._common import (
+    add_amqp_url,
+    load_agent,
+    non_negative_float,
+    open_bus,
+    positive_float,
+    positive_int,
+    run_async,
+)
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "worker",
+        help="host agents in this process (deploy them)",
+        description="Host agents in this process: each consumes its queue relaybus.agent.<name> on the "
+        "broker. Start more processes to scale out. SIGTERM/Ctrl-C drains in-flight tasks, then exits 0.",
+    )
+    parser.add_argument(
+        "agents",
+        nargs="+",
+        metavar="module:Class",
+        help="agent classes to host, e.g. examples.agents:Reviewer",
+    )
+    add_amqp_url(parser)
+    parser.add_argument(
+        "--concurrency", type=positive_int, default=16, help="tasks run at once (and prefetch); default 16"
+    )
+    parser.add_argument(
+        "--grace",
+        type=non_negative_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long running tasks may take to finish before they go back to the queue (30)",
+    )
+    parser.add_argument(
+        "--heartbeat",
+        type=positive_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between heartbeats on event.relaybus.worker.heartbeat (default 5)",
+    )
+    parser.add_argument(
+        "--max-delegation-depth",
+        type=positive_int,
+        default=DEFAULT_MAX_DEPTH,
+        metavar="N",
+        help=f"refuse delegation chains longer than N hops (default {DEFAULT_MAX_DEPTH})",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_async(lambda: _serve(args))
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    # Load the agents before connecting: a typo in module:Class should not wait for a broker.
+    agents = [load_agent(spec) for spec in args.agents]
+    log: Any = get_logger("relaybus.cli.worker")
+    bus = await open_bus(args.amqp_url)
+    stop = asyncio.Event()
+    worker = AgentWorker(
+        bus,
+        agents,
+        concurrency=args.concurrency,
+        grace_s=args.grace,
+        heartbeat_interval_s=args.heartbeat,
+        max_delegation_depth=args.max_delegation_depth,
+    )
+
+    def on_signal(signum: int) -> None:
+        if not stop.is_set():
+            log.info("stop_requested", signal=signal.Signals(signum).name, grace_s=args.grace)
+            stop.set()
+        else:
+            returned = worker.abort_in_flight()
+            log.warning("stop_now_requested", signal=signal.Signals(signum).name, returned_to_queue=returned)
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        async with worker:
+            await stop.wait()
+    finally:
+        await bus.close()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    return 0
