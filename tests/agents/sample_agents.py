@@ -28,15 +28,19 @@ def topic(base: str, suffix: str = SUFFIX) -> str:
 
 
 class Echo(Agent):
-    """Answers ``{"echo": prompt}``; sleeps ``input["sleep_s"]`` first (cancellable)."""
+    """Answers ``{"echo": prompt}`` after sleeping ``input["sleep_s"]`` (cancellable).
+
+    With ``input["announce"]`` it first publishes ``{"task_id", "worker"}`` on ``event.sample.started``.
+    """
 
     name = name("echo")
     topics = (topic("echo.#"),)
 
     async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+        if task.input.get("announce"):
+            await ctx.publish_event(topic("started"), {"task_id": str(task.id), "worker": ctx.worker})
         delay = task.input.get("sleep_s", 0)
         if isinstance(delay, int | float) and delay > 0:
-            await ctx.publish_event(topic("started"), {"task_id": str(task.id), "worker": ctx.worker})
             await asyncio.sleep(delay)
         return {"echo": task.prompt}
 
@@ -146,6 +150,9 @@ class Announcer(Agent):
     async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
         await ctx.publish_event(topic("announced"), {"prompt": task.prompt})
         return "announced"
+
+
+ALL = (Echo, ChainA, ChainB, ChainC, LoopA, LoopB, SelfCaller, Fanout, Failing, NotJson, Writer, Announcer)
 
 
 class NotAnAgent:

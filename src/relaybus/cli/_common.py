@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import inspect
+import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from relaybus.agents.agent import Agent, validate_agent
@@ -65,11 +67,26 @@ async def open_bus(url: str) -> Bus:
     from relaybus.bus.connect import connect
 
     try:
-        return await connect(url)
+        with _quiet_driver_logs():
+            return await connect(url)
     except ConfigError as exc:
         raise CliError(str(exc), 2) from None
     except RelaybusError as exc:
         raise CliError(str(exc), 1) from None
+
+
+@contextlib.contextmanager
+def _quiet_driver_logs() -> Iterator[None]:
+    # aiormq logs a failed first connection itself; the CliError below already says it in one clear line.
+    loggers = [logging.getLogger(name) for name in ("aiormq", "aio_pika")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _importable_cwd() -> None:

@@ -1,0 +1,160 @@
+"""``relaybus worker``: wrong specs give one clear line (exit 2), signals stop it cleanly (exit 0)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from relaybus.cli import main
+from relaybus.cli._common import CliError, load_agent
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, cwd: Path = REPO_ROOT, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run(
+        [sys.executable, "-m", "relaybus", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("relaybus: error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("no_such_module_xyz:Agent", "cannot import 'no_such_module_xyz'"),
+        ("tests.agents.sample_agents:Nope", "has no attribute 'Nope'; the agents it defines are: "),
+        ("tests.agents.sample_agents:NotAnAgent", "is a class that is not a relaybus Agent"),
+        ("tests.agents.sample_agents:SUFFIX", "is a str that is not a relaybus Agent"),
+        ("tests.agents.sample_agents", "is not of the form module:Class"),
+    ],
+)
+def test_wrong_module_class_gives_one_clear_line_and_exit_2(spec: str, expected: str) -> None:
+    proc = run_cli("worker", spec, "--amqp-url", "amqp://guest:guest@127.0.0.1:1/")
+    assert proc.returncode == 2
+    assert expected in one_error_line(proc)
+
+
+def test_a_module_that_fails_to_import_is_named_with_its_error(tmp_path: Path) -> None:
+    (tmp_path / "broken_agents.py").write_text("class Oops(:\n    pass\n")
+    proc = run_cli("worker", "broken_agents:Oops", cwd=tmp_path)
+    assert proc.returncode == 2
+    line = one_error_line(proc)
+    assert "importing 'broken_agents' failed: SyntaxError" in line
+    assert "broken_agents.py:1" in line
+
+
+def test_an_agent_class_that_needs_arguments_is_refused_with_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "needy_agents.py").write_text(
+        "from relaybus.agents import Agent\n\n"
+        "class Needy(Agent):\n"
+        "    name = 'needy'\n"
+        "    def __init__(self, key: str) -> None:\n"
+        "        self.key = key\n"
+    )
+    proc = run_cli("worker", "needy_agents:Needy", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "must be constructible without arguments" in one_error_line(proc)
+
+
+def test_unreachable_broker_gives_one_line_with_the_password_masked() -> None:
+    proc = run_cli(
+        "worker", "tests.agents.sample_agents:Echo", "--amqp-url", "amqp://guest:s3cret@127.0.0.1:1/"
+    )
+    assert proc.returncode == 1
+    line = one_error_line(proc)
+    assert "127.0.0.1:1" in line
+    assert "s3cret" not in proc.stderr + proc.stdout
+
+
+def test_bad_concurrency_is_a_usage_error() -> None:
+    proc = run_cli("worker", "tests.agents.sample_agents:Echo", "--concurrency", "0")
+    assert proc.returncode == 2
+    assert "--concurrency: must be at least 1" in proc.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_module_in_the_current_directory_is_hosted_and_a_signal_stops_it_with_exit_0(
+    tmp_path: Path, signum: int
+) -> None:
+    (tmp_path / "my_agents.py").write_text(
+        "from relaybus.agents import Agent\n\n"
+        "class Mine(Agent):\n"
+        "    name = 'mine'\n"
+        "    topics = ('mine.*',)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # The console script, not `python -m` (which would put the current directory on sys.path itself).
+    script = str(Path(sys.executable).with_name("relaybus"))
+    proc = subprocess.Popen(
+        [script, "--log-json", "worker", "my_agents:Mine", "--amqp-url", "memory://"],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        seen = ""
+        while "worker_started" not in seen and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen += line
+        assert "worker_started" in seen, seen
+        proc.send_signal(signum)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, seen + out
+    assert "worker_stopped" in out
+
+
+def test_load_agent_accepts_an_instance_and_refuses_an_invalid_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "instances_mod.py").write_text(
+        "from relaybus.agents import Agent\n\n"
+        "class A(Agent):\n"
+        "    name = 'inst'\n\n"
+        "ready = A()\n"
+        "class Nameless(Agent):\n"
+        "    pass\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert load_agent("instances_mod:ready").name == "inst"
+    with pytest.raises(CliError, match="has no name"):
+        load_agent("instances_mod:Nameless")
+
+
+def test_worker_without_agents_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["worker"])
+    assert exc.value.code == 2
+    assert "module:Class" in capsys.readouterr().err
