@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +23,7 @@ from relaybus.bus.codec import decode
 from relaybus.exceptions import InvalidMessage
 from relaybus.messages import SCHEMA_VERSION
 
-from ._common import add_amqp_url, open_bus, positive_float, run_async
+from ._common import CliError, add_amqp_url, open_bus, positive_float, run_async
 
 __all__ = ["collect_heartbeats", "register", "render_table"]
 
@@ -120,6 +119,5 @@ async def _list(args: argparse.Namespace) -> int:
             console = Console(width=160)  # a pipe or a file: don't squeeze the table into 80 columns
         console.print(render_table(live, datetime.now(UTC)))
     if not live:
-        print(f"relaybus: no live worker answered within {args.listen:g}s", file=sys.stderr)
-        return 1
+        raise CliError(f"no live worker answered within {args.listen:g}s on {bus.url}", 1)
     return 0

@@ -26,6 +26,7 @@ from ._common import CliError, add_amqp_url, open_bus, positive_float, run_async
 __all__ = ["DEFAULT_WAIT_S", "register"]
 
 DEFAULT_WAIT_S = 300.0
+_REPLY_MARGIN_S = 2.0
 
 
 def register(subparsers: Any) -> None:
@@ -82,9 +83,9 @@ def build_task(args: argparse.Namespace) -> AgentTask:
 
 async def _submit(args: argparse.Namespace) -> int:
     task = build_task(args)
-    wait_s = args.timeout or (DEFAULT_WAIT_S if args.wait else None)
+    wait_s: float = args.timeout or DEFAULT_WAIT_S
     headers: dict[str, HeaderValue] = {}
-    if wait_s is not None:
+    if args.wait or args.timeout is not None:
         headers[DEADLINE_HEADER] = f"{time.time() + wait_s:.3f}"
     bus = await open_bus(args.amqp_url)
     try:
@@ -93,7 +94,9 @@ async def _submit(args: argparse.Namespace) -> int:
             print(json.dumps({"task_id": str(task.id), "routing_key": task.routing_key}))
             return 0
         async with ReplyRouter(bus) as router:
-            result = await router.request(task, timeout=wait_s, headers=headers)
+            # A little longer than the deadline, so the worker's own TIMEOUT result (which says what it
+            # stopped) arrives before the router gives up.
+            result = await router.request(task, timeout=wait_s + _REPLY_MARGIN_S, headers=headers)
         print(result.model_dump_json(indent=2))
         return 0 if result.ok else 1
     except NoRouteError as exc:

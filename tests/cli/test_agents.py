@@ -1,0 +1,102 @@
+"""``relaybus agents``: lists the live workers with their agents and load; exit 1 when none answers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from rich.console import Console
+
+from relaybus.agents import AgentWorker, WorkerHeartbeat
+from relaybus.bus.memory import MemoryBus
+from relaybus.cli.agents import collect_heartbeats, render_table
+from relaybus.testing.agents import FakeExecutor
+from tests.agents import processes
+from tests.agents import sample_agents as sa
+from tests.agents.processes import REPO_ROOT, Fleet
+
+from .test_worker import one_error_line, run_cli
+
+fleet = processes.fleet
+
+
+async def test_collect_gets_an_answer_from_each_live_worker_at_once() -> None:
+    async with MemoryBus() as bus:
+        executor = FakeExecutor()
+        one = AgentWorker(bus, [sa.Echo()], worker_id="one", executor=executor, heartbeat_interval_s=3600)
+        two = AgentWorker(
+            bus,
+            [sa.Failing(), sa.ChainC()],
+            worker_id="two",
+            executor=executor,
+            heartbeat_interval_s=3600,
+            concurrency=3,
+        )
+        async with one, two:
+            await asyncio.sleep(0.01)  # their start-up beats went by before anyone listened
+            beats = await collect_heartbeats(bus, 0.2)
+    assert set(beats) == {"one", "two"}
+    assert beats["two"].agents == (sa.name("failing"), sa.name("chain-c"))
+    assert beats["two"].capacity == 3
+    assert beats["two"].status == "running"
+
+
+def test_table_shows_worker_agents_load_and_heartbeat_age() -> None:
+    now = datetime.now(UTC)
+    beat = WorkerHeartbeat(
+        worker="host-a:42",
+        host="host-a",
+        pid=42,
+        agents=("reviewer", "writer"),
+        in_flight=3,
+        capacity=16,
+        processed=120,
+        interval_s=5,
+        timestamp=now - timedelta(seconds=4),
+    )
+    console = Console(width=200, record=True)
+    console.print(render_table([beat], now))
+    text = console.export_text()
+    for expected in ("host-a:42", "reviewer, writer", "3/16", "120", "running", "4.0s ago"):
+        assert expected in text
+
+
+def test_no_live_worker_exits_1_with_one_line() -> None:
+    proc = run_cli("agents", "--amqp-url", "memory://", "--listen", "0.1")
+    assert proc.returncode == 1
+    assert "no live worker answered within 0.1s" in one_error_line(proc)
+
+
+@pytest.mark.integration
+async def test_lists_a_worker_process_on_rabbitmq(fleet: Fleet) -> None:
+    worker = await fleet.start("Echo", "ChainC", args=("--concurrency", "5"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "relaybus",
+        "agents",
+        "--json",
+        "--listen",
+        "1",
+        "--amqp-url",
+        fleet.amqp_url,
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    beats = [WorkerHeartbeat.model_validate(json.loads(line)) for line in out.decode().splitlines()]
+    mine = [b for b in beats if b.worker == worker.worker_id]  # the broker is shared: others may be there
+    assert len(mine) == 1
+    assert mine[0].agents == (fleet.name("echo"), fleet.name("chain-c"))
+    assert mine[0].capacity == 5
+    assert mine[0].pid == worker.pid
