@@ -222,7 +222,7 @@ async def test_keys_never_reach_logs_or_results() -> None:
             async with TaskExecutor(ExecutorConfig(provider=provider, retry=FAST_RETRY)) as ex:
                 result = await ex.execute(task())
                 text = repr(ex) + repr(ex.config)
-        assert srv.calls[0].headers["Authorization"] == f"Bearer {key}"  # it was sent...
+        assert srv.calls[0].headers["authorization"] == f"Bearer {key}"  # it was sent...
     assert result.error is not None
     assert result.error.type == "ProviderAuthError"
     assert logs

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -22,6 +22,7 @@ from relaybus.log import get_logger
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 from relaybus.secrets import mask_secrets
 
+from .api import ApiBackend
 from .backend import ExecutionBackend, RunContext
 from .config import ExecutorConfig, ProviderConfig
 from .http import make_client
@@ -29,6 +30,7 @@ from .llm.backend import LlmBackend, Route
 from .llm.base import LLMProvider
 from .llm.factory import build_provider
 from .ratelimit import RateLimiter
+from .script import Script, ScriptBackend
 
 __all__ = ["TaskExecutor"]
 
@@ -102,7 +104,13 @@ class TaskExecutor:
             fallback_after_failures=cfg.fallback_after_failures,
             primary_cooldown_s=cfg.primary_cooldown_s,
         )
+        self.api = ApiBackend(
+            self.client, allowed_hosts=cfg.api_allowed_hosts, max_response_bytes=cfg.api_max_response_bytes
+        )
+        self.scripts = ScriptBackend(max_output_bytes=cfg.script_max_output_bytes)
         self.register_mode("llm", self.llm)
+        self.register_mode("api", self.api)
+        self.register_mode("script", self.scripts)
         for name, backend in (modes or {}).items():
             self.register_mode(name, backend, replace=True)
         if cfg.default_mode not in self._backends:
@@ -138,6 +146,15 @@ class TaskExecutor:
         if name in self._backends and not replace:
             raise ExecutorError(f"mode {name!r} is already registered; pass replace=True to replace it")
         self._backends[name] = backend
+
+    def register_script(
+        self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None
+    ) -> Script:
+        """Let ``script``-mode tasks run ``argv`` as ``name`` (see :mod:`relaybus.executor.script`).
+
+        Raises :class:`ExecutorError` for a bad name, a shell string instead of a list, or a missing program.
+        """
+        return self.scripts.register(name, argv, env=env, cwd=cwd)
 
     def __repr__(self) -> str:
         return (

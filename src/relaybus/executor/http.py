@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from .config import Transport
 
-__all__ = ["CappedResponse", "make_client", "request_capped"]
+__all__ = ["CappedResponse", "is_timeout", "make_client", "request_capped"]
 
 
 def make_client(
@@ -66,3 +67,17 @@ async def request_capped(
         streamed.status_code, headers=headers, content=b"".join(chunks), request=streamed.request
     )
     return CappedResponse(response, truncated)
+
+
+def is_timeout(exc: httpx.TransportError) -> bool:
+    """Whether ``exc`` is really a timeout, not a refused or dropped connection.
+
+    httpx-aiohttp maps every aiohttp connection error (refused, reset, dropped) to ``httpx.ConnectTimeout``;
+    the aiohttp cause tells them apart.
+    """
+    if not isinstance(exc, httpx.TimeoutException):
+        return False
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientError):
+        return isinstance(cause, aiohttp.ServerTimeoutError)
+    return True

@@ -74,7 +74,7 @@ class Fault:
 
 @dataclass(frozen=True)
 class RecordedCall:
-    """One request the server received."""
+    """One request the server received; header names are lower-cased."""
 
     path: str
     body: Any
@@ -227,7 +227,8 @@ class FakeLLMServer:
         except ValueError:
             body = None
         if self._record:
-            self.calls.append(RecordedCall(request.path, body, dict(request.headers)))
+            headers = {name.lower(): value for name, value in request.headers.items()}
+            self.calls.append(RecordedCall(request.path, body, headers))
         fault = self._pick_fault()
         if fault is not None and fault.kind == "drop":
             if request.transport is not None:

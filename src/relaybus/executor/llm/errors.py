@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiohttp
 import httpx
 
 from relaybus.secrets import mask_secrets
 
+from ..http import is_timeout
 from ..retry import parse_retry_after
 from .base import ProviderResponseError
 
@@ -27,14 +27,6 @@ class CallFailure:
     message: str
     retryable: bool
     retry_after: float | None = None
-
-
-def _is_really_timeout(exc: httpx.TimeoutException) -> bool:
-    # httpx-aiohttp maps every aiohttp connection error (a dropped connection included) to ConnectTimeout.
-    cause = exc.__cause__
-    if isinstance(cause, aiohttp.ClientError):
-        return isinstance(cause, aiohttp.ServerTimeoutError)
-    return True
 
 
 def classify(exc: Exception, provider: str, secrets: Sequence[str] = ()) -> CallFailure:
@@ -65,7 +57,7 @@ def classify(exc: Exception, provider: str, secrets: Sequence[str] = ()) -> Call
             )
             return CallFailure("ProviderAuthError", masked(detail + hint), False)
         return CallFailure("ProviderRequestError", masked(detail), False)
-    if isinstance(exc, httpx.TimeoutException) and _is_really_timeout(exc):
+    if isinstance(exc, httpx.TransportError) and is_timeout(exc):
         return CallFailure("ProviderTimeout", masked(f"{provider}: HTTP timeout: {exc!s}"), True)
     if isinstance(exc, httpx.TransportError):
         reason = str(exc) or type(exc).__name__
