@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, Protocol
+from uuid import UUID
 
 from pydantic import BaseModel, JsonValue, TypeAdapter
 
@@ -26,7 +27,7 @@ from relaybus.bus.base import (
     event_routing_key,
 )
 from relaybus.executor.protocol import Executor
-from relaybus.messages import SCHEMA_VERSION, TOPIC_RE, AgentTask, CancelRequest, ExecutionResult
+from relaybus.messages import SCHEMA_VERSION, TOPIC_RE, AgentTask, CancelRequest, ExecutionResult, Usage
 
 from .delegation import check_outgoing, format_chain
 
@@ -57,6 +58,10 @@ class AgentContext:
     ``worker`` (``host:pid`` of this process), ``executor``, ``bus``, ``log`` (a structlog logger already
     bound to ``task_id``, ``agent`` and ``worker``), ``deadline`` (Unix time by which the task must finish,
     or None) and ``chain`` (the agents that delegated this task, outermost first).
+
+    ``usage`` adds up the token usage of every ``executor.execute`` and ``delegate`` result of this task; the
+    worker reports it as the task's usage, so a handler that returns plain JSON still accounts for its LLM
+    calls and for those of the agents it delegated to.
     """
 
     def __init__(
@@ -77,7 +82,8 @@ class AgentContext:
         self.task = task
         self.agent = agent
         self.worker = worker
-        self.executor = executor
+        self.usage = Usage()
+        self.executor: Executor = _MeteredExecutor(executor, self._add_usage)
         self.bus = bus
         self.log = log
         self.chain = chain
@@ -85,6 +91,9 @@ class AgentContext:
         self.max_delegation_depth = max_delegation_depth
         self._requester = requester
         self._release_slot = release_slot
+
+    def _add_usage(self, result: ExecutionResult) -> None:
+        self.usage = self.usage + result.usage
 
     def remaining(self) -> float | None:
         """Seconds left before this task's deadline (never negative), or None without a deadline."""
@@ -142,7 +151,9 @@ class AgentContext:
         self.log.debug("delegate", sub_task_id=str(task.id), topic=task.topic, to_agent=task.agent)
         try:
             async with self._slot_released():
-                return await self._requester.request(task, timeout=wait, headers=headers)
+                result = await self._requester.request(task, timeout=wait, headers=headers)
+            self._add_usage(result)
+            return result
         except asyncio.CancelledError:
             # This task was cancelled (deadline, cancel request, shutdown): stop the sub-task too, wherever it
             # runs, rather than let it burn tokens for a result nobody awaits.
@@ -185,3 +196,31 @@ class AgentContext:
                 mandatory=False,
             )
         )
+
+
+class _MeteredExecutor:
+    """The worker's executor, adding the usage of each result to the task's context."""
+
+    def __init__(self, inner: Executor, on_result: Callable[[ExecutionResult], None]) -> None:
+        self._inner = inner
+        self._on_result = on_result
+
+    @property
+    def inner(self) -> Executor:
+        """The executor the worker was given."""
+        return self._inner
+
+    async def execute(
+        self,
+        task: AgentTask,
+        agent: str | None = None,
+        mode: str | None = None,
+        *,
+        system_prompt: str | None = None,
+    ) -> ExecutionResult:
+        result = await self._inner.execute(task, agent, mode, system_prompt=system_prompt)
+        self._on_result(result)
+        return result
+
+    def cancel(self, task_id: UUID) -> bool:
+        return self._inner.cancel(task_id)

@@ -67,7 +67,7 @@ from relaybus.exceptions import ConfigError, DelegationError, NoRouteError
 from relaybus.executor.core import TaskExecutor
 from relaybus.executor.protocol import Executor
 from relaybus.log import get_logger
-from relaybus.messages import AgentTask, CancelRequest, ExecutionResult, ExecutionStatus
+from relaybus.messages import AgentTask, CancelRequest, ExecutionResult, ExecutionStatus, Usage
 from relaybus.secrets import mask_secrets
 
 from .agent import Agent, validate_agent
@@ -98,6 +98,7 @@ class _Run:
     detail: str = ""
     started: bool = False
     holds_slot: bool = False
+    ctx: AgentContext | None = None
     done: asyncio.Future[ExecutionResult | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -511,6 +512,8 @@ class AgentWorker:
             return child.result()
         now = datetime.now(UTC)
         fields: dict[str, Any] = {"agent": run.agent.name, "worker": self.worker_id, "finished_at": now}
+        if run.ctx is not None:  # tokens spent before the deadline or the cancel still count
+            fields["usage"] = run.ctx.usage
         if run.reason == "timeout":
             budget = (
                 ""
@@ -560,6 +563,7 @@ class AgentWorker:
                 max_delegation_depth=self._max_depth,
                 release_slot=lambda: self._slot_released(run),
             )
+            run.ctx = ctx
             started = datetime.now(UTC)
             log.debug("task_started", topic=task.topic)
             try:
@@ -575,20 +579,25 @@ class AgentWorker:
                     worker=self.worker_id,
                     started_at=started,
                     finished_at=datetime.now(UTC),
+                    usage=ctx.usage,
                 )
-            result = self._to_result(task, agent, value, started)
+            result = self._to_result(task, agent, value, started, ctx.usage)
             log.debug("task_finished", status=result.status.value)
             return result
         finally:
             self._release(run)
 
-    def _to_result(self, task: AgentTask, agent: Agent, value: object, started: datetime) -> ExecutionResult:
+    def _to_result(
+        self, task: AgentTask, agent: Agent, value: object, started: datetime, usage: Usage
+    ) -> ExecutionResult:
         stamp: dict[str, Any] = {
             "agent": agent.name,
             "worker": self.worker_id,
             "started_at": started,
             "finished_at": datetime.now(UTC),
         }
+        if usage != Usage():  # what the context metered covers every call made for this task
+            stamp["usage"] = usage
         if isinstance(value, ExecutionResult):
             # Also a result of another task (``return await ctx.delegate(...)``): it answers this task now.
             return value.model_copy(update={"task_id": task.id, **stamp})

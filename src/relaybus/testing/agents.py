@@ -35,7 +35,14 @@ from relaybus.bus.memory import MemoryBus
 from relaybus.bus.rpc import ReplyRouter
 from relaybus.bus.topic import topic_matches
 from relaybus.executor.protocol import Executor
-from relaybus.messages import SCHEMA_VERSION, AgentTask, CancelRequest, ExecutionResult, ExecutionStatus
+from relaybus.messages import (
+    SCHEMA_VERSION,
+    AgentTask,
+    CancelRequest,
+    ExecutionResult,
+    ExecutionStatus,
+    Usage,
+)
 
 __all__ = ["AgentTestHarness", "CapturedEvent", "FakeExecutor"]
 
@@ -47,6 +54,7 @@ class FakeExecutor:
 
     Answers each task with a SUCCESS result whose output is ``respond(task, agent)``, or by default
     ``{"agent": agent, "prompt": task.prompt, "system_prompt": system_prompt}``, after ``delay_s`` seconds.
+    Its usage: one request, a prompt token per word of ``task.prompt``, one completion token.
     ``calls`` lists every task it was given, in order; ``cancel`` ends a running call with CANCELLED.
     """
 
@@ -86,7 +94,8 @@ class FakeExecutor:
             output = self._respond(task, agent)
         else:
             output = {"agent": agent, "prompt": task.prompt, "system_prompt": system_prompt}
-        return ExecutionResult.success(task.id, output, agent=agent)
+        usage = Usage(prompt_tokens=len(task.prompt.split()), completion_tokens=1, requests=1)
+        return ExecutionResult.success(task.id, output, agent=agent, usage=usage)
 
     def cancel(self, task_id: UUID) -> bool:
         sleeper = self._running.get(task_id)
@@ -110,8 +119,10 @@ class AgentTestHarness:
 
     ``agents``: instances (shared by every worker) or Agent classes (one instance per worker).
     ``workers``: how many workers to start, like separate processes; each has its own ``worker_id``
-    (``host:pid#n``) so a test can tell which one ran a task. ``worker_options`` go to each
-    :class:`~relaybus.AgentWorker` (``concurrency``, ``grace_s``, ``max_delegation_depth``, ...).
+    (``host:pid#n``, or ``<worker_id>#n`` when given) so a test can tell which one ran a task.
+    ``worker_options`` go to each :class:`~relaybus.AgentWorker` (``concurrency``, ``grace_s``,
+    ``max_delegation_depth``, ...); ``grace_s`` defaults to 0 here, so tasks a test left running are cancelled
+    when the block ends instead of holding the test up.
     ``timeout_s`` bounds :meth:`run` unless it is given a timeout.
     """
 
@@ -133,6 +144,8 @@ class AgentTestHarness:
         self.bus: Bus = bus if bus is not None else MemoryBus()
         self._worker_count = workers
         self.timeout_s = timeout_s
+        self._base_id: str = worker_options.pop("worker_id", None) or default_worker_id()
+        worker_options.setdefault("grace_s", 0.0)
         self._options = worker_options
         self.workers: list[AgentWorker] = []
         self._router: ReplyRouter | None = None
@@ -153,7 +166,7 @@ class AgentTestHarness:
             self._events_sub = await self.bus.consume(self._events_queue, self._on_event, prefetch=256)
             for index in range(self._worker_count):
                 agents = [a() if isinstance(a, type) else a for a in self._agent_specs]
-                worker_id = default_worker_id() + (f"#{index + 1}" if self._worker_count > 1 else "")
+                worker_id = self._base_id + (f"#{index + 1}" if self._worker_count > 1 else "")
                 worker = AgentWorker(
                     self.bus, agents, executor=self.executor, worker_id=worker_id, **self._options
                 )

@@ -1,0 +1,95 @@
+"""relaybus.testing.agents: the same custom-agent scenarios as the RabbitMQ process tests, in memory.
+
+``tests/agents/test_worker_processes.py`` deploys these agents as ``relaybus worker`` processes; here the
+harness runs them on real AgentWorkers over a MemoryBus, as a user tests an agent before deploying it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from relaybus.bus.memory import MemoryBus
+from relaybus.messages import AgentTask, ExecutionStatus
+from relaybus.testing.agents import AgentTestHarness, FakeExecutor
+from tests.agents import sample_agents as sa
+
+
+async def test_500_tasks_are_spread_over_two_workers() -> None:
+    async with AgentTestHarness([sa.Echo], workers=2, concurrency=8) as h:
+        tasks = [
+            AgentTask(topic=sa.topic("echo"), prompt=f"task-{i}", input={"sleep_s": 0.001})
+            for i in range(500)
+        ]
+        results = await h.run_many(tasks)
+        ids = {w.worker_id for w in h.workers}
+    assert [r.output for r in results] == [{"echo": f"task-{i}"} for i in range(500)]
+    by_worker = Counter(r.worker for r in results)
+    assert set(by_worker) == ids
+    assert len(ids) == 2
+    assert min(by_worker.values()) >= 50, by_worker
+
+
+async def test_delegation_chain_across_two_workers() -> None:
+    async with AgentTestHarness([sa.ChainA, sa.ChainB, sa.ChainC], workers=2) as h:
+        result = await h.run(AgentTask(topic=sa.topic("chain.a"), prompt="x"))
+    assert result.output == {"text": "x>a>b>c<b<a", "chain": [sa.name("chain-a"), sa.name("chain-b")]}
+
+
+async def test_a_stopped_worker_returns_its_task_and_the_other_finishes_it() -> None:
+    """The in-memory counterpart of SIGKILL: one worker stops with no grace mid-task, nothing is lost."""
+    async with AgentTestHarness([sa.Echo], workers=2, grace_s=0) as h:
+        first, second = h.workers
+        await second.stop()  # only `first` consumes while the task starts
+        task = AgentTask(topic=sa.topic("echo"), prompt="survivor", input={"sleep_s": 0.3, "announce": True})
+        pending = asyncio.create_task(h.run(task))
+        async with asyncio.timeout(5):
+            while not h.events(sa.topic("started")):
+                await asyncio.sleep(0.01)
+        rescuer = AgentTestHarness([sa.Echo], bus=h.bus, worker_id="rescuer")
+        await first.stop(grace_s=0)
+        async with rescuer:
+            result = await pending
+    assert result.ok
+    assert result.output == {"echo": "survivor"}
+    assert result.worker == "rescuer"
+
+
+async def test_harness_on_a_bus_you_pass_leaves_it_open() -> None:
+    async with MemoryBus() as bus:
+        async with AgentTestHarness([sa.Echo()], bus=bus) as h:
+            assert (await h.run(AgentTask(topic=sa.topic("echo"), prompt="a"))).ok
+        assert bus.connected
+
+
+async def test_run_times_out_with_a_timeout_result_when_nobody_answers() -> None:
+    async with AgentTestHarness([sa.Echo()]) as h:
+        task = AgentTask(topic=sa.topic("echo"), input={"sleep_s": 30})
+        result = await h.run(task, timeout=0.2)
+    assert result.status is ExecutionStatus.TIMEOUT
+
+
+async def test_fake_executor_records_calls_and_can_be_cancelled() -> None:
+    executor = FakeExecutor(delay_s=30)
+    task = AgentTask(topic="t", prompt="two words")
+    running = asyncio.create_task(executor.execute(task, agent="a"))
+    await asyncio.sleep(0.01)
+    assert executor.cancel(task.id) is True
+    result = await running
+    assert result.status is ExecutionStatus.CANCELLED
+    assert executor.calls == [task]
+    assert executor.cancel(task.id) is False
+
+
+async def test_fake_executor_reports_usage_and_custom_answers() -> None:
+    executor = FakeExecutor(respond=lambda task, agent: {"len": len(task.prompt)})
+    result = await executor.execute(AgentTask(topic="t", prompt="three small words"))
+    assert result.output == {"len": 17}
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens, result.usage.requests) == (3, 1, 1)
+
+
+def test_workers_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="workers"):
+        AgentTestHarness([sa.Echo()], workers=0)
