@@ -78,6 +78,7 @@ from .heartbeat import PING_ROUTING_KEY, WorkerHeartbeat, heartbeat_message
 __all__ = ["AgentWorker", "default_worker_id"]
 
 _Reason = Literal["timeout", "cancelled", "shutdown"]
+_SHUTDOWN_STEP_S = 5.0  # bounds the courtesy steps of a stop (stopped event, queue clean-up)
 _JSON_OUTPUT: TypeAdapter[JsonValue] = TypeAdapter(JsonValue)
 
 
@@ -320,8 +321,10 @@ class AgentWorker:
             self._log.error("agent_on_stop_failed", agent=agent.name, error=mask_secrets(repr(exc)))
 
     async def _delete_control_queue(self) -> None:
-        with contextlib.suppress(Exception):  # private queue: it goes with the connection anyway
-            await self._bus.delete_queue(self._control_queue)
+        # A private queue: it goes with the connection anyway, so a broker that is away must not hold us up.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(_SHUTDOWN_STEP_S):
+                await self._bus.delete_queue(self._control_queue)
 
     async def _stop_heartbeat(self) -> None:
         task, self._heartbeat_task = self._heartbeat_task, None
@@ -332,7 +335,11 @@ class AgentWorker:
 
     async def _publish_stopped(self) -> None:
         self._status = "stopped"
-        await self._publish_heartbeat()
+        try:
+            async with asyncio.timeout(_SHUTDOWN_STEP_S):
+                await self._publish_heartbeat()
+        except TimeoutError:
+            self._log.warning("stopped_event_not_sent", timeout_s=_SHUTDOWN_STEP_S)
 
     # -- heartbeats and control events ----------------------------------------------------------------------
 
