@@ -176,13 +176,14 @@ class _Consumer:
 class MemoryDelivery:
     """One delivery of a message to a consumer of a :class:`MemoryBus` (implements ``Delivery``)."""
 
-    __slots__ = ("_bus", "_consumer", "_headers", "_message", "_state", "_tag")
+    __slots__ = ("_bus", "_consumer", "_count", "_headers", "_message", "_state", "_tag")
 
     def __init__(self, bus: MemoryBus, consumer: _Consumer, message: _Message, tag: int) -> None:
         self._bus = bus
         self._consumer = consumer
         self._message = message
         self._tag = tag
+        self._count = message.delivery_count  # this delivery's count; the message's grows when returned
         self._headers: Mapping[str, HeaderValue] = MappingProxyType(dict(message.headers))
         self._state = "unsettled"  # -> "acked" | "nacked" | "dead-lettered" | "returned" (channel gone)
 
@@ -224,11 +225,11 @@ class MemoryDelivery:
 
     @property
     def redelivered(self) -> bool:
-        return self._message.delivery_count > 0
+        return self._count > 0
 
     @property
     def delivery_count(self) -> int:
-        return self._message.delivery_count
+        return self._count
 
     @property
     def queue(self) -> str:

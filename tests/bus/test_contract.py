@@ -1,0 +1,425 @@
+"""The Bus contract: every test here runs on MemoryBus and on AmqpBus against a real RabbitMQ 3.10, and both
+must behave the same. These tests are the spec of what relaybus may rely on from any bus."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from uuid import uuid4
+
+import pytest
+
+from relaybus.bus.base import (
+    DEAD_LETTER_EXCHANGE,
+    DEFAULT_EXCHANGE,
+    ERROR_HEADER,
+    EXCHANGE,
+    ORIGINAL_EXCHANGE_HEADER,
+    ORIGINAL_QUEUE_HEADER,
+    ORIGINAL_ROUTING_KEY_HEADER,
+    Bus,
+    Delivery,
+    OutgoingMessage,
+)
+from relaybus.bus.codec import decode, encode_result
+from relaybus.bus.rpc import ReplyRouter
+from relaybus.exceptions import NoRouteError
+from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
+
+from .conftest import Harness
+from .test_topic import RABBITMQ_TOPIC_CASES
+
+WAIT = 20.0  # generous: the broker is shared and the machine is small
+
+
+async def eventually(check: Callable[[], bool], *, timeout: float = WAIT) -> None:
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.01)
+
+
+class Recorder:
+    """A handler that records what it gets and settles it the way a test says."""
+
+    def __init__(self, settle: Callable[[Delivery], Awaitable[None]] | None = None) -> None:
+        self.settle = settle
+        self.got: list[Delivery] = []
+
+    async def __call__(self, delivery: Delivery) -> None:
+        self.got.append(delivery)
+        if self.settle is not None:
+            await self.settle(delivery)
+
+    @property
+    def bodies(self) -> list[bytes]:
+        return [d.body for d in self.got]
+
+
+async def ack(delivery: Delivery) -> None:
+    await delivery.ack()
+
+
+async def requeue(delivery: Delivery) -> None:
+    await delivery.nack(requeue=True)
+
+
+async def hold(delivery: Delivery) -> None:
+    """Leave the delivery unsettled."""
+
+
+def to_topic(key: str, body: bytes = b"{}", **fields: object) -> OutgoingMessage:
+    return OutgoingMessage(body=body, routing_key=key, exchange=EXCHANGE, **fields)  # type: ignore[arg-type]
+
+
+def to_queue(queue: str, body: bytes = b"{}", **fields: object) -> OutgoingMessage:
+    return OutgoingMessage(body=body, routing_key=queue, exchange=DEFAULT_EXCHANGE, **fields)  # type: ignore[arg-type]
+
+
+def scoped(run: str, text: str) -> str:
+    """Prefix a pattern or key with a word unique to the test run, keeping RabbitMQ's word semantics
+    ("" is zero words, so it becomes just the prefix) and keeping other test runs' traffic apart."""
+    return f"{run}.{text}" if text else run
+
+
+# -- routing ---------------------------------------------------------------------------------------------
+
+
+async def test_topic_matching_table_through_real_bindings(bus: Bus, harness: Harness) -> None:
+    assert len(RABBITMQ_TOPIC_CASES) >= 20
+    queue = harness.name("topics")
+    runs = [f"c{i}x{harness.run}" for i in range(len(RABBITMQ_TOPIC_CASES))]
+    end = f"end{harness.run}"
+    bindings = [scoped(run, pattern) for run, (pattern, _, _) in zip(runs, RABBITMQ_TOPIC_CASES, strict=True)]
+    await bus.declare_queue(queue, bindings=[*bindings, end], durable=False)
+    for index, (run, (_, key, _)) in enumerate(zip(runs, RABBITMQ_TOPIC_CASES, strict=True)):
+        await bus.publish(to_topic(scoped(run, key), message_id=str(index), mandatory=False))
+    await bus.publish(to_topic(end, message_id="end"))  # one publisher, one queue: arrives last
+    inbox = Recorder(ack)
+    await bus.consume(queue, inbox)
+    await eventually(lambda: any(d.message_id == "end" for d in inbox.got))
+    delivered = {int(d.message_id or "") for d in inbox.got if d.message_id != "end"}
+    expected = {i for i, (_, _, match) in enumerate(RABBITMQ_TOPIC_CASES) if match}
+    mismatched = [RABBITMQ_TOPIC_CASES[i] for i in sorted(delivered ^ expected)]
+    assert mismatched == []
+    assert len(inbox.got) == len(delivered) + 1  # each message at most once per queue
+
+
+async def test_fan_out_to_every_bound_queue_once(bus: Bus, harness: Harness) -> None:
+    run = harness.run
+    reviewers = harness.name("fan-reviewers")
+    auditors = harness.name("fan-auditors")
+    writers = harness.name("fan-writers")
+    # auditors match twice, but a queue gets one copy of a message however many of its bindings match
+    await bus.declare_queue(reviewers, bindings=[f"task.{run}.code.review"])
+    await bus.declare_queue(auditors, bindings=[f"task.{run}.#", f"task.{run}.code.*"])
+    await bus.declare_queue(writers, bindings=[f"task.{run}.code.write"])
+    inboxes = {q: Recorder(ack) for q in (reviewers, auditors, writers)}
+    for name, inbox in inboxes.items():
+        await bus.consume(name, inbox)
+    await bus.publish(to_topic(f"task.{run}.code.review", b"r", message_id="m1"))
+    await eventually(lambda: len(inboxes[reviewers].got) == 1 and len(inboxes[auditors].got) == 1)
+    await harness.settle_time()
+    assert inboxes[reviewers].bodies == [b"r"]
+    assert inboxes[auditors].bodies == [b"r"]
+    assert inboxes[writers].bodies == []
+    delivery = inboxes[reviewers].got[0]
+    assert (delivery.exchange, delivery.routing_key, delivery.message_id) == (
+        EXCHANGE,
+        f"task.{run}.code.review",
+        "m1",
+    )
+
+
+async def test_competing_consumers_share_one_queue(bus: Bus, harness: Harness) -> None:
+    queue = harness.name("competing")
+    await bus.declare_queue(queue, bindings=[f"task.{harness.run}.work"])
+
+    async def slow_ack(delivery: Delivery) -> None:
+        await asyncio.sleep(0.02)  # keeps each consumer busy so the others get their turn
+        await delivery.ack()
+
+    consumers = [Recorder(slow_ack) for _ in range(3)]
+    for consumer in consumers:
+        await bus.consume(queue, consumer, prefetch=1)
+    bodies = [str(i).encode() for i in range(30)]
+    for body in bodies:
+        await bus.publish(to_topic(f"task.{harness.run}.work", body))
+    await eventually(lambda: sum(len(c.got) for c in consumers) >= len(bodies))
+    await harness.settle_time()
+    everything = [b for c in consumers for b in c.bodies]
+    assert sorted(everything) == sorted(bodies)  # each message exactly once
+    assert all(len(c.got) >= 3 for c in consumers), [len(c.got) for c in consumers]
+
+
+async def test_default_exchange_routes_by_queue_name(bus: Bus, harness: Harness) -> None:
+    queue = harness.name("direct")
+    await bus.declare_queue(queue, durable=False)
+    inbox = Recorder(ack)
+    await bus.consume(queue, inbox)
+    await bus.publish(to_queue(queue, b"hi", correlation_id="c1", reply_to="somewhere", headers={"k": 1}))
+    await eventually(lambda: len(inbox.got) == 1)
+    delivery = inbox.got[0]
+    assert (delivery.body, delivery.correlation_id, delivery.reply_to) == (b"hi", "c1", "somewhere")
+    assert (delivery.exchange, delivery.routing_key, delivery.headers["k"]) == ("", queue, 1)
+    assert (delivery.redelivered, delivery.delivery_count) == (False, 0)
+
+
+async def test_no_route_is_an_error_at_publish(bus: Bus, harness: Harness) -> None:
+    with pytest.raises(NoRouteError) as err:
+        await bus.publish(to_topic(f"task.{harness.run}.nobody"))
+    assert err.value.routing_key == f"task.{harness.run}.nobody"
+    assert err.value.exchange == EXCHANGE
+    with pytest.raises(NoRouteError):
+        await bus.publish(to_queue(f"relaybus.test.contract.missing.{harness.run}"))
+    await bus.publish(to_topic(f"task.{harness.run}.nobody", mandatory=False))  # dropped silently, as AMQP
+
+
+# -- redelivery and dead letters ---------------------------------------------------------------------------
+
+
+async def test_nack_with_requeue_redelivers(bus: Bus, harness: Harness) -> None:
+    queue = harness.name("requeue")
+    await bus.declare_queue(queue, bindings=[f"task.{harness.run}.x"])
+
+    async def first_time_no(delivery: Delivery) -> None:
+        if delivery.delivery_count == 0:
+            await delivery.nack(requeue=True)
+        else:
+            await delivery.ack()
+
+    inbox = Recorder(first_time_no)
+    await bus.consume(queue, inbox)
+    await bus.publish(to_topic(f"task.{harness.run}.x", b"again", message_id="m"))
+    await eventually(lambda: len(inbox.got) == 2)
+    await harness.settle_time()
+    assert [(d.body, d.delivery_count, d.redelivered) for d in inbox.got] == [
+        (b"again", 0, False),
+        (b"again", 1, True),
+    ]
+
+
+async def test_handler_exception_redelivers_and_the_consumer_goes_on(bus: Bus, harness: Harness) -> None:
+    queue = harness.name("raises")
+    await bus.declare_queue(queue, bindings=[f"task.{harness.run}.x"])
+    seen: list[tuple[bytes, int]] = []
+
+    async def fragile(delivery: Delivery) -> None:
+        seen.append((delivery.body, delivery.delivery_count))
+        if delivery.body == b"poison" and delivery.delivery_count == 0:
+            raise RuntimeError("handler bug")
+        await delivery.ack()
+
+    await bus.consume(queue, fragile, prefetch=1)
+    await bus.publish(to_topic(f"task.{harness.run}.x", b"poison"))
+    await bus.publish(to_topic(f"task.{harness.run}.x", b"fine"))
+    await eventually(lambda: len(seen) == 3)
+    await harness.settle_time()
+    assert sorted(seen) == [(b"fine", 0), (b"poison", 0), (b"poison", 1)]
+
+
+@pytest.mark.parametrize("failure", ["nack", "exception"])
+async def test_delivery_limit_dead_letters_with_the_reason(bus: Bus, harness: Harness, failure: str) -> None:
+    queue = harness.name("limit")
+    key = f"task.{harness.run}.limited"
+    await bus.declare_queue(queue, bindings=[key], delivery_limit=2)
+
+    async def always_fails(delivery: Delivery) -> None:
+        if failure == "exception":
+            raise RuntimeError("always fails")
+        await delivery.nack(requeue=True)
+
+    inbox = Recorder(always_fails)
+    await bus.consume(queue, inbox)
+    message_id = f"limit-{uuid4()}"
+    await bus.publish(to_topic(key, b"doomed", message_id=message_id, headers={"keep": "me"}))
+    dead = (await harness.take_dead_letters([message_id]))[message_id]
+    await harness.settle_time()
+    # delivery_limit=2: the first delivery plus two redeliveries, then the broker dead-letters it
+    assert [(d.delivery_count, d.redelivered) for d in inbox.got] == [(0, False), (1, True), (2, True)]
+    assert dead.body == b"doomed"
+    assert (dead.exchange, dead.routing_key) == (DEAD_LETTER_EXCHANGE, key)
+    assert dead.headers["keep"] == "me"
+    assert dead.headers["x-first-death-reason"] == "delivery_limit"
+    assert dead.headers["x-first-death-queue"] == queue
+    assert "delivery limit" in str(dead.headers[ERROR_HEADER])
+    assert dead.headers[ORIGINAL_QUEUE_HEADER] == queue
+    assert dead.headers[ORIGINAL_ROUTING_KEY_HEADER] == key
+    assert dead.headers[ORIGINAL_EXCHANGE_HEADER] == EXCHANGE
+
+
+async def test_delivery_limit_zero_means_one_delivery(bus: Bus, harness: Harness) -> None:
+    queue = harness.name("limit0")
+    await bus.declare_queue(queue, bindings=[f"task.{harness.run}.x"], delivery_limit=0)
+    inbox = Recorder(requeue)
+    await bus.consume(queue, inbox)
+    message_id = f"limit0-{uuid4()}"
+    await bus.publish(to_topic(f"task.{harness.run}.x", message_id=message_id))
+    found = await harness.take_dead_letters([message_id])
+    await harness.settle_time()
+    assert list(found) == [message_id]
+    assert len(inbox.got) == 1
+
+
+async def test_dead_letter_with_a_reason(bus: Bus, harness: Harness) -> None:
+    queue = harness.name("reason")
+    key = f"task.{harness.run}.bad"
+    await bus.declare_queue(queue, bindings=[key])
+
+    async def refuse(delivery: Delivery) -> None:
+        await delivery.dead_letter("body is not valid JSON: expected value at line 1")
+
+    inbox = Recorder(refuse)
+    await bus.consume(queue, inbox)
+    message_id = f"reason-{uuid4()}"
+    await bus.publish(to_topic(key, b"{not json", message_id=message_id, headers={"relaybus-schema": 1}))
+    dead = (await harness.take_dead_letters([message_id]))[message_id]
+    await harness.settle_time()
+    assert len(inbox.got) == 1  # settled for good: not redelivered
+    assert dead.body == b"{not json"
+    assert dead.headers[ERROR_HEADER] == "body is not valid JSON: expected value at line 1"
+    assert dead.headers[ORIGINAL_QUEUE_HEADER] == queue
+    assert dead.headers[ORIGINAL_ROUTING_KEY_HEADER] == key
+    assert dead.headers[ORIGINAL_EXCHANGE_HEADER] == EXCHANGE
+    assert dead.headers["relaybus-schema"] == 1
+    assert (dead.exchange, dead.routing_key) == (DEAD_LETTER_EXCHANGE, key)
+
+
+async def test_nack_without_requeue_dead_letters_as_rejected(bus: Bus, harness: Harness) -> None:
+    queue = harness.name("reject")
+    await bus.declare_queue(queue, bindings=[f"task.{harness.run}.x"])
+
+    async def reject(delivery: Delivery) -> None:
+        await delivery.nack(requeue=False)
+
+    inbox = Recorder(reject)
+    await bus.consume(queue, inbox)
+    message_id = f"reject-{uuid4()}"
+    await bus.publish(to_topic(f"task.{harness.run}.x", message_id=message_id))
+    dead = (await harness.take_dead_letters([message_id]))[message_id]
+    await harness.settle_time()
+    assert len(inbox.got) == 1
+    assert dead.headers["x-first-death-reason"] == "rejected"
+    assert "rejected" in str(dead.headers[ERROR_HEADER])
+    assert dead.headers[ORIGINAL_QUEUE_HEADER] == queue
+
+
+# -- consumers -------------------------------------------------------------------------------------------
+
+
+async def test_prefetch_limits_unsettled_deliveries(bus: Bus, harness: Harness) -> None:
+    queue = harness.name("prefetch")
+    await bus.declare_queue(queue, durable=False)
+    for i in range(5):
+        await bus.publish(to_queue(queue, str(i).encode()))
+    holder = Recorder(hold)
+    subscription = await bus.consume(queue, holder, prefetch=2)
+    await eventually(lambda: len(holder.got) == 2)
+    await harness.settle_time()
+    assert holder.bodies == [b"0", b"1"]
+    await holder.got[0].ack()  # a free slot: exactly one more comes
+    await eventually(lambda: len(holder.got) == 3)
+    await harness.settle_time()
+    assert holder.bodies == [b"0", b"1", b"2"]
+    await subscription.cancel()
+
+
+async def test_cancel_requeues_unsettled_deliveries(bus: Bus, harness: Harness) -> None:
+    queue = harness.name("cancel")
+    await bus.declare_queue(queue, bindings=[f"task.{harness.run}.x"])
+    for body in (b"a", b"b", b"c"):
+        await bus.publish(to_topic(f"task.{harness.run}.x", body))
+    holder = Recorder(hold)
+    subscription = await bus.consume(queue, holder, prefetch=10)
+    await eventually(lambda: len(holder.got) == 3)
+    await holder.got[1].ack()  # settled: stays settled
+    await subscription.cancel()
+    taker = Recorder(ack)
+    await bus.consume(queue, taker)
+    await eventually(lambda: len(taker.got) == 2)
+    await harness.settle_time()
+    assert sorted((d.body, d.delivery_count, d.redelivered) for d in taker.got) == [
+        (b"a", 1, True),
+        (b"c", 1, True),
+    ]
+
+
+async def test_cancel_waits_for_running_handlers(bus: Bus, harness: Harness) -> None:
+    queue = harness.name("drain")
+    await bus.declare_queue(queue, durable=False)
+    finished: list[bytes] = []
+    started = asyncio.Event()
+
+    async def slow(delivery: Delivery) -> None:
+        started.set()
+        await asyncio.sleep(0.2)
+        await delivery.ack()
+        finished.append(delivery.body)
+
+    subscription = await bus.consume(queue, slow)
+    await bus.publish(to_queue(queue, b"in-flight"))
+    await asyncio.wait_for(started.wait(), WAIT)
+    await subscription.cancel()
+    assert finished == [b"in-flight"]
+    assert await bus.purge_queue(queue) == 0  # it was acked, not returned
+
+
+async def test_purge_removes_ready_messages(bus: Bus, harness: Harness) -> None:
+    queue = harness.name("purge")
+    await bus.declare_queue(queue)
+    for _ in range(4):
+        await bus.publish(to_queue(queue))
+    assert await bus.purge_queue(queue) == 4
+    assert await bus.purge_queue(queue) == 0
+
+
+# -- request / reply -----------------------------------------------------------------------------------------
+
+
+async def serve_uppercase(bus: Bus, harness: Harness, topic_pattern: str) -> None:
+    queue = harness.name("agents")
+    await bus.declare_queue(queue, bindings=[f"task.{topic_pattern}"])
+
+    async def handle(delivery: Delivery) -> None:
+        task = decode(delivery.body, delivery.headers, AgentTask)
+        await asyncio.sleep(0.001 * (hash(task.prompt) % 20))  # finish out of order
+        result = ExecutionResult.success(task.id, task.prompt.upper(), agent="upper")
+        if delivery.reply_to:
+            await bus.publish(encode_result(result, reply_to=delivery.reply_to))
+        await delivery.ack()
+
+    await bus.consume(queue, handle, prefetch=64)
+
+
+async def test_request_reply_through_reply_router(bus: Bus, harness: Harness) -> None:
+    await serve_uppercase(bus, harness, f"{harness.run}.#")
+    async with ReplyRouter(bus) as router:
+        tasks = [AgentTask(topic=f"{harness.run}.upper", prompt=f"p{i}") for i in range(200)]
+        results = await asyncio.gather(*(router.request(t, timeout=WAIT) for t in tasks))
+        assert [r.output for r in results] == [f"P{i}" for i in range(200)]
+        assert {r.status for r in results} == {ExecutionStatus.SUCCESS}
+        assert router.in_flight == 0
+        with pytest.raises(NoRouteError):
+            await router.request(AgentTask(topic=f"{harness.run}-nobody.listens"), timeout=WAIT)
+        silent = harness.name("silent")
+        await bus.declare_queue(silent, bindings=[f"task.{harness.run}-silent.#"])
+        timed_out = await router.request(AgentTask(topic=f"{harness.run}-silent.x"), timeout=0.2)
+        assert timed_out.status is ExecutionStatus.TIMEOUT
+
+
+async def test_named_reply_queue_keeps_results_while_the_caller_is_down(bus: Bus, harness: Harness) -> None:
+    name = f"contract-{harness.run}"
+    queue = f"relaybus.reply.{name}"
+    harness.queues.append(queue)
+    tasks = [AgentTask(topic=f"{harness.run}.x", prompt=str(i)) for i in range(5)]
+    async with ReplyRouter(bus, name=name) as router:
+        assert router.queue == queue
+    for task in tasks:  # finished while the orchestrator was down
+        await bus.publish(encode_result(ExecutionResult.success(task.id, task.prompt), reply_to=queue))
+    async with ReplyRouter(bus, name=name) as restarted:
+        futures = [restarted.expect(t.id) for t in tasks]
+        async with asyncio.timeout(WAIT):
+            results = [await f for f in futures]
+    assert [r.output for r in results] == ["0", "1", "2", "3", "4"]
+    with contextlib.suppress(Exception):
+        await bus.delete_queue(queue)
