@@ -250,6 +250,32 @@ async def test_duplicate_delivery_is_answered_from_the_cache_not_run_again(
     assert got[0] == got[1]
 
 
+async def test_the_result_cache_is_bounded_in_bytes(bus: MemoryBus, results: Results) -> None:
+    probe = Probe()
+    first, second = probe_task("first " * 50), probe_task("second " * 50)
+    async with AgentWorker(bus, [probe], executor=FakeExecutor(), result_cache_bytes=600):
+        for task in (first, second, first):  # one result fits the budget: the first was evicted
+            await bus.publish(encode_task(task, reply_to=results.queue))
+            await results.wait_for(len(probe.calls))
+    assert [t.id for t in probe.calls] == [first.id, second.id, first.id]
+
+
+async def test_a_result_too_large_to_send_becomes_a_failure_saying_so() -> None:
+    class Hoarder(Agent):
+        name = "hoarder"
+        topics = ("hoard",)
+
+        async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+            return "x" * 5000
+
+    async with AgentTestHarness([Hoarder()], max_body_bytes=4096) as h:
+        result = await h.run(AgentTask(topic="hoard"))
+    assert result.status is ExecutionStatus.FAILURE
+    assert result.error is not None
+    assert result.error.type == "ResultTooLarge"
+    assert "over the limit of 4096" in result.error.message
+
+
 async def test_duplicate_of_a_running_task_waits_for_that_run(bus: MemoryBus, results: Results) -> None:
     probe = Probe()
     task = probe_task("slow once", sleep_s=0.2)

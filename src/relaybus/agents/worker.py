@@ -13,10 +13,12 @@ What a caller may rely on:
   ``worker`` = ``host:pid``, ``started_at`` / ``finished_at`` = the time spent in ``handle``). It is published
   to the task's ``reply_to`` and waited for (publisher confirm); *only then* is the task acked, so a crash at
   any point means the broker redelivers the task (at-least-once). A task without ``reply_to`` runs and is
-  acked after. A result whose reply queue no longer exists is logged and dropped.
-- **Duplicates.** The last ``result_cache_size`` results are kept by task id: a redelivered task whose result
-  was already produced here is answered from the cache, not run again; a duplicate of a task still running
-  here waits for that run and gets its result. (Across processes, the orchestrator drops duplicate results.)
+  acked after. A result whose reply queue no longer exists is logged and dropped. A result larger than
+  ``max_body_bytes`` is replaced by a FAILURE of type ``ResultTooLarge``.
+- **Duplicates.** The last ``result_cache_size`` results (at most ``result_cache_bytes`` of JSON) are kept by
+  task id: a redelivered task whose result was already produced here is answered from the cache, not run
+  again; a duplicate of a task still running here waits for that run and gets its result. (Across
+  processes, the orchestrator drops duplicate results.)
 - **Deadlines** travel in the ``relaybus-deadline`` header (Unix seconds). When there is none, the task's
   ``timeout_s`` counted from receipt applies. A task past its deadline gets a TIMEOUT result and its
   ``handle`` (with the executor call or delegation it awaits) is cancelled.
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import time
@@ -56,6 +59,7 @@ from relaybus.bus.base import (
     DEADLINE_HEADER,
     Bus,
     Delivery,
+    OutgoingMessage,
     Subscription,
     agent_queue_name,
     agent_routing_key,
@@ -123,6 +127,7 @@ class AgentWorker:
         heartbeat_interval_s: float = 5.0,
         max_delegation_depth: int = DEFAULT_MAX_DEPTH,
         result_cache_size: int = 10_000,
+        result_cache_bytes: int = 64 * 1024 * 1024,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         worker_id: str | None = None,
     ) -> None:
@@ -139,8 +144,8 @@ class AgentWorker:
             raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
         if grace_s < 0 or heartbeat_interval_s <= 0:
             raise ConfigError("grace_s must be >= 0 and heartbeat_interval_s > 0")
-        if max_delegation_depth < 0 or result_cache_size < 0:
-            raise ConfigError("max_delegation_depth and result_cache_size must be >= 0")
+        if max_delegation_depth < 0 or result_cache_size < 0 or result_cache_bytes < 0:
+            raise ConfigError("max_delegation_depth, result_cache_size and result_cache_bytes must be >= 0")
         self._bus = bus
         self._agents = agents
         self._executor_arg = executor
@@ -149,6 +154,7 @@ class AgentWorker:
         self._heartbeat_s = heartbeat_interval_s
         self._max_depth = max_delegation_depth
         self._cache_size = result_cache_size
+        self._cache_bytes = result_cache_bytes
         self._max_body = max_body_bytes
         self.worker_id = worker_id or default_worker_id()
         self._host = socket.gethostname()
@@ -161,7 +167,8 @@ class AgentWorker:
         self._control_queue = f"relaybus.worker.{uuid.uuid4().hex}"
         self._slots = asyncio.Semaphore(concurrency)
         self._runs: dict[UUID, _Run] = {}
-        self._results: OrderedDict[UUID, ExecutionResult] = OrderedDict()
+        self._results: OrderedDict[UUID, OutgoingMessage] = OrderedDict()
+        self._cached_bytes = 0
         self._cancelled: OrderedDict[UUID, str] = OrderedDict()
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._beat_now = asyncio.Event()
@@ -395,14 +402,18 @@ class AgentWorker:
         cached = self._results.get(task.id)
         if cached is not None:
             self._log.info("duplicate_task_answered_from_cache", task_id=str(task.id), agent=agent.name)
-            await self._reply(delivery, cached)
+            await self._reply(delivery, cached, task.id)
             return
         running = self._runs.get(task.id)
         if running is not None:
             # The same task again while it runs here (e.g. redelivered after a reconnect): share the run.
             self._log.info("duplicate_task_joins_run", task_id=str(task.id), agent=agent.name)
             outcome = await asyncio.shield(running.done)
-            await (self._reply(delivery, outcome) if outcome else delivery.nack(requeue=True))
+            message = self._results.get(task.id) if outcome is not None else None
+            if message is None:  # returned to the queue (or already evicted): so is this copy
+                await self._settle_quietly(delivery.nack(requeue=True), task.id, "nack")
+            else:
+                await self._reply(delivery, message, task.id)
             return
         early = self._refuse_early(agent, task, delivery)
         if early is not None:
@@ -644,10 +655,8 @@ class AgentWorker:
             await self._acquire(run)
 
     async def _finish(self, delivery: Delivery, task: AgentTask, result: ExecutionResult) -> None:
-        self._results[task.id] = result
-        self._results.move_to_end(task.id)
-        while len(self._results) > self._cache_size:
-            self._results.popitem(last=False)
+        message = self._encode(result)
+        self._remember(task.id, message)
         self._log.info(
             "task_done",
             task_id=str(task.id),
@@ -655,23 +664,56 @@ class AgentWorker:
             status=result.status.value,
             duration_s=result.duration_s,
         )
-        await self._reply(delivery, result)
+        await self._reply(delivery, message, task.id)
 
-    async def _reply(self, delivery: Delivery, result: ExecutionResult) -> None:
-        """Publish ``result`` to the delivery's ``reply_to`` (confirmed), then ack the delivery."""
+    def _encode(self, result: ExecutionResult) -> OutgoingMessage:
+        """The result message (its routing key is set per reply); a result too big to send becomes a FAILURE
+        that says so, rather than a message the broker refuses on every redelivery."""
+        message = encode_result(result, reply_to="")
+        if len(message.body) <= self._max_body:
+            return message
+        self._log.warning("result_too_large", task_id=str(result.task_id), size=len(message.body))
+        too_large = ExecutionResult.failed(
+            result.task_id,
+            ExecutionStatus.FAILURE,
+            "ResultTooLarge",
+            f"the result is {len(message.body)} bytes of JSON, over the limit of {self._max_body}: return a "
+            "smaller output, or store large data elsewhere and return a reference (a URL or a path)",
+            agent=result.agent,
+            worker=result.worker,
+            started_at=result.started_at,
+            finished_at=result.finished_at,
+            usage=result.usage,
+        )
+        return encode_result(too_large, reply_to="")
+
+    def _remember(self, task_id: UUID, message: OutgoingMessage) -> None:
+        old = self._results.pop(task_id, None)
+        if old is not None:
+            self._cached_bytes -= len(old.body)
+        self._results[task_id] = message
+        self._cached_bytes += len(message.body)
+        while self._results and (
+            len(self._results) > self._cache_size or self._cached_bytes > self._cache_bytes
+        ):
+            _, dropped = self._results.popitem(last=False)
+            self._cached_bytes -= len(dropped.body)
+
+    async def _reply(self, delivery: Delivery, message: OutgoingMessage, task_id: UUID) -> None:
+        """Publish the result to the delivery's ``reply_to`` (confirmed), then ack the delivery."""
         if delivery.reply_to:
             try:
-                await self._bus.publish(encode_result(result, reply_to=delivery.reply_to))
+                await self._bus.publish(dataclasses.replace(message, routing_key=delivery.reply_to))
             except NoRouteError:
-                self._log.warning("reply_queue_gone", task_id=str(result.task_id), reply_to=delivery.reply_to)
+                self._log.warning("reply_queue_gone", task_id=str(task_id), reply_to=delivery.reply_to)
             except Exception as exc:
                 # Not confirmed: return the task; its redelivery is answered from the result cache.
                 self._log.error(
-                    "result_publish_failed", task_id=str(result.task_id), error=mask_secrets(repr(exc))[:300]
+                    "result_publish_failed", task_id=str(task_id), error=mask_secrets(repr(exc))[:300]
                 )
-                await self._settle_quietly(delivery.nack(requeue=True), result.task_id, "nack")
+                await self._settle_quietly(delivery.nack(requeue=True), task_id, "nack")
                 return
-        await self._settle_quietly(delivery.ack(), result.task_id, "ack")
+        await self._settle_quietly(delivery.ack(), task_id, "ack")
 
     async def _settle_quietly(self, settle: Any, task_id: UUID, verb: str) -> None:
         try:
