@@ -22,7 +22,7 @@ from relaybus.bus.base import (
     agent_queue_name,
 )
 from relaybus.bus.codec import decode, encode_task
-from relaybus.bus.memory import MemoryBus
+from relaybus.bus.memory import MemoryBus, QueueStats
 from relaybus.exceptions import ConfigError
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 from relaybus.testing.agents import AgentTestHarness, FakeExecutor
@@ -222,7 +222,7 @@ async def test_task_without_reply_to_runs_and_is_acked(bus: MemoryBus) -> None:
         await bus.publish(encode_task(probe_task("fire and forget"), reply_to=None))
         await bus.join(agent_queue_name("probe"))
         assert [t.prompt for t in probe.calls] == ["fire and forget"]
-        assert bus.stats(agent_queue_name("probe")) == bus.stats(agent_queue_name("probe")).__class__(0, 0, 1)
+        assert bus.stats(agent_queue_name("probe")) == QueueStats(ready=0, unsettled=0, consumers=1)
 
 
 async def test_result_for_a_vanished_reply_queue_is_dropped_and_the_task_acked(bus: MemoryBus) -> None:
@@ -361,6 +361,26 @@ async def test_delegate_to_a_topic_nobody_serves_fails_with_no_route() -> None:
     assert result.error is not None
     assert result.error.type == "NoRouteError"
     assert "task.nobody.home" in result.error.message
+
+
+async def test_delegate_many_with_one_unroutable_task_cancels_the_others_and_raises() -> None:
+    class Mixed(Agent):
+        name = "mixed"
+        topics = ("mixed",)
+
+        async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+            return await ctx.delegate_many([probe_task("slow", sleep_s=30), AgentTask(topic="nobody.home")])
+
+    probe = Probe()
+    async with AgentTestHarness([Mixed(), probe]) as h:
+        result = await h.run(AgentTask(topic="mixed"), timeout=10)
+        async with asyncio.timeout(5):  # the slow sibling is cancelled where it runs, not left to finish
+            while not probe.cancelled and probe.calls:
+                await asyncio.sleep(0.01)
+    assert result.status is ExecutionStatus.FAILURE
+    assert result.error is not None
+    assert result.error.type == "NoRouteError"
+    assert len(probe.cancelled) == len(probe.calls)
 
 
 # -- deadlines and cancellation ------------------------------------------------------------------------------

@@ -132,12 +132,21 @@ class AgentContext:
     ) -> list[ExecutionResult]:
         """Delegate every task concurrently; the results come back in the order of ``tasks``.
 
-        All tasks are checked for loops and depth before any is sent.
+        All tasks are checked for loops and depth before any is sent. If one cannot be sent (e.g.
+        :class:`~relaybus.NoRouteError`), the others are cancelled and that error is raised.
         """
         chain: tuple[str, ...] = ()
         for task in tasks:
             chain = check_outgoing(self.chain, self.agent, task.agent, self.max_delegation_depth)
-        return list(await asyncio.gather(*(self._send(task, chain, timeout) for task in tasks)))
+        sends = [asyncio.ensure_future(self._send(task, chain, timeout)) for task in tasks]
+        try:
+            return list(await asyncio.gather(*sends))
+        except BaseException:
+            # One raised (e.g. NoRouteError) or this task was cancelled: stop the others, here and remotely.
+            for send in sends:
+                send.cancel()
+            await asyncio.gather(*sends, return_exceptions=True)
+            raise
 
     async def _send(self, task: AgentTask, chain: tuple[str, ...], budget: float | None) -> ExecutionResult:
         wait = budget if budget is not None else task.timeout_s or DEFAULT_DELEGATE_TIMEOUT_S
