@@ -1,5 +1,7 @@
 """relaybus: run LLM agents as real distributed processes over RabbitMQ."""
 
+from .agents import Agent, AgentContext, AgentWorker
+from .bus import Bus, MemoryBus, ReplyRouter, connect
 from .exceptions import (
     BusError,
     ConfigError,
@@ -11,13 +13,18 @@ from .exceptions import (
     PlanError,
     RelaybusError,
 )
+from .executor import Executor, TaskExecutor
 from .messages import SCHEMA_VERSION, AgentTask, ErrorInfo, ExecutionResult, ExecutionStatus, Usage
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Agent",
+    "AgentContext",
     "AgentTask",
+    "AgentWorker",
+    "Bus",
     "BusError",
     "ConfigError",
     "ConnectionFailed",
@@ -25,11 +32,16 @@ __all__ = [
     "ErrorInfo",
     "ExecutionResult",
     "ExecutionStatus",
+    "Executor",
     "ExecutorError",
     "InvalidMessage",
+    "MemoryBus",
     "NoRouteError",
     "PlanError",
     "RelaybusError",
+    "ReplyRouter",
+    "TaskExecutor",
     "Usage",
     "__version__",
+    "connect",
 ]

@@ -19,6 +19,10 @@ from .base import (
     task_routing_key,
 )
 from .codec import DEFAULT_MAX_BODY_BYTES, decode, decode_delivery, encode_result, encode_task
+from .connect import connect
+from .memory import MemoryBus, MemoryDelivery, QueueStats
+from .rpc import ReplyRouter
+from .topic import topic_binding, topic_matches, topic_pattern_problem, validate_topic_pattern
 
 __all__ = [
     "DEAD_LETTER_EXCHANGE",
@@ -32,14 +36,23 @@ __all__ = [
     "Bus",
     "Delivery",
     "Handler",
+    "MemoryBus",
+    "MemoryDelivery",
     "OutgoingMessage",
+    "QueueStats",
+    "ReplyRouter",
     "Subscription",
     "agent_queue_name",
     "agent_routing_key",
+    "connect",
     "decode",
     "decode_delivery",
     "encode_result",
     "encode_task",
     "event_routing_key",
     "task_routing_key",
+    "topic_binding",
+    "topic_matches",
+    "topic_pattern_problem",
+    "validate_topic_pattern",
 ]
