@@ -1,3 +1,21 @@
-"""What users need to test their own agents: a fake LLM server and in-memory bus fixtures."""
+"""What users need to test their own agents, with the API they deploy with.
 
-__all__: list[str] = []
+- :class:`AgentTestHarness`: real workers on an in-process :class:`~relaybus.MemoryBus`;
+  ``await h.run(task)`` returns the result exactly as a deployed orchestrator would see it.
+- :class:`FakeExecutor`: an executor whose answers a test chooses (no HTTP at all).
+- :class:`FakeLLMServer`: a real HTTP server on 127.0.0.1 speaking the OpenAI and Anthropic APIs, with latency
+  and faults (429 with Retry-After, 500, slow, dropped connections) a test can set.
+"""
+
+from .agents import AgentTestHarness, CapturedEvent, FakeExecutor
+from .fake_llm import FakeLLMServer, Fault, FaultKind, RecordedCall
+
+__all__ = [
+    "AgentTestHarness",
+    "CapturedEvent",
+    "FakeExecutor",
+    "FakeLLMServer",
+    "Fault",
+    "FaultKind",
+    "RecordedCall",
+]
