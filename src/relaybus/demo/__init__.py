@@ -1,0 +1,1 @@
+"""``relaybus demo``: a sample project (planner -> writers in parallel -> reviewer) run end to end."""
