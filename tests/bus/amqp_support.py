@@ -101,3 +101,22 @@ async def bindings_of(queue: str) -> set[tuple[str, str]]:
         for row in json.loads(out)
         if row["destination_name"] == queue and row["source_name"] != ""
     }
+
+
+async def heal_dead_letter_supervisor() -> str:
+    """Restart RabbitMQ 3.10's ``rabbit_fifo_dlx_sup`` if it has given up; return what was done.
+
+    RabbitMQ 3.10.8 bug: when an at-least-once quorum queue is deleted while its dead-letter worker is still
+    starting (typically right after ``start_app``), the worker crashes twice, the supervisor reaches its
+    restart intensity and stops for good. From then on every at-least-once quorum queue that elects a leader
+    fails (``INTERNAL_ERROR``) until the broker restarts. Tests that restart the broker call this so that the
+    shared broker is left working.
+    """
+    return (
+        await rabbitmqctl(
+            "eval",
+            "case whereis(rabbit_fifo_dlx_sup) of "
+            "undefined -> supervisor:restart_child(rabbit_sup, rabbit_fifo_dlx_sup); "
+            "Pid -> {running, Pid} end.",
+        )
+    ).strip()

@@ -9,16 +9,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
 import pytest
 
 from relaybus.bus.amqp import AmqpBus
 from relaybus.bus.base import Delivery, OutgoingMessage
-from relaybus.exceptions import BusError
+from relaybus.exceptions import BusError, ConnectionFailed
+from relaybus.secrets import mask_url
 
-from .amqp_support import rabbitmqctl, unique
+from .amqp_support import heal_dead_letter_supervisor, rabbitmqctl, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.broker_restart]
 
@@ -36,33 +37,47 @@ async def _answers(host: str, port: int) -> bool:
     return True
 
 
-@pytest.fixture
-async def restart_broker(amqp_url: str) -> AsyncIterator[Callable[[], Awaitable[None]]]:
-    """``await restart()`` stops and starts the RabbitMQ application; teardown always brings it back."""
-    parts = urlsplit(amqp_url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 5672
+class Broker:
+    """Stops and starts the shared RabbitMQ application (never the Erlang node)."""
 
-    async def restart() -> None:
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+
+    async def stop(self) -> None:
         await rabbitmqctl("stop_app")
-        await asyncio.sleep(1.0)  # stay down long enough for every client to notice
-        await rabbitmqctl("start_app")
 
+    async def start(self) -> None:
+        await rabbitmqctl("start_app")
+        deadline = time.monotonic() + 60
+        while not await _answers(self.host, self.port):
+            assert time.monotonic() < deadline, (
+                f"RabbitMQ at {self.host}:{self.port} did not come back in 60 s"
+            )
+            await asyncio.sleep(0.5)
+        await heal_dead_letter_supervisor()
+
+    async def restart(self) -> None:
+        await self.stop()
+        await asyncio.sleep(1.0)  # stay down long enough for every client to notice
+        await self.start()
+
+
+@pytest.fixture
+async def broker(amqp_url: str) -> AsyncIterator[Broker]:
+    """The broker of ``amqp_url``; teardown always starts it again and waits until it answers."""
+    parts = urlsplit(amqp_url)
+    b = Broker(parts.hostname or "127.0.0.1", parts.port or 5672)
     try:
-        yield restart
+        yield b
     finally:
-        try:
-            await rabbitmqctl("start_app")
-        finally:
-            deadline = time.monotonic() + 60
-            while not await _answers(host, port):
-                assert time.monotonic() < deadline, f"RabbitMQ at {host}:{port} did not come back in 60 s"
-                await asyncio.sleep(0.5)
+        await b.start()
+        # queues deleted by other test runs just after the restart can still stop it (see the helper)
+        await asyncio.sleep(2.0)
+        await heal_dead_letter_supervisor()
 
 
 async def test_a_thousand_tasks_survive_a_broker_restart(
-    amqp_url: str,
-    restart_broker: Callable[[], Awaitable[None]],
-    record_property: Callable[[str, object], None],
+    amqp_url: str, broker: Broker, record_property: Callable[[str, object], None]
 ) -> None:
     options = {"reconnect_interval": 0.5, "reconnect_timeout": 60.0}
     queue = unique("restart")
@@ -90,7 +105,7 @@ async def test_a_thousand_tasks_survive_a_broker_restart(
             started = time.monotonic()
             for i, mid in enumerate(ids):
                 if i == RESTART_AFTER:
-                    restart = asyncio.create_task(restart_broker())
+                    restart = asyncio.create_task(broker.restart())
                     await asyncio.sleep(0.3)  # let stop_app begin while we keep publishing
                 await producer.publish(
                     OutgoingMessage(body=b"{}", routing_key=f"task.{queue}", message_id=mid)
@@ -112,3 +127,30 @@ async def test_a_thousand_tasks_survive_a_broker_restart(
             assert consumer.reconnect_count >= 1
         finally:
             await producer.delete_queue(queue)
+
+
+async def test_publish_during_an_outage_waits_then_fails_naming_the_url_and_recovers_after(
+    amqp_url: str, broker: Broker
+) -> None:
+    queue = unique("outage")
+    async with AmqpBus(amqp_url, reconnect_interval=0.5, reconnect_timeout=1.5) as bus:
+        await bus.declare_queue(queue, bindings=[f"task.{queue}"])
+        try:
+            await broker.stop()
+            with pytest.raises(ConnectionFailed) as err:
+                await asyncio.wait_for(
+                    bus.publish(OutgoingMessage(body=b"1", routing_key=f"task.{queue}")), 30
+                )
+            text = str(err.value)
+            assert "was not restored within 1.5 s" in text
+            assert mask_url(amqp_url) in text
+            assert "\n" not in text
+            await broker.start()
+            bus.reconnect_timeout = 60.0
+            # the same bus is usable again once aio-pika has restored its connection by itself
+            await bus.publish(OutgoingMessage(body=b"2", routing_key=f"task.{queue}"))
+            assert await bus.purge_queue(queue) == 1
+            assert bus.reconnect_count >= 1
+        finally:
+            await broker.start()
+            await bus.delete_queue(queue)

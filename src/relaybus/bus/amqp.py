@@ -441,6 +441,8 @@ class AmqpBus:
         self._connect_lock = asyncio.Lock()
         self._closed = False
         self.reconnect_count = 0
+        self._last_close: BaseException | None = None
+        self._up = True
         """How many times aio-pika restored the connection (with its channels and consumers) so far."""
         self._log = get_logger(__name__, url=self._url)
 
@@ -520,6 +522,7 @@ class AmqpBus:
                 await self._topology_channel
                 self._conn = conn
                 conn.reconnect_callbacks.add(self._on_reconnect)
+                conn.close_callbacks.add(self._on_connection_closed)
                 await self._declare_topology()
             except BaseException:
                 self._conn = None
@@ -544,7 +547,20 @@ class AmqpBus:
             fix = _START_HINT
         return ConnectionFailed(f"cannot connect to RabbitMQ at {self._url} ({cause}): {fix}")
 
+    def _on_connection_closed(self, _sender: Any, exc: BaseException | None = None, *_: Any) -> None:
+        if self._closed:
+            return
+        # Kept for error messages: publish only sees "timed out waiting", the cause is here.
+        self._last_close = exc
+        error = self._describe(exc) if exc else None
+        if self._up:  # once per outage; aio-pika's failed reconnection attempts land here too
+            self._up = False
+            self._log.warning("amqp_connection_lost", error=error)
+        else:
+            self._log.debug("amqp_reconnect_failed", error=error)
+
     def _on_reconnect(self, *_: Any) -> None:
+        self._up = True
         self.reconnect_count += 1
         self._log.info("amqp_reconnected", reconnects=self.reconnect_count)
 
@@ -591,10 +607,21 @@ class AmqpBus:
         await asyncio.wait_for(channel.ready(), remaining)
 
     def _outage(self, what: str, exc: BaseException | None) -> ConnectionFailed:
-        cause = f" (last error {self._describe(exc)})" if exc is not None else ""
+        causes = [f"last error {self._describe(exc)}"] if exc is not None else []
+        closed_by = self._last_close
+        if closed_by is not None and closed_by is not exc:
+            causes.append(f"the connection last closed with {self._describe(closed_by)}")
+        cause = f" ({'; '.join(causes)})" if causes else ""
+        fix = _START_HINT
+        if isinstance(closed_by, aiormq.exceptions.ConnectionInternalError):
+            fix = (
+                "RabbitMQ failed internally while aio-pika restored this bus's queues (see the broker log); "
+                "on RabbitMQ 3.10 a stopped rabbit_fifo_dlx_sup breaks at-least-once quorum queues until "
+                "`rabbitmqctl stop_app && rabbitmqctl start_app`"
+            )
         return ConnectionFailed(
             f"{what}: the connection to RabbitMQ at {self._url} was not restored within "
-            f"{self.reconnect_timeout:g} s{cause}; {_START_HINT}"
+            f"{self.reconnect_timeout:g} s{cause}; {fix}"
         )
 
     def _channel_error(self, what: str, exc: ChannelClosed) -> BusError:
