@@ -1,0 +1,1 @@
+"""relaybus benchmarks: ``python -m bench`` (``make bench``) runs them all against baselines in one run."""

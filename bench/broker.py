@@ -1,0 +1,63 @@
+"""Broker chores of the benchmark driver: declare and delete its queues, wait until a consumer is attached."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+
+import aio_pika
+from aio_pika.exceptions import ChannelClosed
+
+from bench.common import amqp_url
+
+
+async def consumer_count(name: str) -> int:
+    """Consumers attached to queue ``name`` (0 if it does not exist yet)."""
+    connection = await aio_pika.connect(amqp_url())
+    try:
+        channel = await connection.channel()
+        try:
+            queue = await channel.declare_queue(name, passive=True)
+        except ChannelClosed:
+            return 0
+        result = queue.declaration_result
+        return int(result.consumer_count or 0)
+    finally:
+        await connection.close()
+
+
+async def wait_for_consumer(name: str, timeout: float = 30.0) -> None:
+    """Wait until queue ``name`` has a consumer (a worker that printed nothing is ready once it consumes)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await consumer_count(name) < 1:
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"no consumer on queue {name!r} within {timeout:g}s")
+        await asyncio.sleep(0.1)
+
+
+async def delete_queues(names: Iterable[str]) -> None:
+    """Delete the benchmark's queues (those that exist); the broker is shared, leave nothing behind."""
+    connection = await aio_pika.connect(amqp_url())
+    try:
+        for name in names:
+            channel = await connection.channel()
+            with contextlib.suppress(ChannelClosed):
+                await channel.queue_delete(name)
+            with contextlib.suppress(Exception):
+                await channel.close()
+    finally:
+        await connection.close()
+
+
+async def server_version() -> str:
+    """The broker's product and version, as it announces them on connect."""
+    connection = await aio_pika.connect(amqp_url())
+    try:
+        props = connection.transport.connection.server_properties if connection.transport else {}
+        product = props.get("product", "RabbitMQ")
+        version = props.get("version", "?")
+        as_text = [v.decode() if isinstance(v, bytes) else str(v) for v in (product, version)]
+        return " ".join(as_text)
+    finally:
+        await connection.close()

@@ -1,0 +1,173 @@
+"""The baseline: a hand-written aio-pika RPC server and client with relaybus's delivery guarantees.
+
+Same guarantees as relaybus: a durable quorum task queue, persistent messages, publisher confirms on both
+sides (the server acks a task only after its reply is confirmed), manual acks, one process each side, a
+private reply queue per client matched by correlation id. JSON in, JSON out (stdlib ``json``), no
+validation, no logging: what a careful engineer writes by hand, so the figure relaybus is measured against.
+
+    python -m bench.raw_amqp serve --queue Q [--prefetch N] [--llm-url URL]
+    python -m bench.raw_amqp client --queue Q --points '[[n, window], ...]'
+
+The server declares nothing but consumes ``Q`` (the parent declares and deletes it). With ``--llm-url`` each
+task is one chat completion over a shared ``aiohttp`` session (the I/O-bound baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from bench.common import RunResult, amqp_url, emit, emit_result, wait_for_stop_signal
+
+QUEUE_ARGUMENTS: dict[str, Any] = {"x-queue-type": "quorum"}
+REPLY_PREFETCH = 256  # what relaybus's ReplyRouter uses
+
+
+async def declare_task_queue(channel: aio_pika.abc.AbstractChannel, name: str) -> aio_pika.abc.AbstractQueue:
+    return await channel.declare_queue(name, durable=True, arguments=QUEUE_ARGUMENTS)
+
+
+async def serve(queue_name: str, prefetch: int, llm_url: str | None) -> None:
+    connection = await aio_pika.connect(amqp_url())
+    session: Any = None
+    if llm_url is not None:
+        import aiohttp
+
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max(prefetch, 100)))
+    try:
+        consume_channel = await connection.channel(publisher_confirms=False)
+        await consume_channel.set_qos(prefetch_count=prefetch)
+        publish_channel = await connection.channel(publisher_confirms=True)
+        exchange = publish_channel.default_exchange
+        queue = await declare_task_queue(consume_channel, queue_name)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            task = json.loads(message.body)
+            if session is not None:
+                payload = {"model": "fake", "messages": [{"role": "user", "content": task["prompt"]}]}
+                async with session.post(f"{llm_url}/chat/completions", json=payload) as response:
+                    answer = await response.json()
+                output: Any = answer["choices"][0]["message"]["content"]
+            else:
+                output = None
+            reply = json.dumps({"task_id": task["id"], "status": "success", "output": output}).encode()
+            await exchange.publish(
+                aio_pika.Message(
+                    reply,
+                    content_type="application/json",
+                    correlation_id=message.correlation_id,
+                    message_id=f"result-{task['id']}",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key=message.reply_to or "",
+                mandatory=True,
+            )
+            await message.ack()
+
+        await queue.consume(on_message, no_ack=False)
+        emit("READY", {"queue": queue_name})
+        await wait_for_stop_signal()
+    finally:
+        if session is not None:
+            await session.close()
+        await connection.close()
+
+
+class RawClient:
+    """Publishes tasks to the server's queue and matches replies by correlation id on a private queue."""
+
+    def __init__(self, queue_name: str) -> None:
+        self.queue_name = queue_name
+        self._pending: dict[str, asyncio.Future[bytes]] = {}
+
+    async def __aenter__(self) -> RawClient:
+        self.connection = await aio_pika.connect(amqp_url())
+        self.channel = await self.connection.channel(publisher_confirms=True)
+        consume_channel = await self.connection.channel(publisher_confirms=False)
+        await consume_channel.set_qos(prefetch_count=REPLY_PREFETCH)
+        self.reply_queue = await consume_channel.declare_queue(
+            f"bench.raw.reply.{uuid.uuid4().hex}", exclusive=True
+        )
+        await self.reply_queue.consume(self._on_reply, no_ack=False)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.connection.close()
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        future = self._pending.pop(message.correlation_id or "", None)
+        if future is not None and not future.done():
+            future.set_result(message.body)
+        await message.ack()
+
+    async def call(self, prompt: str = "") -> bytes:
+        task_id = str(uuid.uuid4())
+        future = asyncio.get_running_loop().create_future()
+        self._pending[task_id] = future
+        body = json.dumps({"id": task_id, "topic": "bench.raw", "prompt": prompt}).encode()
+        await self.channel.default_exchange.publish(
+            aio_pika.Message(
+                body,
+                content_type="application/json",
+                message_id=task_id,
+                correlation_id=task_id,
+                reply_to=self.reply_queue.name,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=self.queue_name,
+            mandatory=True,
+        )
+        return await future
+
+    async def run(self, n: int, window: int, prompt: str = "") -> RunResult:
+        """``n`` round trips with at most ``window`` in flight."""
+        gate = asyncio.Semaphore(window)
+        latencies: list[float] = []
+
+        async def one() -> None:
+            async with gate:
+                start = time.perf_counter()
+                await self.call(prompt)
+                latencies.append(time.perf_counter() - start)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(n)))
+        return RunResult(n, time.perf_counter() - start, latencies)
+
+
+async def client(queue_name: str, points: list[list[int]], prompt: str) -> None:
+    async with RawClient(queue_name) as rpc:
+        await rpc.run(min(50, points[0][0]), 10, prompt)  # warm-up: connections, JIT-free but caches
+        results = []
+        for n, window in points:
+            results.append((await rpc.run(n, window, prompt)).summary())
+    emit_result(results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="bench.raw_amqp")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("--queue", required=True)
+    s.add_argument("--prefetch", type=int, default=1000)
+    s.add_argument("--llm-url")
+    c = sub.add_parser("client")
+    c.add_argument("--queue", required=True)
+    c.add_argument("--points", required=True, help="JSON list of [n, window] pairs")
+    c.add_argument("--prompt", default="hello")
+    args = parser.parse_args()
+    if args.cmd == "serve":
+        asyncio.run(serve(args.queue, args.prefetch, args.llm_url))
+    else:
+        asyncio.run(client(args.queue, json.loads(args.points), args.prompt))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""Turn a benchmark run into one table (stdout and ``bench/RESULTS.md``) and a throughput plot (PNG).
+
+Each figure is the median over repetitions with the min-max range in brackets; ratios are computed per
+repetition (frameworks measured back to back) and then summarized the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.common import Spread
+
+if TYPE_CHECKING:
+    from bench.run import Report
+
+RAW = "raw aio-pika"
+RELAYBUS = "relaybus"
+CELERY = "celery"
+MEMORY = "relaybus MemoryBus"
+PLOT_NAME = "throughput.png"
+
+
+def _metric(report: Report, fw: str, index: int, key: str) -> list[float]:
+    return [float(rep[index][key]) for rep in report.roundtrip.get(fw, [])]
+
+
+def _ratio(a: Sequence[float], b: Sequence[float]) -> Spread:
+    return Spread.of([x / y for x, y in zip(a, b, strict=False) if y])
+
+
+def _met(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**met**" if ok else "**NOT met**")
+
+
+class Table:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def section(self, title: str, header: Sequence[str]) -> None:
+        self.lines += ["", f"### {title}", "", "| " + " | ".join(header) + " |"]
+        self.lines.append("|" + "|".join("---" for _ in header) + "|")
+
+    def row(self, *cells: object) -> None:
+        self.lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+
+    def text(self, *lines: str) -> None:
+        self.lines += list(lines)
+
+
+def render(report: Report, out: Path, *, plot: bool = True) -> str:
+    """Write ``RESULTS.md`` and the PNG into ``out``; return the Markdown (also what is printed)."""
+    sizes = report.sizes
+    out.mkdir(parents=True, exist_ok=True)
+    points = sizes.points
+    head = len(points) - 1
+    one = next((i for i, (_, w) in enumerate(points) if w == 1), None)
+    targets: list[tuple[str, str, bool | None]] = []
+    t = Table()
+    env = report.env
+    t.text(
+        "# relaybus benchmarks",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, mode `{report.mode}`, {sizes.reps} repetitions, "
+        f"{report.elapsed_s:.0f} s in all. Machine: {env.get('cpu_count')} cores, {env.get('platform')}. "
+        f"Python {env.get('python')}, {env.get('rabbitmq')}, relaybus {env.get('relaybus')}, aio-pika "
+        f"{env.get('aio-pika')}, aiormq {env.get('aiormq')}, pydantic {env.get('pydantic')}, Celery "
+        f"{env.get('celery')}.",
+        "",
+        "Each figure: median of the repetitions, (min-max) in brackets. Ratios are paired per repetition "
+        "(the frameworks ran back to back, taking turns) and then summarized. Every process, the broker "
+        "included, shares the same cores: figures are comparable within this table, not across machines.",
+    )
+
+    # 1 + 2: round trip
+    if report.roundtrip:
+        n = points[head][0]
+        t.section(
+            f"1-2. No-op round trip over RabbitMQ: {n:,} tasks all in flight, worker in its own process",
+            ["", "tasks/s", "vs raw aio-pika", "vs Celery", "p50 1 in flight (ms)", "p99 1 in flight (ms)"],
+        )
+        raw_tp = _metric(report, RAW, head, "throughput")
+        celery_tp = _metric(report, CELERY, head, "throughput")
+        for fw in (RAW, RELAYBUS, CELERY, MEMORY):
+            if fw not in report.roundtrip:
+                continue
+            tp = _metric(report, fw, head, "throughput")
+            p50 = _metric(report, fw, one, "p50_ms") if one is not None else []
+            p99 = _metric(report, fw, one, "p99_ms") if one is not None else []
+            raw_p50 = _metric(report, RAW, one, "p50_ms") if one is not None else []
+            vs_raw = _ratio(tp, raw_tp).fmt(2, "x") if fw != RAW else "1"
+            vs_celery = _ratio(tp, celery_tp).fmt(2, "x") if celery_tp and fw != CELERY else ""
+            p50_text = Spread.of(p50).fmt(2)
+            if fw != RAW and p50 and raw_p50:
+                p50_text += f"; {_ratio(p50, raw_p50).fmt(2, 'x')} raw"
+            label = {
+                RAW: "raw aio-pika (quorum, persistent, confirms, manual ack)",
+                RELAYBUS: "relaybus: execute_tasks -> `relaybus worker` -> result",
+                CELERY: "Celery (solo pool, prefetch x32, rpc://)",
+                MEMORY: "relaybus on MemoryBus (one process)",
+            }[fw]
+            t.row(label, Spread.of(tp).fmt(0), vs_raw, vs_celery, p50_text, Spread.of(p99).fmt(2))
+        if RELAYBUS in report.roundtrip and RAW in report.roundtrip:
+            ratio = _ratio(_metric(report, RELAYBUS, head, "throughput"), raw_tp)
+            targets.append(
+                ("round-trip throughput >= 0.8x raw aio-pika", ratio.fmt(2, "x"), ratio.median >= 0.8)
+            )
+            if celery_tp:
+                vs = _ratio(_metric(report, RELAYBUS, head, "throughput"), celery_tp)
+                targets.append(
+                    ("(so) round-trip throughput about 1.6x Celery", vs.fmt(2, "x"), vs.median >= 1.6)
+                )
+            if one is not None:
+                lat = _ratio(_metric(report, RELAYBUS, one, "p50_ms"), _metric(report, RAW, one, "p50_ms"))
+                targets.append(("one-in-flight p50 <= 1.3x raw", lat.fmt(2, "x"), lat.median <= 1.3))
+        t.section(
+            "Throughput (tasks/s) against tasks in flight",
+            ["in flight (tasks)", *[fw for fw in (RAW, RELAYBUS, CELERY, MEMORY) if fw in report.roundtrip]],
+        )
+        for i, (count, window) in enumerate(points):
+            cells = [
+                Spread.of(_metric(report, fw, i, "throughput")).fmt(0)
+                for fw in (RAW, RELAYBUS, CELERY, MEMORY)
+                if fw in report.roundtrip
+            ]
+            where = "all" if window >= count else f"{window:,}"
+            t.row(f"{where} ({count:,} tasks)", *cells)
+        if plot:
+            _plot(report, out / PLOT_NAME)
+            t.text("", f"Plot: `bench/{PLOT_NAME}` (throughput against tasks in flight).")
+
+    # 3: LLM-bound
+    if report.llm:
+        ideal = sizes.llm_n / sizes.llm_concurrency * sizes.llm_latency_s
+        t.section(
+            f"3. LLM-bound: {sizes.llm_n:,} tasks x {sizes.llm_latency_s:g} s fake LLM call, one worker",
+            ["", "wall (s)", "ideal (s)", "vs ideal", "relaybus speed-up"],
+        )
+        rb = [r["wall_s"] for r in report.llm.get(RELAYBUS, [])]
+        for fw, runs in report.llm.items():
+            walls = [r["wall_s"] for r in runs]
+            concurrency = 100 if "celery" in fw else sizes.llm_concurrency
+            fw_ideal = sizes.llm_n / concurrency * sizes.llm_latency_s
+            speedup = _ratio(walls, rb).fmt(2, "x") if fw != RELAYBUS else ""
+            label = fw if "celery" in fw else f"{fw}, concurrency {sizes.llm_concurrency}"
+            t.row(
+                label,
+                Spread.of(walls).fmt(2),
+                f"{fw_ideal:.2f}",
+                _ratio(walls, [fw_ideal] * len(walls)).fmt(2, "x"),
+                speedup,
+            )
+        targets.append(
+            (
+                f"LLM-bound {sizes.llm_n:,} x {sizes.llm_latency_s:g} s <= 1.3x ideal ({ideal:.2f} s)",
+                Spread.of([w / ideal for w in rb]).fmt(2, "x"),
+                statistics.median(rb) / ideal <= 1.3 if rb else None,
+            )
+        )
+        celery_runs = next((v for k, v in report.llm.items() if "celery" in k), None)
+        if celery_runs:
+            vs = _ratio([r["wall_s"] for r in celery_runs], rb)
+            targets.append(("LLM-bound >= 2x Celery with 100 threads", vs.fmt(2, "x"), vs.median >= 2.0))
+
+    # 4: the seed claim
+    if report.seed:
+        lat = sizes.seed_latency_s
+        small, big = sizes.seed_small, sizes.seed_big
+        seq = report.seed.get("sequential", {})
+        costs = report.seed.get("costs", {})
+        per_task = (seq["wall_s"] / small - lat) if seq else float("nan")
+        t.section(
+            f"4. The seed claim: tasks of one {lat:g} s LLM call",
+            ["", f"{small} tasks (s)", f"{big} tasks (s)"],
+        )
+        seq_big = big * (lat + per_task)
+        t.row(
+            "sequential `asyncio.run()` per task, new client each (the seed)",
+            f"{seq.get('wall_s', float('nan')):.2f}",
+            f"{seq_big:.1f} (computed: {big} x ({lat:g} s + {per_task * 1000:.1f} ms measured overhead))",
+        )
+        rb_small = [r["wall_s"] for r in report.seed.get(f"relaybus {small}", [])]
+        rb_big = [r["wall_s"] for r in report.seed.get(f"relaybus {big}", [])]
+        t.row(
+            "relaybus: execute_tasks -> `relaybus worker` -> LLM",
+            Spread.of(rb_small).fmt(2),
+            Spread.of(rb_big).fmt(2),
+        )
+        if costs:
+            loop_ms, client_ms = costs["asyncio_run_ms"], costs["asyncio_run_with_client_ms"]
+            t.text(
+                "",
+                f"Per-task costs of the seed's design: `asyncio.run()` itself {loop_ms:.2f} ms; "
+                f"`asyncio.run()` that builds and closes an httpx client {client_ms:.2f} ms "
+                f"(so the client costs {client_ms - loop_ms:.2f} ms). "
+                f"Sequential overhead per task measured beyond the {lat:g} s call: {per_task * 1000:.1f} ms.",
+            )
+        if rb_big:
+            target_s = 2.3 if lat == 2.0 and big == 100 else None
+            ok = statistics.median(rb_big) <= target_s if target_s is not None else None
+            targets.append((f"{big} x {lat:g} s in <= 2.3 s", Spread.of(rb_big).fmt(2, " s"), ok))
+
+    # 5: memory
+    if report.rss:
+        t.section("5. Memory: resident set size (MiB)", ["process", "RSS (MiB)"])
+        for name, value in report.rss.items():
+            t.row(name, f"{value:.1f}")
+        rb_idle = report.rss.get("relaybus worker, idle")
+        raw_idle = report.rss.get("raw aio-pika consumer, idle")
+        if rb_idle and raw_idle:
+            targets.append(
+                (
+                    "idle worker RSS <= 1.5x raw aio-pika consumer",
+                    f"{rb_idle / raw_idle:.2f}x",
+                    rb_idle / raw_idle <= 1.5,
+                )
+            )
+
+    t.section("Targets (issue 6)", ["target", "measured", "status"])
+    for name, measured, ok in targets:
+        t.row(name, measured, _met(ok) if report.mode != "tiny" else "n/a (tiny run)")
+    if report.notes:
+        t.text("", *[f"- {note}" for note in report.notes])
+    t.text(
+        "",
+        "Guarantees on each side. relaybus and raw aio-pika: durable quorum task queue, persistent messages, "
+        "publisher confirms, the task acked only after its result is confirmed, a private reply queue per "
+        "client. Celery: its defaults (classic durable queue, persistent messages, the task acked when "
+        "received, before it runs; results over `rpc://`).",
+    )
+    if report.executor_table:
+        t.text("", "### Executor benchmark (`bench/executor.py`)", "", "```", report.executor_table, "```")
+    text = "\n".join(t.lines).strip() + "\n"
+    (out / "RESULTS.md").write_text(text)
+    (out / "results.json").write_text(json.dumps(_jsonable(report), indent=1, default=str) + "\n")
+    return text
+
+
+def _jsonable(report: Report) -> dict[str, Any]:
+    data = asdict(report)
+    data["sizes"]["points"] = report.sizes.points
+    return data
+
+
+def _plot(report: Report, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = report.sizes.points
+    xs = [min(w, n) for n, w in points]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for fw in (RAW, RELAYBUS, CELERY, MEMORY):
+        if fw not in report.roundtrip:
+            continue
+        spreads = [Spread.of(_metric(report, fw, i, "throughput")) for i in range(len(points))]
+        med = [s.median for s in spreads]
+        err = [[s.median - s.low for s in spreads], [s.high - s.median for s in spreads]]
+        ax.errorbar(
+            xs, med, yerr=err, marker="o", capsize=3, label=fw, linestyle="--" if fw == MEMORY else "-"
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("tasks in flight")
+    ax.set_ylabel("tasks per second (median, min-max)")
+    ax.set_title(f"No-op round trip, {report.env.get('cpu_count')} cores, {report.env.get('rabbitmq')}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
