@@ -26,14 +26,17 @@ def make_client(
     """A client with a pool of ``max_connections`` and no read timeout.
 
     Reads are bounded by each task's timeout instead, so a long completion is not cut by a second, smaller
-    limit. Redirects are not followed (the ``api`` mode's host allow-list must hold for every request).
+    limit. Redirects are not followed (the ``api`` mode's host allow-list must hold for every request). With
+    httpx's own pool, keep-alive connections stay at httpx's default of 20: its pool spends CPU in proportion
+    to the idle connections it keeps (200 calls with 100 in flight: 0.7 s with 20, 3.2 s with 100).
     """
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
     timeout = httpx.Timeout(connect=connect_timeout_s, read=None, write=None, pool=None)
     if transport == "aiohttp":
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         return httpx.AsyncClient(
             transport=AiohttpTransport(limits=limits), timeout=timeout, follow_redirects=False
         )
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=min(20, max_connections))
     return httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False)
 
 
