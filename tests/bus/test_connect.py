@@ -52,6 +52,13 @@ async def test_bad_urls_are_config_errors_naming_the_url_with_password_masked(ur
 
 
 async def test_options_pass_through_and_unknown_ones_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="bad option"):
+        await connect("memory://", no_such_option=1)
+    small = await connect("memory://", max_body_bytes=10)
+    try:
+        assert small.url == "memory://"
+    finally:
+        await small.close()
     with pytest.raises(ConfigError, match="no_such_option"):
         await connect("amqp://guest:guest@127.0.0.1:1/", no_such_option=1)
     with pytest.raises(ConfigError, match="use an amqps:// URL"):

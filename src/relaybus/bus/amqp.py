@@ -66,7 +66,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
 import aio_pika
@@ -98,6 +98,7 @@ from .base import (
     ORIGINAL_EXCHANGE_HEADER,
     ORIGINAL_QUEUE_HEADER,
     ORIGINAL_ROUTING_KEY_HEADER,
+    Bus,
     Delivery,
     Handler,
     HeaderValue,
@@ -897,5 +898,6 @@ class AmqpBus:
         self._subscriptions.discard(subscription)
 
 
-def _check_delivery_protocol(delivery: AmqpDelivery) -> Delivery:
-    return delivery  # mypy checks that AmqpDelivery implements the Delivery protocol
+if TYPE_CHECKING:  # mypy checks that the classes implement the protocols
+    _delivery: type[Delivery] = AmqpDelivery
+    _bus: type[Bus] = AmqpBus

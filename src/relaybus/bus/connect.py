@@ -12,6 +12,7 @@ names the URL with its password masked and says what to do.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,20 +35,21 @@ async def connect(url: str, **options: Any) -> Bus:
         scheme = urlsplit(url).scheme.lower()
     except ValueError as exc:
         raise ConfigError(f"invalid bus URL {mask_url(url)!r} ({mask_secrets(str(exc))}): {_HINT}") from None
-    bus: Bus
+    factory: Callable[..., Bus]
     if scheme == "memory":
         from .memory import MemoryBus
 
-        bus = MemoryBus(**options)
+        factory = MemoryBus
     elif scheme in ("amqp", "amqps"):
         from .amqp import AmqpBus
 
-        try:
-            bus = AmqpBus(url, **options)
-        except TypeError as exc:
-            raise ConfigError(f"bad option for {mask_url(url)!r}: {exc}") from None
+        factory = AmqpBus
     else:
         shown = f"{scheme!r}" if scheme else "none"
         raise ConfigError(f"unknown bus URL scheme {shown} in {mask_url(url)!r}: {_HINT}")
+    try:
+        bus = factory(url, **options)
+    except TypeError as exc:  # an option this kind of bus does not take
+        raise ConfigError(f"bad option for {mask_url(url)!r}: {exc}") from None
     await bus.connect()
     return bus
