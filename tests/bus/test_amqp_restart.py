@@ -100,6 +100,16 @@ async def test_a_thousand_tasks_survive_a_broker_restart(
         await producer.declare_queue(queue, bindings=[f"task.{queue}"])
         try:
             await consumer.consume(queue, handler, prefetch=32)
+            # a private reply queue: gone with the old connection, re-declared and consumed again by aio-pika
+            replies: asyncio.Queue[bytes] = asyncio.Queue()
+            reply_queue = unique("reply")
+            await consumer.declare_queue(reply_queue, durable=False)
+
+            async def on_reply(d: Delivery) -> None:
+                await replies.put(d.body)
+                await d.ack()
+
+            await consumer.consume(reply_queue, on_reply)
             ids = [f"{queue}-{i}" for i in range(TASKS)]
             restart: asyncio.Task[None] | None = None
             started = time.monotonic()
@@ -125,6 +135,8 @@ async def test_a_thousand_tasks_survive_a_broker_restart(
             )
             assert producer.reconnect_count >= 1
             assert consumer.reconnect_count >= 1
+            await producer.publish(OutgoingMessage(body=b"reply", routing_key=reply_queue, exchange=""))
+            assert await asyncio.wait_for(replies.get(), 20) == b"reply"
         finally:
             await producer.delete_queue(queue)
 

@@ -868,8 +868,10 @@ class AmqpBus:
             raise ConfigError(f"prefetch must be between 1 and 65535, got {prefetch!r}")
         conn = self._connection()
         channel = conn.channel(publisher_confirms=False)
-        try:
-            await asyncio.wait_for(channel.initialize(), self.operation_timeout)
+        subscription = AmqpSubscription(self, queue, handler, channel)
+
+        async def start() -> None:
+            await channel.initialize()
             await channel.set_qos(prefetch_count=prefetch)
             spec = self._specs.get(queue)
             if spec is not None:
@@ -880,12 +882,18 @@ class AmqpBus:
                 )
             else:
                 amqp_queue = await channel.declare_queue(queue, passive=True)
-            subscription = AmqpSubscription(self, queue, handler, channel)
             await subscription._start(amqp_queue)
+
+        try:
+            await asyncio.wait_for(start(), self.reconnect_timeout)
         except ChannelClosed as exc:
             with contextlib.suppress(Exception):
                 await channel.close()
             raise self._channel_error(f"consuming from queue {queue!r}", exc) from None
+        except _TRANSIENT as exc:
+            with contextlib.suppress(Exception):
+                await channel.close()
+            raise self._outage(f"consuming from queue {queue!r}", exc) from None
         except BaseException:
             with contextlib.suppress(Exception):
                 await channel.close()
