@@ -15,7 +15,7 @@ __all__ = ["main"]
 
 # Sub-command modules, each with ``register(subparsers) -> None`` that sets ``func`` on its parser.
 # ``func(args) -> int`` returns the exit code.
-_COMMANDS: tuple[str, ...] = ("worker", "submit", "agents", "dlq")
+_COMMANDS: tuple[str, ...] = ("worker", "submit", "agents", "dlq", "run", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -80,7 +80,7 @@ class Writer(Agent):
         )
         if not draft.ok:
             return draft
-        return {"section": section, "text": draft.output, "notes": notes.output}
+        return {"text": draft.output, "section": section, "notes": notes.output}
 
 
 class Reviewer(Agent):

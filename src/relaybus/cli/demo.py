@@ -1,0 +1,134 @@
+"""``relaybus demo``: the sample project end to end, with no set-up.
+
+By default everything runs in this process on the embedded ``MemoryBus`` with the offline ``echo`` LLM and a
+simulated latency per call, so the parallel speed-up shows on any machine. ``--amqp-url URL`` runs the same
+agents as separate ``relaybus worker`` processes (one per agent) on that RabbitMQ and stops them at the end.
+With an LLM configured in the environment (``RELAYBUS_LLM_PROVIDER`` other than ``echo``, plus its model and
+key variables), the agents use it instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from relaybus.demo.agents import DEMO_AGENTS
+from relaybus.demo.project import demo_plan
+from relaybus.demo.runner import WorkerProcesses, agent_specs, run_in_memory, run_on_bus
+from relaybus.executor import TaskExecutor
+from relaybus.executor.config import ExecutorConfig, ProviderConfig
+from relaybus.orchestrator import PlanResult
+
+from ._common import AMQP_URL_ENV, non_negative_float, open_bus, run_async
+from ._render import PlanProgressBar, make_console
+from .run import default_model_from_env, print_results, quiet_info_logs
+
+__all__ = ["register"]
+
+DEFAULT_LATENCY_S = 0.5
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "demo",
+        help="run the sample project (planner -> writers in parallel -> reviewer) and show the speed-up",
+        description="Run a sample project: a planner, five writers in parallel (each asks a researcher agent "
+        "over the bus), then a reviewer. In this process on the embedded bus by default; on RabbitMQ with "
+        "one worker process per agent with --amqp-url. Uses the echo LLM unless RELAYBUS_LLM_PROVIDER says "
+        "otherwise.",
+    )
+    parser.add_argument(
+        "--amqp-url",
+        default=None,
+        metavar="URL",
+        help="run the agents as worker processes on this broker (default: everything in this process)",
+    )
+    parser.add_argument(
+        "--latency",
+        type=non_negative_float,
+        default=None,
+        metavar="SECONDS",
+        help="simulated latency of each echo LLM call (default $RELAYBUS_ECHO_LATENCY_S, else "
+        f"{DEFAULT_LATENCY_S:g})",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (results only)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    quiet_info_logs(args)
+    return run_async(lambda: _demo(args))
+
+
+def _llm_configured() -> bool:
+    return os.environ.get("RELAYBUS_LLM_PROVIDER", "echo").strip().lower() not in ("", "echo")
+
+
+def _latency(args: argparse.Namespace) -> float:
+    if args.latency is not None:
+        return float(args.latency)
+    raw = os.environ.get("RELAYBUS_ECHO_LATENCY_S")
+    return non_negative_float(raw) if raw else DEFAULT_LATENCY_S
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    out = make_console()
+    latency = _latency(args)
+    llm = (
+        f"the LLM of RELAYBUS_LLM_PROVIDER={os.environ['RELAYBUS_LLM_PROVIDER']}"
+        if _llm_configured()
+        else f"the offline echo LLM ({latency:g}s per call)"
+    )
+    where = "worker processes on " + _masked(args.amqp_url) if args.amqp_url else "the in-process MemoryBus"
+    agents = ", ".join(cls.name for cls in DEMO_AGENTS)
+    out.print(f"relaybus demo: agents {agents} on {where}, with {llm}")
+    out.print("plan: outline -> 5 sections written in parallel (each writer asks the researcher) -> review")
+    total = len(demo_plan().tasks)
+    bar = None if args.no_progress else PlanProgressBar(total, title="demo")
+    if args.amqp_url:
+        result = await _on_broker(args.amqp_url, latency, bar)
+    else:
+        result = await _in_memory(latency, bar)
+    print_results(result)
+    out.print(
+        f"[bold]parallel speed-up: {result.speedup:.1f}x[/] ({result.sequential_s:.2f}s of agent work "
+        f"in {result.wall_s:.2f}s)"
+    )
+    return 0 if result.ok else 1
+
+
+def _masked(url: str) -> str:
+    from relaybus.secrets import mask_url
+
+    return mask_url(url)
+
+
+async def _in_memory(latency: float, bar: PlanProgressBar | None) -> PlanResult:
+    if _llm_configured():
+        executor = TaskExecutor.from_env()
+    else:
+        executor = TaskExecutor(ExecutorConfig(provider=ProviderConfig(kind="echo", echo_latency_s=latency)))
+    async with executor:
+        if bar is None:
+            return await run_in_memory(executor, default_model=default_model_from_env())
+        with bar:
+            return await run_in_memory(executor, on_progress=bar, default_model=default_model_from_env())
+
+
+async def _on_broker(url: str, latency: float, bar: PlanProgressBar | None) -> PlanResult:
+    env = dict(os.environ)
+    env[AMQP_URL_ENV] = url
+    if not _llm_configured():
+        env["RELAYBUS_LLM_PROVIDER"] = "echo"
+        env["RELAYBUS_ECHO_LATENCY_S"] = str(latency)
+    bus = await open_bus(url)  # fails in one line before any worker starts if the broker is not there
+    try:
+        async with WorkerProcesses([[spec] for spec in agent_specs()], env=env) as workers:
+            await workers.wait_ready(bus)
+            if bar is None:
+                return await run_on_bus(bus, default_model=default_model_from_env())
+            with bar:
+                return await run_on_bus(bus, on_progress=bar, default_model=default_model_from_env())
+    finally:
+        await bus.close()
