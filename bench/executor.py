@@ -8,8 +8,9 @@ FakeLLMServer instances in child processes (so their CPU is not counted), on 127
    relaybus's ``TaskExecutor`` (one loop, one shared client, tasks concurrent) for 3 tasks x 2 s and
    200 tasks x 0.2 s;
 3. the HTTP transport under the executor's httpx client: httpx's own pool vs httpx-aiohttp, for 200 calls of
-   0.2 s with 100 in flight and 1,000 calls of 0.2 s with 1,000 in flight (wall and CPU seconds of this
-   process).
+   0.2 s with 100 and with up to 1,000 in flight, and 1,000 calls of 0.2 s all in flight (wall and CPU
+   seconds of this process), next to a floor: bare aiohttp without executor or httpx, which shows what this
+   machine (client and fake server sharing its cores) can do at best.
 
 This file and the command line are the only places that call ``asyncio.run()``.
 """
@@ -217,6 +218,16 @@ def run() -> list[Row]:
             ],
         ),
         (
+            "200 calls x 0.2 s, limit 1000 in flight",
+            200,
+            1000,
+            [
+                ("httpx pool, defaults (100 conns, 20 keep-alive)", httpx_pool(100, 20)),
+                ("httpx pool, 1000 conns, 1000 keep-alive", httpx_pool(1000, 1000)),
+                ("httpx-aiohttp, 1000 conns (relaybus default)", aiohttp_transport(1000)),
+            ],
+        ),
+        (
             "1000 calls x 0.2 s, 1000 in flight",
             1000,
             1000,
@@ -230,7 +241,7 @@ def run() -> list[Row]:
     with fake_server(0.2) as url:
         relaybus(url, 2, 2)
         for section, n, in_flight, variants in cases:
-            ideal = 0.2 * -(-n // in_flight)
+            ideal = 0.2 * -(-n // in_flight)  # rounds of 0.2 s
             floor = [measure(partial(raw_aiohttp, url, n, in_flight)) for _ in range(3)]
             wall, cpu = statistics.median(s[0] for s in floor), statistics.median(s[1] for s in floor)
             rows.append(

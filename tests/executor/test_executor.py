@@ -10,7 +10,7 @@ import pytest
 from pydantic import JsonValue
 
 from relaybus.exceptions import ExecutorError
-from relaybus.executor import ExecutorConfig, ProviderConfig, RunContext, TaskExecutor
+from relaybus.executor import Executor, ExecutorConfig, ProviderConfig, RunContext, TaskExecutor
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 
 
@@ -264,6 +264,11 @@ async def test_closed_executor_refuses_new_tasks() -> None:
     await ex.aclose()  # idempotent
     with pytest.raises(ExecutorError, match="closed"):
         await ex.execute(_task())
+
+
+def test_task_executor_satisfies_the_executor_protocol() -> None:
+    assert isinstance(TaskExecutor(ExecutorConfig()), Executor)
+    assert TaskExecutor(ExecutorConfig()).modes == ("api", "llm", "script")
 
 
 def test_no_argument_executor_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

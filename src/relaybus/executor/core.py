@@ -61,7 +61,12 @@ class TaskExecutor:
     - ``cancel(task_id)`` ends a running task with CANCELLED. Cancelling the caller's asyncio task instead
       stops the work (HTTP request, child process group) and propagates ``CancelledError``.
     - An exception raised by a backend becomes a FAILURE result naming it; keys are masked in every message.
-    - Use ``async with TaskExecutor(...) as executor:`` (or ``await executor.aclose()``) to close the client.
+    - Built-in modes: ``llm`` (:class:`~relaybus.executor.llm.LlmBackend`: the provider, retries, rate limit,
+      fallback; output is the completion text), ``api`` (:mod:`relaybus.executor.api`: only to
+      ``api_allowed_hosts``) and ``script`` (:mod:`relaybus.executor.script`: only commands added with
+      :meth:`register_script`). :meth:`register_mode` adds more.
+    - Use ``async with TaskExecutor(...) as executor:`` (or ``await executor.aclose()``) to close the client,
+      and use one executor within one event loop (its locks and connection pool belong to that loop).
     """
 
     def __init__(

@@ -32,10 +32,10 @@ What you may rely on:
   closed without an answer). A fault applies to the next ``times`` requests (``None``: until
   :meth:`clear_faults`), each with probability ``fraction`` drawn from a RNG seeded by ``seed``, so a run
   is repeatable. Faults are checked in the order they were added; at most one applies per request.
-- Counters: ``requests`` (received), ``in_flight``, ``max_in_flight``, ``disconnects`` (requests whose client
-  went away before the answer), ``statuses`` (a Counter of answered status codes), ``faults`` (a Counter of
-  the faults served) and ``calls`` (path, JSON body, headers and arrival time of each request).
-  :meth:`reset_stats` zeroes them.
+- Counters: ``requests`` (received), ``in_flight``, ``max_in_flight``, ``disconnects`` (requests whose
+  connection closed before the answer: the client gave up, or a ``drop`` fault), ``statuses`` (a Counter of
+  answered status codes), ``faults`` (a Counter of the faults served) and ``calls`` (path, JSON body,
+  headers and arrival time of each request). :meth:`reset_stats` zeroes them.
 - It handles at least 1,000 concurrent requests.
 """
 
