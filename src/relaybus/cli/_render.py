@@ -29,7 +29,8 @@ _STATUS_STYLE = {
     ExecutionStatus.CANCELLED: "magenta",
     ExecutionStatus.REJECTED: "red",
 }
-_WIDTH_OFF_TERMINAL = 140  # rich would use 80 columns when writing to a pipe: too narrow for the table
+_WIDTH_OFF_TERMINAL = 160  # rich would use 80 columns when writing to a pipe: too narrow for the table
+_NOTE_WIDTH = 56
 
 
 def make_console(file: IO[str] | None = None, *, stderr: bool = False) -> Console:
@@ -115,14 +116,12 @@ def _cost(value: float | None) -> str:
 def results_table(result: PlanResult) -> Table:
     """One row per task, in plan order: status, agent, worker, time, tokens, cost, and output or error."""
     table = Table(title=f"plan {result.name}", title_justify="left")
-    table.add_column("task", overflow="fold")
-    table.add_column("status")
-    table.add_column("agent")
-    table.add_column("worker")
-    table.add_column("time", justify="right")
-    table.add_column("tokens in/out", justify="right")
-    table.add_column("cost", justify="right")
-    table.add_column("output / error", overflow="ellipsis", no_wrap=True, max_width=64)
+    for name in ("task", "status", "agent", "worker"):
+        table.add_column(name, no_wrap=True)
+    for name in ("time", "tokens in/out", "cost"):
+        table.add_column(name, justify="right", no_wrap=True)
+    # The last column takes what is left of the width; rich shortens it first on a narrow terminal.
+    table.add_column("output / error", overflow="ellipsis", no_wrap=True, max_width=_NOTE_WIDTH)
     for task_id, res in result.results.items():
         style = _STATUS_STYLE[res.status]
         note = _short(res.output) if res.ok else (res.error.message if res.error else "")
@@ -134,7 +133,7 @@ def results_table(result: PlanResult) -> Table:
             f"{result.duration_s(task_id):.2f}s",
             f"{res.usage.prompt_tokens}/{res.usage.completion_tokens}",
             _cost(result.cost(task_id)),
-            Text(_short(note, 64), style="" if res.ok else style),
+            Text(_short(note, _NOTE_WIDTH), style="" if res.ok else style),
         )
     return table
 

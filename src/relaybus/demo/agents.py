@@ -2,7 +2,8 @@
 
 They run on whatever LLM the worker's executor is configured with (``RELAYBUS_LLM_PROVIDER``;
 ``relaybus demo`` uses the offline ``echo`` provider with a simulated latency unless an LLM is configured).
-Deploy them like any agent::
+Their names start with ``doc-`` so that their queues (``relaybus.agent.doc-writer``, ...) never mix with
+other agents called ``writer`` or ``reviewer`` on the same broker. Deploy them like any agent::
 
     relaybus worker relaybus.demo.agents:Planner relaybus.demo.agents:Writer \\
         relaybus.demo.agents:Researcher relaybus.demo.agents:Reviewer
@@ -33,7 +34,7 @@ def _text(value: JsonValue, limit: int = 400) -> str:
 class Planner(Agent):
     """Outlines the document: one LLM call."""
 
-    name = "planner"
+    name = "doc-planner"
     topics = ("project.plan",)
     system_prompt = "You plan short technical documents. Answer with an outline: one line per section."
 
@@ -49,7 +50,7 @@ class Planner(Agent):
 class Researcher(Agent):
     """Gathers notes for one section: the default ``handle`` (one LLM call with this system prompt)."""
 
-    name = "researcher"
+    name = "doc-researcher"
     topics = ("project.research",)
     system_prompt = "You collect three short, checkable facts a writer needs for one section."
 
@@ -57,7 +58,7 @@ class Researcher(Agent):
 class Writer(Agent):
     """Writes one section. It first delegates to the researcher over the bus, then writes with the notes."""
 
-    name = "writer"
+    name = "doc-writer"
     topics = ("project.write",)
     system_prompt = "You write one section of a technical document, in plain words, under 150 words."
 
@@ -86,7 +87,7 @@ class Writer(Agent):
 class Reviewer(Agent):
     """Reviews every section it depends on in one LLM call and says which ones it read."""
 
-    name = "reviewer"
+    name = "doc-reviewer"
     topics = ("project.review",)
     system_prompt = "You review a technical document: list the three most important fixes."
 

@@ -1,0 +1,113 @@
+"""``relaybus demo``: the sample project end to end, as a user runs it, in memory and on RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+
+import pytest
+
+from relaybus.bus.base import agent_queue_name
+from relaybus.bus.connect import connect
+from relaybus.demo.agents import DEMO_AGENTS
+from relaybus.testing import FakeLLMServer
+from tests.agents.processes import REPO_ROOT
+
+from .test_worker import run_cli
+
+KEYS = ("outline", "install", "quickstart", "agents", "workers", "plans", "review")
+
+
+def rows(stdout: str) -> dict[str, list[str]]:
+    """The results table's rows by task key, as lists of cells."""
+    out = {}
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if len(cells) == 8 and cells[0] in KEYS:
+            out[cells[0]] = cells
+    return out
+
+
+def speedup_of(stdout: str) -> float:
+    match = re.search(r"parallel speed-up: ([0-9.]+)x", stdout)
+    assert match, stdout
+    return float(match.group(1))
+
+
+def test_the_demo_runs_in_memory_and_shows_the_table_and_the_speed_up() -> None:
+    proc = run_cli("demo", "--latency", "0.4", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    table = rows(proc.stdout)
+    assert set(table) == set(KEYS)
+    assert {cells[1] for cells in table.values()} == {"success"}
+    assert table["outline"][2] == "doc-planner"
+    assert table["review"][2] == "doc-reviewer"
+    assert {table[k][2] for k in KEYS[1:6]} == {"doc-writer"}
+    assert "7 tasks: 7 success" in proc.stdout
+    # ideal 3x: 12 calls of 0.4 s (about 6 s of agent work) in 4 rounds (about 1.6 s); generous bound
+    assert speedup_of(proc.stdout) > 2.0
+    assert "MemoryBus" in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+async def test_the_demo_uses_the_llm_configured_in_the_environment() -> None:
+    async with FakeLLMServer(latency_s=0.2) as server:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env |= {
+            "RELAYBUS_LLM_PROVIDER": "openai",
+            "OPENAI_BASE_URL": server.openai_base_url,
+            "RELAYBUS_LLM_MODEL": "local-model",
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "relaybus", "demo", "--no-progress"),
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(120):
+            out, err = await proc.communicate()
+    stdout = out.decode()
+    assert proc.returncode == 0, stdout + err.decode()
+    assert server.requests == 12  # 1 planner + 5 x (researcher + writer) + 1 reviewer
+    assert {call.body["model"] for call in server.calls} == {"local-model"}
+    assert "fake reply:" in rows(stdout)["review"][7]
+    assert speedup_of(stdout) > 2.0
+
+
+def test_a_demo_whose_llm_is_unreachable_fails_cleanly_with_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nothing listens on port 1: the demo must use that server, fail cleanly and exit 1.
+    monkeypatch.setenv("RELAYBUS_LLM_PROVIDER", "openai")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:1/v1")
+    monkeypatch.setenv("RELAYBUS_LLM_MODEL", "local-model")
+    proc = run_cli("demo", "--no-progress", timeout=180)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "RELAYBUS_LLM_PROVIDER=openai" in proc.stdout
+    table = rows(proc.stdout)
+    assert table["outline"][1] == "failure"
+    assert {table[k][1] for k in KEYS[1:]} == {"cancelled"}
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.integration
+async def test_the_demo_runs_on_rabbitmq_with_one_worker_process_per_agent(amqp_url: str) -> None:
+    try:
+        proc = run_cli("demo", "--amqp-url", amqp_url, "--latency", "0.3", timeout=180)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        table = rows(proc.stdout)
+        assert {cells[1] for cells in table.values()} == {"success"}
+        workers = {cells[3] for cells in table.values()}
+        assert len(workers) == 3  # planner, writer and reviewer answered from processes of their own
+        assert speedup_of(proc.stdout) > 1.8
+        assert "guest:guest" not in proc.stdout + proc.stderr
+    finally:
+        bus = await connect(amqp_url)
+        try:
+            for cls in DEMO_AGENTS:
+                await bus.delete_queue(agent_queue_name(cls.name))
+        finally:
+            await bus.close()
