@@ -1,0 +1,115 @@
+"""compose/: the file parses, and everything its commands name exists (no Docker engine needed).
+
+Each relaybus command in docker-compose.yml is parsed by the real argument parser, every ``module:Class``
+is imported from the image's working directory (the repository root here) and must be an Agent, and every
+plan file must load. The Dockerfile must copy only paths that exist and run relaybus.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from relaybus.agents import Agent
+from relaybus.cli import build_parser
+from relaybus.orchestrator import load_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "compose" / "docker-compose.yml"
+DOCKERFILE = ROOT / "compose" / "Dockerfile"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def relaybus_commands(compose: dict[str, Any]) -> dict[str, list[str]]:
+    """Service -> its command as relaybus arguments (the image's entrypoint is ``relaybus``)."""
+    out = {}
+    for name, service in compose["services"].items():
+        if service.get("image", "").startswith("relaybus") or "build" in service:
+            command = service["command"]
+            assert isinstance(command, list), f"{name}: use the list form of command (no shell string)"
+            out[name] = [str(part) for part in command]
+    return out
+
+
+def test_rabbitmq_has_the_management_ui_and_a_healthcheck(compose: dict[str, Any]) -> None:
+    rabbit = compose["services"]["rabbitmq"]
+    assert "management" in rabbit["image"]
+    assert "15672:15672" in rabbit["ports"]
+    assert rabbit["healthcheck"]["test"][0] == "CMD"
+
+
+def test_workers_scale_and_wait_for_a_healthy_broker(compose: dict[str, Any]) -> None:
+    worker = compose["services"]["worker"]
+    assert "container_name" not in worker  # a fixed name would make --scale impossible
+    assert not any(":" in str(p) for p in worker.get("ports", []))  # nor published ports
+    assert worker["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
+    assert worker["command"][0] == "worker"
+    orchestrator = compose["services"]["orchestrator"]
+    assert orchestrator["command"][0] == "run"
+    assert orchestrator["depends_on"]["worker"]["condition"] == "service_healthy"
+
+
+def test_every_relaybus_command_parses(compose: dict[str, Any]) -> None:
+    commands = relaybus_commands(compose)
+    assert {"worker", "orchestrator"} <= set(commands)
+    parser = build_parser()
+    for name, service in compose["services"].items():
+        check = service.get("healthcheck", {}).get("test", [])
+        if check[1:2] == ["relaybus"]:
+            commands[f"{name} healthcheck"] = check[2:]
+    for name, argv in commands.items():
+        try:
+            parser.parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"{name}: `relaybus {' '.join(argv)}` does not parse")
+
+
+def test_every_module_class_names_an_existing_agent(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))  # the image's working directory holds examples/
+    specs = [
+        p for argv in relaybus_commands(compose).values() for p in argv if re.fullmatch(r"[\w.]+:[\w.]+", p)
+    ]
+    assert len(specs) >= 5
+    for spec in specs:
+        module_name, _, attribute = spec.partition(":")
+        module = importlib.import_module(module_name)
+        assert hasattr(module, attribute), f"{spec}: module {module_name} has no {attribute}"
+        target = getattr(module, attribute)
+        assert isinstance(target, type), f"{spec} is not a class"
+        assert issubclass(target, Agent), f"{spec} is not an Agent class"
+    assert {spec.split(".")[0] for spec in specs} == {"relaybus", "examples"}
+
+
+def test_every_plan_a_command_runs_exists_and_loads(compose: dict[str, Any]) -> None:
+    plans = [argv[1] for argv in relaybus_commands(compose).values() if argv[0] == "run"]
+    assert plans
+    for plan in plans:
+        assert load_plan(ROOT / plan).tasks
+
+
+def test_the_dockerfile_copies_existing_paths_and_runs_relaybus() -> None:
+    lines = [line.strip() for line in DOCKERFILE.read_text().splitlines()]
+    copies = [line.split()[1:-1] for line in lines if line.startswith("COPY ")]
+    assert copies
+    for sources in copies:
+        for source in sources:
+            assert (ROOT / source).exists(), f"COPY {source}: no such path in the repository"
+    assert 'ENTRYPOINT ["relaybus"]' in lines
+    assert any(line.startswith("USER ") and "root" not in line for line in lines)
+
+
+def test_the_compose_file_documents_how_to_scale() -> None:
+    assert "--scale worker=" in COMPOSE.read_text()
