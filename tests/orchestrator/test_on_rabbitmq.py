@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 
 import pytest
 
-from relaybus import ExecutionStatus
+from relaybus import AgentTask, ExecutionStatus
+from relaybus.bus.base import agent_queue_name, task_routing_key
 from relaybus.bus.connect import connect
 from relaybus.orchestrator import PlanProgress, ProjectOrchestrator, parse_plan
 
+from . import plan_agents
 from .broker_plans import SummerFleet, layered_plan, summer_fleet, wait_until
 
 pytestmark = pytest.mark.integration
@@ -107,3 +110,32 @@ async def test_a_named_orchestrator_restarted_mid_plan_finishes_it_with_nothing_
     assert set(summer_fleet.runs.values()) == {1}  # ... exactly once: collected or answered from the cache
     collected = [t for t in plan.tasks if t.prompt in slow and result.timings[t.id].published_s is None]
     assert len(collected) == len(slow)  # the slow results were taken from the reply queue, not asked again
+
+
+async def test_a_thousand_tasks_are_in_flight_at_once_over_rabbitmq(summer_fleet: SummerFleet) -> None:
+    topic = f"{plan_agents.prefix(summer_fleet.suffix)}.sum"
+    tasks = [AgentTask(topic=topic, prompt=str(i), input={"value": i, "sleep_s": 1.0}) for i in range(1000)]
+    async with summer_fleet.processes(1, concurrency=1000) as workers:
+        await workers.wait_ready(summer_fleet.bus)
+        async with ProjectOrchestrator(summer_fleet.bus, default_timeout_s=120) as orchestrator:
+            started = time.monotonic()
+            results = await orchestrator.execute_tasks(tasks)
+            wall = time.monotonic() - started
+    assert [r.output["sum"] for r in results] == list(range(1000))  # type: ignore[index,call-overload]
+    # one after another this is 1,000 s; the bound is generous for 2 noisy cores
+    assert wall < 60, wall
+    print(f"1000 tasks of 1 s over RabbitMQ with one worker process: {wall:.2f}s")
+
+
+async def test_a_task_whose_worker_is_down_times_out_by_its_deadline(summer_fleet: SummerFleet) -> None:
+    # The agent's queue exists (a worker ran once) but nobody consumes it now.
+    topic = f"{plan_agents.prefix(summer_fleet.suffix)}.sum"
+    await summer_fleet.bus.declare_queue(
+        agent_queue_name(f"summer{summer_fleet.suffix}"), bindings=[task_routing_key(topic)]
+    )
+    async with ProjectOrchestrator(summer_fleet.bus) as orchestrator:
+        started = time.monotonic()
+        result = await orchestrator.execute_task(AgentTask(topic=topic, timeout_s=0.5))
+        waited = time.monotonic() - started
+    assert result.status is ExecutionStatus.TIMEOUT
+    assert waited < 5
