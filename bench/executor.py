@@ -270,14 +270,14 @@ def print_table(rows: list[Row]) -> None:
         f"\nrelaybus executor benchmark - Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
         "fake LLM server on 127.0.0.1 in a child process"
     )
-    header = f"{'section':<36} {'case':<50} {'wall s':>8} {'CPU s':>7} {'ideal s':>8}  note"
+    header = f"{'section':<40} {'case':<50} {'wall s':>8} {'CPU s':>7} {'ideal s':>8}  note"
     print(header)
     print("-" * len(header))
     for row in rows:
         cpu = f"{row.cpu_s:7.2f}" if row.cpu_s is not None else f"{'':>7}"
         ideal = f"{row.ideal_s:8.2f}" if row.ideal_s is not None else f"{'':>8}"
         wall = f"{row.wall_s:8.3f}" if row.wall_s < 1 else f"{row.wall_s:8.2f}"
-        print(f"{row.section:<36} {row.case:<50} {wall} {cpu} {ideal}  {row.note}")
+        print(f"{row.section:<40} {row.case:<50} {wall} {cpu} {ideal}  {row.note}")
 
 
 def main() -> int:
