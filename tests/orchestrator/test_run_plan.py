@@ -257,3 +257,35 @@ async def test_a_restarted_named_orchestrator_collects_waiting_results_and_finis
         str(c.id): {"prompt": "c", "input": {"dependencies": {str(a.id): {"prompt": "a", "input": {}}}}},
     }
     await bus.delete_queue(f"relaybus.reply.{name}")
+
+
+async def test_cancelling_plan_tasks_ends_them_and_their_dependents_without_publishing(
+    bus: MemoryBus,
+) -> None:
+    worker = Responder(bus, delay=lambda task: {"a": 0.3, "slow": 10.0}.get(task.prompt, 0.0))
+    await worker.start()
+    a = t("a")
+    b = t("b", a)
+    c = t("c", b)
+    slow = t("slow", timeout_s=30)
+    after_slow = t("after-slow", slow)
+    async with ProjectOrchestrator(bus) as orchestrator:
+        running = asyncio.create_task(orchestrator.run_plan([a, b, c, slow, after_slow]))
+        while len(worker.seen) < 2:
+            await asyncio.sleep(0.01)
+        await orchestrator.cancel(b.id, "b is not needed")  # waiting for a: never published
+        await orchestrator.cancel(slow.id, "too slow")  # running on the worker: the wait ends now
+        result = await asyncio.wait_for(running, 5)
+    status = {task.prompt: result.results[task.id].status for task in (a, b, c, slow, after_slow)}
+    assert status == {
+        "a": ExecutionStatus.SUCCESS,
+        "b": ExecutionStatus.CANCELLED,
+        "c": ExecutionStatus.CANCELLED,
+        "slow": ExecutionStatus.CANCELLED,
+        "after-slow": ExecutionStatus.CANCELLED,
+    }
+    assert (result.results[b.id].error or pytest.fail("no error")).message == "b is not needed"
+    assert (
+        "ended CANCELLED: b is not needed" in (result.results[c.id].error or pytest.fail("no error")).message
+    )
+    assert {b.id, c.id, after_slow.id}.isdisjoint(worker.ids())

@@ -13,7 +13,7 @@ What a caller may rely on:
   which worker to start); a publish the broker refuses ends as ``FAILURE`` of type ``BusError`` (retryable).
 - :meth:`ProjectOrchestrator.cancel` ends the wait for a task at once with a ``CANCELLED`` result, and asks
   the worker running it to stop (a ``CancelRequest`` event on ``event.relaybus.cancel``). A task of a running
-  plan that was not published yet is not published at all.
+  plan that was not published yet is not published at all, and its dependents end CANCELLED too.
 - :meth:`ProjectOrchestrator.run_plan` checks the plan (cycles, missing dependencies, duplicate ids) before
   publishing anything, runs every task as soon as its dependencies succeeded, gives it their outputs in
   ``input["dependencies"]`` (keyed by the dependency's task id as a string), and ends the dependents of a
@@ -103,7 +103,7 @@ class ProjectOrchestrator:
         self.default_model = default_model
         self._start_lock = asyncio.Lock()
         self._cancel_waiters: dict[UUID, asyncio.Future[str]] = {}
-        self._cancelled_unpublished: dict[UUID, str] = {}
+        self._plan_runs: set[_PlanRun] = set()
         self._log: Any = get_logger("relaybus.orchestrator", orchestrator=name or "anonymous")
 
     @property
@@ -166,8 +166,8 @@ class ProjectOrchestrator:
         waiter = self._cancel_waiters.get(task_id)
         if waiter is not None and not waiter.done():
             waiter.set_result(reason)
-        else:
-            self._cancelled_unpublished[task_id] = reason
+        for run in self._plan_runs:
+            run.cancel_unpublished(task_id, reason)
         await self._publish_cancel(task_id, reason)
 
     async def _publish_cancel(self, task_id: UUID, reason: str) -> None:
@@ -314,7 +314,8 @@ class _PlanRun:
         self.sent: dict[UUID, AgentTask] = {}
         self.published: dict[UUID, float] = {}
         self.finished: dict[UUID, float] = {}
-        self.done_queue: asyncio.Queue[tuple[UUID, ExecutionResult]] = asyncio.Queue()
+        # Results of finished runners; None only wakes the loop up after a cancel() recorded a result itself.
+        self.done_queue: asyncio.Queue[tuple[UUID, ExecutionResult] | None] = asyncio.Queue()
         self.runners: set[asyncio.Task[None]] = set()
         self.waiting: dict[UUID, asyncio.Future[ExecutionResult]] = {}
         self.t0 = 0.0
@@ -335,14 +336,17 @@ class _PlanRun:
         self.waiting = await self.o._collect_waiting([task.id for task in self.order])
         self.t0 = time.monotonic()
         log.info("plan_started")
+        self.o._plan_runs.add(self)
         try:
             for task in self.order:
                 if not self.missing[task.id]:
                     self._launch(task)
             while len(self.results) < len(self.order):
-                task_id, result = await self.done_queue.get()
-                self._record(task_id, result)
+                item = await self.done_queue.get()
+                if item is not None:
+                    self._record(*item)
         finally:
+            self.o._plan_runs.discard(self)
             for runner in self.runners:
                 runner.cancel()
             for task_id, future in self.waiting.items():
@@ -380,10 +384,7 @@ class _PlanRun:
 
     async def _run_one(self, task: AgentTask) -> None:
         try:
-            reason = self.o._cancelled_unpublished.pop(task.id, None)
-            if reason is not None:
-                result = ExecutionResult.failed(task.id, ExecutionStatus.CANCELLED, "Cancelled", reason)
-            elif self.limit is None:
+            if self.limit is None:
                 result = await self._execute(task)
             else:
                 async with self.limit:
@@ -416,6 +417,13 @@ class _PlanRun:
                     self._launch(self.by_id[child])
             return
         self._cancel_dependents(task_id, result)
+
+    def cancel_unpublished(self, task_id: UUID, reason: str) -> None:
+        """End ``task_id`` as CANCELLED (and its dependents with it) if this run has not published it yet."""
+        if task_id not in self.by_id or task_id in self.results or task_id in self.sent:
+            return
+        self._record(task_id, ExecutionResult.failed(task_id, ExecutionStatus.CANCELLED, "Cancelled", reason))
+        self.done_queue.put_nowait(None)
 
     def _cancel_dependents(self, failed_id: UUID, failed: ExecutionResult) -> None:
         stack = list(self.dependents.get(failed_id, ()))
