@@ -16,6 +16,9 @@ from relaybus.bus.base import (
     DEAD_LETTER_QUEUE,
     DEADLINE_HEADER,
     ERROR_HEADER,
+    ORIGINAL_EXCHANGE_HEADER,
+    ORIGINAL_QUEUE_HEADER,
+    ORIGINAL_ROUTING_KEY_HEADER,
     SCHEMA_HEADER,
     Delivery,
     OutgoingMessage,
@@ -225,14 +228,83 @@ async def test_task_without_reply_to_runs_and_is_acked(bus: MemoryBus) -> None:
         assert bus.stats(agent_queue_name("probe")) == QueueStats(ready=0, unsettled=0, consumers=1)
 
 
-async def test_result_for_a_vanished_reply_queue_is_dropped_and_the_task_acked(bus: MemoryBus) -> None:
+async def dead_letters(bus: MemoryBus) -> list[Delivery]:
+    """Take everything in ``relaybus.dead`` (the bus is private to the test)."""
+    dead: list[Delivery] = []
+
+    async def keep(delivery: Delivery) -> None:
+        dead.append(delivery)
+        await delivery.ack()
+
+    subscription = await bus.consume(DEAD_LETTER_QUEUE, keep)
+    await bus.join(DEAD_LETTER_QUEUE)
+    await subscription.cancel()
+    return dead
+
+
+async def test_result_for_a_vanished_reply_queue_is_dead_lettered_not_dropped(bus: MemoryBus) -> None:
     probe = Probe()
+    task = probe_task("nobody waits")
     async with AgentWorker(bus, [probe], executor=FakeExecutor()):
-        await bus.publish(encode_task(probe_task("nobody waits"), reply_to="relaybus.reply.gone"))
+        await bus.publish(encode_task(task, reply_to="relaybus.reply.gone"))
         await bus.join(agent_queue_name("probe"))
         assert len(probe.calls) == 1
-        assert bus.stats(agent_queue_name("probe")).ready == 0
-        assert bus.stats(agent_queue_name("probe")).unsettled == 0
+        assert bus.stats(agent_queue_name("probe")) == QueueStats(ready=0, unsettled=0, consumers=1)
+    [dead] = await dead_letters(bus)
+    result = decode(dead.body, dead.headers, ExecutionResult)  # the result itself, still valid
+    assert result.task_id == task.id
+    assert result.ok
+    assert dead.correlation_id == str(task.id)
+    assert str(dead.headers[ERROR_HEADER]).startswith("reply queue relaybus.reply.gone is gone")
+    assert dead.headers[ORIGINAL_QUEUE_HEADER] == "relaybus.reply.gone"
+    assert dead.headers[ORIGINAL_ROUTING_KEY_HEADER] == "relaybus.reply.gone"
+    assert dead.headers[ORIGINAL_EXCHANGE_HEADER] == ""
+
+
+async def test_a_dead_lettered_result_replayed_to_a_new_reply_queue_reaches_its_caller(
+    bus: MemoryBus,
+) -> None:
+    from relaybus.bus.rpc import ReplyRouter
+    from relaybus.dlq import replay_dead_letters
+
+    probe = Probe()
+    task = probe_task("late")
+    async with AgentWorker(bus, [probe], executor=FakeExecutor()):
+        await bus.publish(encode_task(task, reply_to="relaybus.reply.late-caller"))
+        await bus.join(agent_queue_name("probe"))
+    async with ReplyRouter(bus, name="late-caller") as router:
+        waiting = router.expect(task.id)
+        report = await replay_dead_letters(bus)
+        assert len(report.replayed) == 1, report
+        async with asyncio.timeout(10):
+            assert (await waiting).output == {"prompt": "late"}
+
+
+@pytest.mark.parametrize(
+    ("body", "message_id", "reason"),
+    [
+        (b'{"topic": "probe.run", "prompt": "no id"}', None, "id: field required"),
+        (
+            b'{"id": "6f1c3f43-4b5e-4a59-9a34-6a3a4b1a2c3d", "topic": "probe.run"}',
+            "another-id",
+            "does not match the task's id",
+        ),
+    ],
+)
+async def test_a_task_without_its_own_id_is_dead_lettered_not_run(
+    bus: MemoryBus, body: bytes, message_id: str | None, reason: str
+) -> None:
+    probe = Probe()
+    async with AgentWorker(bus, [probe], executor=FakeExecutor()):
+        await bus.publish(
+            OutgoingMessage(
+                body=body, routing_key="task.probe.run", message_id=message_id, headers={SCHEMA_HEADER: 1}
+            )
+        )
+        await bus.join(agent_queue_name("probe"))
+    assert probe.calls == []
+    [dead] = await dead_letters(bus)
+    assert reason in str(dead.headers[ERROR_HEADER])
 
 
 async def test_duplicate_delivery_is_answered_from_the_cache_not_run_again(

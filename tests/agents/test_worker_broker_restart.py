@@ -8,24 +8,24 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
 
 import pytest
 
 from relaybus.bus.rpc import ReplyRouter
 from relaybus.messages import AgentTask, ExecutionStatus
-from tests.bus import test_amqp_restart
+from tests.bus import amqp_support
+from tests.bus.amqp_support import Broker
 
 from . import processes
 from .processes import Fleet
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.broker_restart]
 fleet = processes.fleet
-restart_broker = test_amqp_restart.restart_broker
+broker = amqp_support.broker
 
 
 async def test_worker_resumes_after_a_broker_restart_and_runs_each_task_once(
-    fleet: Fleet, restart_broker: Callable[[], Awaitable[None]]
+    fleet: Fleet, broker: Broker
 ) -> None:
     worker = await fleet.start("Echo")
     started_key = f"event.{fleet.topic('started')}"
@@ -41,7 +41,7 @@ async def test_worker_resumes_after_a_broker_restart_and_runs_each_task_once(
         ]
         pending = [asyncio.ensure_future(router.request(t, timeout=90)) for t in tasks]
         await fleet.wait_for(lambda e: e.routing_key == started_key, count=3, what="3 tasks running")
-        await restart_broker()
+        await broker.restart()
         results = await asyncio.gather(*pending)
         assert [r.status for r in results] == [ExecutionStatus.SUCCESS] * 3
         assert [r.output for r in results] == [{"echo": f"through-{i}"} for i in range(3)]

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
 
 from relaybus.bus.amqp import AmqpBus
 from relaybus.bus.base import DEAD_LETTER_QUEUE, Delivery, HeaderValue
@@ -120,3 +124,52 @@ async def heal_dead_letter_supervisor() -> str:
             "Pid -> {running, Pid} end.",
         )
     ).strip()
+
+
+async def _answers(host: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    await writer.wait_closed()
+    return True
+
+
+class Broker:
+    """Stops and starts the shared RabbitMQ application (never the Erlang node)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+
+    async def stop(self) -> None:
+        await rabbitmqctl("stop_app")
+
+    async def start(self) -> None:
+        await rabbitmqctl("start_app")
+        deadline = time.monotonic() + 60
+        while not await _answers(self.host, self.port):
+            assert time.monotonic() < deadline, (
+                f"RabbitMQ at {self.host}:{self.port} did not come back in 60 s"
+            )
+            await asyncio.sleep(0.5)
+        await heal_dead_letter_supervisor()
+
+    async def restart(self) -> None:
+        await self.stop()
+        await asyncio.sleep(1.0)  # stay down long enough for every client to notice
+        await self.start()
+
+
+@pytest.fixture
+async def broker(amqp_url: str) -> AsyncIterator[Broker]:
+    """The broker of ``amqp_url``; teardown always starts it again and waits until it answers."""
+    parts = urlsplit(amqp_url)
+    b = Broker(parts.hostname or "127.0.0.1", parts.port or 5672)
+    try:
+        yield b
+    finally:
+        await b.start()
+        # queues deleted by other test runs just after the restart can still stop it (see the helper)
+        await asyncio.sleep(2.0)
+        await heal_dead_letter_supervisor()

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from urllib.parse import urlsplit
+from collections.abc import Callable
 
 import pytest
 
@@ -19,61 +18,14 @@ from relaybus.bus.base import Delivery, OutgoingMessage
 from relaybus.exceptions import BusError, ConnectionFailed
 from relaybus.secrets import mask_url
 
-from .amqp_support import heal_dead_letter_supervisor, rabbitmqctl, unique
+from .amqp_support import Broker, broker, unique
+
+__all__ = ["broker"]  # the fixture, used by this module's tests
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.broker_restart]
 
 TASKS = 1000
 RESTART_AFTER = 300
-
-
-async def _answers(host: str, port: int) -> bool:
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
-    except (OSError, TimeoutError):
-        return False
-    writer.close()
-    await writer.wait_closed()
-    return True
-
-
-class Broker:
-    """Stops and starts the shared RabbitMQ application (never the Erlang node)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-
-    async def stop(self) -> None:
-        await rabbitmqctl("stop_app")
-
-    async def start(self) -> None:
-        await rabbitmqctl("start_app")
-        deadline = time.monotonic() + 60
-        while not await _answers(self.host, self.port):
-            assert time.monotonic() < deadline, (
-                f"RabbitMQ at {self.host}:{self.port} did not come back in 60 s"
-            )
-            await asyncio.sleep(0.5)
-        await heal_dead_letter_supervisor()
-
-    async def restart(self) -> None:
-        await self.stop()
-        await asyncio.sleep(1.0)  # stay down long enough for every client to notice
-        await self.start()
-
-
-@pytest.fixture
-async def broker(amqp_url: str) -> AsyncIterator[Broker]:
-    """The broker of ``amqp_url``; teardown always starts it again and waits until it answers."""
-    parts = urlsplit(amqp_url)
-    b = Broker(parts.hostname or "127.0.0.1", parts.port or 5672)
-    try:
-        yield b
-    finally:
-        await b.start()
-        # queues deleted by other test runs just after the restart can still stop it (see the helper)
-        await asyncio.sleep(2.0)
-        await heal_dead_letter_supervisor()
 
 
 async def test_a_thousand_tasks_survive_a_broker_restart(

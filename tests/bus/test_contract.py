@@ -24,7 +24,7 @@ from relaybus.bus.base import (
 )
 from relaybus.bus.codec import decode, encode_result
 from relaybus.bus.rpc import ReplyRouter
-from relaybus.exceptions import NoRouteError
+from relaybus.exceptions import BusError, ConfigError, NoRouteError
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 
 from .conftest import Harness
@@ -423,3 +423,51 @@ async def test_named_reply_queue_keeps_results_while_the_caller_is_down(bus: Bus
     assert [r.output for r in results] == ["0", "1", "2", "3", "4"]
     with contextlib.suppress(Exception):
         await bus.delete_queue(queue)
+
+
+async def _routable(bus: Bus, queue: str) -> bool:
+    """Whether ``queue`` exists: a mandatory publish to it by name is refused with NoRouteError otherwise."""
+    try:
+        await bus.publish(OutgoingMessage(body=b"probe", routing_key=queue, exchange=DEFAULT_EXCHANGE))
+    except NoRouteError:
+        return False
+    return True
+
+
+async def test_a_queue_with_expires_lives_while_consumed_and_goes_after_its_last_consumer(
+    bus: Bus, harness: Harness
+) -> None:
+    queue = harness.name("expires")
+    expires_s = 1.0
+    await bus.declare_queue(queue, expires_s=expires_s)
+    got = Recorder(ack)
+    subscription = await bus.consume(queue, got)
+    await asyncio.sleep(expires_s * 2.5)  # longer than expires_s: a consumer keeps it alive
+    assert await _routable(bus, queue)
+    await eventually(lambda: got.bodies == [b"probe"])
+    await subscription.cancel()
+    async with asyncio.timeout(WAIT):  # RabbitMQ checks expiry every few seconds
+        while await _routable(bus, queue):
+            await asyncio.sleep(0.5)
+    with pytest.raises(ConfigError, match="expires_s"):
+        await bus.declare_queue(harness.name("bad-expiry"), expires_s=0)
+
+
+async def test_redeclaring_with_another_expiry_is_refused(bus: Bus, harness: Harness) -> None:
+    queue = harness.name("expiry-mismatch")
+    await bus.declare_queue(queue, expires_s=600)
+    await bus.declare_queue(queue, expires_s=600)  # the same: fine
+    with pytest.raises(BusError):
+        await bus.declare_queue(queue, expires_s=300)
+
+
+async def test_an_anonymous_reply_queue_is_durable_with_an_expiry(bus: Bus, harness: Harness) -> None:
+    """What keeps results across a broker restart: the private reply queue is durable, and expires."""
+    router = ReplyRouter(bus, expires_s=120)
+    harness.queues.append(router.queue)
+    async with router:
+        assert not router.durable  # not resumable by name: the queue name is random
+        with pytest.raises(BusError):  # it exists as a durable queue with a 120 s expiry
+            await bus.declare_queue(router.queue, durable=False)
+        await bus.declare_queue(router.queue, expires_s=120)  # equivalent: accepted
+    assert not await _routable(bus, router.queue)  # close() deletes it

@@ -13,8 +13,13 @@ What a caller may rely on:
   ``worker`` = ``host:pid``, ``started_at`` / ``finished_at`` = the time spent in ``handle``). It is published
   to the task's ``reply_to`` and waited for (publisher confirm); *only then* is the task acked, so a crash at
   any point means the broker redelivers the task (at-least-once). A task without ``reply_to`` runs and is
-  acked after. A result whose reply queue no longer exists is logged and dropped. A result larger than
-  ``max_body_bytes`` is replaced by a FAILURE of type ``ResultTooLarge``.
+  acked after. A result whose reply queue no longer exists (the broker answers "no route") is not dropped:
+  it is dead-lettered, the result itself with ``relaybus-error: reply queue <name> is gone ...`` and
+  ``relaybus-original-routing-key`` = the reply queue, so ``relaybus dlq list`` shows it and ``replay``
+  delivers it once the queue is back. A result larger than ``max_body_bytes`` is replaced by a FAILURE of
+  type ``ResultTooLarge``.
+- **A task must carry its id.** A body without ``id`` (it would get a fresh one on every delivery, so a
+  redelivery would run again) or whose AMQP ``message_id`` names another id is dead-lettered with the reason.
 - **Duplicates.** The last ``result_cache_size`` results (at most ``result_cache_bytes`` of JSON) are kept by
   task id: a redelivered task whose result was already produced here is answered from the cache, not run
   again; a duplicate of a task still running here waits for that run and gets its result. (Across
@@ -56,7 +61,13 @@ from pydantic import BaseModel, JsonValue, TypeAdapter, ValidationError
 
 from relaybus.bus.base import (
     CANCEL_ROUTING_KEY,
+    DEAD_LETTER_EXCHANGE,
     DEADLINE_HEADER,
+    DEFAULT_EXCHANGE,
+    ERROR_HEADER,
+    ORIGINAL_EXCHANGE_HEADER,
+    ORIGINAL_QUEUE_HEADER,
+    ORIGINAL_ROUTING_KEY_HEADER,
     Bus,
     Delivery,
     OutgoingMessage,
@@ -396,6 +407,11 @@ class AgentWorker:
             await delivery.nack(requeue=True)
             return
         task = await decode_delivery(delivery, AgentTask, max_bytes=self._max_body)
+        if task is not None:
+            refused = _identity_problem(task, delivery)
+            if refused is not None:
+                await delivery.dead_letter(refused)
+                task = None
         if task is None:
             self._log.warning("task_dead_lettered", agent=agent.name, message_id=delivery.message_id)
             return
@@ -703,9 +719,10 @@ class AgentWorker:
         """Publish the result to the delivery's ``reply_to`` (confirmed), then ack the delivery."""
         if delivery.reply_to:
             try:
-                await self._bus.publish(dataclasses.replace(message, routing_key=delivery.reply_to))
-            except NoRouteError:
-                self._log.warning("reply_queue_gone", task_id=str(task_id), reply_to=delivery.reply_to)
+                try:
+                    await self._bus.publish(dataclasses.replace(message, routing_key=delivery.reply_to))
+                except NoRouteError:
+                    await self._dead_letter_result(message, delivery.reply_to, task_id)
             except Exception as exc:
                 # Not confirmed: return the task; its redelivery is answered from the result cache.
                 self._log.error(
@@ -715,6 +732,26 @@ class AgentWorker:
                 return
         await self._settle_quietly(delivery.ack(), task_id, "ack")
 
+    async def _dead_letter_result(self, message: OutgoingMessage, reply_to: str, task_id: UUID) -> None:
+        """Keep a result whose reply queue is gone in ``relaybus.dead`` (confirmed) instead of dropping it."""
+        reason = (
+            f"reply queue {reply_to} is gone: the caller that sent task {task_id} stopped (or its queue "
+            "expired) before the result arrived; replay it once the caller's queue exists again"
+        )
+        headers = {
+            **message.headers,
+            ERROR_HEADER: reason,
+            ORIGINAL_QUEUE_HEADER: reply_to,
+            ORIGINAL_ROUTING_KEY_HEADER: reply_to,
+            ORIGINAL_EXCHANGE_HEADER: DEFAULT_EXCHANGE,
+        }
+        await self._bus.publish(
+            dataclasses.replace(
+                message, exchange=DEAD_LETTER_EXCHANGE, routing_key=reply_to, headers=headers, mandatory=True
+            )
+        )
+        self._log.warning("result_dead_lettered", task_id=str(task_id), reply_to=reply_to, reason=reason)
+
     async def _settle_quietly(self, settle: Any, task_id: UUID, verb: str) -> None:
         try:
             await settle
@@ -722,6 +759,21 @@ class AgentWorker:
             self._log.warning(
                 "settle_failed", task_id=str(task_id), verb=verb, error=mask_secrets(repr(exc))[:300]
             )
+
+
+def _identity_problem(task: AgentTask, delivery: Delivery) -> str | None:
+    """Why a decoded task must not run (no id of its own, or another id than its message), or None."""
+    if "id" not in task.model_fields_set:
+        return (
+            "invalid AgentTask: id: field required (a task without an id would run again on every "
+            "redelivery); send the task's UUID in 'id' and as the AMQP message_id"
+        )
+    if delivery.message_id and delivery.message_id != str(task.id):
+        return (
+            f"message_id {delivery.message_id[:64]!r} does not match the task's id {task.id}; publish tasks "
+            "with encode_task (message_id = id)"
+        )
+    return None
 
 
 class _LazyTaskExecutor:

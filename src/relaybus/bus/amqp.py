@@ -13,7 +13,9 @@ What a caller may rely on:
   ``x-overflow: reject-publish`` (at-least-once dead-lettering needs reject-publish; RabbitMQ 3.10+).
   ``durable=False`` makes an exclusive classic queue (owned by this connection, deleted when it closes,
   re-declared with its bindings after a reconnect). It is deliberately *not* auto-delete: auto-delete would
-  drop the queue and its waiting messages the moment its last consumer cancels.
+  drop the queue and its waiting messages the moment its last consumer cancels. ``expires_s`` adds
+  ``x-expires`` (milliseconds); RabbitMQ 3.10 quorum queues honour it (deleted after that long without a
+  consumer), and keep it across a broker restart.
 - **publish** uses one channel with publisher confirms and returns only after the broker's ack. Messages
   are persistent unless asked otherwise. An unroutable ``mandatory`` message raises
   :class:`~relaybus.NoRouteError`; a broker ``basic.nack`` (e.g. a full queue with ``reject-publish``) raises
@@ -103,6 +105,7 @@ from .base import (
     Handler,
     HeaderValue,
     OutgoingMessage,
+    check_expires,
 )
 from .codec import DEFAULT_MAX_BODY_BYTES
 
@@ -674,8 +677,12 @@ class AmqpBus:
         await self._on_topology("declaring the relaybus topology", declare)
 
     @staticmethod
-    def _queue_arguments(durable: bool, delivery_limit: int | None) -> dict[str, Any]:
+    def _queue_arguments(
+        durable: bool, delivery_limit: int | None, expires_s: float | None
+    ) -> dict[str, Any]:
         args: dict[str, Any] = {"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE}
+        if expires_s is not None:
+            args["x-expires"] = max(1, round(expires_s * 1000))
         if durable:
             args.update(
                 {
@@ -695,13 +702,15 @@ class AmqpBus:
         bindings: Sequence[str] = (),
         durable: bool = True,
         delivery_limit: int | None = DEFAULT_DELIVERY_LIMIT,
+        expires_s: float | None = None,
     ) -> None:
         """See :meth:`Bus.declare_queue`; re-declared (with bindings) after a reconnect."""
         if not name or len(name.encode()) > 255 or name.startswith("amq."):
             raise ConfigError(f"invalid queue name {name!r}: 1-255 bytes, not starting with 'amq.'")
         if delivery_limit is not None and delivery_limit < 0:
             raise ConfigError(f"delivery_limit must be >= 0 or None, got {delivery_limit!r}")
-        arguments = self._queue_arguments(durable, delivery_limit)
+        check_expires(expires_s)
+        arguments = self._queue_arguments(durable, delivery_limit, expires_s)
 
         async def declare(channel: AbstractRobustChannel) -> None:
             known = self._queues.get(name)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
+from relaybus.exceptions import ConfigError
+
 __all__ = [
     "DEAD_LETTER_EXCHANGE",
     "DEAD_LETTER_QUEUE",
@@ -28,6 +30,7 @@ __all__ = [
     "Subscription",
     "agent_queue_name",
     "agent_routing_key",
+    "check_expires",
     "event_routing_key",
     "task_routing_key",
 ]
@@ -58,6 +61,20 @@ WORKER_EVENT_PREFIX = "event.relaybus.worker"
 """Workers announce themselves on ``event.relaybus.worker.<kind>`` (``heartbeat``, ``stopped``)."""
 
 HeaderValue = str | int | float | bool | None
+_MAX_EXPIRES_S = 2**31 // 1000  # x-expires is a signed 32-bit number of milliseconds
+
+
+def check_expires(expires_s: float | None) -> None:
+    """Raise ``ConfigError`` unless ``expires_s`` is None or a positive number of seconds."""
+    if expires_s is None:
+        return
+    if isinstance(expires_s, bool) or not isinstance(expires_s, int | float) or not expires_s > 0:
+        raise ConfigError(
+            f"expires_s must be a positive number of seconds or None, got {expires_s!r}; e.g. 300 deletes "
+            "the queue 5 minutes after its last consumer went away"
+        )
+    if expires_s > _MAX_EXPIRES_S:
+        raise ConfigError(f"expires_s must be at most {_MAX_EXPIRES_S} seconds, got {expires_s!r}")
 
 
 def task_routing_key(topic: str) -> str:
@@ -167,12 +184,21 @@ class Bus(Protocol):
         bindings: Sequence[str] = (),
         durable: bool = True,
         delivery_limit: int | None = DEFAULT_DELIVERY_LIMIT,
+        expires_s: float | None = None,
     ) -> None:
         """Declare ``name`` and bind it to ``EXCHANGE`` with each pattern in ``bindings`` (idempotent).
 
         ``durable=True``: a durable quorum queue with a delivery limit, dead-lettering to ``relaybus.dlx``
-        at-least-once. ``durable=False``: a private queue deleted when this connection closes (for reply
-        queues of anonymous callers); on ``AmqpBus`` it is re-declared after a reconnect.
+        at-least-once; it survives a broker restart. ``durable=False``: a private queue deleted when this
+        connection closes (for event taps and control queues); on ``AmqpBus`` it is re-declared after a
+        reconnect, but messages routed to it while the connection is down are lost.
+
+        ``expires_s`` (AMQP ``x-expires``): the queue is deleted, with its messages, once it has had no
+        consumer and no re-declaration for that many seconds (checked by the broker every few seconds, so
+        give it minutes, not milliseconds). A durable queue with ``expires_s`` is what a caller's private
+        reply queue should be: it outlives a broker restart and a reconnect, and goes away by itself after
+        its owner died. Re-declaring a queue with another ``durable``, ``delivery_limit`` or ``expires_s``
+        raises ``BusError`` (RabbitMQ refuses inequivalent arguments).
         """
         ...
 

@@ -30,6 +30,9 @@ and passes the same contract tests as ``AmqpBus`` (``tests/bus/test_contract.py`
   still unsettled to the queue. :meth:`MemoryBus.close` does the same for every consumer (handlers still
   running after ``close_timeout`` are cancelled), then deletes the non-durable queues; durable queues keep
   their messages, and a later ``connect()`` on the same object finds them (how a test "restarts" a process).
+- A queue declared with ``expires_s`` is deleted with its messages once it has had no consumer (and no
+  re-declaration) for that many seconds, as RabbitMQ's ``x-expires`` does; a durable one keeps its messages
+  across ``close()`` / ``connect()`` until then.
 - Bodies over ``max_body_bytes`` are refused at publish with ``BusError``.
 - All asyncio, no threads. :meth:`MemoryBus.join` waits until every delivery is handled and settled.
 """
@@ -60,6 +63,7 @@ from .base import (
     Handler,
     HeaderValue,
     OutgoingMessage,
+    check_expires,
 )
 from .codec import DEFAULT_MAX_BODY_BYTES
 from .topic import topic_matches
@@ -142,12 +146,26 @@ class _Message:
 
 
 class _Queue:
-    __slots__ = ("consumers", "delivery_limit", "durable", "name", "ready", "returned", "rr")
+    __slots__ = (
+        "consumers",
+        "delivery_limit",
+        "durable",
+        "expires_s",
+        "expiry",
+        "name",
+        "ready",
+        "returned",
+        "rr",
+    )
 
-    def __init__(self, name: str, *, durable: bool, delivery_limit: int | None) -> None:
+    def __init__(
+        self, name: str, *, durable: bool, delivery_limit: int | None, expires_s: float | None = None
+    ) -> None:
         self.name = name
         self.durable = durable
         self.delivery_limit = delivery_limit if durable else None
+        self.expires_s = expires_s
+        self.expiry: asyncio.TimerHandle | None = None  # armed while the queue has no consumer
         self.ready: deque[_Message] = deque()
         self.returned: deque[_Message] = deque()  # delivered before `ready`, like quorum queue returns
         self.consumers: list[_Consumer] = []
@@ -397,11 +415,13 @@ class MemoryBus:
         bindings: Sequence[str] = (),
         durable: bool = True,
         delivery_limit: int | None = DEFAULT_DELIVERY_LIMIT,
+        expires_s: float | None = None,
     ) -> None:
         """Declare ``name`` and bind it to ``relaybus`` with each pattern (idempotent; bindings add up).
 
-        Re-declaring with a different ``durable`` or (durable queues) ``delivery_limit`` raises ``BusError``,
-        as RabbitMQ refuses inequivalent arguments.
+        Re-declaring with a different ``durable``, ``expires_s`` or (durable queues) ``delivery_limit``
+        raises ``BusError``, as RabbitMQ refuses inequivalent arguments. ``expires_s``: see the module
+        docstring (deleted after that long without a consumer, even while the bus is closed).
         """
         self._require_connected()
         _check_name("queue name", name)
@@ -413,15 +433,23 @@ class MemoryBus:
             _check_name("binding pattern", pattern, allow_empty=True)
         if delivery_limit is not None and delivery_limit < 0:
             raise ConfigError(f"delivery_limit must be >= 0 or None, got {delivery_limit!r}")
+        check_expires(expires_s)
         existing = self._queues.get(name)
         if existing is None:
-            self._queues[name] = _Queue(name, durable=durable, delivery_limit=delivery_limit)
-        elif existing.durable != durable or (durable and existing.delivery_limit != delivery_limit):
+            existing = _Queue(name, durable=durable, delivery_limit=delivery_limit, expires_s=expires_s)
+            self._queues[name] = existing
+        elif (
+            existing.durable != durable
+            or (durable and existing.delivery_limit != delivery_limit)
+            or existing.expires_s != expires_s
+        ):
             raise BusError(
                 f"queue {name!r} already exists with durable={existing.durable}, "
-                f"delivery_limit={existing.delivery_limit}; it cannot be re-declared with durable={durable}, "
-                f"delivery_limit={delivery_limit}: delete it first or declare it as it is"
+                f"delivery_limit={existing.delivery_limit}, expires_s={existing.expires_s}; it cannot be "
+                f"re-declared with durable={durable}, delivery_limit={delivery_limit}, "
+                f"expires_s={expires_s}: delete it first or declare it as it is"
             )
+        self._arm_expiry(existing)  # a declaration counts as use: the countdown starts again
         if bindings:
             self._topic_bindings.setdefault(name, set()).update(bindings)
             self._route_cache.clear()
@@ -470,6 +498,7 @@ class MemoryBus:
         target = self._get_queue(queue)
         consumer = _Consumer(target, handler, prefetch, f"memory-consumer-{next(self._tags)}")
         target.consumers.append(consumer)
+        self._arm_expiry(target)
         self._dispatch(target)
         return MemorySubscription(self, consumer)
 
@@ -529,7 +558,10 @@ class MemoryBus:
         return queue
 
     def _remove_queue(self, name: str) -> None:
-        self._queues.pop(name, None)
+        queue = self._queues.pop(name, None)
+        if queue is not None and queue.expiry is not None:
+            queue.expiry.cancel()
+            queue.expiry = None
         if self._topic_bindings.pop(name, None) is not None:
             self._route_cache.clear()
 
@@ -704,6 +736,25 @@ class MemoryBus:
         if consumer in queue.consumers:
             queue.consumers.remove(consumer)
             queue.rr = 0
+            if self._queues.get(queue.name) is queue:
+                self._arm_expiry(queue)
+
+    def _arm_expiry(self, queue: _Queue) -> None:
+        """(Re)start the ``expires_s`` countdown of a queue without consumers; stop it while it has some."""
+        if queue.expiry is not None:
+            queue.expiry.cancel()
+            queue.expiry = None
+        if queue.expires_s is None or queue.consumers:
+            return
+        queue.expiry = asyncio.get_running_loop().call_later(queue.expires_s, self._expire, queue)
+
+    def _expire(self, queue: _Queue) -> None:
+        queue.expiry = None
+        if self._queues.get(queue.name) is not queue or queue.consumers:
+            return
+        self._log.info("queue_expired", queue=queue.name, dropped=len(queue), expires_s=queue.expires_s)
+        self._remove_queue(queue.name)
+        self._notify()
 
     def _return_unsettled(self, consumer: _Consumer) -> None:
         queue = consumer.queue

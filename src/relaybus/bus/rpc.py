@@ -13,6 +13,12 @@ What a caller may rely on:
   warning) and handed over by a later ``expect``. A *named* router has a durable queue
   ``relaybus.reply.<name>``: results that arrive while its process is down wait there, and a restarted
   process collects them with ``expect`` (register before or after :meth:`ReplyRouter.start`).
+- An *anonymous* router's queue ``relaybus.reply.<random hex>`` is a durable quorum queue too, declared with
+  ``expires_s`` (default 300 s): it survives a broker restart and the reconnect that follows, so a worker
+  that finishes a task during the outage still finds it (no result is lost to a missing private queue), and
+  the broker deletes it by itself ``expires_s`` after its process died without :meth:`close`. (A worker
+  whose reply still finds no queue dead-letters the result: see :mod:`relaybus.agents.worker`.)
+- :attr:`ReplyRouter.duplicates_dropped` counts the repeated results dropped so far.
 - A body that is not a valid ``ExecutionResult`` (or whose correlation id names another task) is
   dead-lettered with the reason. Every result is acked only after its future is resolved and ``on_result``
   has run.
@@ -37,21 +43,23 @@ from relaybus.exceptions import BusError
 from relaybus.log import get_logger
 from relaybus.messages import NAME_RE, AgentTask, ExecutionResult, ExecutionStatus
 
-from .base import Bus, Delivery, HeaderValue, Subscription
+from .base import Bus, Delivery, HeaderValue, Subscription, check_expires
 from .codec import DEFAULT_MAX_BODY_BYTES, decode_delivery, encode_task
 
-__all__ = ["REPLY_QUEUE_PREFIX", "ReplyRouter", "ResultCallback"]
+__all__ = ["DEFAULT_REPLY_EXPIRES_S", "REPLY_QUEUE_PREFIX", "ReplyRouter", "ResultCallback"]
 
 REPLY_QUEUE_PREFIX = "relaybus.reply."
+DEFAULT_REPLY_EXPIRES_S = 300.0
+"""How long an anonymous router's reply queue outlives its last consumer (a crashed caller)."""
 ResultCallback = Callable[[ExecutionResult], Awaitable[None] | None]
 
 
 class ReplyRouter:
     """One reply queue and a table task id -> future. See the module docstring for the guarantees.
 
-    ``name=None``: a private, non-durable queue ``relaybus.reply.<random hex>``, deleted on :meth:`close`.
-    ``name="x"``: the durable queue ``relaybus.reply.x``, kept across restarts (two live processes must not
-    share a name: they would steal each other's results).
+    ``name=None``: a private queue ``relaybus.reply.<random hex>`` (durable, with ``expires_s``), deleted on
+    :meth:`close`. ``name="x"``: the durable queue ``relaybus.reply.x`` without expiry, kept across restarts
+    of this process (two live processes must not share a name: they would steal each other's results).
     """
 
     def __init__(
@@ -64,7 +72,9 @@ class ReplyRouter:
         max_unclaimed: int = 10_000,
         max_finished: int = 100_000,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        expires_s: float = DEFAULT_REPLY_EXPIRES_S,
     ) -> None:
+        check_expires(expires_s)
         if name is not None and not NAME_RE.match(name):
             raise BusError(
                 f"reply router name {name!r} is invalid: use 1-100 letters, digits, '_', '-' or '.'"
@@ -77,6 +87,9 @@ class ReplyRouter:
         self._max_unclaimed = max_unclaimed
         self._max_finished = max_finished
         self._max_body_bytes = max_body_bytes
+        self._expires_s = expires_s
+        self.duplicates_dropped = 0
+        """Results dropped because a result for the same task id had already arrived (or was discarded)."""
         self._pending: dict[UUID, asyncio.Future[ExecutionResult]] = {}
         self._unclaimed: OrderedDict[UUID, ExecutionResult] = OrderedDict()
         self._finished: OrderedDict[UUID, None] = OrderedDict()  # ids answered or discarded: drop repeats
@@ -90,6 +103,7 @@ class ReplyRouter:
 
     @property
     def durable(self) -> bool:
+        """True for a named router: its queue never expires and a restarted process resumes it."""
         return self._name is not None
 
     @property
@@ -105,7 +119,7 @@ class ReplyRouter:
         """Declare the reply queue and start consuming it (idempotent)."""
         if self._subscription is not None:
             return
-        await self._bus.declare_queue(self._queue, durable=self.durable)
+        await self._bus.declare_queue(self._queue, expires_s=None if self.durable else self._expires_s)
         self._subscription = await self._bus.consume(self._queue, self._on_delivery, prefetch=self._prefetch)
         self._log.debug("reply_router_started", durable=self.durable)
 
@@ -229,6 +243,7 @@ class ReplyRouter:
             future.set_result(result)
             self._mark_finished(key)
         elif future is not None or key in self._finished or key in self._unclaimed:
+            self.duplicates_dropped += 1
             self._log.debug("duplicate_result_dropped", task_id=str(key), status=result.status.value)
             await delivery.ack()
             return
