@@ -1,6 +1,6 @@
 """relaybus: run LLM agents as real distributed processes over RabbitMQ."""
 
-from .agents import Agent, AgentContext, AgentWorker
+from .agents import Agent, AgentContext, AgentWorker, WorkerHeartbeat
 from .bus import Bus, MemoryBus, ReplyRouter, connect
 from .exceptions import (
     BusError,
@@ -11,10 +11,12 @@ from .exceptions import (
     InvalidMessage,
     NoRouteError,
     PlanError,
+    ProviderResponseError,
     RelaybusError,
 )
-from .executor import Executor, TaskExecutor
+from .executor import Executor, ExecutorConfig, ProviderConfig, RetryPolicy, TaskExecutor
 from .messages import SCHEMA_VERSION, AgentTask, ErrorInfo, ExecutionResult, ExecutionStatus, Usage
+from .orchestrator import Plan, PlanResult, ProjectOrchestrator, load_plan
 
 __version__ = "0.1.0"
 
@@ -33,15 +35,24 @@ __all__ = [
     "ExecutionResult",
     "ExecutionStatus",
     "Executor",
+    "ExecutorConfig",
     "ExecutorError",
     "InvalidMessage",
     "MemoryBus",
     "NoRouteError",
+    "Plan",
     "PlanError",
+    "PlanResult",
+    "ProjectOrchestrator",
+    "ProviderConfig",
+    "ProviderResponseError",
     "RelaybusError",
     "ReplyRouter",
+    "RetryPolicy",
     "TaskExecutor",
     "Usage",
+    "WorkerHeartbeat",
     "__version__",
     "connect",
+    "load_plan",
 ]
