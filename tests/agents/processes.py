@@ -78,18 +78,30 @@ class Fleet:
     def name(self, base: str) -> str:
         return sa.name(base, self.suffix)
 
-    async def start(self, *classes: str, args: tuple[str, ...] = (), ready: bool = True) -> WorkerProcess:
-        """Start ``relaybus worker tests.agents.sample_agents:<Class> ...``; wait for its first heartbeat."""
+    async def start(
+        self,
+        *classes: str,
+        args: tuple[str, ...] = (),
+        ready: bool = True,
+        log_level: str = "INFO",
+        env: dict[str, str] | None = None,
+    ) -> WorkerProcess:
+        """Start ``relaybus worker tests.agents.sample_agents:<Class> ...``; wait for its first heartbeat.
+
+        ``env`` adds to (or overrides) this process's environment; ``log_level`` is the worker's."""
         specs = [f"tests.agents.sample_agents:{c}" for c in classes]
         log_path = self.tmp / f"worker-{len(self.workers)}.log"
-        env = {**os.environ, "RELAYBUS_TEST_AGENT_SUFFIX": self.suffix}
-        env.pop("PYTHONPATH", None)  # the current directory alone must make the test module importable
+        child_env = {**os.environ, "RELAYBUS_TEST_AGENT_SUFFIX": self.suffix}
+        child_env.pop("PYTHONPATH", None)  # the current directory alone must make the test module importable
+        child_env.update(env or {})
         with log_path.open("wb") as log:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
                 "relaybus",
                 "--log-json",
+                "--log-level",
+                log_level,
                 "worker",
                 *specs,
                 "--amqp-url",
@@ -98,7 +110,7 @@ class Fleet:
                 "1",
                 *args,
                 cwd=REPO_ROOT,
-                env=env,
+                env=child_env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
