@@ -1,8 +1,8 @@
 """Shared fixtures: a real RabbitMQ for integration tests.
 
-``RELAYBUS_TEST_AMQP_URL`` (default ``amqp://guest:guest@127.0.0.1:5672/``) is used when it answers; otherwise a
-broker is started with testcontainers where a Docker engine exists; otherwise the test is skipped with the
-reason, or fails when ``RELAYBUS_REQUIRE_BROKER=1`` (as in .ci/run).
+``RELAYBUS_TEST_AMQP_URL`` (default ``amqp://guest:guest@127.0.0.1:5672/``) is used when it answers;
+otherwise a broker is started with testcontainers where a Docker engine exists; otherwise the test is skipped
+with the reason, or fails when ``RELAYBUS_REQUIRE_BROKER=1`` (as in .ci/run).
 """
 
 from __future__ import annotations
