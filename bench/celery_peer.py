@@ -22,7 +22,7 @@ from typing import Any
 
 from celery import Celery
 
-from bench.common import RunResult, amqp_url, emit_result
+from bench.common import CpuMeter, RunResult, amqp_url, emit_result
 
 QUEUE_ENV = "RELAYBUS_BENCH_CELERY_QUEUE"
 LLM_URL_ENV = "RELAYBUS_BENCH_LLM_URL"
@@ -67,16 +67,24 @@ def llm(prompt: str) -> str:
     return str(response.json()["choices"][0]["message"]["content"])
 
 
-def run_point(task: Any, n: int, window: int, prompt: str) -> RunResult:
-    """``n`` calls of ``task``: all sent at once if ``window >= n``, else at most ``window`` in flight."""
+def run_point(task: Any, n: int, window: int, prompt: str, budget_s: float = 300.0) -> RunResult:
+    """``n`` calls of ``task``: all sent at once if ``window >= n``, else at most ``window`` in flight.
+
+    The whole point gets ``budget_s``; results still missing then count as errors.
+    """
     errors = 0
     latencies: list[float] = []
     start = time.perf_counter()
+    deadline = start + budget_s
+
+    def left() -> float:
+        return max(0.01, deadline - time.perf_counter())
+
     if window >= n:
         pending = [task.apply_async((prompt,)) for _ in range(n)]
         for result in pending:
             try:
-                result.get(timeout=300)
+                result.get(timeout=left())
             except Exception:
                 errors += 1
         return RunResult(n, time.perf_counter() - start, [], errors)
@@ -88,17 +96,25 @@ def run_point(task: Any, n: int, window: int, prompt: str) -> RunResult:
             sent += 1
         began, result = in_flight.popleft()
         try:
-            result.get(timeout=300)
+            result.get(timeout=left())
         except Exception:
             errors += 1
         latencies.append(time.perf_counter() - began)
     return RunResult(n, time.perf_counter() - start, latencies, errors)
 
 
-def client(task_name: str, points: list[list[int]], prompt: str) -> None:
+def client(task_name: str, points: list[list[int]], prompt: str, server_pid: int | None) -> None:
     task = {"noop": noop, "llm": llm}[task_name]
+    meter = CpuMeter(server_pid)
     run_point(task, min(50, points[0][0]), 10, prompt)  # warm-up
-    emit_result([run_point(task, n, w, prompt).summary() for n, w in points])
+    results = []
+    for n, window in points:
+        cpu: list[float] = []
+        with meter.measure(cpu):
+            result = run_point(task, n, window, prompt)
+        result.cpu_client_s, result.cpu_server_s = cpu
+        results.append(result.summary())
+    emit_result(results)
 
 
 def main() -> None:
@@ -108,8 +124,9 @@ def main() -> None:
     c.add_argument("--task", choices=("noop", "llm"), default="noop")
     c.add_argument("--points", required=True, help="JSON list of [n, window] pairs")
     c.add_argument("--prompt", default="hello")
+    c.add_argument("--server-pid", type=int, help="also report this process's CPU per task")
     args = parser.parse_args()
-    client(args.task, json.loads(args.points), args.prompt)
+    client(args.task, json.loads(args.points), args.prompt, args.server_pid)
 
 
 if __name__ == "__main__":

@@ -88,6 +88,8 @@ class RunResult:
     wall_s: float
     latencies_s: list[float] = field(default_factory=list)
     errors: int = 0
+    cpu_client_s: float = float("nan")
+    cpu_server_s: float = float("nan")
 
     @property
     def throughput(self) -> float:
@@ -105,7 +107,50 @@ class RunResult:
             "p50_ms": self.p(0.5) * 1000,
             "p99_ms": self.p(0.99) * 1000,
             "errors": self.errors,
+            "cpu_client_us": self.cpu_client_s / self.n * 1e6,
+            "cpu_server_us": self.cpu_server_s / self.n * 1e6,
         }
+
+
+class CpuMeter:
+    """CPU seconds used by this process and by the server process (``pid``) during a measured run."""
+
+    def __init__(self, server_pid: int | None) -> None:
+        self._server: Any = None
+        if server_pid:
+            import psutil
+
+            self._server = psutil.Process(server_pid)
+
+    def _now(self) -> tuple[float, float]:
+        server = float("nan")
+        if self._server is not None:
+            times = self._server.cpu_times()
+            server = times.user + times.system
+        return time.process_time(), server
+
+    @contextlib.contextmanager
+    def measure(self, into: list[float]) -> Iterator[None]:
+        """``into`` gets [client CPU s, server CPU s] of the block."""
+        client0, server0 = self._now()
+        try:
+            yield
+        finally:
+            client1, server1 = self._now()
+            into[:] = [client1 - client0, server1 - server0]
+
+
+def timed(meter: CpuMeter, run: Any) -> Any:
+    """Await ``run`` (a coroutine returning a RunResult) and fill in its CPU figures."""
+
+    async def wrapper() -> RunResult:
+        cpu: list[float] = []
+        with meter.measure(cpu):
+            result: RunResult = await run
+        result.cpu_client_s, result.cpu_server_s = cpu
+        return result
+
+    return wrapper()
 
 
 def emit(kind: str, payload: Any) -> None:

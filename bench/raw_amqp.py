@@ -8,8 +8,9 @@ validation, no logging: what a careful engineer writes by hand, so the figure re
     python -m bench.raw_amqp serve --queue Q [--prefetch N] [--llm-url URL]
     python -m bench.raw_amqp client --queue Q --points '[[n, window], ...]'
 
-The server declares nothing but consumes ``Q`` (the parent declares and deletes it). With ``--llm-url`` each
-task is one chat completion over a shared ``aiohttp`` session (the I/O-bound baseline).
+The server declares ``Q`` (idempotent; the parent deletes it at the end) and consumes it. With ``--llm-url``
+each task is one chat completion over a shared ``aiohttp`` session (the I/O-bound baseline). Both sides use
+aio-pika's robust connection, so a broker restart by someone sharing it does not kill the baseline.
 """
 
 from __future__ import annotations
@@ -24,9 +25,16 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from bench.common import RunResult, amqp_url, emit, emit_result, wait_for_stop_signal
+from bench.common import CpuMeter, RunResult, amqp_url, emit, emit_result, timed, wait_for_stop_signal
 
-QUEUE_ARGUMENTS: dict[str, Any] = {"x-queue-type": "quorum"}
+# The arguments relaybus gives an agent's queue (DESIGN.md), so the broker does the same work for both.
+QUEUE_ARGUMENTS: dict[str, Any] = {
+    "x-queue-type": "quorum",
+    "x-delivery-limit": 5,
+    "x-dead-letter-exchange": "relaybus.dlx",
+    "x-dead-letter-strategy": "at-least-once",
+    "x-overflow": "reject-publish",
+}
 REPLY_PREFETCH = 256  # what relaybus's ReplyRouter uses
 
 
@@ -35,7 +43,7 @@ async def declare_task_queue(channel: aio_pika.abc.AbstractChannel, name: str) -
 
 
 async def serve(queue_name: str, prefetch: int, llm_url: str | None) -> None:
-    connection = await aio_pika.connect(amqp_url())
+    connection = await aio_pika.connect_robust(amqp_url())
     session: Any = None
     if llm_url is not None:
         import aiohttp
@@ -88,7 +96,7 @@ class RawClient:
         self._pending: dict[str, asyncio.Future[bytes]] = {}
 
     async def __aenter__(self) -> RawClient:
-        self.connection = await aio_pika.connect(amqp_url())
+        self.connection = await aio_pika.connect_robust(amqp_url())
         self.channel = await self.connection.channel(publisher_confirms=True)
         consume_channel = await self.connection.channel(publisher_confirms=False)
         await consume_channel.set_qos(prefetch_count=REPLY_PREFETCH)
@@ -142,12 +150,13 @@ class RawClient:
         return RunResult(n, time.perf_counter() - start, latencies)
 
 
-async def client(queue_name: str, points: list[list[int]], prompt: str) -> None:
+async def client(queue_name: str, points: list[list[int]], prompt: str, server_pid: int | None) -> None:
+    meter = CpuMeter(server_pid)
     async with RawClient(queue_name) as rpc:
-        await rpc.run(min(50, points[0][0]), 10, prompt)  # warm-up: connections, JIT-free but caches
+        await rpc.run(min(50, points[0][0]), 10, prompt)  # warm-up: connections, caches
         results = []
         for n, window in points:
-            results.append((await rpc.run(n, window, prompt)).summary())
+            results.append((await timed(meter, rpc.run(n, window, prompt))).summary())
     emit_result(results)
 
 
@@ -162,11 +171,12 @@ def main() -> None:
     c.add_argument("--queue", required=True)
     c.add_argument("--points", required=True, help="JSON list of [n, window] pairs")
     c.add_argument("--prompt", default="hello")
+    c.add_argument("--server-pid", type=int, help="also report this process's CPU per task")
     args = parser.parse_args()
     if args.cmd == "serve":
         asyncio.run(serve(args.queue, args.prefetch, args.llm_url))
     else:
-        asyncio.run(client(args.queue, json.loads(args.points), args.prompt))
+        asyncio.run(client(args.queue, json.loads(args.points), args.prompt, args.server_pid))
 
 
 if __name__ == "__main__":

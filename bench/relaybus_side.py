@@ -19,7 +19,7 @@ import json
 import time
 
 from bench.agents import NoopAgent
-from bench.common import RunResult, amqp_url, emit_result
+from bench.common import CpuMeter, RunResult, amqp_url, emit_result, timed
 from relaybus.agents.worker import AgentWorker
 from relaybus.bus.base import Bus
 from relaybus.bus.connect import connect
@@ -58,16 +58,20 @@ async def run_point(
     return RunResult(n, time.perf_counter() - start, latencies, errors)
 
 
-async def run_points(bus: Bus, agent: str, points: list[list[int]], prompt: str) -> list[dict[str, object]]:
+async def run_points(
+    bus: Bus, agent: str, points: list[list[int]], prompt: str, meter: CpuMeter
+) -> list[dict[str, object]]:
     async with ProjectOrchestrator(bus) as orchestrator:
         await run_point(orchestrator, agent, min(50, points[0][0]), 10, prompt)  # warm-up
-        return [(await run_point(orchestrator, agent, n, w, prompt)).summary() for n, w in points]
+        return [
+            (await timed(meter, run_point(orchestrator, agent, n, w, prompt))).summary() for n, w in points
+        ]
 
 
-async def client(agent: str, points: list[list[int]], prompt: str) -> None:
+async def client(agent: str, points: list[list[int]], prompt: str, server_pid: int | None) -> None:
     bus = await connect(amqp_url())
     try:
-        emit_result(await run_points(bus, agent, points, prompt))
+        emit_result(await run_points(bus, agent, points, prompt, CpuMeter(server_pid)))
     finally:
         await bus.close()
 
@@ -79,7 +83,7 @@ async def memory(points: list[list[int]], concurrency: int) -> None:
         MemoryBus() as bus,
         AgentWorker(bus, [agent], concurrency=concurrency, heartbeat_interval_s=60),
     ):
-        emit_result(await run_points(bus, agent.name, points, ""))
+        emit_result(await run_points(bus, agent.name, points, "", CpuMeter(None)))
 
 
 def main() -> None:
@@ -89,13 +93,14 @@ def main() -> None:
     c.add_argument("--agent", required=True)
     c.add_argument("--points", required=True, help="JSON list of [n, window] pairs")
     c.add_argument("--prompt", default="hello")
+    c.add_argument("--server-pid", type=int, help="also report this process's CPU per task")
     m = sub.add_parser("memory")
     m.add_argument("--points", required=True)
     m.add_argument("--concurrency", type=int, default=1000)
     args = parser.parse_args()
     configure_logging(level="INFO", json=True)  # as the CLI does: log lines on stderr
     if args.cmd == "client":
-        asyncio.run(client(args.agent, json.loads(args.points), args.prompt))
+        asyncio.run(client(args.agent, json.loads(args.points), args.prompt, args.server_pid))
     else:
         asyncio.run(memory(json.loads(args.points), args.concurrency))
 

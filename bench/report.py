@@ -27,7 +27,8 @@ PLOT_NAME = "throughput.png"
 
 
 def _metric(report: Report, fw: str, index: int, key: str) -> list[float]:
-    return [float(rep[index][key]) for rep in report.roundtrip.get(fw, [])]
+    values = [float(rep[index].get(key, "nan")) for rep in report.roundtrip.get(fw, [])]
+    return [v for v in values if v == v]  # NaN: not measured
 
 
 def _ratio(a: Sequence[float], b: Sequence[float]) -> Spread:
@@ -82,7 +83,16 @@ def render(report: Report, out: Path, *, plot: bool = True) -> str:
         n = points[head][0]
         t.section(
             f"1-2. No-op round trip over RabbitMQ: {n:,} tasks all in flight, worker in its own process",
-            ["", "tasks/s", "vs raw aio-pika", "vs Celery", "p50 1 in flight (ms)", "p99 1 in flight (ms)"],
+            [
+                "",
+                "tasks/s",
+                "vs raw aio-pika",
+                "vs Celery",
+                "p50 1 in flight (ms)",
+                "p99 1 in flight (ms)",
+                "worker CPU per task (us)",
+                "client CPU per task (us)",
+            ],
         )
         raw_tp = _metric(report, RAW, head, "throughput")
         celery_tp = _metric(report, CELERY, head, "throughput")
@@ -104,7 +114,10 @@ def render(report: Report, out: Path, *, plot: bool = True) -> str:
                 CELERY: "Celery (solo pool, prefetch x32, rpc://)",
                 MEMORY: "relaybus on MemoryBus (one process)",
             }[fw]
-            t.row(label, Spread.of(tp).fmt(0), vs_raw, vs_celery, p50_text, Spread.of(p99).fmt(2))
+            cpu = [Spread.of(_metric(report, fw, head, k)).fmt(0) for k in ("cpu_server_us", "cpu_client_us")]
+            if fw == MEMORY:
+                cpu = ["(same process)", cpu[1]]
+            t.row(label, Spread.of(tp).fmt(0), vs_raw, vs_celery, p50_text, Spread.of(p99).fmt(2), *cpu)
         if RELAYBUS in report.roundtrip and RAW in report.roundtrip:
             ratio = _ratio(_metric(report, RELAYBUS, head, "throughput"), raw_tp)
             targets.append(
@@ -141,9 +154,9 @@ def render(report: Report, out: Path, *, plot: bool = True) -> str:
             f"3. LLM-bound: {sizes.llm_n:,} tasks x {sizes.llm_latency_s:g} s fake LLM call, one worker",
             ["", "wall (s)", "ideal (s)", "vs ideal", "relaybus speed-up"],
         )
-        rb = [r["wall_s"] for r in report.llm.get(RELAYBUS, [])]
+        rb = [r[0]["wall_s"] for r in report.llm.get(RELAYBUS, [])]
         for fw, runs in report.llm.items():
-            walls = [r["wall_s"] for r in runs]
+            walls = [r[0]["wall_s"] for r in runs]
             concurrency = 100 if "celery" in fw else sizes.llm_concurrency
             fw_ideal = sizes.llm_n / concurrency * sizes.llm_latency_s
             speedup = _ratio(walls, rb).fmt(2, "x") if fw != RELAYBUS else ""
@@ -164,7 +177,7 @@ def render(report: Report, out: Path, *, plot: bool = True) -> str:
         )
         celery_runs = next((v for k, v in report.llm.items() if "celery" in k), None)
         if celery_runs:
-            vs = _ratio([r["wall_s"] for r in celery_runs], rb)
+            vs = _ratio([r[0]["wall_s"] for r in celery_runs], rb)
             targets.append(("LLM-bound >= 2x Celery with 100 threads", vs.fmt(2, "x"), vs.median >= 2.0))
 
     # 4: the seed claim
@@ -184,8 +197,8 @@ def render(report: Report, out: Path, *, plot: bool = True) -> str:
             f"{seq.get('wall_s', float('nan')):.2f}",
             f"{seq_big:.1f} (computed: {big} x ({lat:g} s + {per_task * 1000:.1f} ms measured overhead))",
         )
-        rb_small = [r["wall_s"] for r in report.seed.get(f"relaybus {small}", [])]
-        rb_big = [r["wall_s"] for r in report.seed.get(f"relaybus {big}", [])]
+        rb_small = [r[0]["wall_s"] for r in report.seed.get(f"relaybus {small}", [])]
+        rb_big = [r[0]["wall_s"] for r in report.seed.get(f"relaybus {big}", [])]
         t.row(
             "relaybus: execute_tasks -> `relaybus worker` -> LLM",
             Spread.of(rb_small).fmt(2),

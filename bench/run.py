@@ -34,6 +34,7 @@ from bench import broker
 from bench.common import BIN, READY, RESULT, ROOT, Child, Children, amqp_url, unique
 
 AGENT_NAME_ENV = "RELAYBUS_BENCH_AGENT_NAME"
+CLIENT_TIMEOUT_S = 240.0  # one client process, all its points; the largest takes ~10 s here
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,8 @@ class Report:
     mode: str
     env: dict[str, Any] = field(default_factory=dict)
     roundtrip: dict[str, list[list[dict[str, Any]]]] = field(default_factory=dict)  # fw -> reps -> points
-    llm: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # fw -> reps
-    seed: dict[str, Any] = field(default_factory=dict)
+    llm: dict[str, list[list[dict[str, Any]]]] = field(default_factory=dict)  # fw -> reps -> points
+    seed: dict[str, Any] = field(default_factory=dict)  # "relaybus N" -> reps -> points, and the baselines
     rss: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     executor_table: str = ""
@@ -210,27 +211,61 @@ def roundtrip(report: Report, children: Children, queues: list[str], log: Any) -
         report.rss["celery worker (solo), idle"] = servers["celery"].rss_mib()
     points = json.dumps(sizes.points)
     clients = {
-        "relaybus": ("bench.relaybus_side", "client", "--agent", agent, "--points", points),
-        "raw aio-pika": ("bench.raw_amqp", "client", "--queue", raw_queue, "--points", points),
-        "celery": ("bench.celery_peer", "client", "--task", "noop", "--points", points),
+        "relaybus": ("bench.relaybus_side", "client", "--agent", agent, "--points", points, *_pid(worker)),
+        "raw aio-pika": ("bench.raw_amqp", "client", "--queue", raw_queue, "--points", points, *_pid(raw)),
         "relaybus MemoryBus": ("bench.relaybus_side", "memory", "--points", points),
     }
-    names = [n for n in clients if n != "celery" or sizes.celery]
-    for rep in range(sizes.reps):
-        order = names[rep % len(names) :] + names[: rep % len(names)]
-        for name in order:
-            module, *args = clients[name]
-            result = children.run(f"client-{name.split()[0]}-{rep}", module, *args, timeout=600)
-            report.roundtrip.setdefault(name, []).append(result)
-            log(f"  round trip rep {rep + 1}/{sizes.reps} {name}: {_short(result)}")
+    if "celery" in servers:
+        clients["celery"] = (
+            "bench.celery_peer",
+            "client",
+            "--task",
+            "noop",
+            "--points",
+            points,
+            *_pid(servers["celery"]),
+        )
+    take_turns(report, children, clients, report.roundtrip, "round trip", log)
     report.rss["relaybus worker, after the round trips"] = worker.rss_mib()
     report.rss["raw aio-pika consumer, after the round trips"] = raw.rss_mib()
     for name, child in servers.items():
         report.env[f"cpu_s {name} server"] = child.cpu_s()
 
 
-def _short(points: list[dict[str, Any]]) -> str:
-    return ", ".join(f"{p['n']} tasks {p['throughput']:.0f}/s" for p in points)
+def _pid(server: Child) -> tuple[str, str]:
+    return ("--server-pid", str(server.pid))
+
+
+def take_turns(
+    report: Report,
+    children: Children,
+    clients: dict[str, tuple[str, ...]],
+    sink: dict[str, list[Any]],
+    label: str,
+    log: Any,
+) -> None:
+    """Run each client once per repetition, the order rotating, and append its points to ``sink[name]``.
+
+    A client that fails or overruns (e.g. someone restarted the shared broker) loses that repetition, with
+    a note in the report; the others go on.
+    """
+    names = list(clients)
+    for rep in range(report.sizes.reps):
+        for name in names[rep % len(names) :] + names[: rep % len(names)]:
+            module, *args = clients[name]
+            try:
+                result = children.run(
+                    f"{label.split()[0]}-{name.split()[0]}-{rep}", module, *args, timeout=CLIENT_TIMEOUT_S
+                )
+            except (RuntimeError, TimeoutError) as exc:
+                report.notes.append(
+                    f"{label}, {name}, repetition {rep + 1} failed and is left out: {exc}"[:400]
+                )
+                log(f"  {label} rep {rep + 1} {name}: FAILED ({str(exc)[:200]})")
+                continue
+            sink.setdefault(name, []).append(result)
+            shown = ", ".join(f"{p['n']} tasks {p['throughput']:.0f}/s {p['wall_s']:.2f}s" for p in result)
+            log(f"  {label} rep {rep + 1}/{report.sizes.reps} {name}: {shown}")
 
 
 def llm_bound(report: Report, children: Children, queues: list[str], log: Any) -> None:
@@ -248,24 +283,33 @@ def llm_bound(report: Report, children: Children, queues: list[str], log: Any) -
     raw_queue = unique("bench.raw-llm")
     celery_queue = unique("bench.celery-llm")
     queues += [f"relaybus.agent.{agent}", raw_queue, celery_queue]
-    relaybus_worker(children, agent, "LlmAgent", sizes.llm_concurrency, llm_env)
-    raw_server(children, raw_queue, sizes.llm_concurrency, llm_url)
+    worker = relaybus_worker(children, agent, "LlmAgent", sizes.llm_concurrency, llm_env)
+    raw = raw_server(children, raw_queue, sizes.llm_concurrency, llm_url)
     points = json.dumps([[sizes.llm_n, sizes.llm_n]])
     clients: dict[str, tuple[str, ...]] = {
-        "relaybus": ("bench.relaybus_side", "client", "--agent", agent, "--points", points),
-        "raw aio-pika + aiohttp": ("bench.raw_amqp", "client", "--queue", raw_queue, "--points", points),
+        "relaybus": ("bench.relaybus_side", "client", "--agent", agent, "--points", points, *_pid(worker)),
+        "raw aio-pika + aiohttp": (
+            "bench.raw_amqp",
+            "client",
+            "--queue",
+            raw_queue,
+            "--points",
+            points,
+            *_pid(raw),
+        ),
     }
     if sizes.celery:
-        celery_worker(children, celery_queue, "threads", 100, {"RELAYBUS_BENCH_LLM_URL": llm_url})
-        clients["celery, 100 threads"] = ("bench.celery_peer", "client", "--task", "llm", "--points", points)
-    names = list(clients)
-    for rep in range(sizes.reps):
-        order = names[rep % len(names) :] + names[: rep % len(names)]
-        for name in order:
-            module, *args = clients[name]
-            result = children.run(f"llm-{name.split()[0]}-{rep}", module, *args, timeout=600)
-            report.llm.setdefault(name, []).append(result[0])
-            log(f"  LLM-bound rep {rep + 1}/{sizes.reps} {name}: {result[0]['wall_s']:.2f}s")
+        celery = celery_worker(children, celery_queue, "threads", 100, {"RELAYBUS_BENCH_LLM_URL": llm_url})
+        clients["celery, 100 threads"] = (
+            "bench.celery_peer",
+            "client",
+            "--task",
+            "llm",
+            "--points",
+            points,
+            *_pid(celery),
+        )
+    take_turns(report, children, clients, report.llm, "LLM-bound", log)
 
     # The seed claim and memory in flight: a worker that can hold every task at once, calls of 2 s.
     seed_agent = unique("bench-seed")
@@ -274,21 +318,12 @@ def llm_bound(report: Report, children: Children, queues: list[str], log: Any) -
     concurrency = max(sizes.inflight_n, sizes.seed_big)
     seed_worker = relaybus_worker(children, seed_agent, "LlmAgent", concurrency, seed_env)
     report.rss["relaybus LLM worker, idle"] = settle_rss(seed_worker)
-    for rep in range(sizes.reps):
-        for n in (sizes.seed_small, sizes.seed_big):
-            pts = json.dumps([[n, n]])
-            result = children.run(
-                f"seed-relaybus-{n}-{rep}",
-                "bench.relaybus_side",
-                "client",
-                "--agent",
-                seed_agent,
-                "--points",
-                pts,
-                timeout=300,
-            )
-            report.seed.setdefault(f"relaybus {n}", []).append(result[0])
-            log(f"  seed rep {rep + 1} relaybus {n} x {sizes.seed_latency_s:g}s: {result[0]['wall_s']:.2f}s")
+    points = {n: json.dumps([[n, n]]) for n in (sizes.seed_small, sizes.seed_big)}
+    seed_clients = {
+        f"relaybus {n}": ("bench.relaybus_side", "client", "--agent", seed_agent, "--points", pts)
+        for n, pts in points.items()
+    }
+    take_turns(report, children, seed_clients, report.seed, "seed", log)
     sequential = children.run(
         "seed-sequential",
         "bench.seed",

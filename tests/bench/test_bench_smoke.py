@@ -55,7 +55,7 @@ def test_tiny_bench_run_measures_every_part_and_writes_the_table(amqp_url: str, 
         assert [p["n"] for p in reps[0]] == [n for n, _ in points]
         assert all(p["errors"] == 0 and p["throughput"] > 0 for p in reps[0]), reps
     for framework in ("relaybus", "raw aio-pika + aiohttp"):
-        (run,) = data["llm"][framework]
+        ((run,),) = data["llm"][framework]
         assert run["errors"] == 0
         assert run["n"] == data["sizes"]["llm_n"]
     assert data["seed"]["sequential"]["n"] == data["sizes"]["seed_small"]
