@@ -122,10 +122,12 @@ def main() -> None:
     sub = parser.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("client")
     c.add_argument("--task", choices=("noop", "llm"), default="noop")
+    c.add_argument("--queue", required=True, help="the queue the worker consumes (-Q)")
     c.add_argument("--points", required=True, help="JSON list of [n, window] pairs")
     c.add_argument("--prompt", default="hello")
     c.add_argument("--server-pid", type=int, help="also report this process's CPU per task")
     args = parser.parse_args()
+    app.conf.task_default_queue = args.queue
     client(args.task, json.loads(args.points), args.prompt, args.server_pid)
 
 
