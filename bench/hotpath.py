@@ -93,21 +93,40 @@ def _function_of(frame: str) -> str:
     return re.sub(r":\d+\)$", ")", frame)
 
 
-def profile(out: Path, n: int, window: int, seconds: float, rate: int, *, raw: bool) -> list[Path]:
-    """Run one round-trip load (relaybus, or the raw aio-pika baseline with ``raw``) and sample both sides."""
-    prefix = "raw-" if raw else ""
+def profile(
+    out: Path, n: int, window: int, seconds: float, rate: int, *, raw: bool, llm_latency: float | None = None
+) -> list[Path]:
+    """Run one round-trip load (relaybus, or the raw aio-pika baseline with ``raw``) and sample both sides.
+
+    With ``llm_latency`` each task is one call to a fake LLM server with that latency (``LlmAgent``, or the
+    raw server's aiohttp call).
+    """
+    prefix = ("raw-" if raw else "") + ("llm-" if llm_latency is not None else "")
     queue = unique("bench.raw") if raw else f"relaybus.agent.{unique('bench-noop')}"
     points = json.dumps([[n, window]])
     try:
         with Children(out) as children:
+            llm_url = None
+            if llm_latency is not None:
+                fake = children.python("fake-llm", "bench.llm_server", f"--latency={llm_latency}")
+                (llm_url,) = fake.wait_line("READY", 30)["urls"]
             if raw:
-                server = raw_server(children, queue, window)
+                server = raw_server(children, queue, window, llm_url)
                 client = children.python(
                     f"{prefix}client", "bench.raw_amqp", "client", "--queue", queue, "--points", points
                 )
             else:
                 agent = queue.removeprefix("relaybus.agent.")
-                server = relaybus_worker(children, agent, "NoopAgent", window, {})
+                if llm_url is None:
+                    server = relaybus_worker(children, agent, "NoopAgent", window, {})
+                else:
+                    env = {
+                        "RELAYBUS_LLM_PROVIDER": "openai",
+                        "RELAYBUS_LLM_MODEL": "fake",
+                        "OPENAI_BASE_URL": llm_url,
+                        "RELAYBUS_MAX_CONCURRENCY": str(window),
+                    }
+                    server = relaybus_worker(children, agent, "LlmAgent", window, env)
                 client = children.python(
                     "client", "bench.relaybus_side", "client", "--agent", agent, "--points", points
                 )
@@ -134,13 +153,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--baseline", action="store_true", help="also profile the raw aio-pika baseline")
+    parser.add_argument("--llm-latency", type=float, help="tasks make one fake LLM call of this latency")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="relaybus-hotpath-"))
     out.mkdir(parents=True, exist_ok=True)
-    paths = profile(out, args.n, args.window, args.seconds, args.rate, raw=False)
+    paths = profile(
+        out, args.n, args.window, args.seconds, args.rate, raw=False, llm_latency=args.llm_latency
+    )
     if args.baseline:
-        paths += profile(out, args.n, args.window, args.seconds, args.rate, raw=True)
+        paths += profile(
+            out, args.n, args.window, args.seconds, args.rate, raw=True, llm_latency=args.llm_latency
+        )
     for path in paths:
         print(summarize(path))
     print(f"collapsed stacks in {out}")

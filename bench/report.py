@@ -246,6 +246,11 @@ def render(report: Report, out: Path, *, plot: bool = True) -> str:
         "client. Celery: its defaults (classic durable queue, persistent messages, the task acked when "
         "received, before it runs; results over `rpc://`).",
     )
+    t.text(
+        "",
+        "Where the time goes (py-spy, `python -m bench.hotpath --baseline`) and what to remove: "
+        "`bench/PROFILE.md`.",
+    )
     if report.executor_table:
         t.text("", "### Executor benchmark (`bench/executor.py`)", "", "```", report.executor_table, "```")
     text = "\n".join(t.lines).strip() + "\n"

@@ -260,10 +260,10 @@ def take_turns(
                     f"{label.split()[0]}-{name.split()[0]}-{rep}", module, *args, timeout=CLIENT_TIMEOUT_S
                 )
             except (RuntimeError, TimeoutError) as exc:
-                report.notes.append(
-                    f"{label}, {name}, repetition {rep + 1} failed and is left out: {exc}"[:400]
-                )
-                log(f"  {label} rep {rep + 1} {name}: FAILED ({str(exc)[:200]})")
+                lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+                why = f"{lines[0][:120]} ... {lines[-1][:200]}" if len(lines) > 1 else str(exc)[:300]
+                report.notes.append(f"{label}, {name}, repetition {rep + 1} failed and is left out: {why}")
+                log(f"  {label} rep {rep + 1} {name}: FAILED ({why})")
                 continue
             sink.setdefault(name, []).append(result)
             shown = ", ".join(f"{p['n']} tasks {p['throughput']:.0f}/s {p['wall_s']:.2f}s" for p in result)
