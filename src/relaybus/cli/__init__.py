@@ -22,7 +22,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relaybus", description="Run LLM agents as distributed processes over RabbitMQ."
     )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="DEBUG, INFO, WARNING or ERROR (default INFO); give it before the sub-command",
+    )
     parser.add_argument(
         "--log-json", action="store_true", default=None, help="JSON log lines even on a terminal"
     )

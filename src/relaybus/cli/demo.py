@@ -20,7 +20,7 @@ from relaybus.executor import TaskExecutor
 from relaybus.executor.config import ExecutorConfig, ProviderConfig
 from relaybus.orchestrator import PlanResult
 
-from ._common import AMQP_URL_ENV, non_negative_float, open_bus, run_async
+from ._common import AMQP_URL_ENV, CliError, non_negative_float, open_bus, run_async
 from ._render import PlanProgressBar, make_console
 from .run import default_model_from_env, print_results, quiet_info_logs
 
@@ -69,7 +69,12 @@ def _latency(args: argparse.Namespace) -> float:
     if args.latency is not None:
         return float(args.latency)
     raw = os.environ.get("RELAYBUS_ECHO_LATENCY_S")
-    return non_negative_float(raw) if raw else DEFAULT_LATENCY_S
+    if not raw:
+        return DEFAULT_LATENCY_S
+    try:
+        return non_negative_float(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise CliError(f"RELAYBUS_ECHO_LATENCY_S {exc}; give a number of seconds such as 0.5") from None
 
 
 async def _demo(args: argparse.Namespace) -> int:

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import signal
 from typing import Any
 
 from relaybus.agents.delegation import DEFAULT_MAX_DEPTH
 from relaybus.agents.worker import AgentWorker
+from relaybus.exceptions import ConfigError
+from relaybus.executor.config import ExecutorConfig
 from relaybus.log import get_logger
 
 from ._common import (
+    CliError,
     add_amqp_url,
     load_agent,
     non_negative_float,
@@ -76,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     # Load the agents before connecting: a typo in module:Class should not wait for a broker.
     agents = [load_agent(spec) for spec in args.agents]
+    # Likewise a bad LLM setting: refuse to start rather than take tasks only to fail each of them.
+    try:
+        ExecutorConfig.from_env(os.environ)
+    except ConfigError as exc:
+        raise CliError(f"{exc} (from the environment; fix the variable or unset it)") from None
     log: Any = get_logger("relaybus.cli.worker")
     bus = await open_bus(args.amqp_url)
     stop = asyncio.Event()
@@ -89,12 +99,17 @@ async def _serve(args: argparse.Namespace) -> int:
     )
 
     def on_signal(signum: int) -> None:
+        # Act first, log after: logging can fail (a closed stderr pipe) and must not keep the worker alive.
         if not stop.is_set():
-            log.info("stop_requested", signal=signal.Signals(signum).name, grace_s=args.grace)
             stop.set()
+            with contextlib.suppress(Exception):
+                log.info("stop_requested", signal=signal.Signals(signum).name, grace_s=args.grace)
         else:
             returned = worker.abort_in_flight()
-            log.warning("stop_now_requested", signal=signal.Signals(signum).name, returned_to_queue=returned)
+            with contextlib.suppress(Exception):
+                log.warning(
+                    "stop_now_requested", signal=signal.Signals(signum).name, returned_to_queue=returned
+                )
 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
