@@ -854,8 +854,14 @@ class AmqpBus:
 
     async def _settle_on_channel(self, delivery: AmqpDelivery, verb: str, op: Any) -> None:
         try:
-            await op()
-        except (ChannelInvalidStateError, aiormq.exceptions.AMQPError, ConnectionError) as exc:
+            # The delivery's own (aiormq) channel, not the robust wrapper: after a reconnect the wrapper has a
+            # new channel, and this delivery tag means nothing there. Writing to the dead channel's bounded
+            # write queue would wait forever once it is full, so check first and bound the wait.
+            channel = delivery._message.channel
+            if getattr(channel, "is_closed", False):
+                raise ChannelInvalidStateError("the delivery's channel is closed")
+            await asyncio.wait_for(op(), self.operation_timeout)
+        except (ChannelInvalidStateError, aiormq.exceptions.AMQPError, ConnectionError, TimeoutError) as exc:
             self._log.warning(
                 "settle_failed_channel_closed",
                 verb=verb,

@@ -245,12 +245,18 @@ class ReplyRouter:
         elif future is not None or key in self._finished or key in self._unclaimed:
             self.duplicates_dropped += 1
             self._log.debug("duplicate_result_dropped", task_id=str(key), status=result.status.value)
-            await delivery.ack()
+            await self._ack(delivery, key)
             return
         else:
             self._keep_unclaimed(key, result)
         await self._notify(result)
-        await delivery.ack()
+        await self._ack(delivery, key)
+
+    async def _ack(self, delivery: Delivery, key: UUID) -> None:
+        try:
+            await delivery.ack()
+        except BusError:  # the channel went away (broker restart): the copy that comes back is a duplicate
+            self._log.info("reply_ack_lost", task_id=str(key))
 
     async def _notify(self, result: ExecutionResult) -> None:
         if self._on_result is None:
