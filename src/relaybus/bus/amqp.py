@@ -113,6 +113,7 @@ __all__ = ["AmqpBus", "AmqpDelivery", "AmqpSubscription", "validate_amqp_url"]
 
 _SCHEMES = ("amqp", "amqps")
 _MAX_REASON = 1000
+_SETTLE_TIMEOUT_S = 5.0  # an ack is one frame written; longer means the channel is dead
 _START_HINT = "start RabbitMQ (rabbitmq-server -detached) or pass --amqp-url / RELAYBUS_AMQP_URL"
 _URL_HINT = "use amqp://user:password@host:5672/vhost (or amqps:// for TLS)"
 # Errors that mean "the connection or channel went away", not "the broker refused this": worth waiting
@@ -858,9 +859,10 @@ class AmqpBus:
             # new channel, and this delivery tag means nothing there. Writing to the dead channel's bounded
             # write queue would wait forever once it is full, so check first and bound the wait.
             channel = delivery._message.channel
-            if getattr(channel, "is_closed", False):
+            connection = getattr(channel, "connection", None)
+            if getattr(channel, "is_closed", False) or getattr(connection, "is_closed", False):
                 raise ChannelInvalidStateError("the delivery's channel is closed")
-            await asyncio.wait_for(op(), self.operation_timeout)
+            await asyncio.wait_for(op(), min(self.operation_timeout, _SETTLE_TIMEOUT_S))
         except (ChannelInvalidStateError, aiormq.exceptions.AMQPError, ConnectionError, TimeoutError) as exc:
             self._log.warning(
                 "settle_failed_channel_closed",
