@@ -24,6 +24,14 @@ What a caller may rely on:
   task id: a redelivered task whose result was already produced here is answered from the cache, not run
   again; a duplicate of a task still running here waits for that run and gets its result. (Across
   processes, the orchestrator drops duplicate results.)
+- **Long tasks and RabbitMQ's** ``consumer_timeout`` (30 min by default): the broker closes the channel of a
+  consumer that holds a delivery longer than that (checked every ``channel_tick_interval``, 60 s by
+  default) and returns its unacked deliveries to the queue. The task keeps running; its redelivered copy
+  joins the run when it reaches the same process (one run, one result), and runs again on another worker
+  otherwise (the caller keeps the first result). Each such close counts against ``x-delivery-limit``
+  (default 5): a task running longer than about ``(delivery_limit + 1) x consumer_timeout`` is
+  dead-lettered by the broker although its result is still published. Set ``consumer_timeout`` in
+  rabbitmq.conf above your longest task.
 - **Deadlines** travel in the ``relaybus-deadline`` header (Unix seconds). When there is none, the task's
   ``timeout_s`` counted from receipt applies. A task past its deadline gets a TIMEOUT result and its
   ``handle`` (with the executor call or delegation it awaits) is cancelled.
