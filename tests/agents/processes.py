@@ -85,14 +85,17 @@ class Fleet:
         ready: bool = True,
         log_level: str = "INFO",
         env: dict[str, str] | None = None,
+        amqp_url: str | None = None,
     ) -> WorkerProcess:
         """Start ``relaybus worker tests.agents.sample_agents:<Class> ...``; wait for its first heartbeat.
 
-        ``env`` adds to (or overrides) this process's environment; ``log_level`` is the worker's."""
+        ``env`` adds to (or overrides) this process's environment; ``log_level`` is the worker's. The broker
+        URL (``amqp_url``, default the fleet's) goes in ``RELAYBUS_AMQP_URL``, never on the command line."""
         specs = [f"tests.agents.sample_agents:{c}" for c in classes]
         log_path = self.tmp / f"worker-{len(self.workers)}.log"
         child_env = {**os.environ, "RELAYBUS_TEST_AGENT_SUFFIX": self.suffix}
         child_env.pop("PYTHONPATH", None)  # the current directory alone must make the test module importable
+        child_env["RELAYBUS_AMQP_URL"] = amqp_url or self.amqp_url
         child_env.update(env or {})
         with log_path.open("wb") as log:
             proc = await asyncio.create_subprocess_exec(
@@ -104,8 +107,6 @@ class Fleet:
                 log_level,
                 "worker",
                 *specs,
-                "--amqp-url",
-                self.amqp_url,
                 "--heartbeat",
                 "1",
                 *args,
