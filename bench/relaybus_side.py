@@ -61,7 +61,8 @@ async def run_point(
 async def run_points(
     bus: Bus, agent: str, points: list[list[int]], prompt: str, meter: CpuMeter
 ) -> list[dict[str, object]]:
-    async with ProjectOrchestrator(bus) as orchestrator:
+    # Tasks take milliseconds (or one LLM call): a minute bounds a batch whose results a broker restart lost.
+    async with ProjectOrchestrator(bus, default_timeout_s=60) as orchestrator:
         await run_point(orchestrator, agent, min(50, points[0][0]), 10, prompt)  # warm-up
         return [
             (await timed(meter, run_point(orchestrator, agent, n, w, prompt))).summary() for n, w in points

@@ -7,7 +7,6 @@ repetition (frameworks measured back to back) and then summarized the same way.
 from __future__ import annotations
 
 import json
-import statistics
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -26,13 +25,32 @@ MEMORY = "relaybus MemoryBus"
 PLOT_NAME = "throughput.png"
 
 
-def _metric(report: Report, fw: str, index: int, key: str) -> list[float]:
-    values = [float(rep[index].get(key, "nan")) for rep in report.roundtrip.get(fw, [])]
-    return [v for v in values if v == v]  # NaN: not measured
+Value = float | None  # None: that repetition failed (kept so that ratios pair the same repetition)
 
 
-def _ratio(a: Sequence[float], b: Sequence[float]) -> Spread:
-    return Spread.of([x / y for x, y in zip(a, b, strict=False) if y])
+def _metric(report: Report, fw: str, index: int, key: str) -> list[Value]:
+    values: list[Value] = []
+    for rep in report.roundtrip.get(fw, []):
+        value = float(rep[index].get(key, "nan")) if rep is not None else None
+        values.append(value if value is not None and value == value else None)  # NaN: not measured
+    return values
+
+
+def _walls(runs: Sequence[Any] | None) -> list[Value]:
+    return [run[0]["wall_s"] if run is not None else None for run in runs or []]
+
+
+def _ok(values: Sequence[Value]) -> list[float]:
+    return [v for v in values if v is not None]
+
+
+def _spread(values: Sequence[Value]) -> Spread:
+    return Spread.of(_ok(values))
+
+
+def _ratio(a: Sequence[Value], b: Sequence[Value]) -> Spread:
+    """Per-repetition ratios a/b (same repetition), summarized."""
+    return Spread.of([x / y for x, y in zip(a, b, strict=False) if x is not None and y])
 
 
 def _met(ok: bool | None) -> str:
@@ -105,7 +123,7 @@ def render(report: Report, out: Path, *, plot: bool = True) -> str:
             raw_p50 = _metric(report, RAW, one, "p50_ms") if one is not None else []
             vs_raw = _ratio(tp, raw_tp).fmt(2, "x") if fw != RAW else "1"
             vs_celery = _ratio(tp, celery_tp).fmt(2, "x") if celery_tp and fw != CELERY else ""
-            p50_text = Spread.of(p50).fmt(2)
+            p50_text = _spread(p50).fmt(2)
             if fw != RAW and p50 and raw_p50:
                 p50_text += f"; {_ratio(p50, raw_p50).fmt(2, 'x')} raw"
             label = {
@@ -114,10 +132,10 @@ def render(report: Report, out: Path, *, plot: bool = True) -> str:
                 CELERY: "Celery (solo pool, prefetch x32, rpc://)",
                 MEMORY: "relaybus on MemoryBus (one process)",
             }[fw]
-            cpu = [Spread.of(_metric(report, fw, head, k)).fmt(0) for k in ("cpu_server_us", "cpu_client_us")]
+            cpu = [_spread(_metric(report, fw, head, k)).fmt(0) for k in ("cpu_server_us", "cpu_client_us")]
             if fw == MEMORY:
                 cpu = ["(same process)", cpu[1]]
-            t.row(label, Spread.of(tp).fmt(0), vs_raw, vs_celery, p50_text, Spread.of(p99).fmt(2), *cpu)
+            t.row(label, _spread(tp).fmt(0), vs_raw, vs_celery, p50_text, _spread(p99).fmt(2), *cpu)
         if RELAYBUS in report.roundtrip and RAW in report.roundtrip:
             ratio = _ratio(_metric(report, RELAYBUS, head, "throughput"), raw_tp)
             targets.append(
@@ -137,7 +155,7 @@ def render(report: Report, out: Path, *, plot: bool = True) -> str:
         )
         for i, (count, window) in enumerate(points):
             cells = [
-                Spread.of(_metric(report, fw, i, "throughput")).fmt(0)
+                _spread(_metric(report, fw, i, "throughput")).fmt(0)
                 for fw in (RAW, RELAYBUS, CELERY, MEMORY)
                 if fw in report.roundtrip
             ]
@@ -154,16 +172,16 @@ def render(report: Report, out: Path, *, plot: bool = True) -> str:
             f"3. LLM-bound: {sizes.llm_n:,} tasks x {sizes.llm_latency_s:g} s fake LLM call, one worker",
             ["", "wall (s)", "ideal (s)", "vs ideal", "relaybus speed-up"],
         )
-        rb = [r[0]["wall_s"] for r in report.llm.get(RELAYBUS, [])]
+        rb = _walls(report.llm.get(RELAYBUS))
         for fw, runs in report.llm.items():
-            walls = [r[0]["wall_s"] for r in runs]
+            walls = _walls(runs)
             concurrency = 100 if "celery" in fw else sizes.llm_concurrency
             fw_ideal = sizes.llm_n / concurrency * sizes.llm_latency_s
             speedup = _ratio(walls, rb).fmt(2, "x") if fw != RELAYBUS else ""
             label = fw if "celery" in fw else f"{fw}, concurrency {sizes.llm_concurrency}"
             t.row(
                 label,
-                Spread.of(walls).fmt(2),
+                _spread(walls).fmt(2),
                 f"{fw_ideal:.2f}",
                 _ratio(walls, [fw_ideal] * len(walls)).fmt(2, "x"),
                 speedup,
@@ -171,13 +189,13 @@ def render(report: Report, out: Path, *, plot: bool = True) -> str:
         targets.append(
             (
                 f"LLM-bound {sizes.llm_n:,} x {sizes.llm_latency_s:g} s <= 1.3x ideal ({ideal:.2f} s)",
-                Spread.of([w / ideal for w in rb]).fmt(2, "x"),
-                statistics.median(rb) / ideal <= 1.3 if rb else None,
+                _spread([w / ideal for w in _ok(rb)]).fmt(2, "x"),
+                _spread(rb).median / ideal <= 1.3 if _ok(rb) else None,
             )
         )
         celery_runs = next((v for k, v in report.llm.items() if "celery" in k), None)
         if celery_runs:
-            vs = _ratio([r[0]["wall_s"] for r in celery_runs], rb)
+            vs = _ratio(_walls(celery_runs), rb)
             targets.append(("LLM-bound >= 2x Celery with 100 threads", vs.fmt(2, "x"), vs.median >= 2.0))
 
     # 4: the seed claim
@@ -197,12 +215,12 @@ def render(report: Report, out: Path, *, plot: bool = True) -> str:
             f"{seq.get('wall_s', float('nan')):.2f}",
             f"{seq_big:.1f} (computed: {big} x ({lat:g} s + {per_task * 1000:.1f} ms measured overhead))",
         )
-        rb_small = [r[0]["wall_s"] for r in report.seed.get(f"relaybus {small}", [])]
-        rb_big = [r[0]["wall_s"] for r in report.seed.get(f"relaybus {big}", [])]
+        rb_small = _walls(report.seed.get(f"relaybus {small}"))
+        rb_big = _walls(report.seed.get(f"relaybus {big}"))
         t.row(
             "relaybus: execute_tasks -> `relaybus worker` -> LLM",
-            Spread.of(rb_small).fmt(2),
-            Spread.of(rb_big).fmt(2),
+            _spread(rb_small).fmt(2),
+            _spread(rb_big).fmt(2),
         )
         if costs:
             loop_ms, client_ms = costs["asyncio_run_ms"], costs["asyncio_run_with_client_ms"]
@@ -213,10 +231,10 @@ def render(report: Report, out: Path, *, plot: bool = True) -> str:
                 f"(so the client costs {client_ms - loop_ms:.2f} ms). "
                 f"Sequential overhead per task measured beyond the {lat:g} s call: {per_task * 1000:.1f} ms.",
             )
-        if rb_big:
+        if _ok(rb_big):
             target_s = 2.3 if lat == 2.0 and big == 100 else None
-            ok = statistics.median(rb_big) <= target_s if target_s is not None else None
-            targets.append((f"{big} x {lat:g} s in <= 2.3 s", Spread.of(rb_big).fmt(2, " s"), ok))
+            ok = _spread(rb_big).median <= target_s if target_s is not None else None
+            targets.append((f"{big} x {lat:g} s in <= 2.3 s", _spread(rb_big).fmt(2, " s"), ok))
 
     # 5: memory
     if report.rss:
@@ -277,7 +295,7 @@ def _plot(report: Report, path: Path) -> None:
     for fw in (RAW, RELAYBUS, CELERY, MEMORY):
         if fw not in report.roundtrip:
             continue
-        spreads = [Spread.of(_metric(report, fw, i, "throughput")) for i in range(len(points))]
+        spreads = [_spread(_metric(report, fw, i, "throughput")) for i in range(len(points))]
         med = [s.median for s in spreads]
         err = [[s.median - s.low for s in spreads], [s.high - s.median for s in spreads]]
         ax.errorbar(

@@ -34,7 +34,7 @@ from bench import broker
 from bench.common import BIN, READY, RESULT, ROOT, Child, Children, amqp_url, unique
 
 AGENT_NAME_ENV = "RELAYBUS_BENCH_AGENT_NAME"
-CLIENT_TIMEOUT_S = 240.0  # one client process, all its points; the largest takes ~10 s here
+CLIENT_TIMEOUT_S = 150.0  # one client process, all its points; the largest takes ~10 s here
 
 
 @dataclass(frozen=True)
@@ -248,24 +248,33 @@ def take_turns(
 ) -> None:
     """Run each client once per repetition, the order rotating, and append its points to ``sink[name]``.
 
-    A client that fails or overruns (e.g. someone restarted the shared broker) loses that repetition, with
-    a note in the report; the others go on.
+    A client that fails or overruns (e.g. someone restarted the shared broker) is run once more; failing
+    again, its repetition is left out (``None``, so ratios still pair the same repetition) with a note.
     """
     names = list(clients)
     for rep in range(report.sizes.reps):
         for name in names[rep % len(names) :] + names[: rep % len(names)]:
             module, *args = clients[name]
-            try:
-                result = children.run(
-                    f"{label.split()[0]}-{name.split()[0]}-{rep}", module, *args, timeout=CLIENT_TIMEOUT_S
-                )
-            except (RuntimeError, TimeoutError) as exc:
-                lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-                why = f"{lines[0][:120]} ... {lines[-1][:200]}" if len(lines) > 1 else str(exc)[:300]
-                report.notes.append(f"{label}, {name}, repetition {rep + 1} failed and is left out: {why}")
-                log(f"  {label} rep {rep + 1} {name}: FAILED ({why})")
+            result = None
+            for attempt in (1, 2):  # once more if it failed: the shared broker may have been restarted
+                try:
+                    result = children.run(
+                        f"{label.split()[0]}-{name.split()[0]}-{rep}-{attempt}",
+                        module,
+                        *args,
+                        timeout=CLIENT_TIMEOUT_S,
+                    )
+                    break
+                except (RuntimeError, TimeoutError) as exc:
+                    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+                    why = f"{lines[0][:120]} ... {lines[-1][:200]}" if len(lines) > 1 else str(exc)[:300]
+                    report.notes.append(
+                        f"{label}, {name}, repetition {rep + 1}, attempt {attempt} failed: {why}"
+                    )
+                    log(f"  {label} rep {rep + 1} {name}: FAILED ({why})")
+            sink.setdefault(name, []).append(result)  # None: left out, other repetitions stay paired
+            if result is None:
                 continue
-            sink.setdefault(name, []).append(result)
             shown = ", ".join(f"{p['n']} tasks {p['throughput']:.0f}/s {p['wall_s']:.2f}s" for p in result)
             log(f"  {label} rep {rep + 1}/{report.sizes.reps} {name}: {shown}")
 
