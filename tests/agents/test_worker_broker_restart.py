@@ -27,7 +27,7 @@ broker = amqp_support.broker
 async def test_worker_resumes_after_a_broker_restart_and_runs_each_task_once(
     fleet: Fleet, broker: Broker
 ) -> None:
-    worker = await fleet.start("Echo")
+    worker = await fleet.start("Echo", log_level="DEBUG")  # task_done is DEBUG on success
     started_key = f"event.{fleet.topic('started')}"
     # A named router has a durable reply queue: results published while it reconnects wait there for it.
     router = ReplyRouter(fleet.bus, name=f"test-restart-{uuid.uuid4().hex[:8]}")
