@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
+from uuid import uuid4
 
 import pytest
 
@@ -118,3 +119,28 @@ async def test_publish_during_an_outage_waits_then_fails_naming_the_url_and_reco
         finally:
             await broker.start()
             await bus.delete_queue(queue)
+
+
+async def test_a_result_sent_before_the_caller_reconnects_waits_in_its_reply_queue(
+    amqp_url: str, broker: Broker
+) -> None:
+    """Why anonymous reply queues are durable (with x-expires): after a broker restart, a worker may publish a
+    result before the caller's connection is back. An exclusive queue would be gone then (NoRoute, result
+    lost); the durable one is there, keeps the result, and the caller gets it once it reconnects."""
+    from relaybus.bus.codec import encode_result
+    from relaybus.bus.rpc import ReplyRouter
+    from relaybus.messages import ExecutionResult
+
+    async with (
+        AmqpBus(amqp_url, reconnect_interval=12.0, reconnect_timeout=60) as caller_bus,
+        AmqpBus(amqp_url, reconnect_interval=0.3, reconnect_timeout=60) as worker_bus,
+        ReplyRouter(caller_bus) as router,
+    ):
+        result = ExecutionResult.success(uuid4(), "made during the caller's outage")
+        waiting = router.expect(result.task_id)
+        await broker.restart()
+        # The worker's bus is back within a fraction of a second, the caller's only after ~12 s.
+        await worker_bus.publish(encode_result(result, reply_to=router.queue))
+        assert caller_bus.reconnect_count == 0  # published while the caller was still away
+        got = await asyncio.wait_for(waiting, 45)
+        assert got.output == "made during the caller's outage"
