@@ -68,6 +68,7 @@ async def test_provider_faults_on_30_percent_of_calls_end_every_task(fleet: Flee
         faults_served=faults,
         fault_rate=round(sum(faults.values()) / max(requests, 1), 3),
         retryable_failures=sum(1 for r in failures if r.error is not None and r.error.retryable),
+        provider_down_results=status_counts(down),
         wall_s=round(elapsed, 1),
     )
     assert len(results) == TASKS
