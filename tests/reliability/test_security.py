@@ -333,3 +333,43 @@ async def test_amqps_with_tls_files_verifies_the_server_and_presents_the_client_
     finally:
         server.close()
         await server.wait_closed()
+
+
+# -- no deserialisation of code, no shell ----------------------------------------------------------------
+
+
+_FORBIDDEN_MODULES = {"pickle", "cPickle", "marshal", "shelve", "dill"}
+_FORBIDDEN_CALLS = {"eval", "exec", "system", "popen", "create_subprocess_shell", "load", "unsafe_load"}
+
+
+def _dangerous(source: str, where: str) -> list[str]:
+    """What in ``source`` could unpickle, evaluate code or run a shell."""
+    import ast
+
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        at = f"{where}:{getattr(node, 'lineno', 0)}"
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{at} imports {n}" for n in names if n and n.split(".")[0] in _FORBIDDEN_MODULES]
+        elif isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            owner = getattr(getattr(func, "value", None), "id", "")
+            if name in _FORBIDDEN_CALLS and not (name in {"load", "unsafe_load"} and owner != "yaml"):
+                found.append(f"{at} calls {owner + '.' if owner else ''}{name}")  # json.load is fine
+            for keyword in node.keywords:
+                value = keyword.value
+                if keyword.arg == "shell" and not (isinstance(value, ast.Constant) and value.value is False):
+                    found.append(f"{at} passes shell=")
+    return found
+
+
+def test_no_module_unpickles_evaluates_or_runs_a_shell() -> None:
+    """Static check of src/: no pickle, marshal or shelve, no yaml.load, no eval/exec, no shell."""
+    sample = "import pickle\nimport yaml, subprocess\nyaml.load(t)\nsubprocess.run(c, shell=True)\neval(x)\n"
+    assert len(_dangerous(sample, "sample")) == 4  # the check does catch each kind
+    found: list[str] = []
+    for path in sorted((Path(__file__).resolve().parents[2] / "src").rglob("*.py")):
+        found += _dangerous(path.read_text(), path.name)
+    assert not found, found
