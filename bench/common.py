@@ -195,7 +195,8 @@ class Child:
             env=full_env,
             cwd=ROOT,
             text=True,
-            start_new_session=True,
+            # Same process group as the driver: killing the driver's group (as the smoke test does on a
+            # timeout) also ends every server it started; each child is a single process.
         )
         self._lines: list[str] = []
         self._cond = threading.Condition()
@@ -264,15 +265,15 @@ class Child:
         return times.user + times.system
 
     def stop(self, grace: float = 10.0) -> int | None:
-        """SIGTERM the process group, wait up to ``grace`` seconds, then SIGKILL; returns the exit code."""
+        """SIGTERM, wait up to ``grace`` seconds, then SIGKILL; returns the exit code."""
         if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.terminate()
             try:
                 self.proc.wait(grace)
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
                 self.proc.wait(5)
         self._reader.join(2)
         self._log.close()

@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -413,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench", help="where RESULTS.md and the PNG go")
     parser.add_argument("--logs", type=Path, help="child process logs (default: a temporary directory)")
     args = parser.parse_args(argv)
+    # SIGTERM (make interrupted, a CI timeout) unwinds like Ctrl-C: children stopped, queues deleted.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     mode = args.mode or "full"
     sizes = SIZES[mode]
     if args.reps:
@@ -450,6 +453,10 @@ def main(argv: list[str] | None = None) -> int:
     text = render(report, args.out, plot=not args.no_plot and _installed("matplotlib"))
     print(text)
     return 0
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def run_executor_table(logs: Path) -> str:

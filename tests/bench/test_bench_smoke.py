@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -37,16 +38,23 @@ def test_spread_shows_median_and_range() -> None:
 def test_tiny_bench_run_measures_every_part_and_writes_the_table(amqp_url: str, tmp_path: Path) -> None:
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "RELAYBUS_BENCH_AMQP_URL": amqp_url, "PYTHONPATH": path}
-    done = subprocess.run(
+    # Its own process group: on a timeout the benchmark and every server it started are killed together.
+    bench = subprocess.Popen(
         [sys.executable, "-m", "bench", "--tiny", "--no-celery", "--no-plot", "--out", str(tmp_path)],
         cwd=ROOT,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
-        check=False,
+        start_new_session=True,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    try:
+        _, stderr = bench.communicate(timeout=120)
+    finally:
+        if bench.poll() is None:
+            os.killpg(bench.pid, signal.SIGKILL)
+            bench.wait()
+    assert bench.returncode == 0, stderr[-3000:]
     data = json.loads((tmp_path / "results.json").read_text())
     points = data["sizes"]["points"]
     for framework in ("relaybus", "raw aio-pika", "relaybus MemoryBus"):
