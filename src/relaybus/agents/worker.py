@@ -62,7 +62,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 from uuid import UUID
 
 from pydantic import BaseModel, JsonValue, TypeAdapter, ValidationError
@@ -87,7 +87,6 @@ from relaybus.bus.codec import DEFAULT_MAX_BODY_BYTES, decode_delivery, encode_r
 from relaybus.bus.rpc import ReplyRouter
 from relaybus.bus.topic import topic_binding
 from relaybus.exceptions import ConfigError, DelegationError, NoRouteError
-from relaybus.executor.core import TaskExecutor
 from relaybus.executor.protocol import Executor
 from relaybus.log import get_logger
 from relaybus.messages import AgentTask, CancelRequest, ExecutionResult, ExecutionStatus, Usage
@@ -97,6 +96,11 @@ from .agent import Agent, validate_agent
 from .context import AgentContext
 from .delegation import DEFAULT_MAX_DEPTH, check_incoming, parse_chain
 from .heartbeat import PING_ROUTING_KEY, WorkerHeartbeat, heartbeat_message
+
+if (
+    TYPE_CHECKING
+):  # imported when first used: it loads httpx and aiohttp (~13 MiB) that most workers never need
+    from relaybus.executor.core import TaskExecutor
 
 __all__ = ["AgentWorker", "default_worker_id"]
 
@@ -801,6 +805,8 @@ class _LazyTaskExecutor:
     async def _get(self) -> TaskExecutor:
         async with self._lock:
             if self._inner is None:
+                from relaybus.executor.core import TaskExecutor
+
                 self._inner = TaskExecutor.from_env()
             return self._inner
 
