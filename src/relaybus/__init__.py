@@ -7,26 +7,27 @@ is ~17 MiB smaller, bench/PROFILE.md). ``from relaybus import X`` works for ever
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_exports
+from .exceptions import (
+    BusError,
+    ConfigError,
+    ConnectionFailed,
+    DelegationError,
+    ExecutorError,
+    InvalidMessage,
+    NoRouteError,
+    PlanError,
+    ProviderResponseError,
+    RelaybusError,
+)
+from .messages import SCHEMA_VERSION, AgentTask, ErrorInfo, ExecutionResult, ExecutionStatus, Usage
 
 if TYPE_CHECKING:
     from .agents import Agent, AgentContext, AgentWorker, WorkerHeartbeat
     from .bus import Bus, MemoryBus, ReplyRouter, connect
-    from .exceptions import (
-        BusError,
-        ConfigError,
-        ConnectionFailed,
-        DelegationError,
-        ExecutorError,
-        InvalidMessage,
-        NoRouteError,
-        PlanError,
-        ProviderResponseError,
-        RelaybusError,
-    )
     from .executor import Executor, ExecutorConfig, ProviderConfig, RetryPolicy, TaskExecutor
-    from .messages import SCHEMA_VERSION, AgentTask, ErrorInfo, ExecutionResult, ExecutionStatus, Usage
     from .orchestrator import Plan, PlanResult, ProjectOrchestrator, load_plan
 
 __version__ = "0.1.0"
@@ -72,39 +73,9 @@ _MODULE_OF = {
     **dict.fromkeys(("Agent", "AgentContext", "AgentWorker", "WorkerHeartbeat"), ".agents"),
     **dict.fromkeys(("Bus", "MemoryBus", "ReplyRouter", "connect"), ".bus"),
     **dict.fromkeys(
-        (
-            "BusError",
-            "ConfigError",
-            "ConnectionFailed",
-            "DelegationError",
-            "ExecutorError",
-            "InvalidMessage",
-            "NoRouteError",
-            "PlanError",
-            "ProviderResponseError",
-            "RelaybusError",
-        ),
-        ".exceptions",
-    ),
-    **dict.fromkeys(
         ("Executor", "ExecutorConfig", "ProviderConfig", "RetryPolicy", "TaskExecutor"), ".executor"
-    ),
-    **dict.fromkeys(
-        ("SCHEMA_VERSION", "AgentTask", "ErrorInfo", "ExecutionResult", "ExecutionStatus", "Usage"),
-        ".messages",
     ),
     **dict.fromkeys(("Plan", "PlanResult", "ProjectOrchestrator", "load_plan"), ".orchestrator"),
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(globals(), _MODULE_OF)
