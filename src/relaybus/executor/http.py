@@ -9,6 +9,7 @@ available as an option.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import aiohttp
@@ -42,10 +43,29 @@ def make_client(
 
 @dataclass(frozen=True)
 class CappedResponse:
-    """A response whose body was read up to a cap; ``truncated`` says the body was longer."""
+    """A response whose body was read up to a cap; ``truncated`` says the body was longer.
 
-    response: httpx.Response
+    ``status_code``, ``headers`` and ``content`` (the decoded body) are what a caller on the hot path needs;
+    ``response`` builds an ``httpx.Response`` of them on first use (for ``raise_for_status``, ``.text``...):
+    building it on every call was a measurable share of an LLM call's CPU (bench/PROFILE.md H1).
+    """
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+    request: httpx.Request
     truncated: bool
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @cached_property
+    def response(self) -> httpx.Response:
+        headers = self.headers.copy()
+        headers.pop("content-encoding", None)  # the body is already decoded
+        headers.pop("content-length", None)
+        return httpx.Response(self.status_code, headers=headers, content=self.content, request=self.request)
 
 
 async def request_capped(
@@ -63,13 +83,8 @@ async def request_capped(
                 break
             chunks.append(chunk)
             size += len(chunk)
-    headers = streamed.headers.copy()
-    headers.pop("content-encoding", None)  # the body below is already decoded
-    headers.pop("content-length", None)
-    response = httpx.Response(
-        streamed.status_code, headers=headers, content=b"".join(chunks), request=streamed.request
-    )
-    return CappedResponse(response, truncated)
+    content = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return CappedResponse(streamed.status_code, streamed.headers, content, streamed.request, truncated)
 
 
 def is_timeout(exc: httpx.TransportError) -> bool:

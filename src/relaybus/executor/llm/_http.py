@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
 
 import httpx
@@ -23,16 +24,16 @@ async def post_json(
     capped = await request_capped(
         client, "POST", url, json=body, headers=headers, max_bytes=MAX_RESPONSE_BYTES
     )
-    response = capped.response
-    response.raise_for_status()
+    if not capped.is_success:
+        capped.response.raise_for_status()
     if capped.truncated:
         raise ProviderResponseError(f"{provider} answered with more than {MAX_RESPONSE_BYTES} bytes")
     try:
-        data = response.json()
+        data = json.loads(capped.content)  # what httpx's Response.json() does, without building a Response
     except ValueError:
         raise ProviderResponseError(
-            f"{provider} answered HTTP {response.status_code} with a body that is not JSON: "
-            f"{response.text[:200]!r}"
+            f"{provider} answered HTTP {capped.status_code} with a body that is not JSON: "
+            f"{capped.response.text[:200]!r}"
         ) from None
     if not isinstance(data, dict):
         raise ProviderResponseError(f"{provider} answered with JSON that is not an object")
