@@ -122,14 +122,15 @@ def decode(
             f"this relaybus speaks {SCHEMA_VERSION}"
         )
     try:
-        body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidMessage(f"body is not UTF-8: invalid byte at offset {exc.start}") from None
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        raise InvalidMessage(_short(_validation_reason(model, exc))) from None
-    except (ValueError, RecursionError) as exc:  # e.g. nesting too deep for the parser
+        return model.model_validate_json(body)  # refuses invalid UTF-8 itself
+    except (ValueError, RecursionError) as exc:  # ValidationError, or e.g. nesting too deep for the parser
+        # UTF-8 is checked only now, to word the reason: decoding every body first cost a copy per message.
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise InvalidMessage(f"body is not UTF-8: invalid byte at offset {bad.start}") from None
+        if isinstance(exc, ValidationError):
+            raise InvalidMessage(_short(_validation_reason(model, exc))) from None
         raise InvalidMessage(_short(f"body is not valid JSON: {exc}")) from None
 
 
