@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Iterable
 
 import aio_pika
+import aiormq
 from aio_pika.exceptions import ChannelClosed
 
 from bench.common import amqp_url
@@ -30,24 +31,41 @@ async def consumer_count(name: str) -> int:
 async def wait_for_consumer(name: str, timeout: float = 30.0) -> None:
     """Wait until queue ``name`` has a consumer (a worker that printed nothing is ready once it consumes)."""
     deadline = asyncio.get_running_loop().time() + timeout
-    while await consumer_count(name) < 1:
+    while True:
+        try:
+            if await consumer_count(name) >= 1:
+                return
+        except (ConnectionError, aiormq.exceptions.AMQPError):  # the shared broker is restarting: wait
+            pass
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"no consumer on queue {name!r} within {timeout:g}s")
         await asyncio.sleep(0.1)
 
 
-async def delete_queues(names: Iterable[str]) -> None:
-    """Delete the benchmark's queues (those that exist); the broker is shared, leave nothing behind."""
-    connection = await aio_pika.connect(amqp_url())
-    try:
-        for name in names:
-            channel = await connection.channel()
-            with contextlib.suppress(ChannelClosed):
-                await channel.queue_delete(name)
-            with contextlib.suppress(Exception):
-                await channel.close()
-    finally:
-        await connection.close()
+async def delete_queues(names: Iterable[str], *, patience: float = 30.0) -> None:
+    """Delete the benchmark's queues (those that exist); the broker is shared, leave nothing behind.
+
+    If the broker is restarting (someone else's test), try again for up to ``patience`` seconds.
+    """
+    pending = list(dict.fromkeys(names))
+    deadline = asyncio.get_running_loop().time() + patience
+    while pending:
+        try:
+            connection = await aio_pika.connect(amqp_url())
+            try:
+                while pending:
+                    channel = await connection.channel()
+                    with contextlib.suppress(ChannelClosed):
+                        await channel.queue_delete(pending[0])
+                    pending.pop(0)
+                    with contextlib.suppress(Exception):
+                        await channel.close()
+            finally:
+                await connection.close()
+        except (ConnectionError, aiormq.exceptions.AMQPError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(1.0)
 
 
 async def server_version() -> str:
