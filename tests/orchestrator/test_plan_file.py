@@ -139,6 +139,20 @@ def test_a_plan_over_the_size_cap_is_refused() -> None:
         parse_plan("#" * (6 * 1024 * 1024))
 
 
+def test_a_plan_file_over_the_size_cap_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * (6 * 1024 * 1024))
+    with pytest.raises(PlanError, match="larger than"):
+        load_plan(big)
+
+
+def test_a_device_or_directory_is_not_a_plan_file(tmp_path: Path) -> None:
+    # /dev/zero never ends: reading it whole would hang and eat memory.
+    for path in (Path("/dev/zero"), tmp_path):
+        with pytest.raises(PlanError, match="not a regular file"):
+            load_plan(path)
+
+
 def test_a_plan_built_in_code_is_checked_when_built() -> None:
     a = AgentTask(topic="t")
     b = AgentTask(topic="t", depends_on=(a.id,))

@@ -35,6 +35,7 @@ Anchors and aliases (``&a`` / ``*a``) are refused, which rules out "billion laug
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -310,10 +311,13 @@ def load_plan(path: str | Path, *, run_id: str = "") -> Plan:
     """Read a plan file (``.json`` as JSON, else YAML) and check it; :class:`PlanError` if it is wrong."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_PLAN_BYTES:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise PlanError(f"{path}: not a regular file; give the path of a YAML or JSON plan file")
+        with path.open("rb") as file:
+            data = file.read(MAX_PLAN_BYTES + 1)  # bounded even if the file grows while we read
+        if len(data) > MAX_PLAN_BYTES:
             raise PlanError(f"{path}: the file is larger than {MAX_PLAN_BYTES} bytes; split the plan")
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise PlanError(f"{path}: no such plan file") from None
     except UnicodeDecodeError as exc:
