@@ -68,9 +68,25 @@ async def delete_queues(names: Iterable[str], *, patience: float = 30.0) -> None
             await asyncio.sleep(1.0)
 
 
-async def server_version() -> str:
-    """The broker's product and version, as it announces them on connect."""
-    connection = await aio_pika.connect(amqp_url())
+async def server_version(patience: float = 60.0) -> str:
+    """The broker's product and version, as it announces them on connect.
+
+    Waits up to ``patience`` seconds for a broker that is (re)starting; then raises ``SystemExit`` saying
+    which broker it needs.
+    """
+    deadline = asyncio.get_running_loop().time() + patience
+    while True:
+        try:
+            connection = await aio_pika.connect(amqp_url())
+            break
+        except (ConnectionError, aiormq.exceptions.AMQPError) as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                where = amqp_url().split("@")[-1]
+                raise SystemExit(
+                    f"no RabbitMQ answers at {where} ({type(exc).__name__}); start one "
+                    "(rabbitmq-server -detached) or set RELAYBUS_BENCH_AMQP_URL"
+                ) from None
+            await asyncio.sleep(1.0)
     try:
         props = connection.transport.connection.server_properties if connection.transport else {}
         product = props.get("product", "RabbitMQ")
