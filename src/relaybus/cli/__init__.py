@@ -18,7 +18,8 @@ __all__ = ["main"]
 _COMMANDS: tuple[str, ...] = ("worker", "submit", "agents", "dlq", "run", "demo")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or with ``only`` the parser of that one sub-command (imports only its module)."""
     parser = argparse.ArgumentParser(
         prog="relaybus", description="Run LLM agents as distributed processes over RabbitMQ."
     )
@@ -33,15 +34,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-json", action="store_true", default=None, help="JSON log lines even on a terminal"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMANDS:
+    for name in (only,) if only else _COMMANDS:
         importlib.import_module(f"relaybus.cli.{name}").register(sub)
     return parser
+
+
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    # The first word that is not an option (or an option's value) names the sub-command. Importing only its
+    # module keeps a worker process small: `run` and `demo` pull in the orchestrator, YAML and the HTTP stack.
+    words = iter(argv)
+    for word in words:
+        if word == "--log-level":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word if word in _COMMANDS else None
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from relaybus.log import configure_logging
 
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_chosen_command(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
