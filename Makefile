@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench lint format clean
+.PHONY: demo test bench bench-quick lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,13 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/pytest
 
+# Needs RabbitMQ at 127.0.0.1:5672 (RELAYBUS_BENCH_AMQP_URL); about 8 minutes, prints one table and writes
+# bench/RESULTS.md and bench/throughput.png. bench-quick: about 2 minutes, smaller sizes, one repetition.
 bench: $(VENV)/.bench-installed
-	$(BIN)/python bench/executor.py
+	$(BIN)/python -m bench
+
+bench-quick: $(VENV)/.bench-installed
+	$(BIN)/python -m bench --quick
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench examples
