@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import uuid
 from collections.abc import Iterator
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -53,3 +55,21 @@ def amqp_url() -> Iterator[str]:
         yield f"amqp://guest:guest@{host}:{port}/"
     finally:
         container.stop()
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def amqp_vhost_url(amqp_url: str) -> Iterator[str]:
+    """``amqp_url`` on a fresh vhost of the test's own, deleted afterwards: for tests that must see a whole
+    broker to themselves (e.g. purge ``relaybus.dead``). Sync, so async fixtures may request it by name."""
+    vhost = f"relaybus-test-{uuid.uuid4().hex[:10]}"
+    _rabbitmqctl("add_vhost", vhost)
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        parts = urlsplit(amqp_url)
+        yield urlunsplit((parts.scheme, parts.netloc, "/" + vhost, "", ""))
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)

@@ -7,10 +7,7 @@ Runs on MemoryBus and on a real RabbitMQ; the RabbitMQ side uses a vhost of its 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -20,23 +17,6 @@ from relaybus.bus.memory import MemoryBus
 from relaybus.dlq import list_dead_letters, purge_dead_letters, replay_dead_letters
 from relaybus.exceptions import ConfigError
 from relaybus.messages import AgentTask
-
-
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
-
-
-@pytest.fixture
-def amqp_vhost_url(amqp_url: str) -> Iterator[str]:
-    """``amqp_url`` on a fresh vhost of this test's own (sync: it is requested from an async fixture)."""
-    vhost = f"relaybus-test-dlq-{uuid.uuid4().hex[:8]}"
-    _rabbitmqctl("add_vhost", vhost)
-    try:
-        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        parts = urlsplit(amqp_url)
-        yield urlunsplit((parts.scheme, parts.netloc, "/" + vhost, "", ""))
-    finally:
-        _rabbitmqctl("delete_vhost", vhost)
 
 
 @pytest.fixture(params=["memory", pytest.param("amqp", marks=pytest.mark.integration)])

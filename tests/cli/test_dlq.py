@@ -7,10 +7,7 @@ import json
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -20,22 +17,6 @@ from relaybus.bus.codec import encode_task
 from relaybus.messages import AgentTask
 
 pytestmark = pytest.mark.integration
-
-
-def _ctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
-
-
-@pytest.fixture
-def vhost_url(amqp_url: str) -> Iterator[str]:
-    vhost = f"relaybus-test-dlqcli-{uuid.uuid4().hex[:8]}"
-    _ctl("add_vhost", vhost)
-    try:
-        _ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        parts = urlsplit(amqp_url)
-        yield urlunsplit((parts.scheme, parts.netloc, "/" + vhost, "", ""))
-    finally:
-        _ctl("delete_vhost", vhost)
 
 
 def relaybus(*args: str, url: str) -> subprocess.CompletedProcess[str]:
@@ -87,35 +68,35 @@ async def _drain(url: str, queue: str) -> list[bytes]:
     return bodies
 
 
-async def test_list_replay_purge(vhost_url: str, tmp_path: Path) -> None:
-    task = await _make_dead_letters(vhost_url)
+async def test_list_replay_purge(amqp_vhost_url: str, tmp_path: Path) -> None:
+    task = await _make_dead_letters(amqp_vhost_url)
 
-    listed = await asyncio.to_thread(relaybus, "dlq", "list", "--json", "--idle", "0.5", url=vhost_url)
+    listed = await asyncio.to_thread(relaybus, "dlq", "list", "--json", "--idle", "0.5", url=amqp_vhost_url)
     assert listed.returncode == 0, listed.stderr
     rows = {row["message_id"]: row for row in map(json.loads, listed.stdout.splitlines())}
     assert rows[str(task.id)]["reason"] == "boom"
     assert rows[str(task.id)]["queue"] == "dlqcli"
     assert rows["junk"]["reason"] == "not JSON (test)"
 
-    table = await asyncio.to_thread(relaybus, "dlq", "list", "--idle", "0.5", url=vhost_url)
+    table = await asyncio.to_thread(relaybus, "dlq", "list", "--idle", "0.5", url=amqp_vhost_url)
     assert "boom" in table.stdout
     assert "2 dead letter(s)" in table.stdout
 
     fixed = tmp_path / "fixed.json"
     fixed.write_bytes(encode_task(AgentTask(topic="dlqcli.work", prompt="fixed"), reply_to=None).body)
     replay = await asyncio.to_thread(
-        relaybus, "dlq", "replay", "--id", "junk", "--body", str(fixed), "--idle", "0.5", url=vhost_url
+        relaybus, "dlq", "replay", "--id", "junk", "--body", str(fixed), "--idle", "0.5", url=amqp_vhost_url
     )
     assert replay.returncode == 0, replay.stderr
     assert "replayed junk" in replay.stdout
-    bodies = await _drain(vhost_url, "dlqcli")
+    bodies = await _drain(amqp_vhost_url, "dlqcli")
     assert len(bodies) == 1
     assert json.loads(bodies[0])["prompt"] == "fixed"
 
-    refused = await asyncio.to_thread(relaybus, "dlq", "purge", url=vhost_url)
+    refused = await asyncio.to_thread(relaybus, "dlq", "purge", url=amqp_vhost_url)
     assert refused.returncode == 2
     assert "--yes" in refused.stderr
-    purged = await asyncio.to_thread(relaybus, "dlq", "purge", "--yes", url=vhost_url)
+    purged = await asyncio.to_thread(relaybus, "dlq", "purge", "--yes", url=amqp_vhost_url)
     assert purged.returncode == 0, purged.stderr
     assert "purged 1 dead letter(s)" in purged.stdout
 
