@@ -121,7 +121,8 @@ class _Run:
     task: AgentTask
     agent: Agent
     deadline: float | None
-    child: asyncio.Task[ExecutionResult] | None = None
+    # The bus handler's task while, and only while, it awaits ``_execute``: what ``_interrupt`` cancels.
+    runner: asyncio.Task[Any] | None = None
     reason: _Reason | None = None
     detail: str = ""
     started: bool = False
@@ -527,14 +528,7 @@ class AgentWorker:
         self._runs[task.id] = run
         outcome: ExecutionResult | None = None
         try:
-            run.child = asyncio.create_task(self._execute(run, chain), name=f"relaybus-task-{task.id}")
-            outcome = await self._await_run(run)
-        except asyncio.CancelledError:
-            # The bus dropped this handler (connection lost, bus closed): the broker returns the delivery.
-            self._interrupt(run, "shutdown", "the bus connection was lost")
-            if run.child is not None:
-                await asyncio.wait([run.child])
-            raise
+            outcome = await self._await_run(run, chain)
         finally:
             self._runs.pop(task.id, None)
             if not run.done.done():
@@ -546,16 +540,42 @@ class AgentWorker:
         self.processed += 1
         await self._finish(delivery, task, outcome)
 
-    async def _await_run(self, run: _Run) -> ExecutionResult | None:
-        child = run.child
-        assert child is not None
-        timeout = None if run.deadline is None else max(0.0, run.deadline - time.time())
-        done, _ = await asyncio.wait([child], timeout=timeout)
-        if not done:
-            self._interrupt(run, "timeout", "")
-            await asyncio.wait([child])
-        if run.reason is None:
-            return child.result()
+    async def _await_run(self, run: _Run, chain: tuple[str, ...]) -> ExecutionResult | None:
+        """Run the task in this (the bus handler's) task; None: return it to the queue.
+
+        No child task: a deadline or an interrupt cancels this task while, and only while, it awaits
+        ``_execute`` (``run.runner`` is set), and that one cancellation is taken back (``uncancel``) here, so
+        the handler goes on to publish the TIMEOUT / CANCELLED result. A cancellation from anyone else (the
+        bus dropping the handler) propagates. Saves a Task, a waiter and two loop iterations per task.
+        """
+        me = asyncio.current_task()
+        assert me is not None
+        timer: asyncio.TimerHandle | None = None
+        if run.deadline is not None:
+            loop = asyncio.get_running_loop()
+            timer = loop.call_at(
+                loop.time() + (run.deadline - time.time()), self._interrupt, run, "timeout", ""
+            )
+        run.runner = me
+        try:
+            result = await self._execute(run, chain)
+        except asyncio.CancelledError:
+            if run.reason is None:  # not ours: the bus dropped this handler; the broker returns the delivery
+                run.reason, run.detail = "shutdown", "the bus connection was lost"
+                raise
+            if me.uncancel() > 0:  # ours, but someone else cancelled this handler as well
+                raise
+        else:
+            if run.reason is None:
+                return result
+            me.uncancel()  # ``handle`` swallowed our cancellation; the interrupt still decides the result
+        finally:
+            run.runner = None
+            if timer is not None:
+                timer.cancel()
+        return self._interrupted_result(run)
+
+    def _interrupted_result(self, run: _Run) -> ExecutionResult | None:
         now = datetime.now(UTC)
         fields: dict[str, Any] = {"agent": run.agent.name, "worker": self.worker_id, "finished_at": now}
         if run.ctx is not None:  # tokens spent before the deadline or the cancel still count
@@ -581,11 +601,11 @@ class AgentWorker:
         return None  # shutdown: back to the queue
 
     def _interrupt(self, run: _Run, reason: _Reason, detail: str) -> None:
-        if run.reason is not None or run.child is None or run.child.done():
+        if run.reason is not None or run.runner is None:
             return
         run.reason = reason
         run.detail = detail
-        run.child.cancel()
+        run.runner.cancel()
 
     async def _execute(self, run: _Run, chain: tuple[str, ...]) -> ExecutionResult:
         """Wait for a slot, then run ``handle`` and turn whatever it does into a result."""
