@@ -175,6 +175,21 @@ class ReplyRouter:
         self._unclaimed.pop(key, None)
         self._mark_finished(key)
 
+    def resolve(self, task_id: UUID | str, result: ExecutionResult) -> bool:
+        """End the wait for ``task_id`` now with ``result`` (e.g. a cancel decided on this side).
+
+        The pending future gets ``result`` and a result arriving later is dropped as a duplicate. Returns
+        False, changing nothing, when nothing is waiting for ``task_id`` or its result is already in.
+        """
+        key = _as_uuid(task_id)
+        future = self._pending.get(key)
+        if future is None or future.done():
+            return False
+        del self._pending[key]
+        future.set_result(result)
+        self._mark_finished(key)
+        return True
+
     async def request(
         self,
         task: AgentTask,

@@ -102,7 +102,7 @@ class ProjectOrchestrator:
         self.prices: dict[str, ModelPrice] = dict(prices or {})
         self.default_model = default_model
         self._start_lock = asyncio.Lock()
-        self._cancel_waiters: dict[UUID, asyncio.Future[str]] = {}
+        self._waiting: set[UUID] = set()  # published by ``_execute``, result not in yet: what cancel() ends
         self._plan_runs: set[_PlanRun] = set()
         self._log: Any = get_logger("relaybus.orchestrator", orchestrator=name or "anonymous")
 
@@ -118,7 +118,7 @@ class ProjectOrchestrator:
     @property
     def in_flight(self) -> int:
         """Tasks published and still waiting for a result."""
-        return len(self._cancel_waiters)
+        return len(self._waiting)
 
     async def start(self) -> None:
         """Declare the reply queue and start collecting results (idempotent)."""
@@ -163,9 +163,10 @@ class ProjectOrchestrator:
         """Cancel ``task_id``: a wait for it ends now as CANCELLED, the worker running it is asked to stop,
         and a task of a running plan that was not yet published never is."""
         reason = reason[:1000]
-        waiter = self._cancel_waiters.get(task_id)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(reason)
+        if task_id in self._waiting:
+            self._router.resolve(
+                task_id, ExecutionResult.failed(task_id, ExecutionStatus.CANCELLED, "Cancelled", reason)
+            )
         for run in self._plan_runs:
             run.cancel_unpublished(task_id, reason)
         await self._publish_cancel(task_id, reason)
@@ -196,8 +197,8 @@ class ProjectOrchestrator:
         if future.done() and not future.cancelled():
             return future.result()
         timeout = task.timeout_s or self.default_timeout_s
-        cancelled = asyncio.get_running_loop().create_future()
-        self._cancel_waiters[task.id] = cancelled
+        # cancel() resolves the router's future itself, so one future and one loop timer per task suffice.
+        self._waiting.add(task.id)
         try:
             deadline = time.time() + timeout
             message = encode_task(
@@ -220,18 +221,18 @@ class ProjectOrchestrator:
                 )
             if on_publish is not None:
                 on_publish()
-            done, _ = await asyncio.wait(
-                (future, cancelled),
-                timeout=max(0.0, deadline - time.time()),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if future in done and not future.cancelled():
-                return future.result()
+            loop = asyncio.get_running_loop()
+            try:
+                async with asyncio.timeout_at(loop.time() + max(0.0, deadline - time.time())):
+                    return await future
+            except TimeoutError:
+                pass
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not future.cancelled() or (current is not None and current.cancelling()):
+                    raise
+                # Only the future was cancelled (dropped elsewhere), not this task: no result will come.
             self._router.discard(task.id)
-            if cancelled in done:
-                return ExecutionResult.failed(
-                    task.id, ExecutionStatus.CANCELLED, "Cancelled", cancelled.result()
-                )
             await self._publish_cancel(task.id, f"no result within {timeout:g}s")
             target = f"agent {task.agent!r}" if task.agent else f"topic {task.topic!r}"
             return ExecutionResult.failed(
@@ -246,8 +247,7 @@ class ProjectOrchestrator:
             self._router.discard(task.id)
             raise
         finally:
-            self._cancel_waiters.pop(task.id, None)
-            cancelled.cancel()
+            self._waiting.discard(task.id)
 
     # -- plans -------------------------------------------------------------------------------------------
     async def run_plan(
