@@ -469,6 +469,39 @@ async def test_deadline_header_ends_the_task_with_timeout_and_cancels_its_work()
     assert [t.id for t in probe.cancelled] == [task.id]
 
 
+class Stubborn(Agent):
+    """Swallows its cancellation, cleans up (awaiting), and returns normally: a badly behaved handle."""
+
+    name = "stubborn"
+    topics = ("stubborn.#",)
+
+    def __init__(self) -> None:
+        self.cleaned_up = 0
+
+    async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+        if task.prompt == "quick":
+            return "quick done"
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.01)  # async clean-up after the cancellation
+            self.cleaned_up += 1
+        return "finished anyway"
+
+
+async def test_a_handle_that_swallows_its_cancellation_still_times_out_and_the_worker_goes_on() -> None:
+    agent = Stubborn()
+    async with AgentTestHarness([agent], concurrency=1) as h:
+        slow = await h.run(
+            AgentTask(topic="stubborn.slow"), headers={DEADLINE_HEADER: f"{time.time() + 0.3:.3f}"}
+        )
+        quick = await h.run(AgentTask(topic="stubborn.quick", prompt="quick"), timeout=10)
+    assert slow.status is ExecutionStatus.TIMEOUT
+    assert agent.cleaned_up == 1
+    assert quick.ok
+    assert quick.output == "quick done"
+
+
 async def test_deadline_cancels_the_executor_call_of_the_default_handle() -> None:
     executor = FakeExecutor(delay_s=30)
     async with AgentTestHarness([sa.Writer()], executor=executor) as h:

@@ -117,6 +117,21 @@ async def test_duplicate_results_first_wins(bus: MemoryBus) -> None:
         assert bus.stats(DEAD_LETTER_QUEUE).ready == 0
 
 
+async def test_resolve_ends_the_wait_and_the_late_result_is_a_duplicate(bus: MemoryBus) -> None:
+    async with ReplyRouter(bus) as router:
+        task_id = uuid4()
+        future = router.expect(task_id)
+        mine = ExecutionResult.failed(task_id, ExecutionStatus.CANCELLED, "Cancelled", "cancelled here")
+        assert router.resolve(task_id, mine) is True
+        assert (await future) is mine
+        assert router.resolve(task_id, mine) is False, "already resolved: nothing changes"
+        await bus.publish(encode_result(ExecutionResult.success(task_id, "late"), reply_to=router.queue))
+        await bus.join()
+        assert router.duplicates_dropped == 1
+        assert future.result() is mine
+        assert router.resolve(uuid4(), mine) is False, "nobody waits for an unknown task"
+
+
 async def test_early_result_is_kept_for_a_later_expect(bus: MemoryBus) -> None:
     async with ReplyRouter(bus) as router:
         task_id = uuid4()

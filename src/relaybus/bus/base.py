@@ -217,7 +217,11 @@ class Bus(Protocol):
         ...
 
     async def consume(self, queue: str, handler: Handler, *, prefetch: int = 16) -> Subscription:
-        """Call ``handler`` for each delivery, at most ``prefetch`` unsettled at once."""
+        """Call ``handler`` for each delivery, at most ``prefetch`` unsettled at once.
+
+        Each call runs in an asyncio task of its own (the worker cancels one task's ``handle`` on a deadline
+        without touching the others), and a handler exception nacks an unsettled delivery with requeue.
+        """
         ...
 
     async def __aenter__(self) -> Self: ...
