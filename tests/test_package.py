@@ -1,0 +1,40 @@
+"""The public API: every exported name imports, lazily, and the package is typed."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import relaybus
+
+PACKAGES = ["relaybus", "relaybus.bus", "relaybus.executor", "relaybus.agents", "relaybus.orchestrator"]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_exported_name_imports(package: str) -> None:
+    module = importlib.import_module(package)
+    missing = [name for name in module.__all__ if getattr(module, name, None) is None]
+    assert not missing, f"{package}.__all__ names what it does not provide: {missing}"
+    assert sorted(module.__all__) == sorted(set(module.__all__)), "duplicates in __all__"
+
+
+def test_the_package_is_typed() -> None:
+    assert (Path(relaybus.__file__).parent / "py.typed").is_file()
+
+
+def test_importing_relaybus_loads_neither_the_http_stack_nor_yaml() -> None:
+    # A worker imports relaybus; orchestrator, plan files and the executor's HTTP client load on first use.
+    code = "import sys, relaybus; print(sorted(m for m in ('httpx', 'aiohttp', 'yaml') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_every_error_is_a_relaybus_error() -> None:
+    from relaybus import exceptions
+
+    for name in exceptions.__all__:
+        assert issubclass(getattr(exceptions, name), relaybus.RelaybusError), name
