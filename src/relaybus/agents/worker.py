@@ -823,6 +823,8 @@ class _LazyTaskExecutor:
         self._lock = asyncio.Lock()
 
     async def _get(self) -> TaskExecutor:
+        if self._inner is not None:  # the hot path: no lock once created
+            return self._inner
         async with self._lock:
             if self._inner is None:
                 from relaybus.executor.core import TaskExecutor
