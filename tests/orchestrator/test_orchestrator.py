@@ -135,3 +135,19 @@ async def test_usage_in_results_is_passed_through(bus: MemoryBus) -> None:
     async with ProjectOrchestrator(bus) as orchestrator:
         result = await orchestrator.execute_task(AgentTask(topic="work.u"))
     assert result.usage == Usage(prompt_tokens=7, completion_tokens=3, requests=1)
+
+
+async def test_a_repeated_result_is_dropped_and_counted(bus: MemoryBus) -> None:
+    from relaybus.bus.codec import encode_result
+
+    worker = Responder(bus)
+    await worker.start()
+    task = AgentTask(topic="work.one", prompt="once", timeout_s=30)
+    async with ProjectOrchestrator(bus) as orchestrator:
+        result = await orchestrator.execute_task(task)
+        # what a redelivered task answered by a second worker looks like to the orchestrator
+        again = ExecutionResult.success(task.id, "second answer")
+        await bus.publish(encode_result(again, reply_to=orchestrator.reply_queue))
+        await bus.join()
+        assert orchestrator.duplicates_dropped == 1
+    assert result.output == {"prompt": "once", "input": {}}

@@ -58,7 +58,7 @@ async def test_two_broker_restarts_during_a_5000_task_plan_lose_nothing(fleet: F
     restarter = asyncio.create_task(restart_twice())
     async with ProjectOrchestrator(fleet.bus, default_timeout_s=240) as orchestrator:
         result = await asyncio.wait_for(orchestrator.run_plan(tasks, on_progress=on_progress), 240)
-        duplicates = orchestrator._router.duplicates_dropped  # repeated results the orchestrator ignored
+        duplicates = orchestrator.duplicates_dropped  # repeated results the orchestrator ignored
     outages = await asyncio.wait_for(restarter, 120)
     elapsed = time.monotonic() - started
     runs = await runs_reported(fleet)

@@ -96,7 +96,7 @@ async def test_a_task_longer_than_the_consumer_timeout_gives_one_result_and_runs
         took = time.monotonic() - began
         # The channel came back: the next task is taken and answered by the same worker.
         after = await orchestrator.execute_task(AgentTask(topic=fleet.topic("echo"), prompt="after"))
-        duplicates = orchestrator._router.duplicates_dropped
+        duplicates = orchestrator.duplicates_dropped
     runs = [e for e in fleet.events if e.routing_key == started_key and e.payload["task_id"] == str(task.id)]
     log = worker.log()
     line = figures(

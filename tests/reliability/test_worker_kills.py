@@ -59,7 +59,7 @@ async def test_sigkilling_workers_during_a_2000_task_run_loses_nothing(fleet: Fl
     try:
         async with ProjectOrchestrator(fleet.bus, default_timeout_s=180) as orchestrator:
             results = await asyncio.wait_for(orchestrator.execute_tasks(tasks), 180)
-            duplicates = orchestrator._router.duplicates_dropped
+            duplicates = orchestrator.duplicates_dropped
     finally:
         done.set()
         await chaos

@@ -120,6 +120,11 @@ class ProjectOrchestrator:
         """Tasks published and still waiting for a result."""
         return len(self._waiting)
 
+    @property
+    def duplicates_dropped(self) -> int:
+        """Repeated results for a task id that already had one (at-least-once delivery), ignored so far."""
+        return self._router.duplicates_dropped
+
     async def start(self) -> None:
         """Declare the reply queue and start collecting results (idempotent)."""
         async with self._start_lock:
