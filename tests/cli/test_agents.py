@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,9 +15,9 @@ from relaybus.cli.agents import collect_heartbeats, render_table
 from relaybus.testing.agents import FakeExecutor
 from tests.agents import processes
 from tests.agents import sample_agents as sa
-from tests.agents.processes import REPO_ROOT, Fleet
+from tests.agents.processes import Fleet
 
-from .test_worker import one_error_line, run_cli
+from .support import one_error_line, run_cli, run_cli_async
 
 fleet = processes.fleet
 
@@ -74,27 +72,9 @@ def test_no_live_worker_exits_1_with_one_line() -> None:
 @pytest.mark.integration
 async def test_lists_a_worker_process_on_rabbitmq(fleet: Fleet) -> None:
     worker = await fleet.start("Echo", "ChainC", args=("--concurrency", "5"))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "relaybus",
-        "agents",
-        "--json",
-        "--listen",
-        "1",
-        "--amqp-url",
-        fleet.amqp_url,
-        cwd=REPO_ROOT,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    beats = [WorkerHeartbeat.model_validate(json.loads(line)) for line in out.decode().splitlines()]
+    outcome = await run_cli_async("agents", "--json", "--listen", "1", "--amqp-url", fleet.amqp_url)
+    assert outcome.code == 0, outcome.stderr
+    beats = [WorkerHeartbeat.model_validate(json.loads(line)) for line in outcome.stdout.splitlines()]
     mine = [b for b in beats if b.worker == worker.worker_id]  # the broker is shared: others may be there
     assert len(mine) == 1
     assert mine[0].agents == (fleet.name("echo"), fleet.name("chain-c"))

@@ -15,7 +15,7 @@ from relaybus.demo.agents import DEMO_AGENTS
 from relaybus.testing import FakeLLMServer
 from tests.agents.processes import REPO_ROOT
 
-from .test_worker import run_cli
+from .support import run_cli
 
 KEYS = ("outline", "install", "quickstart", "agents", "workers", "plans", "review")
 

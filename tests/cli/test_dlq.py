@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,14 +14,13 @@ from relaybus.bus.base import SCHEMA_HEADER, Delivery, OutgoingMessage
 from relaybus.bus.codec import encode_task
 from relaybus.messages import AgentTask
 
+from .support import run_cli
+
 pytestmark = pytest.mark.integration
 
 
 def relaybus(*args: str, url: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RELAYBUS_AMQP_URL": url}
-    return subprocess.run(
-        [sys.executable, "-m", "relaybus", *args], capture_output=True, text=True, timeout=60, env=env
-    )
+    return run_cli(*args, env={"RELAYBUS_AMQP_URL": url})
 
 
 async def _make_dead_letters(url: str) -> AgentTask:

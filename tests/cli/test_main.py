@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import pytest
 
+from .support import run_cli
+
 
 def relaybus(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "relaybus", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **env},
-    )
+    return run_cli(*args, env=env)
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:

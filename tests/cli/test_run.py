@@ -12,7 +12,7 @@ import pytest
 
 from tests.orchestrator.broker_plans import REPO_ROOT, SummerFleet, layered_plan, summer_fleet, wait_until
 
-from .test_worker import one_error_line, run_cli
+from .support import one_error_line, run_cli
 
 __all__ = ["summer_fleet"]  # the fixture, for the RabbitMQ tests below
 

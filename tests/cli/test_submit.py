@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
-from dataclasses import dataclass
 
 import pytest
 
 from tests.agents import processes
-from tests.agents.processes import REPO_ROOT, Fleet
+from tests.agents.processes import Fleet
 
-from .test_worker import one_error_line, run_cli
+from .support import Outcome, one_error_line, run_cli, run_cli_async
 
 fleet = processes.fleet
 
@@ -34,33 +30,8 @@ def test_bad_flags_give_one_line_and_exit_2_before_connecting(args: list[str], e
     assert expected in one_error_line(proc)
 
 
-@dataclass
-class Outcome:
-    code: int
-    stdout: str
-    stderr: str
-
-
 async def submit(fleet: Fleet, *args: str) -> Outcome:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "relaybus",
-        "submit",
-        *args,
-        "--amqp-url",
-        fleet.amqp_url,
-        cwd=REPO_ROOT,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return Outcome(proc.returncode, out.decode(), err.decode())
+    return await run_cli_async("submit", *args, "--amqp-url", fleet.amqp_url)
 
 
 @pytest.mark.integration

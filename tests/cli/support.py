@@ -1,0 +1,70 @@
+"""Running the real ``relaybus`` command as a child process, for the CLI tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(extra: Mapping[str, str] | None) -> dict[str, str]:
+    # PYTHONPATH is dropped so the child finds relaybus as installed, as a user's shell would.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(extra or {})
+    return env
+
+
+def run_cli(
+    *args: str, cwd: Path = REPO_ROOT, timeout: float = 60, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``relaybus ARGS`` to completion; ``env`` is added to this process's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "relaybus", *args],
+        cwd=cwd,
+        env=_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+@dataclass
+class Outcome:
+    code: int
+    stdout: str
+    stderr: str
+
+
+async def run_cli_async(*args: str, timeout: float = 60, env: Mapping[str, str] | None = None) -> Outcome:
+    """``relaybus ARGS`` without blocking the test's event loop (for tests that also serve the bus)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "relaybus",
+        *args,
+        cwd=REPO_ROOT,
+        env=_env(env),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(timeout):
+        out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return Outcome(proc.returncode, out.decode(), err.decode())
+
+
+def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("relaybus: error: ")
+    return lines[0]
