@@ -21,6 +21,7 @@ from .exceptions import (
     PlanError,
     ProviderResponseError,
     RelaybusError,
+    UsageError,
 )
 from .messages import SCHEMA_VERSION, AgentTask, ErrorInfo, ExecutionResult, ExecutionStatus, Usage
 
@@ -63,6 +64,7 @@ __all__ = [
     "RetryPolicy",
     "TaskExecutor",
     "Usage",
+    "UsageError",
     "WorkerHeartbeat",
     "__version__",
     "connect",

@@ -17,6 +17,7 @@ __all__ = [
     "PlanError",
     "ProviderResponseError",
     "RelaybusError",
+    "UsageError",
 ]
 
 
@@ -24,8 +25,18 @@ class RelaybusError(Exception):
     """Base class of every error relaybus raises on purpose."""
 
 
-class ConfigError(RelaybusError):
-    """Configuration is missing or wrong (a flag, an environment variable, a constructor argument)."""
+class ConfigError(RelaybusError, ValueError):
+    """Configuration is missing or wrong (a flag, an environment variable, a constructor argument).
+
+    Also a ``ValueError``, so callers' ``except ValueError`` around a constructor keeps working.
+    """
+
+
+class UsageError(RelaybusError, RuntimeError):
+    """An object was used out of order: started twice, used outside its ``async with``, or after close.
+
+    Also a ``RuntimeError``, what Python raises for the same mistake elsewhere.
+    """
 
 
 class BusError(RelaybusError):

@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
-from typing import Any, Protocol
+from typing import Protocol
 from uuid import UUID
 
 from pydantic import BaseModel, JsonValue, TypeAdapter
@@ -27,6 +27,7 @@ from relaybus.bus.base import (
     event_routing_key,
 )
 from relaybus.executor.protocol import Executor
+from relaybus.log import FilteringBoundLogger
 from relaybus.messages import SCHEMA_VERSION, TOPIC_RE, AgentTask, CancelRequest, ExecutionResult, Usage
 
 from .delegation import check_outgoing, format_chain
@@ -72,7 +73,7 @@ class AgentContext:
         worker: str,
         executor: Executor,
         bus: Bus,
-        log: Any,
+        log: FilteringBoundLogger,
         requester: Requester,
         chain: tuple[str, ...] = (),
         deadline: float | None = None,

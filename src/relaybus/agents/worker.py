@@ -182,7 +182,7 @@ class AgentWorker:
         self._max_body = max_body_bytes
         self.worker_id = worker_id or default_worker_id()
         self._host = socket.gethostname()
-        self._log: Any = get_logger("relaybus.worker", worker=self.worker_id)
+        self._log = get_logger("relaybus.worker", worker=self.worker_id)
 
         self._executor: Executor | None = None
         self._router: ReplyRouter | None = None

@@ -45,7 +45,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
-from typing import Any, Self
+from typing import Self
 
 from relaybus.exceptions import BusError, ConfigError, NoRouteError
 from relaybus.log import get_logger
@@ -361,7 +361,7 @@ class MemoryBus:
         self._route_cache: dict[str, tuple[str, ...]] = {}
         self._tags = itertools.count(1)
         self._changed = asyncio.Event()
-        self._log: Any = get_logger("relaybus.bus.memory", bus=url)
+        self._log = get_logger("relaybus.bus.memory", bus=url)
 
     # -- Bus protocol ---------------------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 from uuid import UUID
 
 from relaybus.exceptions import BusError
@@ -94,7 +94,7 @@ class ReplyRouter:
         self._unclaimed: OrderedDict[UUID, ExecutionResult] = OrderedDict()
         self._finished: OrderedDict[UUID, None] = OrderedDict()  # ids answered or discarded: drop repeats
         self._subscription: Subscription | None = None
-        self._log: Any = get_logger("relaybus.bus.rpc", reply_queue=self._queue)
+        self._log = get_logger("relaybus.bus.rpc", reply_queue=self._queue)
 
     @property
     def queue(self) -> str:

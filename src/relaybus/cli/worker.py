@@ -86,7 +86,7 @@ async def _serve(args: argparse.Namespace) -> int:
         ExecutorConfig.from_env(os.environ)
     except ConfigError as exc:
         raise CliError(f"{exc} (from the environment; fix the variable or unset it)") from None
-    log: Any = get_logger("relaybus.cli.worker")
+    log = get_logger("relaybus.cli.worker")
     bus = await open_bus(args.amqp_url)
     stop = asyncio.Event()
     worker = AgentWorker(

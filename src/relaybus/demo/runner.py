@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 from uuid import uuid4
 
 from relaybus.agents.heartbeat import HEARTBEAT_ROUTING_KEY, PING_ROUTING_KEY, WorkerHeartbeat
@@ -31,7 +31,7 @@ from .project import demo_plan
 
 __all__ = ["WorkerProcesses", "agent_specs", "run_in_memory", "run_on_bus"]
 
-_log: Any = get_logger("relaybus.demo")
+_log = get_logger("relaybus.demo")
 
 
 def agent_specs() -> list[str]:

@@ -11,11 +11,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from pydantic import JsonValue
 
-from relaybus.log import get_logger
+from relaybus.log import FilteringBoundLogger, get_logger
 from relaybus.messages import AgentTask, ExecutionResult
 
 __all__ = ["ExecutionBackend", "RunContext"]
@@ -27,7 +27,7 @@ class RunContext:
 
     agent: str | None = None
     system_prompt: str | None = None
-    log: Any = field(default_factory=lambda: get_logger("relaybus.executor"), repr=False)
+    log: FilteringBoundLogger = field(default_factory=lambda: get_logger("relaybus.executor"), repr=False)
     """A structlog logger with ``task_id``, ``agent`` and ``mode`` bound."""
     _scope: asyncio.Timeout | None = field(default=None, repr=False)
 

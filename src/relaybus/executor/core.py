@@ -18,7 +18,7 @@ from uuid import UUID
 import httpx
 
 from relaybus.exceptions import ExecutorError
-from relaybus.log import get_logger
+from relaybus.log import FilteringBoundLogger, get_logger
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 from relaybus.secrets import mask_secrets
 
@@ -278,7 +278,12 @@ class TaskExecutor:
         return ExecutionResult.failed(task.id, ExecutionStatus.FAILURE, type(exc).__name__, message)
 
     def _finish(
-        self, result: ExecutionResult, task: AgentTask, agent: str | None, started: datetime, log: Any
+        self,
+        result: ExecutionResult,
+        task: AgentTask,
+        agent: str | None,
+        started: datetime,
+        log: FilteringBoundLogger,
     ) -> ExecutionResult:
         result = result.model_copy(
             update={

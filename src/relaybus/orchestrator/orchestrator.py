@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 from uuid import UUID, uuid4
 
 from relaybus.bus.base import CANCEL_ROUTING_KEY, DEADLINE_HEADER, SCHEMA_HEADER, Bus, OutgoingMessage
@@ -104,7 +104,7 @@ class ProjectOrchestrator:
         self._start_lock = asyncio.Lock()
         self._waiting: set[UUID] = set()  # published by ``_execute``, result not in yet: what cancel() ends
         self._plan_runs: set[_PlanRun] = set()
-        self._log: Any = get_logger("relaybus.orchestrator", orchestrator=name or "anonymous")
+        self._log = get_logger("relaybus.orchestrator", orchestrator=name or "anonymous")
 
     @property
     def name(self) -> str | None:

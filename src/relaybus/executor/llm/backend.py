@@ -6,7 +6,6 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, Usage
 
@@ -123,7 +122,7 @@ class LlmBackend:
     async def _try_route(self, route: Route, request: ChatRequest, ctx: RunContext) -> _Outcome:
         policy = self.retry
         estimate = request.estimated_tokens()
-        log: Any = ctx.log.bind(provider=route.provider.name)
+        log = ctx.log.bind(provider=route.provider.name)
         failure: CallFailure | None = None
         for attempt in range(1, policy.max_attempts + 1):
             async with ctx.outside_timeout():
