@@ -34,6 +34,16 @@ def status_counts(results: Iterable[ExecutionResult]) -> dict[str, int]:
     return dict(Counter(r.status.value for r in results))
 
 
+def failure_kinds(results: Iterable[ExecutionResult], most: int = 3) -> list[tuple[str, int]]:
+    """The commonest error types and first words of their messages among unsuccessful results."""
+    kinds = Counter(
+        f"{r.status.value}:{r.error.type}: {r.error.message[:120]}" if r.error else r.status.value
+        for r in results
+        if not r.ok
+    )
+    return kinds.most_common(most)
+
+
 def figures(title: str, **values: object) -> str:
     """``title: a=1, b=2``: printed (run pytest with -s to see it) and used as assertion messages."""
     line = f"{title}: " + ", ".join(f"{k}={v}" for k, v in values.items())

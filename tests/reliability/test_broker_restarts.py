@@ -18,7 +18,7 @@ from relaybus.orchestrator import PlanProgress, ProjectOrchestrator
 from tests.agents.processes import Fleet
 from tests.bus.amqp_support import Broker
 
-from .support import figures, runs_reported, status_counts
+from .support import failure_kinds, figures, runs_reported, status_counts
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.broker_restart]
 
@@ -76,6 +76,7 @@ async def test_two_broker_restarts_during_a_5000_task_plan_lose_nothing(fleet: F
         restart_s=outages,
         wall_s=round(elapsed, 1),
         worker_connection_losses=[w.log().count("amqp_connection_lost") for w in fleet.workers],
+        failures=failure_kinds(result.results.values()),
     )
     assert len(result.results) == TASKS, line
     assert statuses == {ExecutionStatus.SUCCESS.value: TASKS}, line
