@@ -65,7 +65,7 @@ class TaskExecutor:
       fallback; output is the completion text), ``api`` (:mod:`relaybus.executor.api`: only to
       ``api_allowed_hosts``) and ``script`` (:mod:`relaybus.executor.script`: only commands added with
       :meth:`register_script`). :meth:`register_mode` adds more.
-    - Use ``async with TaskExecutor(...) as executor:`` (or ``await executor.aclose()``) to close the client,
+    - Use ``async with TaskExecutor(...) as executor:`` (or ``await executor.close()``) to close the client,
       and use one executor within one event loop (its locks and connection pool belong to that loop).
     """
 
@@ -173,9 +173,9 @@ class TaskExecutor:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self.aclose()
+        await self.close()
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         """Close the shared HTTP client (when the executor created it). Idempotent."""
         if self._closed:
             return
@@ -184,7 +184,7 @@ class TaskExecutor:
             await self.client.aclose()
 
     @property
-    def running(self) -> int:
+    def in_flight(self) -> int:
         """Tasks currently inside :meth:`execute` (running or waiting for a slot)."""
         return sum(len(runners) for runners in self._running.values())
 
@@ -208,7 +208,7 @@ class TaskExecutor:
     ) -> ExecutionResult:
         """Run ``task`` and return how it ended (see the class docstring for the guarantees)."""
         if self._closed:
-            raise ExecutorError("this TaskExecutor is closed; create a new one (or execute before aclose())")
+            raise ExecutorError("this TaskExecutor is closed; create a new one (or execute before close())")
         started = _now()
         mode_name = mode or task.mode or self.config.default_mode
         log = self._log.bind(task_id=str(task.id), agent=agent, mode=mode_name)
