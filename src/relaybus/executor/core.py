@@ -91,10 +91,8 @@ class TaskExecutor:
         self._cancel_requested: set[asyncio.Task[Any]] = set()
         self._closed = False
         self._log = get_logger("relaybus.executor")
-        self._secrets = tuple(
-            key.reveal()
-            for key in (cfg.provider.secret, cfg.fallback.secret if cfg.fallback else None)
-            if key
+        self._secrets = tuple(  # kept wrapped: vars(executor) and tracebacks with locals must not show them
+            key for key in (cfg.provider.secret, cfg.fallback.secret if cfg.fallback else None) if key
         )
         self._backends: dict[str, ExecutionBackend] = {}
         self.llm = LlmBackend(
