@@ -38,3 +38,7 @@ def test_every_error_is_a_relaybus_error() -> None:
 
     for name in exceptions.__all__:
         assert issubclass(getattr(exceptions, name), relaybus.RelaybusError), name
+    assert {"ConfigError", "UsageError"} <= set(exceptions.__all__) & set(relaybus.__all__)
+    # the two that replace built-ins are still caught by callers' ``except ValueError`` / ``RuntimeError``
+    assert issubclass(relaybus.ConfigError, ValueError)
+    assert issubclass(relaybus.UsageError, RuntimeError)

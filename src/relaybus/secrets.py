@@ -34,13 +34,17 @@ _URL_CRED = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^@\s]*@")
 _KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_-]{8,}|sk-ant-[A-Za-z0-9_-]{8,})")
 
 
-def mask_secrets(text: str, *secrets: str | None) -> str:
-    """Mask URL passwords, things that look like API keys, and each of ``secrets`` in ``text``."""
+def mask_secrets(text: str, *secrets: Secret | str | None) -> str:
+    """Mask URL passwords, things that look like API keys, and each of ``secrets`` in ``text``.
+
+    Pass :class:`Secret` s as they are: they are revealed here only to be searched for, never kept.
+    """
     text = _URL_CRED.sub(rf"\1:{_MASK}@", text)
     text = _KEYLIKE.sub(_MASK, text)
     for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, _MASK)
+        value = secret.reveal() if isinstance(secret, Secret) else secret
+        if value and len(value) >= 4:
+            text = text.replace(value, _MASK)
     return text
 
 

@@ -192,7 +192,7 @@ async def test_cancel_ends_a_running_task_with_cancelled(executor: TaskExecutor)
     assert result.status is ExecutionStatus.CANCELLED
     assert result.agent == "a"
     assert rec.cancelled == 1
-    assert executor.running == 0
+    assert executor.in_flight == 0
     assert executor.cancel(task.id) is False
 
 
@@ -208,6 +208,7 @@ async def test_cancel_reaches_a_task_waiting_for_a_slot() -> None:
         t2 = asyncio.create_task(ex.execute(second))
         while not rec.in_flight:
             await asyncio.sleep(0.01)
+        assert ex.in_flight == 2  # one running, one waiting for the slot: both are inside execute()
         assert ex.cancel(second.id)
         assert (await t2).status is ExecutionStatus.CANCELLED
         assert rec.in_flight == 1
@@ -225,7 +226,7 @@ async def test_outer_cancellation_propagates_and_stops_the_work(executor: TaskEx
     with pytest.raises(asyncio.CancelledError):
         await running
     assert rec.cancelled == 1
-    assert executor.running == 0
+    assert executor.in_flight == 0
 
 
 async def test_outer_timeout_around_execute_raises_timeout_error(executor: TaskExecutor) -> None:
@@ -260,8 +261,8 @@ async def test_echo_tasks_overlap() -> None:
 
 async def test_closed_executor_refuses_new_tasks() -> None:
     ex = TaskExecutor(ExecutorConfig())
-    await ex.aclose()
-    await ex.aclose()  # idempotent
+    await ex.close()
+    await ex.close()  # idempotent
     with pytest.raises(ExecutorError, match="closed"):
         await ex.execute(_task())
 

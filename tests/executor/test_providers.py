@@ -10,10 +10,11 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from relaybus.exceptions import ProviderResponseError
+from relaybus.exceptions import ConfigError, ProviderResponseError
 from relaybus.executor import (
     AnthropicProvider,
     ChatRequest,
+    EchoProvider,
     ExecutorConfig,
     OpenAIProvider,
     ProviderConfig,
@@ -109,6 +110,18 @@ async def test_anthropic_request_shape_and_parsing() -> None:
     assert completion.text == "ab"
     assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (5, 2)
     assert repr(provider).count(KEY) == 0
+
+
+async def test_echo_answers_the_user_message_and_counts_words() -> None:
+    completion = await EchoProvider(model="e").complete(ChatRequest(user="two words", system="be brief"))
+    assert completion.text == "echo: two words"
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (4, 3)
+    assert completion.model == "e"
+
+
+def test_echo_refuses_a_negative_latency_with_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="latency_s must not be negative"):
+        EchoProvider(latency_s=-1)
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from relaybus.exceptions import ConfigError
 from relaybus.executor import RateLimiter
 from relaybus.executor.ratelimit import TokenBucket
 
@@ -99,7 +100,11 @@ async def test_block_for_holds_everyone_back() -> None:
     assert await limiter.acquire() == 0.0
 
 
-def test_bad_limits_are_refused() -> None:
-    with pytest.raises(ValueError, match="requests_per_minute must be positive"):
+def test_bad_limits_are_refused_with_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="requests_per_minute must be positive"):
         RateLimiter(requests_per_minute=0)
+    with pytest.raises(ConfigError, match="burst must be positive"):
+        RateLimiter(burst=0)
+    with pytest.raises(ConfigError, match="positive rate and a positive capacity"):
+        TokenBucket(rate_per_s=1.0, capacity=0)
     assert "tokens_per_minute=1000" in repr(RateLimiter(tokens_per_minute=1000))

@@ -8,6 +8,7 @@ from email.utils import format_datetime
 
 import pytest
 
+from relaybus.exceptions import ConfigError
 from relaybus.executor import RetryPolicy
 from relaybus.executor.retry import parse_retry_after
 
@@ -51,6 +52,7 @@ def test_retry_after_is_a_floor() -> None:
 
 
 @pytest.mark.parametrize("kwargs", [{"max_attempts": 0}, {"jitter": 1.5}, {"base_delay_s": -1}])
-def test_bad_policy_is_refused(kwargs: dict[str, float]) -> None:
-    with pytest.raises(ValueError, match="RetryPolicy"):
+def test_bad_policy_is_refused_with_a_config_error(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ConfigError, match="RetryPolicy") as refused:
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+    assert isinstance(refused.value, ValueError)  # callers' ``except ValueError`` keeps working

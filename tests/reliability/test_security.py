@@ -9,6 +9,8 @@
   (:data:`AGENT_PERMISSIONS`, the regexes the README recommends): it works, and it cannot read another agent's
   queue nor the dead letters.
 
+That the executor, its providers, both buses, a worker and an orchestrator keep keys and passwords only
+inside ``Secret`` (no attribute shows them) is specified in ``tests/test_secrets.py``, without a broker.
 ``api`` mode refusing unconfigured hosts, ``script`` mode refusing unregistered commands and the delegation
 depth limit are specified where they are built: ``tests/executor/test_api_mode.py``,
 ``tests/executor/test_script_mode.py`` and ``tests/agents/test_worker.py``.

@@ -849,4 +849,4 @@ class _LazyTaskExecutor:
     async def aclose(self) -> None:
         inner, self._inner = self._inner, None
         if inner is not None:
-            await inner.aclose()
+            await inner.close()

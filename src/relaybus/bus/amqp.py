@@ -89,7 +89,7 @@ from aiormq.exceptions import ChannelAccessRefused
 
 from relaybus.exceptions import BusError, ConfigError, ConnectionFailed, NoRouteError
 from relaybus.log import get_logger
-from relaybus.secrets import mask_secrets, mask_url
+from relaybus.secrets import Secret, mask_secrets, mask_url
 
 from .base import (
     DEAD_LETTER_EXCHANGE,
@@ -430,9 +430,9 @@ class AmqpBus:
             raise ConfigError(
                 f"TLS options given for {mask_url(url)!r}: use an amqps:// URL to connect over TLS"
             )
-        self._raw_url = url
+        self._raw_url = Secret(url)  # wrapped, like the password: vars(bus) must not show them
         self._url = mask_url(url)
-        self._password = urlsplit(url).password
+        self._password = Secret(urlsplit(url).password or "")
         self.connect_timeout = connect_timeout
         self.reconnect_timeout = reconnect_timeout
         self.reconnect_interval = reconnect_interval
@@ -485,7 +485,7 @@ class AmqpBus:
         if self._ssl_context is not None:
             return self._ssl_context
         ca_file, cert_file, key_file = self._ssl_files
-        if urlsplit(self._raw_url).scheme != "amqps":
+        if urlsplit(self._url).scheme != "amqps":
             return None
         try:
             context = ssl.create_default_context(cafile=ca_file)
@@ -511,7 +511,7 @@ class AmqpBus:
             if self._conn is not None:
                 return
             conn = aio_pika.RobustConnection(
-                make_url(self._raw_url),
+                make_url(self._raw_url.reveal()),
                 ssl_context=self._tls_context(),
                 client_properties={"connection_name": self._connection_name},
                 reconnect_interval=self.reconnect_interval,

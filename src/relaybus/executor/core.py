@@ -65,7 +65,7 @@ class TaskExecutor:
       fallback; output is the completion text), ``api`` (:mod:`relaybus.executor.api`: only to
       ``api_allowed_hosts``) and ``script`` (:mod:`relaybus.executor.script`: only commands added with
       :meth:`register_script`). :meth:`register_mode` adds more.
-    - Use ``async with TaskExecutor(...) as executor:`` (or ``await executor.aclose()``) to close the client,
+    - Use ``async with TaskExecutor(...) as executor:`` (or ``await executor.close()``) to close the client,
       and use one executor within one event loop (its locks and connection pool belong to that loop).
     """
 
@@ -91,10 +91,8 @@ class TaskExecutor:
         self._cancel_requested: set[asyncio.Task[Any]] = set()
         self._closed = False
         self._log = get_logger("relaybus.executor")
-        self._secrets = tuple(
-            key.reveal()
-            for key in (cfg.provider.secret, cfg.fallback.secret if cfg.fallback else None)
-            if key
+        self._secrets = tuple(  # kept wrapped: vars(executor) and tracebacks with locals must not show them
+            key for key in (cfg.provider.secret, cfg.fallback.secret if cfg.fallback else None) if key
         )
         self._backends: dict[str, ExecutionBackend] = {}
         self.llm = LlmBackend(
@@ -173,9 +171,9 @@ class TaskExecutor:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self.aclose()
+        await self.close()
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         """Close the shared HTTP client (when the executor created it). Idempotent."""
         if self._closed:
             return
@@ -184,7 +182,7 @@ class TaskExecutor:
             await self.client.aclose()
 
     @property
-    def running(self) -> int:
+    def in_flight(self) -> int:
         """Tasks currently inside :meth:`execute` (running or waiting for a slot)."""
         return sum(len(runners) for runners in self._running.values())
 
@@ -208,7 +206,7 @@ class TaskExecutor:
     ) -> ExecutionResult:
         """Run ``task`` and return how it ended (see the class docstring for the guarantees)."""
         if self._closed:
-            raise ExecutorError("this TaskExecutor is closed; create a new one (or execute before aclose())")
+            raise ExecutorError("this TaskExecutor is closed; create a new one (or execute before close())")
         started = _now()
         mode_name = mode or task.mode or self.config.default_mode
         log = self._log.bind(task_id=str(task.id), agent=agent, mode=mode_name)

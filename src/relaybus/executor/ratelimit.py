@@ -10,6 +10,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from relaybus.exceptions import ConfigError
+
 __all__ = ["RateLimiter", "TokenBucket"]
 
 Clock = Callable[[], float]
@@ -21,7 +23,7 @@ class TokenBucket:
 
     def __init__(self, rate_per_s: float, capacity: float, *, clock: Clock = time.monotonic) -> None:
         if rate_per_s <= 0 or capacity <= 0:
-            raise ValueError("a token bucket needs a positive rate and a positive capacity")
+            raise ConfigError("a token bucket needs a positive rate and a positive capacity")
         self.rate_per_s = rate_per_s
         self.capacity = capacity
         self._clock = clock
@@ -59,6 +61,7 @@ class RateLimiter:
 
     ``burst`` is the fraction of a minute's allowance that may go out at once (1.0: a full minute's worth,
     the way providers count). :meth:`block_for` holds everyone back, e.g. after a 429 with ``Retry-After``.
+    A limit or ``burst`` that is not positive raises :class:`ConfigError`.
     """
 
     def __init__(
@@ -71,13 +74,13 @@ class RateLimiter:
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         if burst <= 0:
-            raise ValueError("RateLimiter burst must be positive")
+            raise ConfigError("RateLimiter burst must be positive")
         for label, value in (
             ("requests_per_minute", requests_per_minute),
             ("tokens_per_minute", tokens_per_minute),
         ):
             if value is not None and value <= 0:
-                raise ValueError(f"{label} must be positive, or None for no limit; got {value}")
+                raise ConfigError(f"{label} must be positive, or None for no limit; got {value}")
         self._clock = clock
         self._sleep = sleep
         self._requests = (

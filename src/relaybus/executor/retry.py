@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from relaybus.exceptions import ConfigError
+
 __all__ = ["RetryPolicy", "parse_retry_after"]
 
 
@@ -51,7 +53,7 @@ class RetryPolicy:
     Attempt ``n`` (1-based) that failed with a retryable error waits ``min(max_delay_s, base_delay_s *
     2**(n-1))`` scaled by a random factor in ``[1 - jitter, 1]``, and never less than the server's
     ``Retry-After``. A ``Retry-After`` longer than ``max_retry_after_s`` ends the retries at once (the task
-    fails with a retryable error) rather than sleeping for it.
+    fails with a retryable error) rather than sleeping for it. Bad values raise :class:`ConfigError`.
     """
 
     max_attempts: int = 4
@@ -63,11 +65,11 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise ValueError("RetryPolicy.max_attempts must be at least 1 (1 means no retry)")
+            raise ConfigError("RetryPolicy.max_attempts must be at least 1 (1 means no retry)")
         if self.base_delay_s < 0 or self.max_delay_s < 0 or self.max_retry_after_s < 0:
-            raise ValueError("RetryPolicy delays must not be negative")
+            raise ConfigError("RetryPolicy delays must not be negative")
         if not 0.0 <= self.jitter <= 1.0:
-            raise ValueError("RetryPolicy.jitter must be between 0 and 1")
+            raise ConfigError("RetryPolicy.jitter must be between 0 and 1")
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based) before the next one."""

@@ -53,6 +53,8 @@ from typing import Any, Literal, Self
 
 from aiohttp import web
 
+from relaybus.exceptions import ConfigError, UsageError
+
 __all__ = ["FakeLLMServer", "Fault", "FaultKind", "RecordedCall"]
 
 FaultKind = Literal["rate_limit", "server_error", "slow", "drop"]
@@ -142,7 +144,7 @@ class FakeLLMServer:
     @property
     def port(self) -> int:
         if self._port is None:
-            raise RuntimeError("FakeLLMServer is not started: use 'async with FakeLLMServer() as server:'")
+            raise UsageError("FakeLLMServer is not started: use 'async with FakeLLMServer() as server:'")
         return self._port
 
     @property
@@ -166,11 +168,11 @@ class FakeLLMServer:
     ) -> Fault:
         """Add a fault (see the module docs); returns it, so a test can change or inspect it."""
         if kind not in _FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}: use one of {', '.join(_FAULT_KINDS)}")
+            raise ConfigError(f"unknown fault kind {kind!r}: use one of {', '.join(_FAULT_KINDS)}")
         if not 0.0 <= fraction <= 1.0:
-            raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
+            raise ConfigError(f"fraction must be between 0 and 1, got {fraction}")
         if times is not None and times < 1:
-            raise ValueError(f"times must be at least 1 (or None for 'until cleared'), got {times}")
+            raise ConfigError(f"times must be at least 1 (or None for 'until cleared'), got {times}")
         fault = Fault(kind, times, fraction, retry_after, status, delay_s)
         self._faults.append(fault)
         return fault

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, Usage
+from relaybus.secrets import Secret
 
 from ..backend import RunContext
 from ..ratelimit import RateLimiter
@@ -52,7 +53,7 @@ class LlmBackend:
         retry: RetryPolicy | None = None,
         max_tokens: int = 1024,
         temperature: float | None = None,
-        secrets: Sequence[str] = (),
+        secrets: Sequence[Secret] = (),
         fallback_after_failures: int = 3,
         primary_cooldown_s: float = 30.0,
     ) -> None:

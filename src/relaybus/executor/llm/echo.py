@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from relaybus.exceptions import ConfigError
 from relaybus.messages import Usage
 
 from .base import ChatRequest, Completion
@@ -20,12 +21,12 @@ class EchoProvider:
     """Answers ``"echo: " + <user message>`` after ``latency_s`` seconds (``asyncio.sleep``).
 
     The same request always gives the same text and usage: prompt tokens are the words of the system and user
-    messages, completion tokens the words of the answer.
+    messages, completion tokens the words of the answer. A negative ``latency_s`` raises :class:`ConfigError`.
     """
 
     def __init__(self, *, model: str = "echo", latency_s: float = 0.0) -> None:
         if latency_s < 0:
-            raise ValueError("EchoProvider latency_s must not be negative")
+            raise ConfigError("EchoProvider latency_s must not be negative")
         self.model = model
         self.latency_s = latency_s
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from relaybus.secrets import mask_secrets
+from relaybus.secrets import Secret, mask_secrets
 
 from ..http import is_timeout
 from ..retry import parse_retry_after
@@ -29,7 +29,7 @@ class CallFailure:
     retry_after: float | None = None
 
 
-def classify(exc: Exception, provider: str, secrets: Sequence[str] = ()) -> CallFailure:
+def classify(exc: Exception, provider: str, secrets: Sequence[Secret] = ()) -> CallFailure:
     """What ``exc``, raised by ``provider``'s call, means for the task; messages have keys masked."""
 
     def masked(text: str) -> str:
