@@ -7,6 +7,7 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
+from relaybus.exceptions import ConfigError
 from relaybus.messages import AgentTask, ErrorInfo, ExecutionResult, ExecutionStatus, Usage
 
 
@@ -73,7 +74,7 @@ def test_usage_adds_up() -> None:
 
 
 def test_failed_refuses_success_and_truncates_long_messages() -> None:
-    with pytest.raises(ValueError, match="SUCCESS"):
+    with pytest.raises(ConfigError, match="SUCCESS"):
         ExecutionResult.failed(uuid.uuid4(), ExecutionStatus.SUCCESS, "x", "y")
     result = ExecutionResult.failed(uuid.uuid4(), ExecutionStatus.FAILURE, "E", "m" * 50_000)
     assert result.error is not None

@@ -15,6 +15,8 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
+from relaybus.exceptions import ConfigError
+
 __all__ = [
     "SCHEMA_VERSION",
     "AgentTask",
@@ -167,7 +169,7 @@ class ExecutionResult(_Model):
     ) -> Self:
         """A result that did not succeed; ``message`` is truncated to fit :class:`ErrorInfo`."""
         if status is ExecutionStatus.SUCCESS:
-            raise ValueError("failed() needs a status other than SUCCESS")
+            raise ConfigError("failed() needs a status other than SUCCESS; build a SUCCESS result directly")
         error = ErrorInfo(type=error_type[:200], message=message[:20_000], retryable=retryable)
         return cls(task_id=task_id, status=status, error=error, **fields)
 
