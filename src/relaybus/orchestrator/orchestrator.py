@@ -37,10 +37,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from relaybus.bus.base import CANCEL_ROUTING_KEY, DEADLINE_HEADER, SCHEMA_HEADER, Bus, OutgoingMessage
-from relaybus.bus.codec import encode_result, encode_task
+from relaybus.bus.codec import encode_task
 from relaybus.bus.rpc import ReplyRouter
 from relaybus.exceptions import BusError, ConfigError, NoRouteError
 from relaybus.log import get_logger
@@ -54,7 +54,6 @@ from .result import PlanResult, TaskTiming
 __all__ = ["DEFAULT_TIMEOUT_S", "PlanProgress", "ProgressCallback", "ProjectOrchestrator"]
 
 DEFAULT_TIMEOUT_S = 300.0
-_BARRIER_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,25 +273,6 @@ class ProjectOrchestrator:
         await self.start()
         return await _PlanRun(self, plan, order, on_progress, max_in_flight).run()
 
-    async def _collect_waiting(self, ids: Sequence[UUID]) -> dict[UUID, asyncio.Future[ExecutionResult]]:
-        """Register every id, then wait until results already in a durable reply queue are collected."""
-        futures = {task_id: self._router.expect(task_id) for task_id in ids}
-        if not self._router.durable:
-            return futures
-        marker = uuid4()
-        arrived = self._router.expect(marker)
-        barrier = ExecutionResult.success(marker, {"relaybus": "reply-queue barrier"})
-        try:
-            await self._bus.publish(encode_result(barrier, reply_to=self._router.queue))
-            await asyncio.wait_for(asyncio.shield(arrived), _BARRIER_TIMEOUT_S)
-        except (BusError, TimeoutError) as exc:  # only costs re-publishing tasks that already have a result
-            self._log.warning("reply_barrier_failed", error=repr(exc))
-            self._router.discard(marker)
-        collected = sum(1 for f in futures.values() if f.done())
-        if collected:
-            self._log.info("plan_results_collected", collected=collected, total=len(ids))
-        return futures
-
 
 class _PlanRun:
     """The state of one ``run_plan`` call: which tasks wait for which, and what came back."""
@@ -338,7 +318,7 @@ class _PlanRun:
 
     async def run(self) -> PlanResult:
         log = self.o._log.bind(plan=self.plan.name, tasks=len(self.order))
-        self.waiting = await self.o._collect_waiting([task.id for task in self.order])
+        self.waiting = await self.o._router.expect_all([task.id for task in self.order])
         self.t0 = time.monotonic()
         log.info("plan_started")
         self.o._plan_runs.add(self)
