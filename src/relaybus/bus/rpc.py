@@ -55,6 +55,7 @@ __all__ = [
     "REPLY_QUEUE_PREFIX",
     "ReplyRouter",
     "ResultCallback",
+    "timeout_result",
 ]
 
 REPLY_QUEUE_PREFIX = "relaybus.reply."
@@ -258,22 +259,14 @@ class ReplyRouter:
             await self._bus.publish(encode_task(task, reply_to=self._queue, headers=headers))
             if limit is None:
                 return await asyncio.shield(future)
-            return await asyncio.wait_for(asyncio.shield(future), limit)
-        except TimeoutError:
-            self.discard(task.id)
-            self._log.info("reply_timeout", task_id=str(task.id), topic=task.topic, timeout_s=limit)
-            target = f"agent {task.agent!r}" if task.agent else f"topic {task.topic!r}"
-            return ExecutionResult.failed(
-                task.id,
-                ExecutionStatus.TIMEOUT,
-                "ReplyTimeout",
-                f"no result for task {task.id} within {limit:g}s on {self._queue!r}; a worker for {target} "
-                "may be slow, overloaded or down: raise the timeout or start more workers",
-                retryable=True,
-            )
-        except BaseException:
-            self.discard(task.id)
-            raise
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), limit)
+            except TimeoutError:
+                self._log.info("reply_timeout", task_id=str(task.id), topic=task.topic, timeout_s=limit)
+                return timeout_result(task, limit)
+        finally:
+            if not future.done():  # timed out, cancelled, or the publish failed: drop a late result
+                self.discard(task.id)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -352,6 +345,20 @@ class ReplyRouter:
         self._finished.move_to_end(key)
         while len(self._finished) > self._max_finished:
             self._finished.popitem(last=False)
+
+
+def timeout_result(task: AgentTask, limit_s: float) -> ExecutionResult:
+    """The retryable ``TIMEOUT`` result (``error.type == "ReplyTimeout"``) of ``task`` when no result came
+    within ``limit_s`` seconds; its message names the agent or topic and what to do about it."""
+    target = f"agent {task.agent!r}" if task.agent else f"topic {task.topic!r}"
+    return ExecutionResult.failed(
+        task.id,
+        ExecutionStatus.TIMEOUT,
+        "ReplyTimeout",
+        f"no result for task {task.id} within {limit_s:g}s; a worker for {target} may be slow, overloaded or "
+        "down: raise the timeout (the task's timeout_s) or start more workers",
+        retryable=True,
+    )
 
 
 def _as_uuid(task_id: UUID | str) -> UUID:
