@@ -8,6 +8,7 @@ from uuid import uuid4
 import pytest
 
 from relaybus import AgentTask, ExecutionResult, ExecutionStatus, PlanError, Usage
+from relaybus.bus.codec import encode_result
 from relaybus.bus.memory import MemoryBus
 from relaybus.orchestrator import ModelPrice, Plan, PlanProgress, PlanResult, ProjectOrchestrator, parse_plan
 
@@ -115,6 +116,25 @@ async def test_a_failed_task_cancels_its_dependents_with_the_reason_without_publ
     assert result.statuses[ExecutionStatus.CANCELLED] == 2
     assert result.statuses[ExecutionStatus.FAILURE] == 1
     assert [r.task_id for r in result.failed] == [b.id, d.id, e.id]
+
+
+async def test_a_result_for_a_plan_task_never_published_is_dropped_once_the_plan_ended(
+    bus: MemoryBus,
+) -> None:
+    worker = Responder(
+        bus, behave=lambda task: ExecutionResult.failed(task.id, ExecutionStatus.FAILURE, "E", "e")
+    )
+    await worker.start()
+    a = t("a")
+    b = t("b", a)
+    async with ProjectOrchestrator(bus) as orchestrator:
+        result = await orchestrator.run_plan([a, b])
+        assert result.results[b.id].status is ExecutionStatus.CANCELLED
+        # e.g. an earlier run of the same plan file published b: the plan no longer waits for it
+        late = ExecutionResult.success(b.id, "late")
+        await bus.publish(encode_result(late, reply_to=orchestrator.reply_queue))
+        await bus.join()
+        assert orchestrator.duplicates_dropped == 1
 
 
 async def test_a_timed_out_or_rejected_dependency_also_cancels_dependents(bus: MemoryBus) -> None:

@@ -274,6 +274,6 @@ class ProjectOrchestrator:
             return await scheduler.run()
         finally:
             self._plan_runs.discard(scheduler)
-            for task_id, future in waiting.items():
-                if task_id not in scheduler.results and not future.done():
+            for task_id, future in waiting.items():  # never published, or the run was cancelled
+                if not future.done():
                     self._router.discard(task_id)
