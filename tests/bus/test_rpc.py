@@ -13,7 +13,7 @@ from relaybus.bus.base import DEAD_LETTER_QUEUE, DEFAULT_EXCHANGE, ERROR_HEADER,
 from relaybus.bus.codec import decode, encode_result
 from relaybus.bus.memory import MemoryBus
 from relaybus.bus.rpc import ReplyRouter
-from relaybus.exceptions import BusError, NoRouteError
+from relaybus.exceptions import BusError, ConfigError, NoRouteError, UsageError
 from relaybus.messages import SCHEMA_VERSION, AgentTask, ExecutionResult, ExecutionStatus
 
 Answer = Callable[[AgentTask], Awaitable[ExecutionResult | None]]
@@ -235,12 +235,79 @@ async def test_no_route_propagates_and_leaves_nothing_pending(bus: MemoryBus) ->
 async def test_request_needs_start_and_expect_does_not(bus: MemoryBus) -> None:
     router = ReplyRouter(bus)
     router.expect(uuid4())
-    with pytest.raises(BusError, match="not started"):
+    with pytest.raises(UsageError, match="not started"):
         await router.request(AgentTask(topic="t.x"))
-    with pytest.raises(BusError, match="not a UUID"):
+    with pytest.raises(UsageError, match="not started"):
+        await router.expect_all([uuid4()])
+
+
+def test_a_bad_name_or_task_id_is_a_config_error(bus: MemoryBus) -> None:
+    router = ReplyRouter(bus)
+    with pytest.raises(ConfigError, match="not a UUID"):
         router.expect("nope")
-    with pytest.raises(BusError, match="invalid"):
+    with pytest.raises(ConfigError, match="not a UUID"):
+        router.discard("nope")
+    with pytest.raises(ConfigError, match="invalid"):
         ReplyRouter(bus, name="bad name")
+
+
+async def test_expect_all_on_a_named_router_first_collects_the_results_waiting_in_its_queue(
+    bus: MemoryBus,
+) -> None:
+    tasks = [AgentTask(topic="t.x", prompt=f"p{i}") for i in range(4)]
+    name = f"resume-{uuid4().hex[:8]}"
+    async with ReplyRouter(bus, name=name) as router:
+        queue = router.queue
+    for task in tasks[:3]:  # answered while the process was down
+        await bus.publish(encode_result(await echo_upper(task), reply_to=queue))
+    seen: list[ExecutionResult] = []
+    # prefetch=1: the waiting results come in one loop iteration after another, so only a barrier that
+    # really waits for them sees them all
+    async with ReplyRouter(bus, name=name, on_result=seen.append, prefetch=1) as restarted:
+        futures = await restarted.expect_all([t.id for t in tasks])
+        assert list(futures) == [t.id for t in tasks]
+        assert [f.done() for f in futures.values()] == [True, True, True, False]
+        assert [f.result().output for f in list(futures.values())[:3]] == ["P0", "P1", "P2"]
+        assert [r.task_id for r in seen] == [t.id for t in tasks[:3]]  # the marker is not a result
+        assert restarted.in_flight == 1
+        assert restarted.duplicates_dropped == 0
+    await bus.delete_queue(queue)
+
+
+async def test_expect_all_on_an_anonymous_router_only_registers(bus: MemoryBus) -> None:
+    published: list[OutgoingMessage] = []
+    async with ReplyRouter(bus) as router:
+        real_publish = bus.publish
+
+        async def spy(message: OutgoingMessage) -> None:
+            published.append(message)
+            await real_publish(message)
+
+        bus.publish = spy  # type: ignore[method-assign]
+        ids = [uuid4(), uuid4()]
+        futures = await router.expect_all(ids)
+        assert list(futures) == ids
+        assert router.in_flight == 2
+        assert published == []  # nothing can be waiting in a queue this process just made
+
+
+@pytest.mark.parametrize("failure", ["publish refused", "marker lost"])
+async def test_expect_all_returns_anyway_when_the_barrier_fails(bus: MemoryBus, failure: str) -> None:
+    async def refuse(message: OutgoingMessage) -> None:
+        raise BusError("channel closed")
+
+    async def lose(message: OutgoingMessage) -> None:
+        return None
+
+    async with ReplyRouter(bus, name=f"barrier-{uuid4().hex[:8]}") as router:
+        bus.publish = refuse if failure == "publish refused" else lose  # type: ignore[method-assign]
+        ids = [uuid4(), uuid4()]
+        futures = await router.expect_all(ids, timeout=0.05)
+        assert list(futures) == ids
+        assert not any(f.done() for f in futures.values())
+        assert router.in_flight == 2  # the marker is not left waiting
+        queue = router.queue
+    await bus.delete_queue(queue)
 
 
 async def test_close_resolves_waiting_requests_as_cancelled(bus: MemoryBus) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -20,6 +19,7 @@ from relaybus.bus.connect import connect
 from relaybus.demo.runner import WorkerProcesses
 
 from . import plan_agents
+from .conftest import eventually
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,8 +112,4 @@ async def summer_fleet(amqp_url: str) -> AsyncIterator[SummerFleet]:
         await bus.close()
 
 
-async def wait_until(predicate: object, timeout: float = 30.0, what: str = "a condition") -> None:
-    assert callable(predicate)
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.05)
+wait_until = eventually  # the name the CLI tests import

@@ -15,7 +15,8 @@ from relaybus.bus.connect import connect
 from relaybus.orchestrator import PlanProgress, ProjectOrchestrator, parse_plan
 
 from . import plan_agents
-from .broker_plans import SummerFleet, layered_plan, summer_fleet, wait_until
+from .broker_plans import SummerFleet, layered_plan, summer_fleet
+from .conftest import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -86,7 +87,7 @@ async def test_a_named_orchestrator_restarted_mid_plan_finishes_it_with_nothing_
                 published.add(event.key)
 
         running = asyncio.create_task(first.run_plan(plan, on_progress=track))
-        await wait_until(lambda: set(slow) <= published, what="layer 1 published")
+        await eventually(lambda: set(slow) <= published, what="layer 1 published")
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
@@ -94,7 +95,7 @@ async def test_a_named_orchestrator_restarted_mid_plan_finishes_it_with_nothing_
             first_bus.close()
         )  # no close() of the orchestrator: like a crash, the reply queue just loses its consumer
         # Layer 1 finishes while no orchestrator listens: its results wait in relaybus.reply.<name>.
-        await wait_until(lambda: slow_ids <= set(summer_fleet.runs), what="layer 1 running")
+        await eventually(lambda: slow_ids <= set(summer_fleet.runs), what="layer 1 running")
         await asyncio.sleep(2.5)
 
         second_bus = await connect(summer_fleet.amqp_url)

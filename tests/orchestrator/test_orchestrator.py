@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from relaybus import AgentTask, ExecutionResult, ExecutionStatus, Usage
 from relaybus.bus.base import CANCEL_ROUTING_KEY, DEADLINE_HEADER, Delivery
 from relaybus.bus.memory import MemoryBus
 from relaybus.messages import CancelRequest
 from relaybus.orchestrator import ProjectOrchestrator
 
+from .conftest import eventually
 from .responder import Responder
 
 
@@ -75,7 +78,7 @@ async def test_a_worker_that_never_answers_gives_a_timeout_by_the_deadline(bus: 
     assert result.error is not None
     assert result.error.retryable
     assert 0.25 < waited < 5
-    await asyncio.sleep(0.05)
+    await bus.join()
     assert [c.task_id for c in cancels] == [task.id]
 
 
@@ -85,7 +88,8 @@ async def test_a_late_result_after_the_timeout_is_dropped(bus: MemoryBus) -> Non
     async with ProjectOrchestrator(bus, default_timeout_s=0.1) as orchestrator:
         slow = AgentTask(topic="work.x", prompt="slow")
         assert (await orchestrator.execute_task(slow)).status is ExecutionStatus.TIMEOUT
-        await asyncio.sleep(0.5)  # the late result arrives now and must not leak into the next call
+        await bus.join()  # the worker answers late: its result arrives now
+        assert orchestrator.duplicates_dropped == 1  # dropped, not kept for a later call
         fast = AgentTask(topic="work.x", prompt="fast", timeout_s=5)
         result = await orchestrator.execute_task(fast)
     assert result.task_id == fast.id
@@ -99,17 +103,17 @@ async def test_cancel_ends_the_wait_at_once_and_tells_the_worker(bus: MemoryBus)
     task = AgentTask(topic="work.long", timeout_s=60)
     async with ProjectOrchestrator(bus) as orchestrator:
         running = asyncio.create_task(orchestrator.execute_task(task))
-        while not worker.seen:
-            await asyncio.sleep(0.01)
+        await eventually(lambda: bool(worker.seen), what="the worker to get the task")
         await orchestrator.cancel(task.id, "the user changed their mind")
         result = await asyncio.wait_for(running, 5)
     assert result.status is ExecutionStatus.CANCELLED
     assert result.error is not None
     assert result.error.message == "the user changed their mind"
-    await asyncio.sleep(0.05)
+    await bus.join("test.cancels")  # the worker itself still sleeps: wait for the cancel listener only
     assert [(c.task_id, c.reason) for c in cancels] == [(task.id, "the user changed their mind")]
 
 
+@pytest.mark.slow
 async def test_thousands_of_tasks_are_in_flight_at_once_through_one_reply_queue(bus: MemoryBus) -> None:
     worker = Responder(bus, delay=lambda _t: 0.3)
     await worker.start()

@@ -12,7 +12,8 @@ What a caller may rely on:
 - A result that arrives before anyone expects it is kept (up to ``max_unclaimed``, oldest dropped first with a
   warning) and handed over by a later ``expect``. A *named* router has a durable queue
   ``relaybus.reply.<name>``: results that arrive while its process is down wait there, and a restarted
-  process collects them with ``expect`` (register before or after :meth:`ReplyRouter.start`).
+  process collects them with ``expect`` (register before or after :meth:`ReplyRouter.start`), or with
+  :meth:`ReplyRouter.expect_all`, which also waits until every result that was waiting has been collected.
 - An *anonymous* router's queue ``relaybus.reply.<random hex>`` is a durable quorum queue too, declared with
   ``expires_s`` (default 300 s): it survives a broker restart and the reconnect that follows, so a worker
   that finishes a task during the outage still finds it (no result is lost to a missing private queue), and
@@ -26,6 +27,8 @@ What a caller may rely on:
   returns the worker's result, or a ``TIMEOUT`` result of its own. ``NoRouteError`` (no agent subscribes to
   the topic) and other publish errors propagate.
 - :meth:`ReplyRouter.close` resolves the futures still waiting with a ``CANCELLED`` result.
+- A bad ``name`` or a task id that is not a UUID raises :class:`~relaybus.ConfigError`; ``request`` before
+  ``start`` raises :class:`~relaybus.UsageError`.
 """
 
 from __future__ import annotations
@@ -34,23 +37,32 @@ import asyncio
 import inspect
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Self
 from uuid import UUID
 
-from relaybus.exceptions import BusError
+from relaybus.exceptions import BusError, ConfigError, UsageError
 from relaybus.log import get_logger
 from relaybus.messages import NAME_RE, AgentTask, ExecutionResult, ExecutionStatus
 
 from .base import Bus, Delivery, HeaderValue, Subscription, check_expires
-from .codec import DEFAULT_MAX_BODY_BYTES, decode_delivery, encode_task
+from .codec import DEFAULT_MAX_BODY_BYTES, decode_delivery, encode_result, encode_task
 
-__all__ = ["DEFAULT_REPLY_EXPIRES_S", "REPLY_QUEUE_PREFIX", "ReplyRouter", "ResultCallback"]
+__all__ = [
+    "DEFAULT_BARRIER_TIMEOUT_S",
+    "DEFAULT_REPLY_EXPIRES_S",
+    "REPLY_QUEUE_PREFIX",
+    "ReplyRouter",
+    "ResultCallback",
+    "timeout_result",
+]
 
 REPLY_QUEUE_PREFIX = "relaybus.reply."
 DEFAULT_REPLY_EXPIRES_S = 300.0
 """How long an anonymous router's reply queue outlives its last consumer (a crashed caller)."""
+DEFAULT_BARRIER_TIMEOUT_S = 30.0
+"""How long :meth:`ReplyRouter.expect_all` waits for the results already in a durable reply queue."""
 ResultCallback = Callable[[ExecutionResult], Awaitable[None] | None]
 
 
@@ -76,7 +88,7 @@ class ReplyRouter:
     ) -> None:
         check_expires(expires_s)
         if name is not None and not NAME_RE.match(name):
-            raise BusError(
+            raise ConfigError(
                 f"reply router name {name!r} is invalid: use 1-100 letters, digits, '_', '-' or '.'"
             )
         self._bus = bus
@@ -93,6 +105,7 @@ class ReplyRouter:
         self._pending: dict[UUID, asyncio.Future[ExecutionResult]] = {}
         self._unclaimed: OrderedDict[UUID, ExecutionResult] = OrderedDict()
         self._finished: OrderedDict[UUID, None] = OrderedDict()  # ids answered or discarded: drop repeats
+        self._barriers: set[UUID] = set()  # markers of expect_all in flight: not results, not for on_result
         self._subscription: Subscription | None = None
         self._log = get_logger("relaybus.bus.rpc", reply_queue=self._queue)
 
@@ -166,6 +179,42 @@ class ReplyRouter:
         self._pending[key] = future
         return future
 
+    async def expect_all(
+        self,
+        task_ids: Iterable[UUID | str],
+        *,
+        timeout: float = DEFAULT_BARRIER_TIMEOUT_S,  # noqa: ASYNC109
+    ) -> dict[UUID, asyncio.Future[ExecutionResult]]:
+        """:meth:`expect` every id; for a named router, first collect the results already in its queue.
+
+        Returns id -> future, in the order of ``task_ids``. A named (durable) queue may hold results that
+        arrived while this process was down: after registering every id this sends a marker through the
+        queue and waits for it (the queue is FIFO), so when this returns every result that was waiting is
+        in its future, which is already done. If the marker cannot be published or is not back within
+        ``timeout`` seconds this logs a warning and returns anyway (results still arriving resolve their
+        futures later). The marker never reaches ``on_result``. Raises ``UsageError`` before :meth:`start`.
+        """
+        self._require_started()
+        futures = {key: self.expect(key) for key in map(_as_uuid, task_ids)}
+        if not self.durable:
+            return futures
+        marker = uuid.uuid4()
+        arrived = self.expect(marker)
+        self._barriers.add(marker)
+        barrier = ExecutionResult.success(marker, {"relaybus": "reply-queue barrier"})
+        try:
+            await self._bus.publish(encode_result(barrier, reply_to=self._queue))
+            await asyncio.wait_for(arrived, timeout)
+        except (BusError, TimeoutError) as exc:  # costs the caller only re-doing what already had a result
+            self._log.warning("reply_barrier_failed", error=repr(exc))
+        finally:
+            self._barriers.discard(marker)
+            self.discard(marker)
+        collected = sum(1 for future in futures.values() if future.done())
+        if collected:
+            self._log.info("waiting_results_collected", collected=collected, total=len(futures))
+        return futures
+
     def discard(self, task_id: UUID | str) -> None:
         """Stop waiting for ``task_id``: its future is cancelled and a late result is dropped."""
         key = _as_uuid(task_id)
@@ -201,32 +250,23 @@ class ReplyRouter:
 
         ``timeout`` defaults to ``task.timeout_s``; with neither, wait until a result comes or the router
         closes. On timeout returns a ``TIMEOUT`` result (``error.type == "ReplyTimeout"``) and drops a late
-        result. Raises ``NoRouteError`` when no queue is bound for the task, ``BusError`` when not started.
+        result. Raises ``NoRouteError`` when no queue is bound for the task, ``UsageError`` when not started.
         """
-        if self._subscription is None:
-            raise BusError("ReplyRouter is not started: call `await router.start()` or `async with router:`")
+        self._require_started()
         limit = timeout if timeout is not None else task.timeout_s
         future = self.expect(task.id)
         try:
             await self._bus.publish(encode_task(task, reply_to=self._queue, headers=headers))
             if limit is None:
                 return await asyncio.shield(future)
-            return await asyncio.wait_for(asyncio.shield(future), limit)
-        except TimeoutError:
-            self.discard(task.id)
-            self._log.info("reply_timeout", task_id=str(task.id), topic=task.topic, timeout_s=limit)
-            target = f"agent {task.agent!r}" if task.agent else f"topic {task.topic!r}"
-            return ExecutionResult.failed(
-                task.id,
-                ExecutionStatus.TIMEOUT,
-                "ReplyTimeout",
-                f"no result for task {task.id} within {limit:g}s on {self._queue!r}; a worker for {target} "
-                "may be slow, overloaded or down: raise the timeout or start more workers",
-                retryable=True,
-            )
-        except BaseException:
-            self.discard(task.id)
-            raise
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), limit)
+            except TimeoutError:
+                self._log.info("reply_timeout", task_id=str(task.id), topic=task.topic, timeout_s=limit)
+                return timeout_result(task, limit)
+        finally:
+            if not future.done():  # timed out, cancelled, or the publish failed: drop a late result
+                self.discard(task.id)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -241,6 +281,12 @@ class ReplyRouter:
         await self.close()
 
     # -- internals ------------------------------------------------------------------------------------------
+
+    def _require_started(self) -> None:
+        if self._subscription is None:
+            raise UsageError(
+                "ReplyRouter is not started: call `await router.start()` or use `async with router:`"
+            )
 
     async def _on_delivery(self, delivery: Delivery) -> None:
         result = await decode_delivery(delivery, ExecutionResult, max_bytes=self._max_body_bytes)
@@ -274,7 +320,7 @@ class ReplyRouter:
             self._log.info("reply_ack_lost", task_id=str(key))
 
     async def _notify(self, result: ExecutionResult) -> None:
-        if self._on_result is None:
+        if self._on_result is None or result.task_id in self._barriers:
             return
         try:
             outcome = self._on_result(result)
@@ -301,10 +347,24 @@ class ReplyRouter:
             self._finished.popitem(last=False)
 
 
+def timeout_result(task: AgentTask, limit_s: float) -> ExecutionResult:
+    """The retryable ``TIMEOUT`` result (``error.type == "ReplyTimeout"``) of ``task`` when no result came
+    within ``limit_s`` seconds; its message names the agent or topic and what to do about it."""
+    target = f"agent {task.agent!r}" if task.agent else f"topic {task.topic!r}"
+    return ExecutionResult.failed(
+        task.id,
+        ExecutionStatus.TIMEOUT,
+        "ReplyTimeout",
+        f"no result for task {task.id} within {limit_s:g}s; a worker for {target} may be slow, overloaded or "
+        "down: raise the timeout (the task's timeout_s) or start more workers",
+        retryable=True,
+    )
+
+
 def _as_uuid(task_id: UUID | str) -> UUID:
     if isinstance(task_id, UUID):
         return task_id
     try:
         return UUID(task_id)
     except (ValueError, TypeError, AttributeError):
-        raise BusError(f"task id {task_id!r} is not a UUID") from None
+        raise ConfigError(f"task id {task_id!r} is not a UUID") from None

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -160,64 +160,68 @@ class PlanFile(_Spec):
     def compile(self, *, run_id: str = "", source: str = "<plan>", lines: Sequence[int] = ()) -> Plan:
         """Build the :class:`Plan`; ``source`` and ``lines`` (line of each task) only shape error messages."""
 
-        def where(index: int, key: str) -> str:
-            line = f", line {lines[index]}" if index < len(lines) else ""
-            return f"{source}: task {key!r} (tasks[{index}]{line})"
+        def where(index: int) -> str:
+            return _locate(source, lines, index, f"task {self.tasks[index].key!r}")
 
-        index_of: dict[str, int] = {}
-        for i, spec in enumerate(self.tasks):
-            if spec.key in index_of:
-                first = index_of[spec.key]
-                raise PlanError(
-                    f"{where(i, spec.key)}: the key is already used by tasks[{first}]; keys must be unique"
-                )
-            index_of[spec.key] = i
-        ids = {key: task_id_for(self.name, key, run_id) for key in index_of}
-        tasks: list[AgentTask] = []
-        d = self.defaults
-        for i, spec in enumerate(self.tasks):
-            for dep in spec.depends_on:
-                if dep not in ids:
-                    known = ", ".join(list(ids)[:20]) + (", ..." if len(ids) > 20 else "")
-                    raise PlanError(
-                        f"{where(i, spec.key)}: depends_on names {dep!r}, which is no task key of this plan "
-                        f"(keys: {known}); fix the key or add that task"
-                    )
-            agent = spec.agent or d.agent
-            topic = spec.topic or d.topic or agent
-            if topic is None:
-                raise PlanError(
-                    f"{where(i, spec.key)}: the task has no topic: give it a `topic` (or an `agent`), "
-                    "or set `defaults.topic`"
-                )
-            fields: dict[str, Any] = {
-                "id": ids[spec.key],
-                "topic": topic,
-                "prompt": spec.prompt,
-                "input": spec.input,
-                "agent": agent,
-                "mode": spec.mode or d.mode,
-                "depends_on": tuple(ids[dep] for dep in spec.depends_on),
-                "timeout_s": spec.timeout_s if spec.timeout_s is not None else d.timeout_s,
-                "priority": spec.priority if spec.priority is not None else (d.priority or 0),
-                "metadata": {
-                    **d.metadata,
-                    **spec.metadata,
-                    "relaybus-plan": self.name,
-                    "relaybus-key": spec.key,
-                },
-            }
-            try:
-                tasks.append(AgentTask(**fields))
-            except ValidationError as exc:
-                raise PlanError(f"{where(i, spec.key)}: {_errors(exc)}") from None
-        keys = {ids[key]: key for key in index_of}
+        keys = self._unique_keys(where)
+        ids = {key: task_id_for(self.name, key, run_id) for key in keys}
+        tasks = tuple(self._task(i, ids, where) for i in range(len(self.tasks)))
         try:
             return Plan(
-                tuple(tasks), name=self.name, keys=keys, prices=self.prices, description=self.description
+                tasks,
+                name=self.name,
+                keys={ids[key]: key for key in keys},
+                prices=self.prices,
+                description=self.description,
             )
         except PlanError as exc:
             raise PlanError(f"{source}: {exc}") from None
+
+    def _unique_keys(self, where: Callable[[int], str]) -> list[str]:
+        """The task keys in file order; :class:`PlanError` for a key used twice."""
+        index_of: dict[str, int] = {}
+        for i, spec in enumerate(self.tasks):
+            if spec.key in index_of:
+                raise PlanError(
+                    f"{where(i)}: the key is already used by tasks[{index_of[spec.key]}]; keys must be unique"
+                )
+            index_of[spec.key] = i
+        return list(index_of)
+
+    def _task(self, index: int, ids: Mapping[str, UUID], where: Callable[[int], str]) -> AgentTask:
+        """Task ``index`` of the file with the defaults applied; ``where`` names it in errors."""
+        spec = self.tasks[index]
+        for dep in spec.depends_on:
+            if dep not in ids:
+                known = ", ".join(list(ids)[:20]) + (", ..." if len(ids) > 20 else "")
+                raise PlanError(
+                    f"{where(index)}: depends_on names {dep!r}, which is no task key of this plan "
+                    f"(keys: {known}); fix the key or add that task"
+                )
+        d = self.defaults
+        agent = spec.agent or d.agent
+        topic = spec.topic or d.topic or agent
+        if topic is None:
+            raise PlanError(
+                f"{where(index)}: the task has no topic: give it a `topic` (or an `agent`), "
+                "or set `defaults.topic`"
+            )
+        fields: dict[str, Any] = {
+            "id": ids[spec.key],
+            "topic": topic,
+            "prompt": spec.prompt,
+            "input": spec.input,
+            "agent": agent,
+            "mode": spec.mode or d.mode,
+            "depends_on": tuple(ids[dep] for dep in spec.depends_on),
+            "timeout_s": spec.timeout_s if spec.timeout_s is not None else d.timeout_s,
+            "priority": spec.priority if spec.priority is not None else (d.priority or 0),
+            "metadata": {**d.metadata, **spec.metadata, "relaybus-plan": self.name, "relaybus-key": spec.key},
+        }
+        try:
+            return AgentTask(**fields)
+        except ValidationError as exc:
+            raise PlanError(f"{where(index)}: {_errors(exc)}") from None
 
 
 # -- loading ---------------------------------------------------------------------------------------------
@@ -228,6 +232,12 @@ def _errors(exc: ValidationError, skip: int = 0) -> str:
         parts.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}")
     more = exc.error_count() - len(parts)
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def _locate(source: str, lines: Sequence[int], index: int, who: str) -> str:
+    """``<source>: <who> (tasks[<index>], line <n>)``: where a task of a plan file is, for messages."""
+    line = f", line {lines[index]}" if index < len(lines) else ""
+    return f"{source}: {who} (tasks[{index}]{line})"
 
 
 def _task_lines(text: str) -> list[int]:
@@ -296,14 +306,13 @@ def _file_errors(exc: ValidationError, data: Mapping[str, object], source: str, 
         index = loc[1]
         item = tasks[index] if index < len(tasks) else None
         key = item.get("key") if isinstance(item, dict) else None
-        line = f", line {lines[index]}" if index < len(lines) else ""
         who = f"task {key!r}" if isinstance(key, str) else "a task"
         field_name = ".".join(str(p) for p in loc[2:]) or "the task"
         if not isinstance(item, dict):
             problem = "each task must be a mapping with at least `key` and `topic`"
         else:
             problem = f"{field_name}: {first['msg']}"
-        return f"{source}: {who} (tasks[{index}]{line}): {problem}"
+        return f"{_locate(source, lines, index, who)}: {problem}"
     return f"{source}: {_errors(exc)}"
 
 
