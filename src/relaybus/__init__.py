@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .bus import Bus, MemoryBus, ReplyRouter, connect
     from .executor import Executor, ExecutorConfig, ProviderConfig, RetryPolicy, TaskExecutor
     from .orchestrator import Plan, PlanResult, ProjectOrchestrator, load_plan
+    from .tools import Tool, tool
 
 __version__ = "0.1.0"
 
@@ -63,12 +64,14 @@ __all__ = [
     "ReplyRouter",
     "RetryPolicy",
     "TaskExecutor",
+    "Tool",
     "Usage",
     "UsageError",
     "WorkerHeartbeat",
     "__version__",
     "connect",
     "load_plan",
+    "tool",
 ]
 
 _MODULE_OF = {
@@ -78,6 +81,7 @@ _MODULE_OF = {
         ("Executor", "ExecutorConfig", "ProviderConfig", "RetryPolicy", "TaskExecutor"), ".executor"
     ),
     **dict.fromkeys(("Plan", "PlanResult", "ProjectOrchestrator", "load_plan"), ".orchestrator"),
+    **dict.fromkeys(("Tool", "tool"), ".tools"),
 }
 
 __getattr__, __dir__ = lazy_exports(globals(), _MODULE_OF)
