@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .bus import Bus, MemoryBus, ReplyRouter, connect
     from .executor import Executor, ExecutorConfig, ProviderConfig, RetryPolicy, TaskExecutor
     from .orchestrator import Plan, PlanResult, ProjectOrchestrator, load_plan
-    from .tools import Tool, tool
+    from .tools import AgentTool, Tool, tool
 
 __version__ = "0.1.0"
 
@@ -39,6 +39,7 @@ __all__ = [
     "Agent",
     "AgentContext",
     "AgentTask",
+    "AgentTool",
     "AgentWorker",
     "Bus",
     "BusError",
@@ -81,7 +82,7 @@ _MODULE_OF = {
         ("Executor", "ExecutorConfig", "ProviderConfig", "RetryPolicy", "TaskExecutor"), ".executor"
     ),
     **dict.fromkeys(("Plan", "PlanResult", "ProjectOrchestrator", "load_plan"), ".orchestrator"),
-    **dict.fromkeys(("Tool", "tool"), ".tools"),
+    **dict.fromkeys(("AgentTool", "Tool", "tool"), ".tools"),
 }
 
 __getattr__, __dir__ = lazy_exports(globals(), _MODULE_OF)

@@ -7,6 +7,7 @@
 name for the agent loop.
 """
 
+from .agent_tool import AgentTool, Delegate
 from .function import Tool, tool
 from .outcome import DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_TIMEOUT_S, Arguments, ToolOutcome
 from .spec import TOOL_NAME_RE, ToolSpec
@@ -15,7 +16,9 @@ __all__ = [
     "DEFAULT_MAX_OUTPUT_BYTES",
     "DEFAULT_TIMEOUT_S",
     "TOOL_NAME_RE",
+    "AgentTool",
     "Arguments",
+    "Delegate",
     "Tool",
     "ToolOutcome",
     "ToolSpec",
