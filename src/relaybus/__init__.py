@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .bus import Bus, MemoryBus, ReplyRouter, connect
     from .executor import Executor, ExecutorConfig, ProviderConfig, RetryPolicy, TaskExecutor
     from .orchestrator import Plan, PlanResult, ProjectOrchestrator, load_plan
-    from .tools import AgentTool, Tool, tool
+    from .tools import AgentTool, MCPServer, Tool, tool
 
 __version__ = "0.1.0"
 
@@ -53,6 +53,7 @@ __all__ = [
     "ExecutorConfig",
     "ExecutorError",
     "InvalidMessage",
+    "MCPServer",
     "MemoryBus",
     "NoRouteError",
     "Plan",
@@ -82,7 +83,7 @@ _MODULE_OF = {
         ("Executor", "ExecutorConfig", "ProviderConfig", "RetryPolicy", "TaskExecutor"), ".executor"
     ),
     **dict.fromkeys(("Plan", "PlanResult", "ProjectOrchestrator", "load_plan"), ".orchestrator"),
-    **dict.fromkeys(("AgentTool", "Tool", "tool"), ".tools"),
+    **dict.fromkeys(("AgentTool", "MCPServer", "Tool", "tool"), ".tools"),
 }
 
 __getattr__, __dir__ = lazy_exports(globals(), _MODULE_OF)

@@ -9,18 +9,25 @@ name for the agent loop.
 
 from .agent_tool import AgentTool, Delegate
 from .function import Tool, tool
+from .mcp import MCPConnectionError, MCPServer, MCPTool
 from .outcome import DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_TIMEOUT_S, Arguments, ToolOutcome
 from .spec import TOOL_NAME_RE, ToolSpec
+from .toolbox import AnyTool, Toolbox
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_BYTES",
     "DEFAULT_TIMEOUT_S",
     "TOOL_NAME_RE",
     "AgentTool",
+    "AnyTool",
     "Arguments",
     "Delegate",
+    "MCPConnectionError",
+    "MCPServer",
+    "MCPTool",
     "Tool",
     "ToolOutcome",
     "ToolSpec",
+    "Toolbox",
     "tool",
 ]
