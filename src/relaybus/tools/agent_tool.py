@@ -21,7 +21,7 @@ from .outcome import (
     parse_arguments,
 )
 from .schema import format_validation_error, json_schema_of
-from .spec import ToolSpec
+from .spec import DescribedBySpec, ToolSpec
 
 __all__ = ["AgentTool", "Delegate"]
 
@@ -37,7 +37,7 @@ class Delegate(Protocol):
     def __call__(self, task: AgentTask, /, *, timeout: float | None = None) -> Awaitable[ExecutionResult]: ...
 
 
-class AgentTool:
+class AgentTool(DescribedBySpec):
     """Another agent on the bus, offered to the model as a tool.
 
     Give exactly one of ``topic`` (dot-separated words such as ``text.count``: whichever agent subscribes to
@@ -100,14 +100,6 @@ class AgentTool:
         if defs:
             parameters["$defs"] = defs  # $ref paths ("#/$defs/X") point at the root of the whole schema
         self.spec = ToolSpec(name=name, description=description, parameters=parameters)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def description(self) -> str:
-        return self.spec.description
 
     @property
     def target(self) -> str:

@@ -21,7 +21,7 @@ from .outcome import (
     parse_arguments,
 )
 from .schema import ArgumentsModel, describe_function
-from .spec import ToolSpec
+from .spec import DescribedBySpec, ToolSpec
 
 __all__ = ["Tool", "tool"]
 
@@ -31,7 +31,7 @@ R = TypeVar("R")
 _log = get_logger("relaybus.tools")
 
 
-class Tool(Generic[P, R]):
+class Tool(DescribedBySpec, Generic[P, R]):
     """A Python function the model may call; made by :func:`tool`.
 
     ``spec`` tells the model about it: ``name`` (the function's, unless given), ``description`` (the first
@@ -82,14 +82,6 @@ class Tool(Generic[P, R]):
         )
         functools.update_wrapper(self, func)
 
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def description(self) -> str:
-        return self.spec.description
-
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
 
@@ -127,7 +119,7 @@ class Tool(Generic[P, R]):
         return result
 
     def _raised(self, exc: Exception) -> ToolOutcome:
-        _log.info("tool_raised", tool=self.name, error=repr(exc))
+        _log.warning("tool_raised", tool=self.name, error=repr(exc))
         return self._error(f"{self.name} raised {type(exc).__name__}: {exc}")
 
     def _error(self, message: str) -> ToolOutcome:

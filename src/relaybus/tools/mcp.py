@@ -30,7 +30,7 @@ from .outcome import (
     check_timeout,
     parse_arguments,
 )
-from .spec import TOOL_NAME_RE, ToolSpec
+from .spec import TOOL_NAME_RE, DescribedBySpec, ToolSpec
 
 if TYPE_CHECKING:
     from mcp.types import CallToolResult
@@ -271,7 +271,7 @@ class MCPServer:
         return tuple(tools.values())
 
 
-class MCPTool:
+class MCPTool(DescribedBySpec):
     """One tool of an :class:`MCPServer`; :meth:`call` sends it over the server's session.
 
     ``spec`` is the server's name (with the server's ``tool_prefix``, characters models refuse replaced by
@@ -287,14 +287,6 @@ class MCPTool:
         self.spec = spec
         self.timeout_s = server.timeout_s
         self.max_output_bytes = server.max_output_bytes
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def description(self) -> str:
-        return self.spec.description
 
     def __repr__(self) -> str:
         return f"<MCPTool {self.name!r} of {self.server.name!r}>"

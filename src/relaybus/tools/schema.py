@@ -146,7 +146,7 @@ class ArgumentsModel:
         try:
             self.model: type[BaseModel] = create_model(
                 f"{owner}_arguments",
-                __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False),
+                __config__=ConfigDict(extra="forbid"),
                 **fields,
             )
             self.parameters = json_schema_of(self.model)
