@@ -304,13 +304,17 @@ class MCPTool(DescribedBySpec):
             return ToolOutcome.error(f"{self.name} is unavailable: {exc}", max_bytes=self.max_output_bytes)
         if isinstance(result, str):
             return ToolOutcome.error(result, max_bytes=self.max_output_bytes)
-        text = _content_text(result)
-        if result.is_error:
-            return ToolOutcome.error(
-                f"{self.name}: {text or 'the tool reported an error'}", max_bytes=self.max_output_bytes
-            )
-        value: Any = text if text or result.structured_content is None else result.structured_content
-        return ToolOutcome.from_value(value, max_bytes=self.max_output_bytes)
+        return result_outcome(self.name, result, self.max_output_bytes)
+
+
+def result_outcome(name: str, result: CallToolResult, max_bytes: int) -> ToolOutcome:
+    """The outcome of the tool ``name`` that answered ``result``: its text, or its structured content alone
+    as JSON; an error outcome when the tool reports an error (``isError``)."""
+    text = _content_text(result)
+    if result.is_error:
+        return ToolOutcome.error(f"{name}: {text or 'the tool reported an error'}", max_bytes=max_bytes)
+    value: Any = text if text or result.structured_content is None else result.structured_content
+    return ToolOutcome.from_value(value, max_bytes=max_bytes)
 
 
 def _content_text(result: CallToolResult) -> str:
