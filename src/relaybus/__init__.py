@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .bus import Bus, MemoryBus, ReplyRouter, connect
     from .executor import Executor, ExecutorConfig, ProviderConfig, RetryPolicy, TaskExecutor
     from .orchestrator import Plan, PlanResult, ProjectOrchestrator, load_plan
+    from .tools import AgentTool, MCPServer, Tool, tool
 
 __version__ = "0.1.0"
 
@@ -38,6 +39,7 @@ __all__ = [
     "Agent",
     "AgentContext",
     "AgentTask",
+    "AgentTool",
     "AgentWorker",
     "Bus",
     "BusError",
@@ -51,6 +53,7 @@ __all__ = [
     "ExecutorConfig",
     "ExecutorError",
     "InvalidMessage",
+    "MCPServer",
     "MemoryBus",
     "NoRouteError",
     "Plan",
@@ -63,12 +66,14 @@ __all__ = [
     "ReplyRouter",
     "RetryPolicy",
     "TaskExecutor",
+    "Tool",
     "Usage",
     "UsageError",
     "WorkerHeartbeat",
     "__version__",
     "connect",
     "load_plan",
+    "tool",
 ]
 
 _MODULE_OF = {
@@ -78,6 +83,7 @@ _MODULE_OF = {
         ("Executor", "ExecutorConfig", "ProviderConfig", "RetryPolicy", "TaskExecutor"), ".executor"
     ),
     **dict.fromkeys(("Plan", "PlanResult", "ProjectOrchestrator", "load_plan"), ".orchestrator"),
+    **dict.fromkeys(("AgentTool", "MCPServer", "Tool", "tool"), ".tools"),
 }
 
 __getattr__, __dir__ = lazy_exports(globals(), _MODULE_OF)

@@ -9,7 +9,7 @@ from typing import Any
 
 from relaybus.exceptions import ConfigError
 
-__all__ = ["TOOL_NAME_RE", "ToolSpec"]
+__all__ = ["TOOL_NAME_RE", "DescribedBySpec", "ToolSpec"]
 
 TOOL_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 """Tool names both OpenAI and Anthropic accept: 1-64 letters, digits, ``_`` or ``-``."""
@@ -35,3 +35,17 @@ class ToolSpec:
             )
         if not isinstance(self.parameters, Mapping) or self.parameters.get("type") != "object":
             raise ConfigError(f'tool {self.name!r}: parameters must be a JSON Schema with "type": "object"')
+
+
+class DescribedBySpec:
+    """Base of every kind of tool: ``name`` and ``description`` are those of its ``spec``."""
+
+    spec: ToolSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def description(self) -> str:
+        return self.spec.description
