@@ -13,6 +13,7 @@ __all__ = [
     "DelegationError",
     "ExecutorError",
     "InvalidMessage",
+    "MCPConnectionError",
     "NoRouteError",
     "PlanError",
     "ProviderResponseError",
@@ -81,6 +82,10 @@ class ExecutorError(RelaybusError):
 
 class DelegationError(RelaybusError):
     """Agent-to-agent delegation was refused: a loop, or a chain deeper than the limit."""
+
+
+class MCPConnectionError(RelaybusError):
+    """An MCP server could not be started or reached, or its client session could not be opened."""
 
 
 class PlanError(RelaybusError):

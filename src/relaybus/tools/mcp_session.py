@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from relaybus.exceptions import ConfigError, RelaybusError
+from relaybus.exceptions import ConfigError, MCPConnectionError
 from relaybus.log import get_logger
 from relaybus.secrets import Secret, mask_url
 
@@ -33,10 +33,6 @@ _log = get_logger("relaybus.tools.mcp")
 _MAX_LIST_PAGES = 100
 _HTTP_CONNECT_TIMEOUT_S = 30.0
 _HTTP_READ_TIMEOUT_S = 300.0  # what the SDK uses: a server may hold a response stream open that long
-
-
-class MCPConnectionError(RelaybusError):
-    """An MCP server could not be started or reached, or its client session could not be opened."""
 
 
 def require_mcp() -> None:
