@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from relaybus.exceptions import ConfigError
@@ -95,3 +98,19 @@ def test_completion_as_history() -> None:
     completion = Completion("thinking", Usage(), "m", FinishReason.TOOL_CALLS, tool_calls=[call])  # type: ignore[arg-type]
     assert completion.message == AssistantMessage("thinking", (call,))
     assert completion.tool_calls == (call,)
+
+
+def test_the_chat_types_load_without_the_http_stack() -> None:
+    # the agent loop runs in workers, which load httpx only when a provider is used
+    code = (
+        "import sys; from relaybus.executor.llm import ChatRequest, ToolCall, FinishReason; "
+        "print('httpx' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_every_name_of_the_llm_package_imports() -> None:
+    import relaybus.executor.llm as llm
+
+    assert [name for name in llm.__all__ if getattr(llm, name, None) is None] == []

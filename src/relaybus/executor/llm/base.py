@@ -129,11 +129,7 @@ class Completion:
     def __post_init__(self) -> None:
         object.__setattr__(self, "tool_calls", tuple(self.tool_calls))
         if not isinstance(self.finish_reason, FinishReason):  # a custom provider passed the plain string
-            try:
-                reason = FinishReason(str(self.finish_reason))
-            except ValueError:
-                reason = FinishReason.OTHER
-            object.__setattr__(self, "finish_reason", reason)
+            object.__setattr__(self, "finish_reason", FinishReason.of(str(self.finish_reason)))
 
     @property
     def message(self) -> AssistantMessage:

@@ -47,6 +47,14 @@ class FinishReason(enum.StrEnum):
     CONTENT_FILTER = "content_filter"
     OTHER = "other"
 
+    @classmethod
+    def of(cls, value: str) -> FinishReason:
+        """The member whose value is ``value``; ``OTHER`` for any other string."""
+        try:
+            return cls(value)
+        except ValueError:
+            return cls.OTHER
+
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
