@@ -90,6 +90,7 @@ def test_completion_takes_a_plain_string_finish_reason_from_a_custom_provider() 
     usage = Usage()
     assert Completion("t", usage, "m", finish_reason="length").finish_reason is FinishReason.LENGTH  # type: ignore[arg-type]
     assert Completion("t", usage, "m", finish_reason="paused").finish_reason is FinishReason.OTHER  # type: ignore[arg-type]
+    assert Completion("t", usage, "m", finish_reason=None).finish_reason is FinishReason.STOP  # type: ignore[arg-type]
     assert Completion("t", usage, "m").finish_reason == "stop"
 
 

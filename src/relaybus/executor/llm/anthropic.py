@@ -6,9 +6,8 @@ import json
 from typing import Any
 
 from relaybus.exceptions import ProviderResponseError
-from relaybus.messages import Usage
 
-from ._http import HttpProvider, post_json, token_count
+from ._http import HttpProvider, post_json, reported_usage
 from .base import ChatRequest, Completion
 from .chat import (
     AssistantMessage,
@@ -187,14 +186,9 @@ def parse_anthropic_message(
         finish = FinishReason.STOP if finish is FinishReason.TOOL_CALLS else finish
     elif calls and finish is FinishReason.STOP:
         finish = FinishReason.TOOL_CALLS
-    usage = data.get("usage")
     return Completion(
         text=text,
-        usage=Usage(
-            prompt_tokens=token_count(usage, "input_tokens"),
-            completion_tokens=token_count(usage, "output_tokens"),
-            requests=1,
-        ),
+        usage=reported_usage(data, "input_tokens", "output_tokens"),
         model=str(data.get("model") or model),
         finish_reason=finish,
         tool_calls=tuple(calls),

@@ -115,7 +115,8 @@ class Completion:
     ``text`` is the answer's text parts joined (with a response schema: the JSON object as text);
     ``tool_calls`` the calls it asks for, in order; ``finish_reason`` the normalized reason and
     ``provider_finish_reason`` the server's own word for it; ``refusal`` the model's refusal text when it
-    declined (``finish_reason`` is then ``REFUSAL``).
+    declined (``finish_reason`` is then ``REFUSAL``). A plain string given as ``finish_reason`` becomes the
+    member of that value (``OTHER`` if none), None becomes ``STOP``.
     """
 
     text: str
@@ -128,8 +129,11 @@ class Completion:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tool_calls", tuple(self.tool_calls))
-        if not isinstance(self.finish_reason, FinishReason):  # a custom provider passed the plain string
-            object.__setattr__(self, "finish_reason", FinishReason.of(str(self.finish_reason)))
+        if not isinstance(self.finish_reason, FinishReason):  # a custom provider passed a string, or None
+            reason = self.finish_reason
+            object.__setattr__(
+                self, "finish_reason", FinishReason.STOP if reason is None else FinishReason.of(str(reason))
+            )
 
     @property
     def message(self) -> AssistantMessage:

@@ -9,11 +9,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from relaybus.exceptions import ProviderResponseError
-from relaybus.messages import Usage
 from relaybus.secrets import Secret
 
 from ..config import MaxTokensField
-from ._http import HttpProvider, post_json, token_count
+from ._http import HttpProvider, post_json, reported_usage
 from .base import ChatRequest, Completion
 from .chat import (
     AssistantMessage,
@@ -143,14 +142,9 @@ def parse_openai_completion(data: dict[str, Any], *, provider: str, model: str) 
     tool_calls = _tool_calls(message.get("tool_calls"), provider)
     raw = choice.get("finish_reason")
     raw = raw if isinstance(raw, str) else None
-    usage = data.get("usage")
     return Completion(
         text=text,
-        usage=Usage(
-            prompt_tokens=token_count(usage, "prompt_tokens"),
-            completion_tokens=token_count(usage, "completion_tokens"),
-            requests=1,
-        ),
+        usage=reported_usage(data, "prompt_tokens", "completion_tokens"),
         model=str(data.get("model") or model),
         finish_reason=_finish_reason(raw, bool(tool_calls), refusal),
         tool_calls=tool_calls,
