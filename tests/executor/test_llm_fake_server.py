@@ -216,15 +216,22 @@ async def test_rate_limit_slows_a_burst_without_timing_tasks_out() -> None:
 
 async def test_keys_never_reach_logs_or_results() -> None:
     key = "sk-live-abcdefghijklmnop1234"
-    async with FakeLLMServer(api_key="a-different-key") as srv:
+    shown: list[str] = []
+
+    async def call(srv: FakeLLMServer) -> ExecutionResult:
         provider = ProviderConfig(kind="openai", base_url=srv.openai_base_url, api_key=key)
-        with capture_logs() as logs:
-            async with TaskExecutor(ExecutorConfig(provider=provider, retry=FAST_RETRY)) as ex:
-                result = await ex.execute(task())
-                text = repr(ex) + repr(ex.config)
-        assert srv.calls[0].headers["authorization"] == f"Bearer {key}"  # it was sent...
-    assert result.error is not None
-    assert result.error.type == "ProviderAuthError"
+        async with TaskExecutor(ExecutorConfig(provider=provider, retry=FAST_RETRY)) as ex:
+            result = await ex.execute(task())
+            shown.extend((repr(ex), repr(ex.config), result.model_dump_json()))
+        return result
+
+    with capture_logs() as logs:
+        async with FakeLLMServer(api_key="a-different-key") as wrong, FakeLLMServer(api_key=key) as right:
+            refused, accepted = await call(wrong), await call(right)
+    assert accepted.ok  # the key was sent...
+    assert refused.error is not None
+    assert refused.error.type == "ProviderAuthError"
+    assert wrong.calls[0].headers["authorization"] == "Bearer [redacted]"  # ...the fake keeps no copy...
     assert logs
-    for shown in (result.model_dump_json(), repr(logs), text):  # ...and is shown nowhere
-        assert key not in shown
+    for text in (*shown, repr(logs), repr(wrong.calls)):  # ...and it is shown nowhere
+        assert key not in text

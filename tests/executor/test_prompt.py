@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from relaybus.executor.llm import build_request, user_message
+from relaybus.executor import SystemMessage, UserMessage
+from relaybus.executor.llm import build_request, task_messages, user_message
 from relaybus.messages import AgentTask
 
 
@@ -39,3 +40,11 @@ def test_token_estimate_grows_with_the_prompt_and_includes_the_completion_budget
     big = build_request(AgentTask(topic="t", prompt="x" * 4000), None, max_tokens=100, temperature=None)
     assert small.estimated_tokens() >= 100
     assert big.estimated_tokens() >= small.estimated_tokens() + 999
+
+
+def test_the_request_is_a_system_message_then_a_user_message() -> None:
+    task = AgentTask(topic="t", prompt="p")
+    request = build_request(task, "sys", max_tokens=5, temperature=None)
+    assert request.messages == (SystemMessage("sys"), UserMessage("p"))
+    assert request.tools == ()
+    assert task_messages(task, None) == (UserMessage("p"),)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -24,40 +23,22 @@ from relaybus.executor import (
 from relaybus.messages import AgentTask, ExecutionStatus
 from relaybus.secrets import Secret
 
+from .mock_http import Recorder, openai_answer
+
 KEY = "sk-mock-0123456789abcdef"
-Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def openai_ok(text: str = "hi", prompt_tokens: int = 7, completion_tokens: int = 2) -> httpx.Response:
-    return httpx.Response(
-        200,
-        json={
-            "model": "m",
-            "choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
-        },
-    )
-
-
-class Recorder:
-    def __init__(self, *responses: httpx.Response | Handler) -> None:
-        self.responses = list(responses)
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        response = self.responses[min(len(self.requests), len(self.responses)) - 1]
-        return response(request) if callable(response) else response
-
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.MockTransport(self))
+    return openai_answer({"content": text}, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
 
 async def test_openai_request_shape_and_parsing() -> None:
     mock = Recorder(openai_ok("answer", 11, 3))
     async with mock.client() as client:
         provider = OpenAIProvider(client, model="gpt-x", base_url="http://llm.local/v1/", api_key=Secret(KEY))
-        completion = await provider.complete(ChatRequest(user="u", system="s", max_tokens=9, temperature=0.1))
+        completion = await provider.complete(
+            ChatRequest.from_prompt("u", system="s", max_tokens=9, temperature=0.1)
+        )
     request = mock.requests[0]
     assert str(request.url) == "http://llm.local/v1/chat/completions"
     assert request.headers["authorization"] == f"Bearer {KEY}"
@@ -76,7 +57,7 @@ async def test_openai_without_key_sends_no_authorization() -> None:
     mock = Recorder(openai_ok())
     async with mock.client() as client:
         await OpenAIProvider(client, model="m", base_url="http://ollama:11434/v1").complete(
-            ChatRequest(user="u")
+            ChatRequest.from_prompt("u")
         )
     assert "authorization" not in mock.requests[0].headers
     assert "system" not in mock.requests[0].content.decode()
@@ -87,7 +68,7 @@ async def test_anthropic_request_shape_and_parsing() -> None:
         "model": "claude",
         "content": [
             {"type": "text", "text": "a"},
-            {"type": "tool_use", "id": "x"},
+            {"type": "tool_use", "id": "x", "name": "t", "input": {}},
             {"type": "text", "text": "b"},
         ],
         "stop_reason": "end_turn",
@@ -96,7 +77,7 @@ async def test_anthropic_request_shape_and_parsing() -> None:
     mock = Recorder(httpx.Response(200, json=body))
     async with mock.client() as client:
         provider = AnthropicProvider(client, model="claude", base_url="http://a.local", api_key=Secret(KEY))
-        completion = await provider.complete(ChatRequest(user="u", system="s", max_tokens=20))
+        completion = await provider.complete(ChatRequest.from_prompt("u", system="s", max_tokens=20))
     request = mock.requests[0]
     assert str(request.url) == "http://a.local/v1/messages"
     assert request.headers["x-api-key"] == KEY
@@ -137,14 +118,18 @@ async def test_openai_malformed_answers_raise_provider_response_error(
 ) -> None:
     async with Recorder(response).client() as client:
         with pytest.raises(ProviderResponseError, match=message):
-            await OpenAIProvider(client, model="m", base_url="http://x/v1").complete(ChatRequest(user="u"))
+            await OpenAIProvider(client, model="m", base_url="http://x/v1").complete(
+                ChatRequest.from_prompt("u")
+            )
 
 
 async def test_oversized_answer_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("relaybus.executor.llm._http.MAX_RESPONSE_BYTES", 100)
     async with Recorder(openai_ok("x" * 500)).client() as client:
         with pytest.raises(ProviderResponseError, match="more than 100 bytes"):
-            await OpenAIProvider(client, model="m", base_url="http://x/v1").complete(ChatRequest(user="u"))
+            await OpenAIProvider(client, model="m", base_url="http://x/v1").complete(
+                ChatRequest.from_prompt("u")
+            )
 
 
 def _executor(mock: Recorder, *, fallback: ProviderConfig | None = None, **cfg: Any) -> TaskExecutor:

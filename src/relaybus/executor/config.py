@@ -19,6 +19,8 @@ calls). Variables, all optional:
 ``RELAYBUS_ECHO_LATENCY_S``    simulated latency of the echo provider (default 0)
 ``RELAYBUS_API_ALLOWED_HOSTS`` comma-separated hosts the ``api`` mode may call (default: none)
 ``RELAYBUS_HTTP_TRANSPORT``    ``aiohttp`` (default) or ``httpx``: the transport under the shared httpx client
+``RELAYBUS_LLM_MAX_TOKENS_FIELD``  ``auto`` (default), ``max_tokens`` or ``max_completion_tokens``: the field
+                               that carries the token budget to an OpenAI-compatible server
 =============================  ===============================================================================
 """
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 from relaybus.exceptions import ConfigError
 from relaybus.secrets import Secret, mask_url
@@ -36,6 +38,7 @@ from .retry import RetryPolicy
 __all__ = [
     "DEFAULT_BASE_URLS",
     "DEFAULT_MODELS",
+    "MAX_TOKENS_FIELDS",
     "PROVIDER_KINDS",
     "ExecutorConfig",
     "ProviderConfig",
@@ -49,6 +52,8 @@ _KEY_VARS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 MiB = 1024 * 1024
 
 Transport = Literal["aiohttp", "httpx"]
+MaxTokensField = Literal["auto", "max_tokens", "max_completion_tokens"]
+MAX_TOKENS_FIELDS: tuple[MaxTokensField, ...] = ("auto", "max_tokens", "max_completion_tokens")
 
 
 @dataclass(frozen=True, repr=False)
@@ -57,6 +62,8 @@ class ProviderConfig:
 
     A key is required for the providers' own public endpoints and optional for any other ``base_url`` (a local
     vLLM, Ollama, llama.cpp or LM Studio server, or :class:`relaybus.testing.FakeLLMServer`).
+    ``max_tokens_field`` (OpenAI-compatible only): ``auto`` sends ``max_completion_tokens`` to api.openai.com
+    (its newer models refuse ``max_tokens``) and ``max_tokens`` elsewhere (what local servers read).
     """
 
     kind: str = "echo"
@@ -66,6 +73,7 @@ class ProviderConfig:
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
     echo_latency_s: float = 0.0
+    max_tokens_field: MaxTokensField = "auto"
 
     def __post_init__(self) -> None:
         if self.kind not in PROVIDER_KINDS:
@@ -75,6 +83,11 @@ class ProviderConfig:
             )
         if isinstance(self.api_key, str):
             object.__setattr__(self, "api_key", Secret(self.api_key) if self.api_key else None)
+        if self.max_tokens_field not in MAX_TOKENS_FIELDS:
+            raise ConfigError(
+                f"max_tokens_field must be one of {', '.join(MAX_TOKENS_FIELDS)} "
+                f"(RELAYBUS_LLM_MAX_TOKENS_FIELD), got {self.max_tokens_field!r}"
+            )
         if self.echo_latency_s < 0:
             raise ConfigError(f"echo_latency_s must not be negative, got {self.echo_latency_s}")
         for label, value in (
@@ -94,7 +107,8 @@ class ProviderConfig:
         return (
             f"ProviderConfig(kind={self.kind!r}, model={self.model_name!r}, base_url={mask_url(self.url)!r}, "
             f"api_key={self.api_key!r}, requests_per_minute={self.requests_per_minute}, "
-            f"tokens_per_minute={self.tokens_per_minute}, echo_latency_s={self.echo_latency_s})"
+            f"tokens_per_minute={self.tokens_per_minute}, echo_latency_s={self.echo_latency_s}, "
+            f"max_tokens_field={self.max_tokens_field!r})"
         )
 
     @property
@@ -211,6 +225,7 @@ def _provider_from_env(
 ) -> ProviderConfig:
     key_var = _KEY_VARS.get(kind)
     url_var = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL"}.get(kind)
+    max_tokens_field = env.get("RELAYBUS_LLM_MAX_TOKENS_FIELD", "").strip().lower() or "auto"
     return ProviderConfig(
         kind=kind,
         model=(model or "").strip() or None,
@@ -221,6 +236,7 @@ def _provider_from_env(
         echo_latency_s=(_float(env, "RELAYBUS_ECHO_LATENCY_S", 0.0, allow_zero=True) or 0.0)
         if kind == "echo"
         else 0.0,
+        max_tokens_field=cast(MaxTokensField, max_tokens_field),  # ProviderConfig checks the value
     )
 
 

@@ -21,11 +21,19 @@ What you may rely on:
   ``server.openai_base_url`` is that plus ``/v1`` (what OpenAI-compatible clients expect); Anthropic clients
   take ``server.base_url`` (they append ``/v1/messages``). ``POST /v1/chat/completions`` (also
   ``/chat/completions``) and ``POST /v1/messages`` answer in the providers' formats, with ``usage``.
-- The answer text is ``reply`` applied to the last user message: by default ``"fake reply: " + message``;
-  ``reply`` may be a fixed string or a function. Token counts are whitespace-separated words (prompt: every
-  message including the system prompt; completion: the answer).
-- With ``api_key`` set, requests without that key (``Authorization: Bearer`` or ``x-api-key``) get a 401.
-  Requests without ``model`` or ``messages`` (or, for Anthropic, ``max_tokens``) get a 400.
+- Without a script, the answer text is ``reply`` applied to the last user message: by default
+  ``"fake reply: " + message``; ``reply`` may be a fixed string or a function. Token counts are
+  whitespace-separated words (prompt: every message including the system prompt; completion: the answer).
+- ``answers`` (or :meth:`set_answers`) scripts what the model says, in both formats: a list of
+  :class:`~relaybus.testing.ScriptedAnswer` (text, content parts, tool calls, structured output, refusal,
+  finish reason, usage; a plain ``str`` is a text answer) given in order, or a function of the
+  :class:`~relaybus.testing.SeenRequest` (the messages, tools and tool choice parsed back from either format).
+  Only requests answered normally take an answer (a fault or a 400 does not use one up). A list that runs
+  out, a function that raises, or an answer the format cannot carry gets a 500 naming the problem.
+- With ``api_key`` set, requests without that key get a 401: ``Authorization: Bearer`` for the OpenAI
+  endpoints, ``x-api-key`` or ``Authorization: Bearer`` for Anthropic's. Requests without ``model`` or
+  ``messages`` (or, for Anthropic, ``max_tokens``), with an unknown role, a tool result that answers no
+  earlier tool call, or a forced tool that is not offered get a 400, as from the real APIs.
 - ``latency_s`` (settable at any time) delays every answer. :meth:`inject` adds a fault: ``"rate_limit"``
   (429 with ``Retry-After``, seconds or any string such as an HTTP-date), ``"server_error"`` (``status``,
   default 500), ``"slow"`` (``delay_s`` extra before answering normally) or ``"drop"`` (the connection is
@@ -34,8 +42,10 @@ What you may rely on:
   is repeatable. Faults are checked in the order they were added; at most one applies per request.
 - Counters: ``requests`` (received), ``in_flight``, ``max_in_flight``, ``disconnects`` (requests whose
   connection closed before the answer: the client gave up, or a ``drop`` fault), ``statuses`` (a Counter of
-  answered status codes), ``faults`` (a Counter of the faults served) and ``calls`` (path, JSON body,
-  headers and arrival time of each request). :meth:`reset_stats` zeroes them.
+  answered status codes), ``faults`` (a Counter of the faults served) and ``calls``
+  (:class:`RecordedCall`: path, API, JSON body, the parsed :class:`~relaybus.testing.SeenRequest`, headers
+  with the values of ``authorization`` / ``x-api-key`` replaced by ``[redacted]``, and arrival time).
+  :meth:`reset_stats` zeroes them.
 - It handles at least 1,000 concurrent requests.
 """
 
@@ -46,7 +56,7 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -55,11 +65,23 @@ from aiohttp import web
 
 from relaybus.exceptions import ConfigError, UsageError
 
+from .fake_llm_scripts import AnswerScript, Script, ScriptedAnswer, SeenRequest
+from .fake_llm_wire import (
+    Api,
+    BadRequest,
+    anthropic_answer,
+    error_body,
+    openai_answer,
+    parse_anthropic_request,
+    parse_openai_request,
+)
+
 __all__ = ["FakeLLMServer", "Fault", "FaultKind", "RecordedCall"]
 
 FaultKind = Literal["rate_limit", "server_error", "slow", "drop"]
 _FAULT_KINDS = ("rate_limit", "server_error", "slow", "drop")
-Api = Literal["openai", "anthropic"]
+_AUTH_HEADERS = ("authorization", "x-api-key")
+REDACTED = "[redacted]"
 
 
 @dataclass
@@ -76,12 +98,17 @@ class Fault:
 
 @dataclass(frozen=True)
 class RecordedCall:
-    """One request the server received; header names are lower-cased."""
+    """One request the server received; header names are lower-cased, key values redacted.
+
+    ``request`` is the body parsed into chat types (None when it could not be parsed: the request got a 400).
+    """
 
     path: str
     body: Any
     headers: dict[str, str]
     received_at: float = field(default_factory=time.monotonic)
+    api: Api | None = None
+    request: SeenRequest | None = None
 
 
 class FakeLLMServer:
@@ -92,12 +119,14 @@ class FakeLLMServer:
         *,
         latency_s: float = 0.0,
         reply: str | Callable[[str], str] | None = None,
+        answers: Script | None = None,
         api_key: str | None = None,
         seed: int = 0,
         record_calls: bool = True,
     ) -> None:
         self.latency_s = latency_s
         self.reply = reply
+        self._script = AnswerScript(answers) if answers is not None else None
         self._api_key = api_key
         self._rng = random.Random(seed)
         self._record = record_calls
@@ -156,6 +185,15 @@ class FakeLLMServer:
         return f"{self.base_url}/v1"
 
     # -- behaviour ------------------------------------------------------------------------------------------
+    def set_answers(self, answers: Script | None) -> None:
+        """Script the answers from now on (None: back to ``reply``); see the module docs."""
+        self._script = AnswerScript(answers) if answers is not None else None
+
+    @property
+    def answers_left(self) -> int | None:
+        """Scripted answers not yet given; None without a list (no script, or a function)."""
+        return self._script.left if self._script is not None else None
+
     def inject(
         self,
         kind: FaultKind,
@@ -213,7 +251,7 @@ class FakeLLMServer:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            response = await self._answer(request, api)
+            response = await self._answer(request, api, self.requests)
         except asyncio.CancelledError:
             self.disconnects += 1
             raise
@@ -222,15 +260,23 @@ class FakeLLMServer:
         self.statuses[response.status] += 1
         return response
 
-    async def _answer(self, request: web.Request, api: Api) -> web.StreamResponse:
+    async def _answer(self, request: web.Request, api: Api, number: int) -> web.StreamResponse:
         raw = await request.read()
         try:
             body: Any = json.loads(raw)
         except ValueError:
             body = None
+        problem = _check(body, api)
+        seen: SeenRequest | None = None
+        if problem is None:
+            try:
+                parse = parse_anthropic_request if api == "anthropic" else parse_openai_request
+                seen = parse(body, number)
+            except BadRequest as exc:
+                problem = str(exc)
         if self._record:
-            headers = {name.lower(): value for name, value in request.headers.items()}
-            self.calls.append(RecordedCall(request.path, body, headers))
+            headers = _redacted(request.headers)
+            self.calls.append(RecordedCall(request.path, body, headers, api=api, request=seen))
         fault = self._pick_fault()
         if fault is not None and fault.kind == "drop":
             if request.transport is not None:
@@ -244,77 +290,45 @@ class FakeLLMServer:
             return _error(api, 429, "rate_limit_error", "rate limit exceeded (injected fault)", headers)
         if fault is not None and fault.kind == "server_error":
             return _error(api, fault.status, "api_error", "internal server error (injected fault)")
-        if self._api_key is not None and _key_of(request, api) != self._api_key:
+        if self._api_key is not None and self._api_key not in _keys_of(request, api):
             return _error(api, 401, "authentication_error", "invalid API key")
-        problem = _check(body, api)
-        if problem:
-            return _error(api, 400, "invalid_request_error", problem)
-        return web.json_response(self._completion(body, api))
+        if problem is not None or seen is None:
+            return _error(api, 400, "invalid_request_error", problem or "the request could not be read")
+        try:
+            answer = self._next_answer(seen)
+            render = anthropic_answer if api == "anthropic" else openai_answer
+            return web.json_response(render(answer, seen))
+        except ConfigError as exc:
+            return _error(api, 500, "api_error", f"FakeLLMServer script: {exc}")
 
-    def _completion(self, body: dict[str, Any], api: Api) -> dict[str, Any]:
-        messages = body["messages"]
-        texts = [_text(m.get("content")) for m in messages if isinstance(m, dict)]
-        system = _text(body.get("system")) if api == "anthropic" else ""
-        last_user = next(
-            (
-                _text(m.get("content"))
-                for m in reversed(messages)
-                if isinstance(m, dict) and m.get("role") == "user"
-            ),
-            "",
-        )
+    def _next_answer(self, seen: SeenRequest) -> ScriptedAnswer:
+        if self._script is not None:
+            return self._script.next(seen)
         reply = self.reply
-        text = (
-            reply(last_user)
-            if callable(reply)
-            else (reply if reply is not None else f"fake reply: {last_user}")
-        )
-        prompt_tokens = sum(len(t.split()) for t in [*texts, system])
-        completion_tokens = len(text.split())
-        number = self.requests
-        if api == "anthropic":
-            return {
-                "id": f"msg_fake_{number}",
-                "type": "message",
-                "role": "assistant",
-                "model": body["model"],
-                "content": [{"type": "text", "text": text}],
-                "stop_reason": "end_turn",
-                "stop_sequence": None,
-                "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens},
-            }
-        return {
-            "id": f"chatcmpl-fake-{number}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body["model"],
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-            ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
+        user = seen.last_user_text
+        text = reply(user) if callable(reply) else (reply if reply is not None else f"fake reply: {user}")
+        return ScriptedAnswer(text=text)
 
 
-def _text(content: Any) -> str:
-    """Message content as text: a string, or the text blocks of a content list."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            b.get("text", "") for b in content if isinstance(b, dict) and isinstance(b.get("text"), str)
-        )
-    return ""
+def _redacted(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers with lower-cased names and key values replaced (a bearer token keeps its scheme word)."""
+    result: dict[str, str] = {}
+    for name, value in headers.items():
+        name = name.lower()
+        if name in _AUTH_HEADERS:
+            scheme, _, token = value.partition(" ")
+            value = f"{scheme} {REDACTED}" if token and name == "authorization" else REDACTED
+        result[name] = value
+    return result
 
 
-def _key_of(request: web.Request, api: Api) -> str | None:
-    if api == "anthropic":
-        return request.headers.get("x-api-key")
+def _keys_of(request: web.Request, api: Api) -> tuple[str, ...]:
+    """The keys a request offers: a bearer token, and for Anthropic also ``x-api-key``."""
     auth = request.headers.get("Authorization", "")
-    return auth[7:] if auth.startswith("Bearer ") else None
+    keys = [auth[7:]] if auth.startswith("Bearer ") else []
+    if api == "anthropic" and "x-api-key" in request.headers:
+        keys.append(request.headers["x-api-key"])
+    return tuple(keys)
 
 
 def _check(body: Any, api: Api) -> str | None:
@@ -333,8 +347,4 @@ def _check(body: Any, api: Api) -> str | None:
 def _error(
     api: Api, status: int, kind: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
-    if api == "anthropic":
-        payload: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": message}}
-    else:
-        payload = {"error": {"message": message, "type": kind, "code": status}}
-    return web.json_response(payload, status=status, headers=headers)
+    return web.json_response(error_body(api, kind, message, status), status=status, headers=headers)

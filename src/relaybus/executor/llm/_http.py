@@ -8,11 +8,12 @@ from typing import Any, ClassVar
 import httpx
 
 from relaybus.exceptions import ProviderResponseError
+from relaybus.messages import Usage
 from relaybus.secrets import Secret, mask_url
 
 from ..http import request_capped
 
-__all__ = ["MAX_RESPONSE_BYTES", "HttpProvider", "post_json", "token_count"]
+__all__ = ["MAX_RESPONSE_BYTES", "HttpProvider", "post_json", "reported_usage", "token_count"]
 
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 
@@ -46,6 +47,16 @@ def token_count(usage: Any, key: str) -> int:
         return 0
     value = usage.get(key)
     return value if isinstance(value, int) and value >= 0 else 0
+
+
+def reported_usage(data: dict[str, Any], prompt_key: str, completion_key: str) -> Usage:
+    """One request's usage from the answer's ``usage`` object, under the provider's own key names."""
+    usage = data.get("usage")
+    return Usage(
+        prompt_tokens=token_count(usage, prompt_key),
+        completion_tokens=token_count(usage, completion_key),
+        requests=1,
+    )
 
 
 class HttpProvider:

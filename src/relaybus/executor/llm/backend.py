@@ -14,10 +14,10 @@ from ..backend import RunContext
 from ..ratelimit import RateLimiter
 from ..retry import RetryPolicy
 from .base import ChatRequest, Completion, LLMProvider
-from .errors import CallFailure, classify
+from .errors import CallFailure, answer_text, classify, unusable_answer
 from .prompt import build_request
 
-__all__ = ["LlmBackend", "Route"]
+__all__ = ["ChatOutcome", "LlmBackend", "Route"]
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,24 @@ class Route:
 
 
 @dataclass(frozen=True)
-class _Outcome:
+class ChatOutcome:
+    """One model turn through :meth:`LlmBackend.chat`: the completion, or why every route failed.
+
+    ``attempts`` counts every HTTP request made (failed ones and the fallback's included); ``provider`` is the
+    name of the provider that answered (None when none did).
+    """
+
     completion: Completion | None
     failure: CallFailure | None
     attempts: int
+    provider: str | None = None
+
+    @property
+    def usage(self) -> Usage:
+        """The tokens the provider reported, with ``requests`` = ``attempts``."""
+        if self.completion is None:
+            return Usage(requests=self.attempts)
+        return self.completion.usage.model_copy(update={"requests": self.attempts})
 
 
 class LlmBackend:
@@ -43,6 +57,11 @@ class LlmBackend:
     connection errors. When the primary provider's last attempt fails and a fallback is configured, the task
     is tried on the fallback with the same policy; after ``fallback_after_failures`` such tasks in a row the
     primary is skipped for ``primary_cooldown_s`` seconds.
+
+    An answer that is not a usable one is a FAILURE, never retried and not sent to the fallback (see
+    :func:`~relaybus.executor.llm.errors.unusable_answer`): ``OutputTruncated`` (cut at ``max_tokens``),
+    ``Refused``, ``ContentFiltered``, ``UnexpectedToolCalls`` (tool calls, but no tools were offered). Such
+    a result keeps what the model said in ``output`` (its text, or the refusal text); ``usage`` counts it.
     """
 
     def __init__(
@@ -83,6 +102,35 @@ class LlmBackend:
         request = build_request(
             task, ctx.system_prompt, max_tokens=self.max_tokens, temperature=self.temperature
         )
+        outcome = await self.chat(request, ctx)
+        completion, attempts = outcome.completion, outcome.attempts
+        if completion is None:
+            assert outcome.failure is not None
+            failure = outcome.failure
+        else:
+            unusable = unusable_answer(completion, request, outcome.provider or "")
+            if unusable is None:
+                return ExecutionResult.success(
+                    task.id, completion.text, attempts=attempts, usage=outcome.usage
+                )
+            failure = unusable
+        return ExecutionResult.failed(
+            task.id,
+            ExecutionStatus.FAILURE,
+            failure.type,
+            failure.message,
+            retryable=failure.retryable,
+            attempts=attempts,
+            usage=outcome.usage,
+            output=None if completion is None else answer_text(completion),
+        )
+
+    async def chat(self, request: ChatRequest, ctx: RunContext) -> ChatOutcome:
+        """One model turn: rate limit, retries, fallback. Never raises for a provider failure.
+
+        The completion is returned as the provider gave it, whatever its finish reason or tool calls; a
+        failure message joins each route's last error (``"...; then ..."``).
+        """
         attempts = 0
         failures: list[str] = []
         last: CallFailure | None = None
@@ -91,25 +139,15 @@ class LlmBackend:
             attempts += outcome.attempts
             self._note(route, outcome)
             if outcome.completion is not None:
-                usage = outcome.completion.usage.model_copy(update={"requests": attempts})
-                return ExecutionResult.success(
-                    task.id, outcome.completion.text, attempts=attempts, usage=usage
-                )
+                return ChatOutcome(outcome.completion, None, attempts, route.provider.name)
             assert outcome.failure is not None
             last = outcome.failure
             failures.append(last.message)
         assert last is not None
-        return ExecutionResult.failed(
-            task.id,
-            ExecutionStatus.FAILURE,
-            last.type,
-            "; then ".join(failures),
-            retryable=last.retryable,
-            attempts=attempts,
-            usage=Usage(requests=attempts),
-        )
+        joined = CallFailure(last.type, "; then ".join(failures), last.retryable, last.retry_after)
+        return ChatOutcome(None, joined, attempts)
 
-    def _note(self, route: Route, outcome: _Outcome) -> None:
+    def _note(self, route: Route, outcome: ChatOutcome) -> None:
         if route is not self.primary or self.fallback is None:
             return
         if outcome.completion is not None:
@@ -120,7 +158,7 @@ class LlmBackend:
             self._primary_skipped_until = time.monotonic() + self._cooldown_s
             self._primary_failures = 0
 
-    async def _try_route(self, route: Route, request: ChatRequest, ctx: RunContext) -> _Outcome:
+    async def _try_route(self, route: Route, request: ChatRequest, ctx: RunContext) -> ChatOutcome:
         policy = self.retry
         estimate = request.estimated_tokens()
         log = ctx.log.bind(provider=route.provider.name)
@@ -137,7 +175,7 @@ class LlmBackend:
                 failure = classify(exc, route.provider.name, self._secrets)
             else:
                 route.limiter.settle(estimate, completion.usage.total_tokens)
-                return _Outcome(completion, None, attempt)
+                return ChatOutcome(completion, None, attempt, route.provider.name)
             if failure.retry_after is not None:
                 route.limiter.block_for(min(failure.retry_after, policy.max_retry_after_s))
             if not failure.retryable or attempt == policy.max_attempts:
@@ -156,4 +194,4 @@ class LlmBackend:
             await asyncio.sleep(delay)
         assert failure is not None
         log.warning("llm_call_failed", attempts=attempt, error_type=failure.type, retryable=failure.retryable)
-        return _Outcome(None, failure, attempt)
+        return ChatOutcome(None, failure, attempt)

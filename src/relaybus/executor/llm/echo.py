@@ -8,6 +8,7 @@ from relaybus.exceptions import ConfigError
 from relaybus.messages import Usage
 
 from .base import ChatRequest, Completion
+from .chat import message_text
 
 __all__ = ["EchoProvider", "count_tokens"]
 
@@ -18,10 +19,11 @@ def count_tokens(text: str) -> int:
 
 
 class EchoProvider:
-    """Answers ``"echo: " + <user message>`` after ``latency_s`` seconds (``asyncio.sleep``).
+    """Answers ``"echo: " + <the last user message>`` after ``latency_s`` seconds (``asyncio.sleep``).
 
-    The same request always gives the same text and usage: prompt tokens are the words of the system and user
-    messages, completion tokens the words of the answer. A negative ``latency_s`` raises :class:`ConfigError`.
+    It never calls tools, so an agent loop on it ends after one turn. The same request always gives the same
+    text and usage: prompt tokens are the words of every message, completion tokens the words of the answer.
+    A negative ``latency_s`` raises :class:`ConfigError`.
     """
 
     def __init__(self, *, model: str = "echo", latency_s: float = 0.0) -> None:
@@ -42,8 +44,8 @@ class EchoProvider:
             await asyncio.sleep(self.latency_s)
         text = f"echo: {request.user}"
         usage = Usage(
-            prompt_tokens=count_tokens(request.system or "") + count_tokens(request.user),
+            prompt_tokens=sum(count_tokens(message_text(m)) for m in request.messages),
             completion_tokens=count_tokens(text),
             requests=1,
         )
-        return Completion(text=text, usage=usage, model=self.model, finish_reason="stop")
+        return Completion(text=text, usage=usage, model=self.model, provider_finish_reason="stop")

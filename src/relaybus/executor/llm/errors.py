@@ -1,4 +1,4 @@
-"""Sort a failed provider call into what the task result says: a type, a message, retry or not."""
+"""Sort a failed provider call, or an answer that cannot be used, into what the task result says."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from relaybus.secrets import Secret, mask_secrets
 
 from ..http import is_timeout
 from ..retry import parse_retry_after
-from .base import ProviderResponseError
+from .base import ChatRequest, Completion, ProviderResponseError
+from .chat import FinishReason
 
-__all__ = ["CallFailure", "classify"]
+__all__ = ["CallFailure", "answer_text", "classify", "unusable_answer"]
 
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 _BODY_EXCERPT = 300
@@ -67,3 +68,44 @@ def classify(exc: Exception, provider: str, secrets: Sequence[Secret] = ()) -> C
     if isinstance(exc, ProviderResponseError):
         return CallFailure("InvalidProviderResponse", masked(f"{provider}: {exc}"), False)
     return CallFailure(type(exc).__name__, masked(f"{provider}: {exc}"), False)
+
+
+def unusable_answer(completion: Completion, request: ChatRequest, provider: str) -> CallFailure | None:
+    """Why ``completion`` (the answer to ``request``) is not a final answer to pass off as a success.
+
+    None for a complete answer, and for tool calls when the request offered tools (the caller runs them).
+    Otherwise a failure that no retry fixes: ``OutputTruncated`` (finish reason ``length``), ``Refused``,
+    ``ContentFiltered``, or ``UnexpectedToolCalls`` (the model called tools though none were offered).
+    """
+    reason = completion.finish_reason
+    if reason is FinishReason.LENGTH:
+        return CallFailure(
+            "OutputTruncated",
+            f"{provider}: the answer was cut at the token budget (max_tokens={request.max_tokens}; "
+            "ExecutorConfig.max_tokens); the partial text is the result's output",
+            False,
+        )
+    if reason is FinishReason.REFUSAL:
+        shown = (completion.refusal or "")[:_BODY_EXCERPT]
+        return CallFailure("Refused", f"{provider}: the model refused: {shown or '(no reason given)'}", False)
+    if reason is FinishReason.CONTENT_FILTER:
+        return CallFailure(
+            "ContentFiltered",
+            f"{provider}: the provider's content filter stopped the answer; the text it kept is the output",
+            False,
+        )
+    if completion.tool_calls and not request.tools:
+        names = ", ".join(sorted({call.name for call in completion.tool_calls}))
+        return CallFailure(
+            "UnexpectedToolCalls",
+            f"{provider}: the model called tools ({names}) but the request offered none",
+            False,
+        )
+    return None
+
+
+def answer_text(completion: Completion) -> str:
+    """What the model said: the refusal text for a refusal that has one, else the answer's text."""
+    if completion.finish_reason is FinishReason.REFUSAL and completion.refusal:
+        return completion.refusal
+    return completion.text

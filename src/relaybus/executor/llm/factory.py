@@ -14,8 +14,15 @@ __all__ = ["build_provider"]
 
 
 def build_provider(config: ProviderConfig, client: httpx.AsyncClient) -> LLMProvider:
+    """The provider of ``config.kind``; the HTTP ones share ``client``."""
     if config.kind == "openai":
-        return OpenAIProvider(client, model=config.model_name, base_url=config.url, api_key=config.secret)
+        return OpenAIProvider(
+            client,
+            model=config.model_name,
+            base_url=config.url,
+            api_key=config.secret,
+            max_tokens_field=config.max_tokens_field,
+        )
     if config.kind == "anthropic":
         return AnthropicProvider(client, model=config.model_name, base_url=config.url, api_key=config.secret)
     return EchoProvider(model=config.model_name, latency_s=config.echo_latency_s)

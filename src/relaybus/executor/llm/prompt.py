@@ -12,8 +12,9 @@ import json
 from relaybus.messages import AgentTask
 
 from .base import ChatRequest
+from .chat import ChatMessage, SystemMessage, UserMessage
 
-__all__ = ["INPUT_HEADING", "build_request", "user_message"]
+__all__ = ["INPUT_HEADING", "build_request", "task_messages", "user_message"]
 
 INPUT_HEADING = "Input (JSON):"
 
@@ -28,12 +29,14 @@ def user_message(task: AgentTask) -> str:
     return f"{task.prompt}\n\n{INPUT_HEADING}\n{rendered}"
 
 
+def task_messages(task: AgentTask, system_prompt: str | None) -> tuple[ChatMessage, ...]:
+    """The conversation a task starts: the system prompt (when not empty), then the user message."""
+    user = UserMessage(user_message(task))
+    return (SystemMessage(system_prompt), user) if system_prompt else (user,)
+
+
 def build_request(
     task: AgentTask, system_prompt: str | None, *, max_tokens: int, temperature: float | None
 ) -> ChatRequest:
-    return ChatRequest(
-        user=user_message(task),
-        system=system_prompt or None,
-        max_tokens=max_tokens,
-        temperature=temperature,
-    )
+    """The single-call request of the ``llm`` mode: :func:`task_messages`, no tools."""
+    return ChatRequest(task_messages(task, system_prompt), max_tokens=max_tokens, temperature=temperature)
