@@ -107,7 +107,8 @@ class MemoryBus:
         return self._url
 
     @property
-    def connected(self) -> bool:
+    def is_connected(self) -> bool:
+        """True between ``connect()`` and ``close()``."""
         return self._connected
 
     async def connect(self) -> None:
