@@ -35,10 +35,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustQueue
@@ -53,7 +52,6 @@ from .amqp_delivery import AmqpDelivery, AmqpSubscription
 from .base import (
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
-    DEFAULT_DELIVERY_LIMIT,
     EXCHANGE,
     Bus,
     Delivery,
@@ -61,7 +59,7 @@ from .base import (
     OutgoingMessage,
 )
 from .codec import DEFAULT_MAX_BODY_BYTES
-from .core import body_too_large, check_positive_options, check_prefetch, check_queue_declaration
+from .core import BusBase, QueueDeclaration, body_too_large, check_positive_options, check_prefetch
 
 __all__ = ["AmqpBus", "AmqpDelivery", "AmqpSubscription", "validate_amqp_url"]
 
@@ -77,7 +75,7 @@ class _QueueSpec:
     bindings: set[str] = field(default_factory=set, compare=False)
 
 
-class AmqpBus:
+class AmqpBus(BusBase):
     """RabbitMQ through aio-pika; see the module docstring for the guarantees.
 
     ``AmqpBus(url)`` only stores its configuration; ``await bus.connect()`` (or ``async with bus``) connects
@@ -212,18 +210,6 @@ class AmqpBus:
                 await conn.close()
             self._log.info("amqp_closed")
 
-    async def __aenter__(self) -> Self:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     def _connection(self) -> aio_pika.RobustConnection:
         if self._closed:
             raise BusError(f"{self!r} is closed")
@@ -266,34 +252,26 @@ class AmqpBus:
                 args["x-delivery-limit"] = delivery_limit
         return args
 
-    async def declare_queue(
-        self,
-        name: str,
-        *,
-        bindings: Sequence[str] = (),
-        durable: bool = True,
-        delivery_limit: int | None = DEFAULT_DELIVERY_LIMIT,
-        expires_s: float | None = None,
-    ) -> None:
+    async def _declare_queue(self, queue: QueueDeclaration) -> None:
         """See :meth:`Bus.declare_queue`; re-declared (with bindings) after a reconnect."""
-        patterns = check_queue_declaration(name, bindings, delivery_limit, expires_s)
-        arguments = self._queue_arguments(durable, delivery_limit, expires_s)
+        name, durable = queue.name, queue.durable
+        arguments = self._queue_arguments(durable, queue.delivery_limit, queue.expires_s)
 
         async def declare(channel: AbstractRobustChannel) -> None:
             known = self._queues.get(name)
             # Re-declaring checks the arguments (and re-creates a deleted queue) without registering a
             # second object for aio-pika to restore.
-            queue = await channel.declare_queue(
+            declared = await channel.declare_queue(
                 name, durable=durable, exclusive=not durable, arguments=arguments, robust=known is None
             )
             if known is None:
-                self._queues[name] = known = queue
-            for pattern in patterns:
+                self._queues[name] = known = declared
+            for pattern in queue.bindings:
                 await known.bind(EXCHANGE, routing_key=pattern)
 
         await self._on_topology(f"declaring queue {name!r}", declare)
         spec = self._specs.setdefault(name, _QueueSpec(durable, arguments))
-        spec.bindings.update(patterns)
+        spec.bindings.update(queue.bindings)
 
     async def delete_queue(self, name: str) -> None:
         """Cancel this bus's consumers of ``name`` and delete it (no error if it does not exist)."""

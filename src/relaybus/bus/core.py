@@ -19,13 +19,16 @@ Both buses call into this module, so that they cannot drift apart again; the con
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, Protocol, Self, TypeVar
 
 from relaybus.exceptions import BusError, ConfigError
 from relaybus.secrets import mask_secrets
 
 from .base import (
+    DEFAULT_DELIVERY_LIMIT,
     ERROR_HEADER,
     ORIGINAL_EXCHANGE_HEADER,
     ORIGINAL_QUEUE_HEADER,
@@ -48,9 +51,11 @@ __all__ = [
     "MAX_NAME_BYTES",
     "MAX_REASON_CHARS",
     "NO_REASON",
+    "BusBase",
     "ConsumedDelivery",
     "DeliveryFields",
     "MessageFields",
+    "QueueDeclaration",
     "already_settled",
     "body_too_large",
     "check_name",
@@ -97,10 +102,21 @@ def check_name(what: str, value: object, *, allow_empty: bool = False) -> None:
         raise ConfigError(f"{what} {value[:40]!r}... is longer than {MAX_NAME_BYTES} bytes, the AMQP limit")
 
 
+@dataclass(frozen=True, slots=True)
+class QueueDeclaration:
+    """The checked arguments of one ``Bus.declare_queue`` call."""
+
+    name: str
+    bindings: tuple[str, ...]
+    durable: bool
+    delivery_limit: int | None
+    expires_s: float | None
+
+
 def check_queue_declaration(
-    name: str, bindings: Sequence[str], delivery_limit: int | None, expires_s: float | None
-) -> tuple[str, ...]:
-    """Check the arguments of ``Bus.declare_queue``; return the binding patterns as a tuple."""
+    name: str, bindings: Sequence[str], durable: bool, delivery_limit: int | None, expires_s: float | None
+) -> QueueDeclaration:
+    """The arguments of ``Bus.declare_queue``, checked (``ConfigError`` naming the first bad one)."""
     check_name("queue name", name)
     if name.startswith("amq."):
         raise ConfigError(f"queue name {name!r} starts with 'amq.', which AMQP reserves; choose another")
@@ -118,7 +134,7 @@ def check_queue_declaration(
     ):
         raise ConfigError(f"delivery_limit must be an integer >= 0 or None, got {delivery_limit!r}")
     check_expires(expires_s)
-    return patterns
+    return QueueDeclaration(name, patterns, bool(durable), delivery_limit, expires_s)
 
 
 def check_prefetch(prefetch: int) -> None:
@@ -204,7 +220,44 @@ def fill_death_headers(headers: dict[str, HeaderValue], *, routing_key: str | No
         headers.setdefault(ORIGINAL_ROUTING_KEY_HEADER, routing_key)
 
 
-# -- deliveries and their handlers --------------------------------------------------------------------------
+# -- buses, deliveries and their handlers -------------------------------------------------------------------
+
+
+class BusBase(ABC):
+    """What the two buses share as a class: ``declare_queue`` checks its arguments in one place
+    (:func:`check_queue_declaration`) before the bus declares, and ``async with bus:`` connects on entry and
+    closes on exit."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    async def connect(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    async def declare_queue(
+        self,
+        name: str,
+        *,
+        bindings: Sequence[str] = (),
+        durable: bool = True,
+        delivery_limit: int | None = DEFAULT_DELIVERY_LIMIT,
+        expires_s: float | None = None,
+    ) -> None:
+        """See :meth:`relaybus.bus.base.Bus.declare_queue`; ``ConfigError`` for a bad argument."""
+        await self._declare_queue(check_queue_declaration(name, bindings, durable, delivery_limit, expires_s))
+
+    @abstractmethod
+    async def _declare_queue(self, queue: QueueDeclaration) -> None:
+        """Declare ``queue`` as ``declare_queue`` says."""
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
 
 class MessageFields(Protocol):

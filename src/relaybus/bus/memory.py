@@ -44,8 +44,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from relaybus.exceptions import BusError, NoRouteError
 from relaybus.log import get_logger
@@ -53,7 +52,6 @@ from relaybus.log import get_logger
 from .base import (
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
-    DEFAULT_DELIVERY_LIMIT,
     ERROR_HEADER,
     Bus,
     Delivery,
@@ -65,9 +63,10 @@ from .core import (
     FIRST_DEATH_EXCHANGE_HEADER,
     FIRST_DEATH_QUEUE_HEADER,
     FIRST_DEATH_REASON_HEADER,
+    BusBase,
+    QueueDeclaration,
     check_positive_options,
     check_prefetch,
-    check_queue_declaration,
     fill_death_headers,
     start_handler,
 )
@@ -77,7 +76,7 @@ from .memory_queue import MemoryConsumer, MemoryQueue, QueueStats, Routes, Store
 __all__ = ["MemoryBus", "MemoryDelivery", "MemorySubscription", "QueueStats"]
 
 
-class MemoryBus:
+class MemoryBus(BusBase):
     """An in-process broker with RabbitMQ's semantics; see the module docstring for what it guarantees."""
 
     def __init__(
@@ -148,15 +147,7 @@ class MemoryBus:
             self._remove_queue(name)
         self._notify()
 
-    async def declare_queue(
-        self,
-        name: str,
-        *,
-        bindings: Sequence[str] = (),
-        durable: bool = True,
-        delivery_limit: int | None = DEFAULT_DELIVERY_LIMIT,
-        expires_s: float | None = None,
-    ) -> None:
+    async def _declare_queue(self, queue: QueueDeclaration) -> None:
         """Declare ``name`` and bind it to ``relaybus`` with each pattern (idempotent; bindings add up).
 
         Re-declaring with a different ``durable``, ``expires_s`` or (durable queues) ``delivery_limit``
@@ -164,24 +155,24 @@ class MemoryBus:
         docstring (deleted after that long without a consumer, even while the bus is closed).
         """
         self._require_connected()
-        patterns = check_queue_declaration(name, bindings, delivery_limit, expires_s)
+        name, durable, limit, expires_s = queue.name, queue.durable, queue.delivery_limit, queue.expires_s
         existing = self._queues.get(name)
         if existing is None:
-            existing = MemoryQueue(name, durable=durable, delivery_limit=delivery_limit, expires_s=expires_s)
+            existing = MemoryQueue(name, durable=durable, delivery_limit=limit, expires_s=expires_s)
             self._queues[name] = existing
         elif (
             existing.durable != durable
-            or (durable and existing.delivery_limit != delivery_limit)
+            or (durable and existing.delivery_limit != limit)
             or existing.expires_s != expires_s
         ):
             raise BusError(
                 f"queue {name!r} already exists with durable={existing.durable}, "
                 f"delivery_limit={existing.delivery_limit}, expires_s={existing.expires_s}; it cannot be "
-                f"re-declared with durable={durable}, delivery_limit={delivery_limit}, "
-                f"expires_s={expires_s}: delete it first or declare it as it is"
+                f"re-declared with durable={durable}, delivery_limit={limit}, expires_s={expires_s}: "
+                "delete it first or declare it as it is"
             )
         self._arm_expiry(existing)  # a declaration counts as use: the countdown starts again
-        self._routes.bind(name, patterns)
+        self._routes.bind(name, queue.bindings)
 
     async def delete_queue(self, name: str) -> None:
         """Delete ``name`` with its messages and bindings; its consumers stop. A missing queue is fine."""
@@ -232,18 +223,6 @@ class MemoryBus:
         self._arm_expiry(target)
         self._dispatch(target)
         return MemorySubscription(self, consumer)
-
-    async def __aenter__(self) -> Self:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- extras for tests and tools -------------------------------------------------------------------------
 
