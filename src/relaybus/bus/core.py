@@ -3,9 +3,10 @@
 Both buses call into this module, so that they cannot drift apart again; the contract tests
 (``tests/bus/test_contract.py``) pin each rule on both. A caller may rely on:
 
-- **Names**: queue names, binding patterns and routing keys are strings of at most 255 UTF-8 bytes (AMQP short
-  strings); queue names are not empty and do not start with ``amq.``; ``bindings`` is a sequence of patterns,
-  never a bare string (which would bind each character).
+- **Declarations** (:class:`BusBase`): queue names and binding patterns are strings of at most 255 UTF-8
+  bytes (AMQP short strings); queue names are not empty and do not start with ``amq.``; ``bindings`` is a
+  sequence of patterns, never a bare string (which would bind each character); ``delivery_limit`` is an
+  integer >= 0 or None; ``prefetch`` is 1-65535. A bad one is a ``ConfigError`` before anything is declared.
 - **Dead-letter reasons** (``relaybus-error``) have secrets masked (:func:`relaybus.secrets.mask_secrets`), an
   empty one reads :data:`NO_REASON`, and a long one is cut to :data:`MAX_REASON_CHARS` ending in ``...``.
 - **Broker dead letters** (``x-first-death-reason`` set: a reject without requeue, the delivery limit, ...)
