@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import relaybus
+import relaybus.bus
 
 PACKAGES = ["relaybus", "relaybus.bus", "relaybus.executor", "relaybus.agents", "relaybus.orchestrator"]
 
@@ -31,6 +32,20 @@ def test_importing_relaybus_loads_neither_the_http_stack_nor_yaml() -> None:
     code = "import sys, relaybus; print(sorted(m for m in ('httpx', 'aiohttp', 'yaml') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_amqp_bus_is_exported_beside_memory_bus_and_aio_pika_loads_only_when_it_is_used() -> None:
+    code = (
+        "import sys, relaybus, relaybus.bus\n"
+        "print('aio_pika' in sys.modules)\n"
+        "from relaybus import AmqpBus\n"
+        "from relaybus.bus.amqp import AmqpBus as Defined\n"
+        "print('aio_pika' in sys.modules, AmqpBus is Defined is relaybus.bus.AmqpBus)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True", "True"]
+    assert "AmqpBus" in relaybus.__all__
+    assert "AmqpBus" in relaybus.bus.__all__
 
 
 def test_every_error_is_a_relaybus_error() -> None:

@@ -2,7 +2,8 @@
 
 The names below are imported on first use (PEP 562), so that ``relaybus worker`` loads only what it runs:
 the orchestrator, plan parsing and the executor's HTTP stack stay unloaded until asked for (an idle worker
-is ~17 MiB smaller, bench/PROFILE.md). ``from relaybus import X`` works for every name in ``__all__``.
+is ~17 MiB smaller, bench/PROFILE.md), and aio-pika until ``AmqpBus`` is. ``from relaybus import X`` works
+for every name in ``__all__``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from .messages import SCHEMA_VERSION, AgentTask, ErrorInfo, ExecutionResult, Exe
 
 if TYPE_CHECKING:
     from .agents import Agent, AgentContext, AgentWorker, WorkerHeartbeat
-    from .bus import Bus, MemoryBus, ReplyRouter, connect
+    from .bus import AmqpBus, Bus, MemoryBus, ReplyRouter, connect
     from .executor import Executor, ExecutorConfig, ProviderConfig, RetryPolicy, TaskExecutor
     from .orchestrator import Plan, PlanResult, ProjectOrchestrator, load_plan
     from .tools import AgentTool, MCPServer, Tool, tool
@@ -42,6 +43,7 @@ __all__ = [
     "AgentTask",
     "AgentTool",
     "AgentWorker",
+    "AmqpBus",
     "Bus",
     "BusError",
     "ConfigError",
@@ -80,7 +82,7 @@ __all__ = [
 
 _MODULE_OF = {
     **dict.fromkeys(("Agent", "AgentContext", "AgentWorker", "WorkerHeartbeat"), ".agents"),
-    **dict.fromkeys(("Bus", "MemoryBus", "ReplyRouter", "connect"), ".bus"),
+    **dict.fromkeys(("AmqpBus", "Bus", "MemoryBus", "ReplyRouter", "connect"), ".bus"),
     **dict.fromkeys(
         ("Executor", "ExecutorConfig", "ProviderConfig", "RetryPolicy", "TaskExecutor"), ".executor"
     ),

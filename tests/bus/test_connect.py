@@ -52,21 +52,50 @@ async def test_bad_urls_are_config_errors_naming_the_url_with_password_masked(ur
 
 
 async def test_options_pass_through_and_unknown_ones_are_config_errors() -> None:
-    with pytest.raises(ConfigError, match="bad option"):
-        await connect("memory://", no_such_option=1)
-    small = await connect("memory://", max_body_bytes=10)
+    with pytest.raises(ConfigError, match=r"bad option .no_such_option. .*no bus takes it"):
+        await connect("memory://", no_such_option=1)  # type: ignore[call-arg]
+    small = await connect("memory://", max_body_bytes=10, close_timeout=1.0)
     try:
+        assert isinstance(small, MemoryBus)
         assert small.url == "memory://"
+        assert (small.max_body_bytes, small.close_timeout) == (10, 1.0)
     finally:
         await small.close()
     with pytest.raises(ConfigError, match="no_such_option"):
-        await connect("amqp://guest:guest@127.0.0.1:1/", no_such_option=1)
+        await connect("amqp://guest:guest@127.0.0.1:1/", no_such_option=1)  # type: ignore[call-arg]
     with pytest.raises(ConfigError, match="use an amqps:// URL"):
         await connect("amqp://guest:guest@127.0.0.1:1/", ca_file="/tmp/ca.pem")
     with pytest.raises(ConfigError, match="cannot load TLS files"):
         await connect("amqps://guest:guest@127.0.0.1:1/", ca_file="/nonexistent/ca.pem")
     with pytest.raises(ConfigError, match="reconnect_timeout must be > 0"):
         await connect("amqp://guest:guest@127.0.0.1:1/", reconnect_timeout=0)
+
+
+@pytest.mark.parametrize(
+    ("url", "option", "value", "words"),
+    [
+        ("memory://", "ca_file", "/tmp/ca.pem", "it is an option of amqp:// buses"),
+        ("memory://", "reconnect_timeout", 5.0, "it is an option of amqp:// buses"),
+        (f"amqp://guest:{SECRET}@127.0.0.1:1/", "close_timeout", 5.0, "it is an option of memory:// buses"),
+    ],
+)
+async def test_an_option_of_the_other_kind_of_bus_is_a_config_error_naming_it(
+    url: str, option: str, value: object, words: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        await connect(url, **{option: value})  # type: ignore[misc]
+    text = str(err.value)
+    assert f"bad option {option!r}" in text
+    assert words in text
+    assert "max_body_bytes" in text  # says what this bus does take
+    assert SECRET not in text
+
+
+async def test_an_option_of_the_wrong_type_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="max_body_bytes must be > 0"):
+        await connect("memory://", max_body_bytes="big")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="connect_timeout must be > 0"):
+        await connect("amqp://guest:guest@127.0.0.1:1/", connect_timeout="slow")  # type: ignore[arg-type]
 
 
 async def test_unreachable_broker_fails_fast_in_one_line_with_the_fix() -> None:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from uuid import uuid4
 
 import pytest
+from structlog.testing import capture_logs
 
 from relaybus.bus.base import (
     DEAD_LETTER_EXCHANGE,
@@ -23,9 +24,11 @@ from relaybus.bus.base import (
     OutgoingMessage,
 )
 from relaybus.bus.codec import decode, encode_result
+from relaybus.bus.core import DEATH_REASONS, MAX_REASON_CHARS, NO_REASON
 from relaybus.bus.rpc import ReplyRouter
 from relaybus.exceptions import BusError, ConfigError, NoRouteError
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
+from relaybus.secrets import mask_secrets
 
 from .conftest import Harness
 from .test_topic import RABBITMQ_TOPIC_CASES
@@ -471,3 +474,143 @@ async def test_an_anonymous_reply_queue_is_durable_with_an_expiry(bus: Bus, harn
             await bus.declare_queue(router.queue, durable=False)
         await bus.declare_queue(router.queue, expires_s=120)  # equivalent: accepted
     assert not await _routable(bus, router.queue)  # close() deletes it
+
+
+# -- one rule on both buses: the checks, words and log events of bus/core.py ------------------------------
+
+
+async def test_is_connected_until_close(bus: Bus) -> None:
+    assert bus.is_connected
+    await bus.close()
+    assert not bus.is_connected
+
+
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [
+        ({"bindings": "task.x"}, "not the string 'task.x'"),  # not one binding per character
+        ({"bindings": [42]}, "binding pattern must be a string"),
+        ({"bindings": ["task." + "x" * 300]}, "longer than 255 bytes"),
+        ({"delivery_limit": -1}, "delivery_limit"),
+        ({"delivery_limit": 1.5}, "delivery_limit"),
+        ({"expires_s": 0}, "expires_s"),
+    ],
+)
+async def test_bad_queue_arguments_are_the_same_config_error(
+    bus: Bus, harness: Harness, arguments: dict[str, object], problem: str
+) -> None:
+    queue = harness.name("bad-arguments")
+    with pytest.raises(ConfigError, match=problem):
+        await bus.declare_queue(queue, **arguments)  # type: ignore[arg-type]
+    assert not await _routable(bus, queue)  # refused before anything was declared
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"), [("", "queue name is empty"), ("amq.mine", "'amq.'"), ("q" * 256, "255 bytes")]
+)
+async def test_bad_queue_names_are_the_same_config_error(bus: Bus, name: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        await bus.declare_queue(name)
+
+
+async def test_bad_prefetch_is_a_config_error(bus: Bus, harness: Harness) -> None:
+    queue = harness.name("prefetch-check")
+    await bus.declare_queue(queue, durable=False)
+    for prefetch in (0, 65536, True):
+        with pytest.raises(ConfigError, match="prefetch"):
+            await bus.consume(queue, ack, prefetch=prefetch)
+
+
+async def test_a_body_over_the_limit_is_refused_in_the_same_words(bus: Bus, harness: Harness) -> None:
+    queue = harness.name("body-cap")
+    await bus.declare_queue(queue, durable=False)
+    bus.max_body_bytes = 10  # type: ignore[attr-defined]  # an attribute of both buses, not of the protocol
+    await bus.publish(to_queue(queue, b"x" * 10))
+    with pytest.raises(BusError) as err:
+        await bus.publish(to_queue(queue, b"x" * 11))
+    assert str(err.value) == (
+        f"message body is 11 bytes, over the limit of 10 bytes (routing key {queue!r}): send large data by "
+        "reference (a URL or a path) or raise max_body_bytes"
+    )
+    assert await bus.purge_queue(queue) == 1
+
+
+async def dead_letter_reasons(bus: Bus, harness: Harness, reasons: list[str]) -> list[str]:
+    """Dead-letter one message per reason; the ``relaybus-error`` headers they arrive with, in order."""
+    queue = harness.name("reasons")
+    await bus.declare_queue(queue, durable=False)
+    ids = [f"reason-{i}-{uuid4()}" for i in range(len(reasons))]
+    by_id = dict(zip(ids, reasons, strict=True))
+
+    async def refuse(delivery: Delivery) -> None:
+        await delivery.dead_letter(by_id[delivery.message_id or ""])
+
+    await bus.consume(queue, refuse)
+    for message_id in ids:
+        await bus.publish(to_queue(queue, message_id=message_id))
+    dead = await harness.take_dead_letters(ids)
+    assert sorted(dead) == sorted(ids)
+    return [str(dead[message_id].headers[ERROR_HEADER]) for message_id in ids]
+
+
+async def test_a_dead_letter_reason_is_masked_filled_and_capped_the_same_way(
+    bus: Bus, harness: Harness
+) -> None:
+    leaky = "LLM call to https://user:hunter2-Zq@llm.example/v1 failed with key sk-abcdefgh12345678XYZ"
+    long_reason = "why " * 400
+    masked, empty, blank, capped, exact = await dead_letter_reasons(
+        bus, harness, [leaky, "", "   ", long_reason, "r" * MAX_REASON_CHARS]
+    )
+    assert masked == mask_secrets(leaky)
+    assert "hunter2-Zq" not in masked
+    assert "sk-abcdefgh" not in masked
+    assert (empty, blank) == (NO_REASON, NO_REASON)
+    assert capped == long_reason[: MAX_REASON_CHARS - 3] + "..."
+    assert exact == "r" * MAX_REASON_CHARS  # at the limit: kept whole
+
+
+@pytest.mark.parametrize("reason", ["rejected", "delivery_limit"])
+async def test_a_broker_dead_letter_reason_is_worded_from_one_table(
+    bus: Bus, harness: Harness, reason: str
+) -> None:
+    queue = harness.name(f"death-{reason}")
+    key = f"task.{harness.run}.death.{reason}"
+    await bus.declare_queue(queue, bindings=[key], delivery_limit=0)
+
+    async def refuse(delivery: Delivery) -> None:
+        await delivery.nack(requeue=reason == "delivery_limit")
+
+    await bus.consume(queue, refuse)
+    message_id = f"death-{uuid4()}"
+    await bus.publish(to_topic(key, message_id=message_id))
+    dead = (await harness.take_dead_letters([message_id]))[message_id]
+    assert (
+        dead.headers[ERROR_HEADER] == f"{DEATH_REASONS[reason]} (x-death reason {reason!r}, queue {queue!r})"
+    )
+    assert dead.headers[ORIGINAL_QUEUE_HEADER] == queue
+    assert dead.headers[ORIGINAL_ROUTING_KEY_HEADER] == key
+    assert dead.headers[ORIGINAL_EXCHANGE_HEADER] == EXCHANGE
+
+
+async def test_handler_failures_and_unsettled_returns_log_the_same_events(bus: Bus, harness: Harness) -> None:
+    queue = harness.name("log-events")
+    await bus.declare_queue(queue)  # durable: RabbitMQ counts deliveries on quorum queues only
+
+    async def fail_once_then_hold(delivery: Delivery) -> None:
+        if delivery.delivery_count == 0:
+            raise RuntimeError("bad input; key sk-abcdefgh12345678XYZ")
+        # the redelivery: returned without settling
+
+    inbox = Recorder(fail_once_then_hold)
+    with capture_logs() as logs:
+        subscription = await bus.consume(queue, inbox)
+        await bus.publish(to_queue(queue, message_id="logged"))
+        await eventually(lambda: any(e["event"] == "handler_returned_unsettled" for e in logs))
+        await subscription.cancel()
+    [failed] = [e for e in logs if e["event"] == "handler_failed"]
+    assert (failed["queue"], failed["message_id"], failed["delivery_count"]) == (queue, "logged", 0)
+    assert failed["error"] == "bad input; key ***"
+    assert failed["error_type"] == "RuntimeError"
+    [unsettled] = [e for e in logs if e["event"] == "handler_returned_unsettled"]
+    assert (unsettled["queue"], unsettled["message_id"]) == (queue, "logged")
+    assert [d.delivery_count for d in inbox.got] == [0, 1]  # the failure was returned with requeue

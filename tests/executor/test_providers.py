@@ -94,7 +94,9 @@ async def test_anthropic_request_shape_and_parsing() -> None:
 
 
 async def test_echo_answers_the_user_message_and_counts_words() -> None:
-    completion = await EchoProvider(model="e").complete(ChatRequest.from_prompt("two words", system="be brief"))
+    completion = await EchoProvider(model="e").complete(
+        ChatRequest.from_prompt("two words", system="be brief")
+    )
     assert completion.text == "echo: two words"
     assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (4, 3)
     assert completion.model == "e"

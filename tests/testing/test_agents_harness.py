@@ -61,7 +61,7 @@ async def test_harness_on_a_bus_you_pass_leaves_it_open() -> None:
     async with MemoryBus() as bus:
         async with AgentTestHarness([sa.Echo()], bus=bus) as h:
             assert (await h.run(AgentTask(topic=sa.topic("echo"), prompt="a"))).ok
-        assert bus.connected
+        assert bus.is_connected
 
 
 async def test_run_times_out_with_a_timeout_result_when_nobody_answers() -> None:

@@ -1,4 +1,11 @@
-"""Message buses: the ``Bus`` protocol, ``MemoryBus`` (in process) and ``AmqpBus`` (RabbitMQ)."""
+"""Message buses: the ``Bus`` protocol, ``MemoryBus`` (in process) and ``AmqpBus`` (RabbitMQ).
+
+``AmqpBus`` is imported on first use (PEP 562), so that importing ``relaybus.bus`` does not load aio-pika.
+"""
+
+from typing import TYPE_CHECKING
+
+from relaybus._lazy import lazy_exports
 
 from .base import (
     DEAD_LETTER_EXCHANGE,
@@ -19,10 +26,13 @@ from .base import (
     task_routing_key,
 )
 from .codec import DEFAULT_MAX_BODY_BYTES, decode, decode_delivery, encode_result, encode_task
-from .connect import connect
+from .connect import AmqpOptions, BusOptions, MemoryOptions, connect
 from .memory import MemoryBus, MemoryDelivery, QueueStats
 from .rpc import ReplyRouter
 from .topic import topic_binding, topic_matches, topic_pattern_problem, validate_topic_pattern
+
+if TYPE_CHECKING:
+    from .amqp import AmqpBus
 
 __all__ = [
     "DEAD_LETTER_EXCHANGE",
@@ -33,11 +43,15 @@ __all__ = [
     "ERROR_HEADER",
     "EXCHANGE",
     "SCHEMA_HEADER",
+    "AmqpBus",
+    "AmqpOptions",
     "Bus",
+    "BusOptions",
     "Delivery",
     "Handler",
     "MemoryBus",
     "MemoryDelivery",
+    "MemoryOptions",
     "OutgoingMessage",
     "QueueStats",
     "ReplyRouter",
@@ -56,3 +70,5 @@ __all__ = [
     "topic_pattern_problem",
     "validate_topic_pattern",
 ]
+
+__getattr__, __dir__ = lazy_exports(globals(), {"AmqpBus": ".amqp"})

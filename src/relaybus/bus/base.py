@@ -171,6 +171,12 @@ class Bus(Protocol):
         """The URL this bus was made for, password masked."""
         ...
 
+    @property
+    def is_connected(self) -> bool:
+        """True after ``connect()`` and before ``close()`` while the broker is reachable (``AmqpBus`` says
+        False during an outage, while aio-pika restores the connection)."""
+        ...
+
     async def connect(self) -> None:
         """Connect and declare the shared topology (idempotent)."""
         ...

@@ -1,0 +1,221 @@
+"""``AmqpBus``'s way to RabbitMQ: the URL and TLS settings, the robust connection, and failures in words.
+
+- **One robust connection.** aio-pika's ``RobustConnection`` (what ``connect_robust`` builds) reconnects by
+  itself and re-declares every exchange, queue, binding, QoS and consumer the bus made; relaybus adds no
+  second reconnection layer. The *first* connect is not retried: :meth:`AmqpLink.open` fails within
+  ``connect_timeout`` with :class:`~relaybus.ConnectionFailed` naming the URL (password masked) and the fix.
+- Every message worded here names the URL with its password masked; the URL itself is kept in a
+  :class:`~relaybus.secrets.Secret`, so neither shows in ``repr`` or ``vars()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from typing import Any
+from urllib.parse import urlsplit
+
+import aio_pika
+import aiormq
+from aio_pika.connection import make_url
+from aio_pika.exceptions import (
+    AuthenticationError,
+    ChannelClosed,
+    ChannelInvalidStateError,
+    ChannelNotFoundEntity,
+    ChannelPreconditionFailed,
+    ProbableAuthenticationError,
+)
+from aiormq.exceptions import ChannelAccessRefused
+
+from relaybus.exceptions import BusError, ConfigError, ConnectionFailed
+from relaybus.log import FilteringBoundLogger
+from relaybus.secrets import Secret, mask_secrets, mask_url
+
+from .core import truncate
+
+__all__ = ["TRANSIENT", "AmqpLink", "validate_amqp_url"]
+
+_SCHEMES = ("amqp", "amqps")
+_START_HINT = "start RabbitMQ (rabbitmq-server -detached) or pass --amqp-url / RELAYBUS_AMQP_URL"
+_URL_HINT = "use amqp://user:password@host:5672/vhost (or amqps:// for TLS)"
+TRANSIENT = (
+    aiormq.exceptions.AMQPConnectionError,
+    ChannelInvalidStateError,
+    ConnectionError,
+    OSError,
+    RuntimeError,  # aiormq's "Writer is None" while the transport is being replaced
+    TimeoutError,
+)
+"""Errors that mean "the connection or channel went away", not "the broker refused this": worth waiting for
+aio-pika to restore the connection and trying again."""
+
+
+def validate_amqp_url(url: str) -> None:
+    """Raise :class:`ConfigError` (password masked) unless ``url`` is a usable amqp:// or amqps:// URL."""
+    shown = mask_url(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"invalid AMQP URL {shown!r}: {mask_secrets(str(exc))}; {_URL_HINT}") from None
+    if parts.scheme not in _SCHEMES:
+        raise ConfigError(f"invalid AMQP URL {shown!r}: scheme must be amqp or amqps; {_URL_HINT}")
+    if not parts.hostname:
+        raise ConfigError(f"invalid AMQP URL {shown!r}: no host; {_URL_HINT}")
+    if port == 0:
+        raise ConfigError(f"invalid AMQP URL {shown!r}: port 0; {_URL_HINT}")
+
+
+class AmqpLink:
+    """Where one ``AmqpBus`` connects and how: opens its connection, watches it, words what goes wrong."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ssl_context: ssl.SSLContext | None,
+        ca_file: str | None,
+        cert_file: str | None,
+        key_file: str | None,
+        connection_name: str,
+        log: FilteringBoundLogger,
+    ) -> None:
+        validate_amqp_url(url)
+        self.url = mask_url(url)
+        """The URL with its password masked."""
+        self._tls = urlsplit(url).scheme == "amqps"
+        if (ssl_context or ca_file or cert_file) and not self._tls:
+            raise ConfigError(f"TLS options given for {self.url!r}: use an amqps:// URL to connect over TLS")
+        self._secret_url = Secret(url)
+        self._password = Secret(urlsplit(url).password or "")
+        self._ssl_context = ssl_context
+        self._ssl_files = (ca_file, cert_file, key_file)
+        self._connection_name = connection_name
+        self._log = log
+        self.reconnect_count = 0
+        """How many times aio-pika restored the connection (with its channels and consumers) so far."""
+        self.last_close: BaseException | None = None
+        """Why the connection last closed; publish only sees "timed out waiting", the cause is here."""
+        self._up = True
+        self._watching = False
+
+    def secrets(self) -> tuple[str]:
+        """What to mask in text that may quote the URL (the password)."""
+        return (self._password.reveal(),)
+
+    def describe(self, exc: BaseException) -> str:
+        """``exc`` in one line for an error message: its type and text, password masked, cut to 1000."""
+        text = mask_secrets(str(exc), *self.secrets()).strip() or type(exc).__name__
+        return truncate(f"{type(exc).__name__}: {text}")
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if self._ssl_context is not None:
+            return self._ssl_context
+        if not self._tls:
+            return None
+        ca_file, cert_file, key_file = self._ssl_files
+        try:
+            context = ssl.create_default_context(cafile=ca_file)
+            if cert_file:
+                context.load_cert_chain(cert_file, key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"cannot load TLS files for {self.url!r} ({self.describe(exc)}): check ca_file, cert_file "
+                "and key_file"
+            ) from None
+        return context
+
+    async def open(self, *, connect_timeout: float, reconnect_interval: float) -> aio_pika.RobustConnection:
+        """A new connected ``RobustConnection``, or ``ConnectionFailed`` within ``connect_timeout``."""
+        conn = aio_pika.RobustConnection(
+            make_url(self._secret_url.reveal()),
+            ssl_context=self._tls_context(),
+            client_properties={"connection_name": self._connection_name},
+            reconnect_interval=reconnect_interval,
+        )
+        try:
+            await asyncio.wait_for(conn.connect(timeout=connect_timeout), connect_timeout + 1.0)
+        except (Exception, asyncio.CancelledError) as exc:
+            with contextlib.suppress(Exception):
+                await conn.close()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise self._connect_error(exc, connect_timeout) from None
+        return conn
+
+    def _connect_error(self, exc: BaseException, connect_timeout: float) -> ConnectionFailed:
+        cause = self.describe(exc)
+        if isinstance(exc, AuthenticationError | ProbableAuthenticationError):
+            fix = "check the user name and password in the URL"
+        elif isinstance(exc, ssl.SSLError) or "SSL" in cause:
+            fix = (
+                "check that the port speaks TLS (RabbitMQ's TLS port is usually 5671) and the TLS settings "
+                "(ca_file, ssl_context)"
+            )
+        elif isinstance(exc, asyncio.TimeoutError | TimeoutError):
+            cause = f"no answer within {connect_timeout:g} s"
+            fix = _START_HINT
+        else:
+            fix = _START_HINT
+        return ConnectionFailed(f"cannot connect to RabbitMQ at {self.url} ({cause}): {fix}")
+
+    def watch(self, conn: aio_pika.RobustConnection) -> None:
+        """Count reconnections of ``conn``, log its losses and remember their cause, until :meth:`unwatch`."""
+        self._watching = True
+        conn.reconnect_callbacks.add(self._on_reconnect)
+        conn.close_callbacks.add(self._on_connection_closed)
+
+    def unwatch(self) -> None:
+        """The bus is closing: a connection closing now is no outage."""
+        self._watching = False
+
+    def _on_connection_closed(self, _sender: Any, exc: BaseException | None = None, *_: Any) -> None:
+        if not self._watching:
+            return
+        self.last_close = exc
+        error = self.describe(exc) if exc else None
+        if self._up:  # once per outage; aio-pika's failed reconnection attempts land here too
+            self._up = False
+            self._log.warning("amqp_connection_lost", error=error)
+        else:
+            self._log.debug("amqp_reconnect_failed", error=error)
+
+    def _on_reconnect(self, *_: Any) -> None:
+        self._up = True
+        self.reconnect_count += 1
+        self._log.info("amqp_reconnected", reconnects=self.reconnect_count)
+
+    def outage(self, what: str, exc: BaseException | None, reconnect_timeout: float) -> ConnectionFailed:
+        """The error of ``what`` when the connection did not come back within ``reconnect_timeout``."""
+        causes = [f"last error {self.describe(exc)}"] if exc is not None else []
+        closed_by = self.last_close
+        if closed_by is not None and closed_by is not exc:
+            causes.append(f"the connection last closed with {self.describe(closed_by)}")
+        cause = f" ({'; '.join(causes)})" if causes else ""
+        fix = _START_HINT
+        if isinstance(closed_by, aiormq.exceptions.ConnectionInternalError):
+            fix = (
+                "RabbitMQ failed internally while aio-pika restored this bus's queues (see the broker log); "
+                "on RabbitMQ 3.10 a stopped rabbit_fifo_dlx_sup breaks at-least-once quorum queues until "
+                "`rabbitmqctl stop_app && rabbitmqctl start_app`"
+            )
+        return ConnectionFailed(
+            f"{what}: the connection to RabbitMQ at {self.url} was not restored within "
+            f"{reconnect_timeout:g} s{cause}; {fix}"
+        )
+
+    def channel_error(self, what: str, exc: ChannelClosed) -> BusError:
+        """The error of ``what`` when RabbitMQ closed the channel on it (it refused the operation)."""
+        text = self.describe(exc)
+        if isinstance(exc, ChannelPreconditionFailed):
+            return BusError(
+                f"{what}: RabbitMQ refused ({text}); the queue or exchange already exists with other "
+                "arguments: delete it (rabbitmqctl delete_queue NAME) or use the same settings"
+            )
+        if isinstance(exc, ChannelNotFoundEntity):
+            return BusError(f"{what}: RabbitMQ says it does not exist ({text}); declare it first")
+        if isinstance(exc, ChannelAccessRefused):
+            return BusError(f"{what}: access refused ({text}); check the user's permissions on the vhost")
+        return BusError(f"{what}: RabbitMQ refused ({text})")

@@ -1,0 +1,265 @@
+"""What ``AmqpBus`` consumers get: a received message (``AmqpDelivery``) and a consumer of a queue.
+
+- **dead_letter(reason)** publishes a copy of the message to ``relaybus.dlx`` with the headers of
+  :func:`relaybus.bus.core.dead_letter_headers` (``relaybus-error`` and ``relaybus-original-*``), waits for
+  the confirm, then acks the original. ``nack(requeue=False)`` is a plain AMQP reject: the broker
+  dead-letters the message itself (``x-first-death-reason: rejected``) through the queue's
+  ``x-dead-letter-exchange``, which every queue declared by ``AmqpBus`` has.
+- Settling a delivery whose channel is gone (a broker restart, ``close``) raises ``BusError``: the broker has
+  already returned the message to its queue, so it will be delivered again (at-least-once).
+- Headers are plain ``HeaderValue``s: bytes decoded, AMQP tables and arrays as JSON text.
+
+What RabbitMQ 3.10.8 really does with quorum queues (measured by ``tests/bus/test_amqp.py``):
+
+- ``x-delivery-limit: N`` allows N+1 deliveries: the first and N redeliveries. The delivery after the N-th
+  redelivery does not happen; the broker dead-letters the message instead. ``N = 0`` means one delivery.
+- A redelivery carries ``x-delivery-count`` = 1, 2, ... N; the first delivery has no such header
+  (:attr:`AmqpDelivery.delivery_count` is then 0). Returns by ``nack(requeue=True)`` and by a consumer's
+  channel closing both count.
+- The broker's dead-lettered copy keeps the original headers and routing key and gains ``x-death``
+  (``[{reason: 'delivery_limit', queue, exchange, routing-keys, count, time}]``) and ``x-first-death-reason``
+  / ``-queue`` / ``-exchange``; it has **no** ``relaybus-error`` header. So that readers of ``relaybus.dead``
+  see one format, :attr:`AmqpDelivery.headers` fills in ``relaybus-error`` and the ``relaybus-original-*``
+  headers from them when absent (:func:`relaybus.bus.core.fill_death_headers`, as ``MemoryBus`` does).
+- Quorum queues ignore message priority (supported from RabbitMQ 4.0); ``priority`` is carried anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustQueue
+from aio_pika.exceptions import ChannelInvalidStateError
+
+from relaybus.exceptions import BusError
+
+from .base import DEAD_LETTER_EXCHANGE, ERROR_HEADER, Handler, HeaderValue
+from .core import (
+    DELIVERY_COUNT_HEADER,
+    FIRST_DEATH_REASON_HEADER,
+    DeliveryFields,
+    already_settled,
+    dead_letter_headers,
+    fill_death_headers,
+    start_handler,
+)
+
+if TYPE_CHECKING:
+    from .amqp import AmqpBus
+
+__all__ = ["AmqpDelivery", "AmqpSubscription"]
+
+_SETTLE_TIMEOUT_S = 5.0  # an ack is one frame written; longer means the channel is dead
+
+
+def _header_value(value: Any) -> HeaderValue:
+    """An AMQP field value as a plain ``HeaderValue`` (bytes decoded, tables and arrays as JSON text)."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+def _first_death_routing_key(raw: Mapping[str, Any]) -> str | None:
+    """The routing key a dead-lettered message had when it first died (RabbitMQ's oldest ``x-death``)."""
+    deaths = raw.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[-1], Mapping):
+        keys = deaths[-1].get("routing-keys")
+        if isinstance(keys, list) and keys:
+            return str(_header_value(keys[0]))
+    return None
+
+
+class AmqpDelivery(DeliveryFields[AbstractIncomingMessage]):
+    """One received message (the :class:`~relaybus.bus.base.Delivery` protocol). Settle it exactly once.
+
+    Settling after the consumer's channel was lost (a broker restart, ``close``) raises ``BusError``: the
+    broker has already returned the message to its queue, so it will be delivered again (at-least-once).
+    """
+
+    __slots__ = ("_bus", "_queue", "_state")
+
+    def __init__(self, message: AbstractIncomingMessage, *, queue: str, bus: AmqpBus) -> None:
+        self._message = message
+        self._queue = queue
+        self._bus = bus
+        self._state: str | None = None  # how it was settled
+        raw = message.headers or {}
+        headers = {str(k): _header_value(v) for k, v in raw.items()}
+        if FIRST_DEATH_REASON_HEADER in raw:
+            fill_death_headers(headers, routing_key=_first_death_routing_key(raw))
+        self._headers = headers
+
+    @property
+    def redelivered(self) -> bool:
+        return bool(self._message.redelivered)
+
+    @property
+    def delivery_count(self) -> int:
+        count = (self._message.headers or {}).get(DELIVERY_COUNT_HEADER)
+        return count if isinstance(count, int) and not isinstance(count, bool) else 0
+
+    @property
+    def queue(self) -> str:
+        """The queue this delivery came from."""
+        return self._queue
+
+    @property
+    def settled(self) -> bool:
+        return self._state is not None
+
+    def _settle(self, state: str) -> None:
+        if self._state is not None:
+            raise already_settled(self.message_id, self._queue, self._state)
+        self._state = state
+
+    async def ack(self) -> None:
+        self._settle("acked")
+        await self._on_channel("ack", self._message.ack)
+
+    async def nack(self, *, requeue: bool = True) -> None:
+        """Return the message (``requeue``: counts against the delivery limit) or have it dead-lettered."""
+        self._settle("nacked")
+        await self._on_channel("nack", lambda: self._message.nack(requeue=requeue))
+
+    async def dead_letter(self, reason: str) -> None:
+        """Publish a copy to ``relaybus.dlx`` with the dead-letter headers, wait for its confirm, then ack."""
+        self._settle("dead-lettered")
+        message, bus = self._message, self._bus
+        headers = dead_letter_headers(
+            message.headers or {},
+            reason=reason,
+            queue=self._queue,
+            routing_key=message.routing_key or "",
+            exchange=message.exchange or "",
+            secrets=bus._link.secrets(),
+        )
+        copy = aio_pika.Message(
+            body=message.body,
+            headers=headers,
+            content_type=message.content_type,
+            content_encoding=message.content_encoding,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            priority=message.priority,
+            correlation_id=message.correlation_id,
+            reply_to=message.reply_to,
+            message_id=message.message_id,
+            type=message.type,
+            app_id=message.app_id,
+        )
+        # No size cap here: an oversized body is exactly what may need dead-lettering, and it already
+        # passed the broker once. mandatory: if relaybus.dead were unbound, fail instead of dropping.
+        await bus._publish(copy, DEAD_LETTER_EXCHANGE, message.routing_key or "", mandatory=True)
+        bus._log.info(
+            "message_dead_lettered",
+            queue=self._queue,
+            message_id=message.message_id,
+            reason=headers[ERROR_HEADER],
+        )
+        await self._on_channel("ack", message.ack)
+
+    async def _on_channel(self, verb: str, op: Callable[[], Awaitable[object]]) -> None:
+        try:
+            # The delivery's own (aiormq) channel, not the robust wrapper: after a reconnect the wrapper has a
+            # new channel, and this delivery tag means nothing there. Writing to the dead channel's bounded
+            # write queue would wait forever once it is full, so check first and bound the wait.
+            channel = self._message.channel
+            connection = getattr(channel, "connection", None)
+            if getattr(channel, "is_closed", False) or getattr(connection, "is_closed", False):
+                raise ChannelInvalidStateError("the delivery's channel is closed")
+            await asyncio.wait_for(op(), min(self._bus.operation_timeout, _SETTLE_TIMEOUT_S))
+        except (ChannelInvalidStateError, aiormq.exceptions.AMQPError, ConnectionError, TimeoutError) as exc:
+            self._bus._log.warning(
+                "settle_failed_channel_closed",
+                verb=verb,
+                queue=self._queue,
+                message_id=self.message_id,
+                error=type(exc).__name__,
+            )
+            raise BusError(
+                f"cannot {verb} message {self.message_id!r} from queue {self._queue!r}: its channel "
+                f"closed ({type(exc).__name__}, e.g. the broker restarted), so RabbitMQ returned it to the "
+                "queue and will deliver it again; drop the duplicate by its id"
+            ) from None
+
+    def __repr__(self) -> str:
+        return (
+            f"AmqpDelivery(queue={self._queue!r}, message_id={self.message_id!r}, "
+            f"routing_key={self.routing_key!r}, delivery_count={self.delivery_count})"
+        )
+
+
+class AmqpSubscription:
+    """A consumer on its own channel. ``cancel`` stops it, waits for running handlers, closes the channel."""
+
+    def __init__(
+        self, bus: AmqpBus, queue_name: str, handler: Handler, channel: AbstractRobustChannel
+    ) -> None:
+        self._bus = bus
+        self.queue = queue_name
+        self._handler = handler
+        self._channel = channel
+        self._queue: AbstractRobustQueue | None = None
+        self._tag: str | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self._cancelled = False
+
+    async def _start(self, queue: AbstractRobustQueue) -> None:
+        self._queue = queue
+        self._tag = await queue.consume(self._on_message, no_ack=False)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        # In a task of our own (start_handler): a broker restart must not cancel user code half-way. The
+        # handler finishes; its ack then fails (the broker has requeued the message) and the redelivery is
+        # deduplicated by id.
+        running = self._running
+        start_handler(
+            self._handler,
+            AmqpDelivery(message, queue=self.queue, bus=self._bus),
+            self._bus._log,
+            running=running,
+            name=f"relaybus-handler:{self.queue}",
+            on_done=running.discard,
+        )
+
+    async def cancel(self) -> None:
+        """Stop consuming; unsettled deliveries are requeued once their handlers return."""
+        if self._cancelled:
+            return
+        self._cancelled = True
+        self._bus._forget(self)
+        if self._queue is not None and self._tag is not None:
+            with contextlib.suppress(Exception):  # the connection may be down: closing the channel suffices
+                await asyncio.wait_for(self._queue.cancel(self._tag), self._bus.operation_timeout)
+        current = asyncio.current_task()
+        running = [t for t in self._running if t is not current]
+        if running:
+            await asyncio.wait(running)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._channel.close(), self._bus.operation_timeout)
+
+    async def _abort(self) -> None:
+        """The connection is going away: cancel running handlers (their deliveries return to the queue)."""
+        self._cancelled = True
+        current = asyncio.current_task()
+        running = [t for t in self._running if t is not current]
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running)
+
+    def __repr__(self) -> str:
+        return f"AmqpSubscription(queue={self.queue!r}, running={len(self._running)})"
