@@ -83,19 +83,32 @@ from relaybus.bus.base import (
     agent_queue_name,
     agent_routing_key,
 )
-from relaybus.bus.codec import DEFAULT_MAX_BODY_BYTES, decode_delivery, encode_result
+from relaybus.bus.codec import (
+    CONTROL_MAX_BODY_BYTES,
+    DEFAULT_MAX_BODY_BYTES,
+    PING_ROUTING_KEY,
+    decode_delivery,
+    encode_heartbeat,
+    encode_result,
+)
 from relaybus.bus.rpc import ReplyRouter
 from relaybus.bus.topic import topic_binding
 from relaybus.exceptions import ConfigError, DelegationError, NoRouteError
 from relaybus.executor.protocol import Executor
 from relaybus.log import get_logger
-from relaybus.messages import AgentTask, CancelRequest, ExecutionResult, ExecutionStatus, Usage
+from relaybus.messages import (
+    AgentTask,
+    CancelRequest,
+    ExecutionResult,
+    ExecutionStatus,
+    Usage,
+    WorkerHeartbeat,
+)
 from relaybus.secrets import mask_secrets
 
 from .agent import Agent, validate_agent
 from .context import AgentContext
 from .delegation import DEFAULT_MAX_DEPTH, check_incoming, parse_chain
-from .heartbeat import PING_ROUTING_KEY, WorkerHeartbeat, heartbeat_message
 
 if (
     TYPE_CHECKING
@@ -383,7 +396,7 @@ class AgentWorker:
 
     async def _publish_heartbeat(self) -> None:
         try:
-            await self._bus.publish(heartbeat_message(self.heartbeat()))
+            await self._bus.publish(encode_heartbeat(self.heartbeat()))
         except Exception as exc:  # the broker may be away; the next beat tries again
             self._log.warning("heartbeat_failed", error=mask_secrets(repr(exc))[:300])
 
@@ -392,7 +405,7 @@ class AgentWorker:
             self._beat_now.set()
             await delivery.ack()
             return
-        request = await decode_delivery(delivery, CancelRequest, max_bytes=64 * 1024)
+        request = await decode_delivery(delivery, CancelRequest, max_bytes=CONTROL_MAX_BODY_BYTES)
         if request is None:
             return
         self._remember_cancel(request.task_id, request.reason)

@@ -29,20 +29,13 @@ from pydantic import JsonValue
 
 from relaybus.agents.agent import Agent
 from relaybus.agents.worker import AgentWorker, default_worker_id
-from relaybus.bus.base import CANCEL_ROUTING_KEY, SCHEMA_HEADER, Bus, Delivery, HeaderValue, OutgoingMessage
-from relaybus.bus.codec import encode_task
+from relaybus.bus.base import Bus, Delivery, HeaderValue
+from relaybus.bus.codec import encode_cancel, encode_task
 from relaybus.bus.memory import MemoryBus
 from relaybus.bus.rpc import ReplyRouter
 from relaybus.bus.topic import topic_matches
 from relaybus.executor.protocol import Executor
-from relaybus.messages import (
-    SCHEMA_VERSION,
-    AgentTask,
-    CancelRequest,
-    ExecutionResult,
-    ExecutionStatus,
-    Usage,
-)
+from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, Usage
 
 __all__ = ["AgentTestHarness", "CapturedEvent", "FakeExecutor"]
 
@@ -226,15 +219,7 @@ class AgentTestHarness:
 
     async def cancel(self, task_id: UUID, reason: str = "cancelled by the test") -> None:
         """Publish a :class:`~relaybus.messages.CancelRequest` for ``task_id``, as an orchestrator does."""
-        body = CancelRequest(task_id=task_id, reason=reason).model_dump_json().encode()
-        await self.bus.publish(
-            OutgoingMessage(
-                body=body,
-                routing_key=CANCEL_ROUTING_KEY,
-                headers={SCHEMA_HEADER: SCHEMA_VERSION},
-                mandatory=False,
-            )
-        )
+        await self.bus.publish(encode_cancel(task_id, reason))
 
     def events(self, pattern: str = "#") -> list[CapturedEvent]:
         """Events published so far whose topic matches ``pattern`` (``event.`` prefix left out)."""
