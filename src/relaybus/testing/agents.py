@@ -34,6 +34,7 @@ from relaybus.bus.codec import encode_cancel, encode_task
 from relaybus.bus.memory import MemoryBus
 from relaybus.bus.rpc import ReplyRouter
 from relaybus.bus.topic import topic_matches
+from relaybus.exceptions import ConfigError, UsageError
 from relaybus.executor.protocol import Executor
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, Usage
 
@@ -130,7 +131,7 @@ class AgentTestHarness:
         **worker_options: Any,
     ) -> None:
         if workers < 1:
-            raise ValueError(f"workers must be at least 1, got {workers}")
+            raise ConfigError(f"workers must be at least 1, got {workers}")
         self._agent_specs = tuple(agents)
         self.executor: Executor = executor if executor is not None else FakeExecutor()
         self._own_bus = bus is None
@@ -201,7 +202,7 @@ class AgentTestHarness:
     ) -> ExecutionResult:
         """Send ``task`` over the bus as an orchestrator would; return its result (TIMEOUT if none came)."""
         if self._router is None:
-            raise RuntimeError("use the harness inside `async with AgentTestHarness(...) as h:`")
+            raise UsageError("use the harness inside `async with AgentTestHarness(...) as h:`")
         return await self._router.request(task, timeout=timeout or self.timeout_s, headers=headers)
 
     async def run_many(
