@@ -10,10 +10,11 @@ does not validate against the model. Nothing is ever unpickled.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, JsonValue, TypeAdapter, ValidationError
+from pydantic import BaseModel, JsonValue, RootModel, TypeAdapter, ValidationError
 
 from relaybus.exceptions import ConfigError, InvalidMessage
 from relaybus.messages import (
@@ -68,6 +69,9 @@ PING_ROUTING_KEY = f"{WORKER_EVENT_PREFIX}.ping"
 WORKER_EVENTS_PATTERN = f"{WORKER_EVENT_PREFIX}.*"
 _MAX_REASON = 500
 _JSON: TypeAdapter[JsonValue] = TypeAdapter(JsonValue)
+# The one place a message gets its schema version; each message gets a copy (``dict(_SCHEMA_HEADERS)``), as
+# a bus or a caller may add headers to it.
+_SCHEMA_HEADERS: Mapping[str, HeaderValue] = MappingProxyType({SCHEMA_HEADER: SCHEMA_VERSION})
 M = TypeVar("M", bound=BaseModel)
 
 # Pickle protocol 2+ starts with PROTO (0x80); protocols 0-1 start with an opcode such as '(' or ']' and
@@ -75,12 +79,8 @@ M = TypeVar("M", bound=BaseModel)
 _PICKLE_START = b"\x80"
 
 
-def _schema_headers(extra: Mapping[str, HeaderValue] | None = None) -> dict[str, HeaderValue]:
-    """A fresh headers dict with the schema version: the one place a message gets it."""
-    headers: dict[str, HeaderValue] = {SCHEMA_HEADER: SCHEMA_VERSION}
-    if extra:
-        headers.update(extra)
-    return headers
+class _Event(RootModel[JsonValue]):
+    """An event's payload: any JSON value."""
 
 
 def encode_task(
@@ -98,7 +98,7 @@ def encode_task(
         message_id=str(task.id),
         correlation_id=str(task.id),
         reply_to=reply_to,
-        headers=_schema_headers(headers),
+        headers={**_SCHEMA_HEADERS, **headers} if headers else dict(_SCHEMA_HEADERS),
         priority=task.priority,
         mandatory=mandatory,
     )
@@ -112,7 +112,7 @@ def encode_result(result: ExecutionResult, *, reply_to: str) -> OutgoingMessage:
         exchange=DEFAULT_EXCHANGE,
         message_id=f"result-{result.task_id}",
         correlation_id=str(result.task_id),
-        headers=_schema_headers(),
+        headers=dict(_SCHEMA_HEADERS),
         mandatory=True,
     )
 
@@ -130,7 +130,7 @@ def encode_event(
         body=body,
         routing_key=event_routing_key(topic),
         correlation_id=correlation_id,
-        headers=_schema_headers(),
+        headers=dict(_SCHEMA_HEADERS),
         mandatory=False,
     )
 
@@ -142,7 +142,7 @@ def encode_cancel(task_id: UUID, reason: str) -> OutgoingMessage:
     return OutgoingMessage(
         body=request.model_dump_json().encode(),
         routing_key=CANCEL_ROUTING_KEY,
-        headers=_schema_headers(),
+        headers=dict(_SCHEMA_HEADERS),
         mandatory=False,
     )
 
@@ -154,7 +154,7 @@ def encode_heartbeat(beat: WorkerHeartbeat) -> OutgoingMessage:
         body=beat.model_dump_json().encode(),
         routing_key=STOPPED_ROUTING_KEY if beat.status == "stopped" else HEARTBEAT_ROUTING_KEY,
         message_id=f"heartbeat-{beat.worker}-{beat.timestamp.timestamp():.3f}",
-        headers=_schema_headers(),
+        headers=dict(_SCHEMA_HEADERS),
         mandatory=False,
         persistent=False,
     )
@@ -166,7 +166,7 @@ def encode_ping() -> OutgoingMessage:
     return OutgoingMessage(
         body=b"{}",
         routing_key=PING_ROUTING_KEY,
-        headers=_schema_headers(),
+        headers=dict(_SCHEMA_HEADERS),
         mandatory=False,
         persistent=False,
     )
@@ -176,7 +176,7 @@ def _short(reason: str) -> str:
     return reason if len(reason) <= _MAX_REASON else reason[: _MAX_REASON - 3] + "..."
 
 
-def _validation_reason(what: str, exc: ValidationError) -> str:
+def _validation_reason(model: type[BaseModel], exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_url=False, include_input=False)[:3]:
         loc = ".".join(str(p) for p in err["loc"]) or "body"
@@ -186,13 +186,18 @@ def _validation_reason(what: str, exc: ValidationError) -> str:
     first = exc.errors(include_url=False, include_input=False)[0]["type"] if exc.error_count() else ""
     if first.startswith("json_"):
         return f"body is not valid JSON: {parts[0]}"
-    return f"invalid {what}: " + "; ".join(parts) + tail
+    return f"invalid {model.__name__}: " + "; ".join(parts) + tail
 
 
-def _check_envelope(
-    body: bytes, headers: Mapping[str, HeaderValue], content_type: str | None, max_bytes: int
-) -> None:
-    """Refuse a body by what it is before parsing it: size, pickle, content type, schema version."""
+def decode(
+    body: bytes,
+    headers: Mapping[str, HeaderValue],
+    model: type[M],
+    *,
+    content_type: str | None = "application/json",
+    max_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> M:
+    """Check and parse one received body; raise :class:`InvalidMessage` with a short reason if refused."""
     size = len(body)
     if size > max_bytes:
         raise InvalidMessage(f"body too large: {size} bytes, the limit is {max_bytes}")
@@ -210,34 +215,17 @@ def _check_envelope(
             f"unknown schema version {str(version)[:20]!r} in {SCHEMA_HEADER!r}; "
             f"this relaybus speaks {SCHEMA_VERSION}"
         )
-
-
-def _refusal(body: bytes, what: str, exc: Exception) -> InvalidMessage:
-    """Why parsing ``body`` failed: a validation error, or (checked only now) bad UTF-8 or bad JSON."""
-    # UTF-8 is checked only now, to word the reason: decoding every body first cost a copy per message.
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError as bad:
-        return InvalidMessage(f"body is not UTF-8: invalid byte at offset {bad.start}")
-    if isinstance(exc, ValidationError):
-        return InvalidMessage(_short(_validation_reason(what, exc)))
-    return InvalidMessage(_short(f"body is not valid JSON: {exc}"))
-
-
-def decode(
-    body: bytes,
-    headers: Mapping[str, HeaderValue],
-    model: type[M],
-    *,
-    content_type: str | None = "application/json",
-    max_bytes: int = DEFAULT_MAX_BODY_BYTES,
-) -> M:
-    """Check and parse one received body; raise :class:`InvalidMessage` with a short reason if refused."""
-    _check_envelope(body, headers, content_type, max_bytes)
     try:
         return model.model_validate_json(body)  # refuses invalid UTF-8 itself
     except (ValueError, RecursionError) as exc:  # ValidationError, or e.g. nesting too deep for the parser
-        raise _refusal(body, model.__name__, exc) from None
+        # UTF-8 is checked only now, to word the reason: decoding every body first cost a copy per message.
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise InvalidMessage(f"body is not UTF-8: invalid byte at offset {bad.start}") from None
+        if isinstance(exc, ValidationError):
+            raise InvalidMessage(_short(_validation_reason(model, exc))) from None
+        raise InvalidMessage(_short(f"body is not valid JSON: {exc}")) from None
 
 
 def decode_event(
@@ -248,11 +236,7 @@ def decode_event(
     max_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> JsonValue:
     """The JSON payload of an event (see :func:`encode_event`); raise :class:`InvalidMessage` if refused."""
-    _check_envelope(body, headers, content_type, max_bytes)
-    try:
-        return _JSON.validate_json(body)
-    except (ValueError, RecursionError) as exc:
-        raise _refusal(body, "event", exc) from None
+    return decode(body, headers, _Event, content_type=content_type, max_bytes=max_bytes).root
 
 
 def decode_cancel(
