@@ -56,4 +56,4 @@ class LazyTaskExecutor:
         """Close the executor if one was made (idempotent); a later task makes a new one."""
         inner, self._inner = self._inner, None
         if inner is not None:
-            await inner.aclose()
+            await inner.close()
