@@ -1,6 +1,6 @@
-"""The contract between processes: tasks and their results.
+"""The contract between processes: tasks, their results, cancel requests and worker heartbeats.
 
-Both models are frozen pydantic v2 models that travel as UTF-8 JSON (``model_dump_json``) with the AMQP header
+All are frozen pydantic v2 models that travel as UTF-8 JSON (``model_dump_json``) with the AMQP header
 ``relaybus-schema: 1`` (see :mod:`relaybus.bus.codec`). Unknown fields are refused, so a message from a newer,
 incompatible sender fails loudly instead of losing data silently.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
@@ -25,6 +25,7 @@ __all__ = [
     "ExecutionResult",
     "ExecutionStatus",
     "Usage",
+    "WorkerHeartbeat",
 ]
 
 SCHEMA_VERSION = 1
@@ -34,6 +35,7 @@ _WORD = r"[A-Za-z0-9_-]+"
 TOPIC_RE = re.compile(rf"^{_WORD}(\.{_WORD})*$")
 NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$")
 MAX_TOPIC_LEN = 200
+MAX_CANCEL_REASON = 1000
 
 
 def _now() -> datetime:
@@ -178,4 +180,21 @@ class CancelRequest(_Model):
     """Asks whichever worker runs ``task_id`` to stop it; published on ``event.relaybus.cancel``."""
 
     task_id: UUID
-    reason: Annotated[str, Field(max_length=1000)] = "cancelled by the orchestrator"
+    reason: Annotated[str, Field(max_length=MAX_CANCEL_REASON)] = "cancelled by the orchestrator"
+
+
+class WorkerHeartbeat(BaseModel):
+    """What a worker says about itself. ``status`` is ``running``, ``draining`` or ``stopped``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    worker: Annotated[str, Field(max_length=300)]
+    host: Annotated[str, Field(max_length=255)]
+    pid: Annotated[int, Field(ge=0)]
+    agents: tuple[Annotated[str, Field(max_length=100)], ...]
+    in_flight: Annotated[int, Field(ge=0)]
+    capacity: Annotated[int, Field(ge=1)]
+    processed: Annotated[int, Field(ge=0)] = 0
+    status: Literal["running", "draining", "stopped"] = "running"
+    interval_s: Annotated[float, Field(gt=0)]
+    timestamp: datetime = Field(default_factory=_now)

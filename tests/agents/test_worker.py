@@ -24,9 +24,9 @@ from relaybus.bus.base import (
     OutgoingMessage,
     agent_queue_name,
 )
-from relaybus.bus.codec import decode, encode_task
+from relaybus.bus.codec import decode, decode_heartbeat, encode_task
 from relaybus.bus.memory import MemoryBus, QueueStats
-from relaybus.exceptions import ConfigError
+from relaybus.exceptions import ConfigError, UsageError
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 from relaybus.testing.agents import AgentTestHarness, FakeExecutor
 
@@ -132,6 +132,24 @@ async def test_exception_becomes_failure_with_type_and_message_and_worker_goes_o
     assert failed.error.message == "cannot handle 'x'"
     assert after.ok
     assert after.output == {"echo": "still here"}
+
+
+async def test_an_event_topic_that_is_not_dot_separated_words_fails_the_task_as_a_config_error() -> None:
+    class Announcer(Agent):
+        name = "announcer"
+        topics = ("announce",)
+
+        async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+            await ctx.publish_event("review..done", {})
+            return "published"
+
+    async with AgentTestHarness([Announcer()]) as h:
+        result = await h.run(AgentTask(topic="announce"))
+    assert result.status is ExecutionStatus.FAILURE
+    assert result.error is not None
+    assert result.error.type == "ConfigError"
+    assert "must be dot-separated words" in result.error.message
+    assert h.events("review.#") == []
 
 
 async def test_non_json_return_value_is_a_failure_that_says_what_to_return() -> None:
@@ -644,6 +662,17 @@ async def test_on_start_and_on_stop_hooks_run_once_around_the_tasks(bus: MemoryB
     assert seen == ["start", "task", "stop"]
 
 
+async def test_is_running_while_consuming_only_and_a_second_start_is_a_usage_error(bus: MemoryBus) -> None:
+    worker = AgentWorker(bus, [Probe()], executor=FakeExecutor())
+    assert not worker.is_running
+    async with worker:
+        assert worker.is_running
+        with pytest.raises(UsageError, match="started already"):
+            await worker.start()
+        assert worker.is_running  # the refused start left the running worker alone
+    assert not worker.is_running
+
+
 async def test_failing_on_start_aborts_the_start_and_undoes_it(bus: MemoryBus) -> None:
     stopped: list[str] = []
 
@@ -669,13 +698,22 @@ async def test_failing_on_start_aborts_the_start_and_undoes_it(bus: MemoryBus) -
 # -- liveness ------------------------------------------------------------------------------------------------
 
 
-async def test_heartbeats_announce_agents_and_load_and_a_stopped_event_at_exit() -> None:
-    async with AgentTestHarness([sa.Echo(), sa.Failing()], concurrency=7, heartbeat_interval_s=0.05) as h:
+async def test_heartbeats_announce_agents_and_load_and_one_stopped_event_at_exit(bus: MemoryBus) -> None:
+    stopped: list[WorkerHeartbeat] = []
+    await bus.declare_queue("watch-stopped", bindings=("event.relaybus.worker.stopped",), durable=False)
+
+    async def keep(delivery: Delivery) -> None:
+        stopped.append(decode_heartbeat(delivery.body, delivery.headers))
+        await delivery.ack()
+
+    await bus.consume("watch-stopped", keep)
+    async with AgentTestHarness(
+        [sa.Echo(), sa.Failing()], bus=bus, concurrency=7, heartbeat_interval_s=0.05
+    ) as h:
         await h.run(AgentTask(topic=sa.topic("echo")))
         await asyncio.sleep(0.2)
         beats = [WorkerHeartbeat.model_validate(e.payload) for e in h.events("relaybus.worker.heartbeat")]
-        bus = h.bus
-        assert isinstance(bus, MemoryBus)
+        assert stopped == []  # not while it runs
     assert len(beats) >= 3
     last = beats[-1]
     assert last.worker == h.worker.worker_id
@@ -684,8 +722,10 @@ async def test_heartbeats_announce_agents_and_load_and_a_stopped_event_at_exit()
     assert last.capacity == 7
     assert last.processed == 1
     assert last.status == "running"
-    stopped = h.events("relaybus.worker.stopped")
-    assert len(stopped) <= 1  # the events queue closes with the harness; see the next test for the event
+    await bus.join("watch-stopped")
+    assert [(b.worker, b.status, b.processed, b.in_flight) for b in stopped] == [
+        (h.worker.worker_id, "stopped", 1, 0)
+    ]
 
 
 async def test_stopped_event_is_published_when_the_worker_exits(bus: MemoryBus) -> None:

@@ -12,6 +12,7 @@ from collections import Counter
 import pytest
 
 from relaybus.bus.memory import MemoryBus
+from relaybus.exceptions import ConfigError, UsageError
 from relaybus.messages import AgentTask, ExecutionStatus
 from relaybus.testing.agents import AgentTestHarness, FakeExecutor
 from tests.agents import sample_agents as sa
@@ -91,5 +92,15 @@ async def test_fake_executor_reports_usage_and_custom_answers() -> None:
 
 
 def test_workers_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="workers"):
+    with pytest.raises(ConfigError, match="workers must be at least 1, got 0"):
         AgentTestHarness([sa.Echo()], workers=0)
+
+
+async def test_running_a_task_outside_the_async_with_block_is_a_usage_error() -> None:
+    harness = AgentTestHarness([sa.Echo()])
+    with pytest.raises(UsageError, match="inside `async with"):
+        await harness.run(AgentTask(topic=sa.topic("echo")))
+    async with harness:
+        pass
+    with pytest.raises(UsageError, match="inside `async with"):  # nor after it
+        await harness.run(AgentTask(topic=sa.topic("echo")))

@@ -8,6 +8,7 @@ hosts agents in one process; every worker hosting agent ``name`` consumes from t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from relaybus.bus.topic import validate_topic_pattern
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
     from .context import AgentContext
 
-__all__ = ["Agent", "validate_agent"]
+__all__ = ["Agent", "validate_agent", "validate_agents"]
 
 
 def _check_topics(owner: str, topics: object) -> tuple[str, ...]:
@@ -65,6 +66,20 @@ def validate_agent(agent: object) -> Agent:
     if agent.system_prompt is not None and not isinstance(agent.system_prompt, str):
         raise ConfigError(f"{owner}.system_prompt must be a string or None")
     return agent
+
+
+def validate_agents(agents: Iterable[Agent]) -> tuple[Agent, ...]:
+    """Check the agents one worker hosts: a non-empty sequence of valid agents with distinct names."""
+    if isinstance(agents, Agent):
+        raise ConfigError("agents must be a sequence of Agent instances: AgentWorker(bus, [MyAgent()])")
+    checked = tuple(validate_agent(a) for a in agents)
+    if not checked:
+        raise ConfigError("AgentWorker needs at least one agent: AgentWorker(bus, [MyAgent()])")
+    names = [a.name for a in checked]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"agent names must be unique in one worker; repeated: {', '.join(duplicates)}")
+    return checked
 
 
 class Agent:

@@ -14,27 +14,17 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Protocol
 from uuid import UUID
 
-from pydantic import BaseModel, JsonValue, TypeAdapter
+from pydantic import BaseModel, JsonValue
 
-from relaybus.bus.base import (
-    CANCEL_ROUTING_KEY,
-    DEADLINE_HEADER,
-    DELEGATION_HEADER,
-    SCHEMA_HEADER,
-    Bus,
-    HeaderValue,
-    OutgoingMessage,
-    event_routing_key,
-)
+from relaybus.bus.base import DEADLINE_HEADER, DELEGATION_HEADER, Bus, HeaderValue
+from relaybus.bus.codec import encode_cancel, encode_event
 from relaybus.executor.protocol import Executor
 from relaybus.log import FilteringBoundLogger
-from relaybus.messages import SCHEMA_VERSION, TOPIC_RE, AgentTask, CancelRequest, ExecutionResult, Usage
+from relaybus.messages import AgentTask, ExecutionResult, Usage
 
 from .delegation import check_outgoing, format_chain
 
 __all__ = ["DEFAULT_DELEGATE_TIMEOUT_S", "AgentContext", "Requester"]
-
-_JSON: TypeAdapter[JsonValue] = TypeAdapter(JsonValue)
 
 DEFAULT_DELEGATE_TIMEOUT_S = 300.0
 """How long ``delegate`` waits when neither the call, the sub-task nor the parent's deadline says less."""
@@ -171,16 +161,9 @@ class AgentContext:
             raise
 
     async def _cancel_remote(self, task: AgentTask) -> None:
-        request = CancelRequest(task_id=task.id, reason=f"the delegating task {self.task.id} was cancelled")
+        reason = f"the delegating task {self.task.id} was cancelled"
         try:
-            await self.bus.publish(
-                OutgoingMessage(
-                    body=request.model_dump_json().encode(),
-                    routing_key=CANCEL_ROUTING_KEY,
-                    headers={SCHEMA_HEADER: SCHEMA_VERSION},
-                    mandatory=False,
-                )
-            )
+            await self.bus.publish(encode_cancel(task.id, reason))
         except Exception as exc:  # best effort: the sub-task's deadline stops it anyway
             self.log.warning("delegate_cancel_failed", sub_task_id=str(task.id), error=repr(exc))
 
@@ -190,22 +173,10 @@ class AgentContext:
     async def publish_event(self, topic: str, payload: JsonValue | BaseModel) -> None:
         """Publish ``payload`` (JSON, or a pydantic model) as an event on ``event.<topic>``.
 
-        Events are fire-and-forget: one that no queue listens to is dropped without an error.
+        Events are fire-and-forget: one that no queue listens to is dropped without an error. Raises
+        :class:`~relaybus.ConfigError` for a topic that is not dot-separated words.
         """
-        if not TOPIC_RE.match(topic):
-            raise ValueError(f"event topic {topic!r} must be dot-separated words, e.g. 'review.done'")
-        body = (
-            payload.model_dump_json().encode() if isinstance(payload, BaseModel) else _JSON.dump_json(payload)
-        )
-        await self.bus.publish(
-            OutgoingMessage(
-                body=body,
-                routing_key=event_routing_key(topic),
-                correlation_id=str(self.task.id),
-                headers={SCHEMA_HEADER: SCHEMA_VERSION},
-                mandatory=False,
-            )
-        )
+        await self.bus.publish(encode_event(topic, payload, correlation_id=str(self.task.id)))
 
 
 class _MeteredExecutor:

@@ -1,44 +1,86 @@
-"""Wire format: tasks and results as UTF-8 JSON, checked on receipt before any handler sees them.
+"""Wire format: every message relaybus puts on the bus, encoded and checked on receipt in this one module.
 
-A body is refused (``InvalidMessage`` with a reason fit for the ``relaybus-error`` header) when it is over the
-size limit, looks like pickle, is not UTF-8, is not JSON, carries no or an unknown ``relaybus-schema``
-version, or does not validate against the model. Nothing is ever unpickled.
+Tasks, results, events, cancel requests, worker heartbeats and pings travel as UTF-8 JSON with the header
+``relaybus-schema``; each has an ``encode_*`` function here, and each with a payload a decoder. A body is
+refused (``InvalidMessage`` with a reason fit for the ``relaybus-error`` header) when it is over the size
+limit, looks like pickle, is not UTF-8, is not JSON, carries no or an unknown ``relaybus-schema`` version, or
+does not validate against the model. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TypeVar
+from uuid import UUID
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, JsonValue, RootModel, TypeAdapter, ValidationError
 
-from relaybus.exceptions import InvalidMessage
-from relaybus.messages import SCHEMA_VERSION, AgentTask, ExecutionResult
+from relaybus.exceptions import ConfigError, InvalidMessage
+from relaybus.messages import (
+    MAX_CANCEL_REASON,
+    SCHEMA_VERSION,
+    TOPIC_RE,
+    AgentTask,
+    CancelRequest,
+    ExecutionResult,
+    WorkerHeartbeat,
+)
 
 from .base import (
+    CANCEL_ROUTING_KEY,
     DEFAULT_EXCHANGE,
     EXCHANGE,
     SCHEMA_HEADER,
+    WORKER_EVENT_PREFIX,
     Delivery,
     HeaderValue,
     OutgoingMessage,
+    event_routing_key,
 )
 
 __all__ = [
+    "CONTROL_MAX_BODY_BYTES",
     "DEFAULT_MAX_BODY_BYTES",
+    "HEARTBEAT_ROUTING_KEY",
+    "PING_ROUTING_KEY",
+    "STOPPED_ROUTING_KEY",
+    "WORKER_EVENTS_PATTERN",
     "decode",
+    "decode_cancel",
     "decode_delivery",
+    "decode_event",
+    "decode_heartbeat",
+    "encode_cancel",
+    "encode_event",
+    "encode_heartbeat",
+    "encode_ping",
     "encode_result",
     "encode_task",
 ]
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+CONTROL_MAX_BODY_BYTES = 64 * 1024
+"""Size limit of a cancel request or a heartbeat: small by nature, so a big one is refused early."""
+HEARTBEAT_ROUTING_KEY = f"{WORKER_EVENT_PREFIX}.heartbeat"
+STOPPED_ROUTING_KEY = f"{WORKER_EVENT_PREFIX}.stopped"
+PING_ROUTING_KEY = f"{WORKER_EVENT_PREFIX}.ping"
+"""Publishing anything here asks every live worker to send a heartbeat now."""
+WORKER_EVENTS_PATTERN = f"{WORKER_EVENT_PREFIX}.*"
 _MAX_REASON = 500
+_JSON: TypeAdapter[JsonValue] = TypeAdapter(JsonValue)
+# The one place a message gets its schema version; each message gets a copy (``dict(_SCHEMA_HEADERS)``), as
+# a bus or a caller may add headers to it.
+_SCHEMA_HEADERS: Mapping[str, HeaderValue] = MappingProxyType({SCHEMA_HEADER: SCHEMA_VERSION})
 M = TypeVar("M", bound=BaseModel)
 
 # Pickle protocol 2+ starts with PROTO (0x80); protocols 0-1 start with an opcode such as '(' or ']' and
 # end with STOP ('.'). JSON can't end in '.', so both are told apart without ever loading them.
 _PICKLE_START = b"\x80"
+
+
+class _Event(RootModel[JsonValue]):
+    """An event's payload: any JSON value."""
 
 
 def encode_task(
@@ -49,9 +91,6 @@ def encode_task(
     mandatory: bool = True,
 ) -> OutgoingMessage:
     """The message that carries ``task`` to its topic (or to the one agent it addresses)."""
-    all_headers: dict[str, HeaderValue] = {SCHEMA_HEADER: SCHEMA_VERSION}
-    if headers:
-        all_headers.update(headers)
     return OutgoingMessage(
         body=task.model_dump_json().encode(),
         routing_key=task.routing_key,
@@ -59,7 +98,7 @@ def encode_task(
         message_id=str(task.id),
         correlation_id=str(task.id),
         reply_to=reply_to,
-        headers=all_headers,
+        headers={**_SCHEMA_HEADERS, **headers} if headers else dict(_SCHEMA_HEADERS),
         priority=task.priority,
         mandatory=mandatory,
     )
@@ -73,8 +112,63 @@ def encode_result(result: ExecutionResult, *, reply_to: str) -> OutgoingMessage:
         exchange=DEFAULT_EXCHANGE,
         message_id=f"result-{result.task_id}",
         correlation_id=str(result.task_id),
-        headers={SCHEMA_HEADER: SCHEMA_VERSION},
+        headers=dict(_SCHEMA_HEADERS),
         mandatory=True,
+    )
+
+
+def encode_event(
+    topic: str, payload: JsonValue | BaseModel, *, correlation_id: str | None = None
+) -> OutgoingMessage:
+    """The event ``payload`` (JSON, or a pydantic model) on ``event.<topic>``: fire-and-forget, so not
+    mandatory (an event nobody listens to is dropped). Raises ConfigError for a topic that is not
+    dot-separated words."""
+    if not TOPIC_RE.match(topic):
+        raise ConfigError(f"event topic {topic!r} must be dot-separated words, e.g. 'review.done'")
+    body = payload.model_dump_json().encode() if isinstance(payload, BaseModel) else _JSON.dump_json(payload)
+    return OutgoingMessage(
+        body=body,
+        routing_key=event_routing_key(topic),
+        correlation_id=correlation_id,
+        headers=dict(_SCHEMA_HEADERS),
+        mandatory=False,
+    )
+
+
+def encode_cancel(task_id: UUID, reason: str) -> OutgoingMessage:
+    """The :class:`~relaybus.messages.CancelRequest` for ``task_id`` on ``event.relaybus.cancel``, for
+    whichever worker runs it; not mandatory (no worker may be up). ``reason`` is cut to 1000 characters."""
+    request = CancelRequest(task_id=task_id, reason=reason[:MAX_CANCEL_REASON])
+    return OutgoingMessage(
+        body=request.model_dump_json().encode(),
+        routing_key=CANCEL_ROUTING_KEY,
+        headers=dict(_SCHEMA_HEADERS),
+        mandatory=False,
+    )
+
+
+def encode_heartbeat(beat: WorkerHeartbeat) -> OutgoingMessage:
+    """The event carrying ``beat``, on ``event.relaybus.worker.stopped`` for a stopped worker and on
+    ``event.relaybus.worker.heartbeat`` otherwise: not mandatory (nobody may be listening), not persistent."""
+    return OutgoingMessage(
+        body=beat.model_dump_json().encode(),
+        routing_key=STOPPED_ROUTING_KEY if beat.status == "stopped" else HEARTBEAT_ROUTING_KEY,
+        message_id=f"heartbeat-{beat.worker}-{beat.timestamp.timestamp():.3f}",
+        headers=dict(_SCHEMA_HEADERS),
+        mandatory=False,
+        persistent=False,
+    )
+
+
+def encode_ping() -> OutgoingMessage:
+    """The ping asking every live worker for a heartbeat now. It carries no data (the body is ``{}``), so
+    it has no decoder: a worker acts on the routing key alone."""
+    return OutgoingMessage(
+        body=b"{}",
+        routing_key=PING_ROUTING_KEY,
+        headers=dict(_SCHEMA_HEADERS),
+        mandatory=False,
+        persistent=False,
     )
 
 
@@ -132,6 +226,31 @@ def decode(
         if isinstance(exc, ValidationError):
             raise InvalidMessage(_short(_validation_reason(model, exc))) from None
         raise InvalidMessage(_short(f"body is not valid JSON: {exc}")) from None
+
+
+def decode_event(
+    body: bytes,
+    headers: Mapping[str, HeaderValue],
+    *,
+    content_type: str | None = "application/json",
+    max_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> JsonValue:
+    """The JSON payload of an event (see :func:`encode_event`); raise :class:`InvalidMessage` if refused."""
+    return decode(body, headers, _Event, content_type=content_type, max_bytes=max_bytes).root
+
+
+def decode_cancel(
+    body: bytes, headers: Mapping[str, HeaderValue], *, content_type: str | None = "application/json"
+) -> CancelRequest:
+    """A received cancel request (see :func:`encode_cancel`); raise :class:`InvalidMessage` if refused."""
+    return decode(body, headers, CancelRequest, content_type=content_type, max_bytes=CONTROL_MAX_BODY_BYTES)
+
+
+def decode_heartbeat(
+    body: bytes, headers: Mapping[str, HeaderValue], *, content_type: str | None = "application/json"
+) -> WorkerHeartbeat:
+    """A received heartbeat (see :func:`encode_heartbeat`); raise :class:`InvalidMessage` if refused."""
+    return decode(body, headers, WorkerHeartbeat, content_type=content_type, max_bytes=CONTROL_MAX_BODY_BYTES)
 
 
 async def decode_delivery(

@@ -13,15 +13,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from relaybus.agents.heartbeat import PING_ROUTING_KEY, WORKER_EVENTS_PATTERN, WorkerHeartbeat
-from relaybus.bus.base import SCHEMA_HEADER, Delivery, OutgoingMessage
-from relaybus.bus.codec import decode
+from relaybus.bus.base import Delivery
+from relaybus.bus.codec import decode_heartbeat, encode_ping
 from relaybus.exceptions import InvalidMessage
-from relaybus.messages import SCHEMA_VERSION
 
 from ._common import CliError, add_amqp_url, open_bus, positive_float, run_async
 
@@ -58,8 +56,8 @@ async def collect_heartbeats(bus: Any, listen_s: float) -> dict[str, WorkerHeart
     async def on_event(delivery: Delivery) -> None:
         if delivery.routing_key != PING_ROUTING_KEY:
             try:
-                beat = decode(delivery.body, delivery.headers, WorkerHeartbeat, max_bytes=64 * 1024)
-            except (InvalidMessage, ValidationError):
+                beat = decode_heartbeat(delivery.body, delivery.headers, content_type=delivery.content_type)
+            except InvalidMessage:
                 beat = None
             if beat is not None:
                 known = latest.get(beat.worker)
@@ -70,15 +68,7 @@ async def collect_heartbeats(bus: Any, listen_s: float) -> dict[str, WorkerHeart
     await bus.declare_queue(queue, bindings=(WORKER_EVENTS_PATTERN,), durable=False)
     try:
         subscription = await bus.consume(queue, on_event, prefetch=256)
-        await bus.publish(
-            OutgoingMessage(
-                body=b"{}",
-                routing_key=PING_ROUTING_KEY,
-                headers={SCHEMA_HEADER: SCHEMA_VERSION},
-                mandatory=False,
-                persistent=False,
-            )
-        )
+        await bus.publish(encode_ping())
         await asyncio.sleep(listen_s)
         await subscription.cancel()
     finally:

@@ -16,14 +16,13 @@ from types import TracebackType
 from typing import Self
 from uuid import uuid4
 
-from relaybus.agents.heartbeat import HEARTBEAT_ROUTING_KEY, PING_ROUTING_KEY, WorkerHeartbeat
 from relaybus.agents.worker import AgentWorker
-from relaybus.bus.base import SCHEMA_HEADER, Bus, Delivery, OutgoingMessage
+from relaybus.bus.base import Bus, Delivery
+from relaybus.bus.codec import HEARTBEAT_ROUTING_KEY, decode_heartbeat, encode_ping
 from relaybus.bus.memory import MemoryBus
-from relaybus.exceptions import RelaybusError
+from relaybus.exceptions import InvalidMessage, RelaybusError
 from relaybus.executor.protocol import Executor
 from relaybus.log import get_logger
-from relaybus.messages import SCHEMA_VERSION
 from relaybus.orchestrator import PlanResult, ProgressCallback, ProjectOrchestrator
 
 from .agents import DEMO_AGENTS
@@ -158,8 +157,8 @@ class WorkerProcesses:
         queue = f"relaybus.demo.ready.{uuid4().hex}"
 
         async def on_beat(delivery: Delivery) -> None:
-            with contextlib.suppress(ValueError):
-                beat = WorkerHeartbeat.model_validate_json(delivery.body)
+            with contextlib.suppress(InvalidMessage):
+                beat = decode_heartbeat(delivery.body, delivery.headers, content_type=delivery.content_type)
                 if beat.pid in expected and beat.status == "running":
                     ready.add(beat.pid)
             await delivery.ack()
@@ -175,15 +174,7 @@ class WorkerProcesses:
                         f"the demo workers did not report ready within {timeout_s:g}s "
                         f"({len(ready)} of {len(expected)} did); is the broker slow or overloaded?"
                     )
-                await bus.publish(
-                    OutgoingMessage(
-                        body=b"{}",
-                        routing_key=PING_ROUTING_KEY,
-                        headers={SCHEMA_HEADER: SCHEMA_VERSION},
-                        mandatory=False,
-                        persistent=False,
-                    )
-                )
+                await bus.publish(encode_ping())
                 await asyncio.sleep(0.3)
         finally:
             await subscription.cancel()

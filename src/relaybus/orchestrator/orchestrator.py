@@ -37,12 +37,12 @@ from types import TracebackType
 from typing import Self
 from uuid import UUID
 
-from relaybus.bus.base import CANCEL_ROUTING_KEY, DEADLINE_HEADER, SCHEMA_HEADER, Bus, OutgoingMessage
-from relaybus.bus.codec import encode_task
+from relaybus.bus.base import DEADLINE_HEADER, Bus
+from relaybus.bus.codec import encode_cancel, encode_task
 from relaybus.bus.rpc import ReplyRouter, timeout_result
 from relaybus.exceptions import BusError, ConfigError, NoRouteError
 from relaybus.log import get_logger
-from relaybus.messages import SCHEMA_VERSION, AgentTask, CancelRequest, ExecutionResult, ExecutionStatus
+from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 
 from .plan import Plan
 from .pricing import ModelPrice
@@ -155,15 +155,8 @@ class ProjectOrchestrator:
         await self._publish_cancel(task_id, reason)
 
     async def _publish_cancel(self, task_id: UUID, reason: str) -> None:
-        body = CancelRequest(task_id=task_id, reason=reason).model_dump_json().encode()
-        message = OutgoingMessage(
-            body=body,
-            routing_key=CANCEL_ROUTING_KEY,
-            headers={SCHEMA_HEADER: SCHEMA_VERSION},
-            mandatory=False,
-        )
         try:
-            await self._bus.publish(message)
+            await self._bus.publish(encode_cancel(task_id, reason))
         except BusError as exc:  # the worker's deadline still stops the task
             self._log.warning("cancel_publish_failed", task_id=str(task_id), error=str(exc))
 

@@ -29,20 +29,14 @@ from pydantic import JsonValue
 
 from relaybus.agents.agent import Agent
 from relaybus.agents.worker import AgentWorker, default_worker_id
-from relaybus.bus.base import CANCEL_ROUTING_KEY, SCHEMA_HEADER, Bus, Delivery, HeaderValue, OutgoingMessage
-from relaybus.bus.codec import encode_task
+from relaybus.bus.base import Bus, Delivery, HeaderValue
+from relaybus.bus.codec import encode_cancel, encode_task
 from relaybus.bus.memory import MemoryBus
 from relaybus.bus.rpc import ReplyRouter
 from relaybus.bus.topic import topic_matches
+from relaybus.exceptions import ConfigError, UsageError
 from relaybus.executor.protocol import Executor
-from relaybus.messages import (
-    SCHEMA_VERSION,
-    AgentTask,
-    CancelRequest,
-    ExecutionResult,
-    ExecutionStatus,
-    Usage,
-)
+from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, Usage
 
 __all__ = ["AgentTestHarness", "CapturedEvent", "FakeExecutor"]
 
@@ -137,7 +131,7 @@ class AgentTestHarness:
         **worker_options: Any,
     ) -> None:
         if workers < 1:
-            raise ValueError(f"workers must be at least 1, got {workers}")
+            raise ConfigError(f"workers must be at least 1, got {workers}")
         self._agent_specs = tuple(agents)
         self.executor: Executor = executor if executor is not None else FakeExecutor()
         self._own_bus = bus is None
@@ -208,7 +202,7 @@ class AgentTestHarness:
     ) -> ExecutionResult:
         """Send ``task`` over the bus as an orchestrator would; return its result (TIMEOUT if none came)."""
         if self._router is None:
-            raise RuntimeError("use the harness inside `async with AgentTestHarness(...) as h:`")
+            raise UsageError("use the harness inside `async with AgentTestHarness(...) as h:`")
         return await self._router.request(task, timeout=timeout or self.timeout_s, headers=headers)
 
     async def run_many(
@@ -226,15 +220,7 @@ class AgentTestHarness:
 
     async def cancel(self, task_id: UUID, reason: str = "cancelled by the test") -> None:
         """Publish a :class:`~relaybus.messages.CancelRequest` for ``task_id``, as an orchestrator does."""
-        body = CancelRequest(task_id=task_id, reason=reason).model_dump_json().encode()
-        await self.bus.publish(
-            OutgoingMessage(
-                body=body,
-                routing_key=CANCEL_ROUTING_KEY,
-                headers={SCHEMA_HEADER: SCHEMA_VERSION},
-                mandatory=False,
-            )
-        )
+        await self.bus.publish(encode_cancel(task_id, reason))
 
     def events(self, pattern: str = "#") -> list[CapturedEvent]:
         """Events published so far whose topic matches ``pattern`` (``event.`` prefix left out)."""

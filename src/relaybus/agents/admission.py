@@ -1,0 +1,120 @@
+"""Admission: whether a delivered task may run here, and the one deadline and delegation chain it runs with.
+
+Checked once per delivery, so the refusal check and the run see the same deadline and chain: a task that
+must carry its own id, was cancelled before it came, arrives through a delegation loop or too deep a chain,
+carries a malformed deadline or one already past, is refused here with the reason.
+"""
+
+from __future__ import annotations
+
+import time
+
+from relaybus.bus.base import DEADLINE_HEADER, Delivery
+from relaybus.bus.codec import decode
+from relaybus.exceptions import DelegationError, InvalidMessage
+from relaybus.log import FilteringBoundLogger
+from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
+
+from .agent import Agent
+from .delegation import check_incoming, parse_chain
+from .outcomes import refused
+from .running import Run
+
+__all__ = ["Admission", "deadline_of", "decode_task"]
+
+
+def decode_task(delivery: Delivery, max_bytes: int) -> AgentTask | str:
+    """The task ``delivery`` carries, or why it must be dead-lettered rather than answered: refused by the
+    codec, or without an id of its own (it would run again on every redelivery), or with another id than
+    its message's."""
+    try:
+        task = decode(
+            delivery.body,
+            delivery.headers,
+            AgentTask,
+            content_type=delivery.content_type,
+            max_bytes=max_bytes,
+        )
+    except InvalidMessage as exc:
+        return exc.reason
+    if "id" not in task.model_fields_set:
+        return (
+            "invalid AgentTask: id: field required (a task without an id would run again on every "
+            "redelivery); send the task's UUID in 'id' and as the AMQP message_id"
+        )
+    if delivery.message_id and delivery.message_id != str(task.id):
+        return (
+            f"message_id {delivery.message_id[:64]!r} does not match the task's id {task.id}; publish tasks "
+            "with encode_task (message_id = id)"
+        )
+    return task
+
+
+def deadline_of(task: AgentTask, delivery: Delivery) -> float | None:
+    """The ``relaybus-deadline`` header (Unix seconds), else the task's ``timeout_s`` from now, else None.
+    Raises :class:`~relaybus.exceptions.InvalidMessage` for a header that is not a positive number."""
+    raw = delivery.headers.get(DEADLINE_HEADER)
+    if raw is None or raw == "":
+        return time.time() + task.timeout_s if task.timeout_s else None
+    if isinstance(raw, bool):
+        raw = None
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not value == value or value <= 0:  # NaN or nonsense
+        raise InvalidMessage(
+            f"header {DEADLINE_HEADER!r} = {str(raw)[:40]!r} is not a Unix time in seconds; "
+            "send e.g. '1767225600.5' or leave the header out"
+        )
+    return value
+
+
+class Admission:
+    """Decides, for the agents of one worker, whether each delivered task runs (see the module docstring)."""
+
+    def __init__(self, *, worker: str, max_depth: int, log: FilteringBoundLogger) -> None:
+        self._worker = worker
+        self._max_depth = max_depth
+        self._log = log
+
+    def admit(
+        self, agent: Agent, task: AgentTask, delivery: Delivery, cancelled: str | None
+    ) -> Run | ExecutionResult:
+        """The run of ``task`` for ``agent``, with its deadline and chain, or the result that answers the task
+        without running it. ``cancelled`` is the reason of a cancel request that came before the task."""
+        name = agent.name
+        if cancelled is not None:
+            return refused(
+                task.id, ExecutionStatus.CANCELLED, "Cancelled", cancelled, agent=name, worker=self._worker
+            )
+        try:
+            chain = parse_chain(delivery.headers)
+            check_incoming(chain, name, self._max_depth)
+        except DelegationError as exc:
+            self._log.warning("delegation_refused", task_id=str(task.id), agent=name, error=str(exc))
+            return refused(
+                task.id, ExecutionStatus.FAILURE, "DelegationError", str(exc), agent=name, worker=self._worker
+            )
+        try:
+            deadline = deadline_of(task, delivery)
+        except InvalidMessage as exc:
+            return refused(
+                task.id,
+                ExecutionStatus.REJECTED,
+                "InvalidDeadline",
+                exc.reason,
+                agent=name,
+                worker=self._worker,
+            )
+        if deadline is not None and (late := time.time() - deadline) >= 0:
+            return refused(
+                task.id,
+                ExecutionStatus.TIMEOUT,
+                "DeadlineExceeded",
+                f"the task's deadline passed {late:.1f}s before a worker took it; it was not run",
+                retryable=True,
+                agent=name,
+                worker=self._worker,
+            )
+        return Run(task=task, agent=agent, deadline=deadline, chain=chain)

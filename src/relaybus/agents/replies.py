@@ -1,0 +1,112 @@
+"""Replies: encode a task's result, publish it to the task's ``reply_to`` (confirmed), then settle the task.
+
+The delivery is acked only after the broker confirmed the result, so a crash at any point means the task is
+redelivered (at-least-once); a result that could not be published returns the task to its queue instead. A
+result whose reply queue is gone is dead-lettered rather than dropped, and one larger than the body limit is
+replaced by a FAILURE of type ``ResultTooLarge``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable
+from typing import Literal
+from uuid import UUID
+
+from relaybus.bus.base import (
+    DEAD_LETTER_EXCHANGE,
+    DEFAULT_EXCHANGE,
+    ERROR_HEADER,
+    ORIGINAL_EXCHANGE_HEADER,
+    ORIGINAL_QUEUE_HEADER,
+    ORIGINAL_ROUTING_KEY_HEADER,
+    Bus,
+    Delivery,
+    OutgoingMessage,
+)
+from relaybus.bus.codec import encode_result
+from relaybus.exceptions import NoRouteError
+from relaybus.log import FilteringBoundLogger
+from relaybus.messages import ExecutionResult, ExecutionStatus
+from relaybus.secrets import mask_secrets
+
+__all__ = ["Replier"]
+
+
+class Replier:
+    """Sends results for one worker on ``bus``; ``max_body`` bounds the size of a result message."""
+
+    def __init__(self, bus: Bus, *, max_body: int, log: FilteringBoundLogger) -> None:
+        self._bus = bus
+        self._max_body = max_body
+        self._log = log
+
+    def encode(self, result: ExecutionResult) -> OutgoingMessage:
+        """The result message (its routing key is set per reply); a result too big to send becomes a FAILURE
+        that says so, rather than a message the broker refuses on every redelivery."""
+        message = encode_result(result, reply_to="")
+        if len(message.body) <= self._max_body:
+            return message
+        self._log.warning("result_too_large", task_id=str(result.task_id), size=len(message.body))
+        too_large = ExecutionResult.failed(
+            result.task_id,
+            ExecutionStatus.FAILURE,
+            "ResultTooLarge",
+            f"the result is {len(message.body)} bytes of JSON, over the limit of {self._max_body}: return a "
+            "smaller output, or store large data elsewhere and return a reference (a URL or a path)",
+            agent=result.agent,
+            worker=result.worker,
+            started_at=result.started_at,
+            finished_at=result.finished_at,
+            usage=result.usage,
+        )
+        return encode_result(too_large, reply_to="")
+
+    async def reply(self, delivery: Delivery, message: OutgoingMessage, task_id: UUID) -> None:
+        """Publish the result to the delivery's ``reply_to`` (confirmed), then ack the delivery."""
+        if delivery.reply_to:
+            try:
+                try:
+                    await self._bus.publish(dataclasses.replace(message, routing_key=delivery.reply_to))
+                except NoRouteError:
+                    await self._dead_letter(message, delivery.reply_to, task_id)
+            except Exception as exc:
+                # Not confirmed: return the task; its redelivery is answered from the result cache.
+                self._log.error(
+                    "result_publish_failed", task_id=str(task_id), error=mask_secrets(repr(exc))[:300]
+                )
+                await self.settle_quietly(delivery.nack(requeue=True), task_id, "nack")
+                return
+        await self.settle_quietly(delivery.ack(), task_id, "ack")
+
+    async def settle_quietly(
+        self, settle: Awaitable[None], task_id: UUID, verb: Literal["ack", "nack"]
+    ) -> None:
+        """Await ``settle`` (an ack or nack); a failure is logged, not raised: the channel is gone, so the
+        broker redelivers the task and the result cache answers it."""
+        try:
+            await settle
+        except Exception as exc:
+            self._log.warning(
+                "settle_failed", task_id=str(task_id), verb=verb, error=mask_secrets(repr(exc))[:300]
+            )
+
+    async def _dead_letter(self, message: OutgoingMessage, reply_to: str, task_id: UUID) -> None:
+        """Keep a result whose reply queue is gone in ``relaybus.dead`` (confirmed) instead of dropping it."""
+        reason = (
+            f"reply queue {reply_to} is gone: the caller that sent task {task_id} stopped (or its queue "
+            "expired) before the result arrived; replay it once the caller's queue exists again"
+        )
+        headers = {
+            **message.headers,
+            ERROR_HEADER: reason,
+            ORIGINAL_QUEUE_HEADER: reply_to,
+            ORIGINAL_ROUTING_KEY_HEADER: reply_to,
+            ORIGINAL_EXCHANGE_HEADER: DEFAULT_EXCHANGE,
+        }
+        await self._bus.publish(
+            dataclasses.replace(
+                message, exchange=DEAD_LETTER_EXCHANGE, routing_key=reply_to, headers=headers, mandatory=True
+            )
+        )
+        self._log.warning("result_dead_lettered", task_id=str(task_id), reply_to=reply_to, reason=reason)

@@ -1,0 +1,225 @@
+"""Running: a worker's concurrency slots, the deadline timer and the interrupts of the tasks it runs.
+
+At most ``concurrency`` tasks run ``handle`` at once; a task waiting for a delegated sub-task gives its slot
+back while it waits. A task past its deadline, cancelled, or caught by a shutdown has its ``handle`` (with
+the executor call or delegation it awaits) cancelled, and ends as a TIMEOUT or CANCELLED result, or (a
+shutdown) as None: back to its queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from relaybus.bus.base import Bus
+from relaybus.bus.rpc import ReplyRouter
+from relaybus.executor.protocol import Executor
+from relaybus.log import FilteringBoundLogger
+from relaybus.messages import AgentTask, ExecutionResult
+from relaybus.secrets import mask_secrets
+
+from .agent import Agent
+from .context import AgentContext
+from .outcomes import handle_failed, handle_returned, interrupted
+
+__all__ = ["Reason", "Run", "TaskRunner"]
+
+Reason = Literal["timeout", "cancelled", "shutdown"]
+
+
+@dataclass(eq=False)
+class Run:
+    """One task this worker is running (or waiting to run), with the deadline and chain admission gave it."""
+
+    task: AgentTask
+    agent: Agent
+    deadline: float | None
+    chain: tuple[str, ...]
+    # The bus handler's task while, and only while, it awaits ``_execute``: what ``interrupt`` cancels.
+    runner: asyncio.Task[Any] | None = None
+    reason: Reason | None = None
+    detail: str = ""
+    started: bool = False
+    holds_slot: bool = False
+    ctx: AgentContext | None = None
+    done: asyncio.Future[ExecutionResult | None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class TaskRunner:
+    """Runs tasks within the worker's slots and deadlines; :meth:`bind` gives it the executor and the reply
+    router once the worker has started them. ``runs`` holds every task received and not yet settled."""
+
+    def __init__(
+        self, bus: Bus, *, worker: str, concurrency: int, max_depth: int, log: FilteringBoundLogger
+    ) -> None:
+        self._bus = bus
+        self._worker = worker
+        self._max_depth = max_depth
+        self._log = log
+        self._slots = asyncio.Semaphore(concurrency)
+        self._executor: Executor | None = None
+        self._router: ReplyRouter | None = None
+        self.runs: dict[UUID, Run] = {}
+
+    def bind(self, executor: Executor, router: ReplyRouter) -> None:
+        self._executor = executor
+        self._router = router
+
+    async def run(self, run: Run) -> ExecutionResult | None:
+        """Run the task in this (the bus handler's) task; None: return it to the queue. ``run.done`` gets the
+        same outcome, for duplicates of the task that wait for this run.
+
+        No child task: a deadline or an interrupt cancels this task while, and only while, it awaits
+        ``_execute`` (``run.runner`` is set), and that one cancellation is taken back (``uncancel``) here, so
+        the handler goes on to publish the TIMEOUT / CANCELLED result. A cancellation from anyone else (the
+        bus dropping the handler) propagates. Saves a Task, a waiter and two loop iterations per task.
+        """
+        me = asyncio.current_task()
+        assert me is not None
+        task_id = run.task.id
+        self.runs[task_id] = run
+        outcome: ExecutionResult | None = None
+        timer: asyncio.TimerHandle | None = None
+        if run.deadline is not None:
+            loop = asyncio.get_running_loop()
+            timer = loop.call_at(
+                loop.time() + (run.deadline - time.time()), self.interrupt, run, "timeout", ""
+            )
+        run.runner = me
+        try:
+            outcome = await self._execute(run)
+        except asyncio.CancelledError:
+            if run.reason is None:  # not ours: the bus dropped this handler; the broker returns the delivery
+                run.reason, run.detail = "shutdown", "the bus connection was lost"
+                raise
+            if me.uncancel() > 0:  # ours, but someone else cancelled this handler as well
+                raise
+            outcome = self._interrupted(run)
+        else:
+            if run.reason is not None:
+                me.uncancel()  # ``handle`` swallowed our cancellation; the interrupt still decides the result
+                outcome = self._interrupted(run)
+        finally:
+            run.runner = None
+            if timer is not None:
+                timer.cancel()
+            self.runs.pop(task_id, None)
+            if not run.done.done():
+                run.done.set_result(outcome)
+        return outcome
+
+    def _interrupted(self, run: Run) -> ExecutionResult | None:
+        return interrupted(
+            run.task.id,
+            run.reason,
+            run.detail,
+            deadline=run.deadline,
+            agent=run.agent.name,
+            worker=self._worker,
+            usage=None if run.ctx is None else run.ctx.usage,
+        )
+
+    def interrupt(self, run: Run, reason: Reason, detail: str) -> None:
+        """Stop ``run`` for ``reason`` if it is running ``handle`` or waiting for a slot (the first reason
+        wins; a run not started or already finished is left alone)."""
+        if run.reason is not None or run.runner is None:
+            return
+        run.reason = reason
+        run.detail = detail
+        run.runner.cancel()
+
+    def cancel(self, task_id: UUID, reason: str) -> None:
+        """Stop the task ``task_id`` with a CANCELLED result, if it runs here."""
+        run = self.runs.get(task_id)
+        if run is not None:
+            self._log.info("task_cancel_requested", task_id=str(task_id), reason=reason)
+            self.interrupt(run, "cancelled", reason)
+
+    def interrupt_all(self, detail: str) -> int:
+        """Return every task held here to its queue (a shutdown, no result); how many there were."""
+        runs = list(self.runs.values())
+        for run in runs:
+            self.interrupt(run, "shutdown", detail)
+        return len(runs)
+
+    async def drain(self, grace: float) -> None:
+        """Return the tasks still waiting for a slot to their queue, let the running ones finish for up to
+        ``grace`` seconds, then return the rest; returns when every run has ended."""
+        await asyncio.sleep(0)  # let tasks just received take the free slots first
+        for run in list(self.runs.values()):  # still waiting for a slot: straight back to the queue
+            if not run.started:
+                self.interrupt(run, "shutdown", "the worker is stopping")
+        waiting = [r.done for r in self.runs.values() if not r.done.done()]
+        if waiting:
+            _, late = await asyncio.wait(waiting, timeout=grace)
+            if late:
+                self._log.warning("drain_grace_expired", returned_to_queue=len(late), grace_s=grace)
+        self.interrupt_all("the worker stopped before the task finished")
+        remaining = [r.done for r in self.runs.values() if not r.done.done()]
+        if remaining:
+            await asyncio.wait(remaining)
+
+    async def _execute(self, run: Run) -> ExecutionResult:
+        """Wait for a slot, then run ``handle`` and turn whatever it does into a result."""
+        task, agent = run.task, run.agent
+        try:
+            await self._acquire(run)
+            run.started = True
+            assert self._executor is not None
+            assert self._router is not None
+            log = self._log.bind(task_id=str(task.id), agent=agent.name)
+            ctx = AgentContext(
+                task=task,
+                agent=agent.name,
+                worker=self._worker,
+                executor=self._executor,
+                bus=self._bus,
+                log=log,
+                requester=self._router,
+                chain=run.chain,
+                deadline=run.deadline,
+                max_delegation_depth=self._max_depth,
+                release_slot=lambda: self._slot_released(run),
+            )
+            run.ctx = ctx
+            started = datetime.now(UTC)
+            log.debug("task_started", topic=task.topic)
+            try:
+                value = await agent.handle(task, ctx)
+            except Exception as exc:
+                log.warning("task_failed", error_type=type(exc).__name__, error=mask_secrets(str(exc))[:500])
+                return handle_failed(
+                    task.id, exc, agent=agent.name, worker=self._worker, started=started, usage=ctx.usage
+                )
+            result = handle_returned(
+                task.id, value, agent=agent, worker=self._worker, started=started, usage=ctx.usage
+            )
+            log.debug("task_finished", status=result.status.value)
+            return result
+        finally:
+            self._release(run)
+
+    async def _acquire(self, run: Run) -> None:
+        await self._slots.acquire()
+        run.holds_slot = True
+
+    def _release(self, run: Run) -> None:
+        if run.holds_slot:
+            run.holds_slot = False
+            self._slots.release()
+
+    @contextlib.asynccontextmanager
+    async def _slot_released(self, run: Run) -> AsyncIterator[None]:
+        self._release(run)
+        try:
+            yield
+        finally:
+            await self._acquire(run)

@@ -1,0 +1,139 @@
+"""Admission: each delivery is checked once, and a task that runs gets the deadline and chain it was checked
+with; a task that must not run is answered (or dead-lettered) with the reason."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from relaybus.agents import Agent
+from relaybus.agents.admission import Admission, decode_task
+from relaybus.agents.running import Run
+from relaybus.bus.base import DEADLINE_HEADER, DELEGATION_HEADER, HeaderValue
+from relaybus.bus.codec import encode_task
+from relaybus.log import get_logger
+from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
+
+
+class Reviewer(Agent):
+    name = "reviewer"
+    topics = ("code.review",)
+
+
+@dataclass
+class FakeDelivery:
+    """Just what admission reads of a delivery."""
+
+    body: bytes = b""
+    headers: dict[str, HeaderValue] = field(default_factory=dict)
+    message_id: str | None = None
+    content_type: str | None = "application/json"
+
+
+def delivered(task: AgentTask, **headers: HeaderValue) -> FakeDelivery:
+    message = encode_task(task, reply_to=None, headers=headers)
+    return FakeDelivery(message.body, dict(message.headers), message.message_id)
+
+
+@pytest.fixture
+def admission() -> Admission:
+    return Admission(worker="host:1", max_depth=2, log=get_logger("test"))
+
+
+async def admit(admission: Admission, task: AgentTask, cancelled: str | None = None, **headers: Any) -> Any:
+    # A Run creates its ``done`` future on the running loop: admit where a worker would, inside the loop.
+    return admission.admit(Reviewer(), task, delivered(task, **headers), cancelled)  # type: ignore[arg-type]
+
+
+async def test_a_task_that_may_run_gets_the_deadline_and_chain_of_its_headers(admission: Admission) -> None:
+    task = AgentTask(topic="code.review", timeout_s=5)
+    deadline = time.time() + 60
+    run = await admit(
+        admission, task, **{DEADLINE_HEADER: f"{deadline:.3f}", DELEGATION_HEADER: "planner,writer"}
+    )
+    assert isinstance(run, Run)
+    assert (run.task, run.agent.name) == (task, "reviewer")
+    assert run.deadline == pytest.approx(deadline, abs=0.001)  # the header wins over timeout_s
+    assert run.chain == ("planner", "writer")
+
+
+async def test_without_a_deadline_header_the_timeout_counts_from_receipt(admission: Admission) -> None:
+    before = time.time()
+    run = await admit(admission, AgentTask(topic="code.review", timeout_s=30))
+    assert isinstance(run, Run)
+    assert run.deadline is not None
+    assert before + 30 <= run.deadline <= time.time() + 30
+    no_deadline = await admit(admission, AgentTask(topic="code.review"))
+    assert (no_deadline.deadline, no_deadline.chain) == (None, ())
+
+
+async def test_a_task_cancelled_before_it_came_is_answered_cancelled(admission: Admission) -> None:
+    task = AgentTask(topic="code.review")
+    result = await admit(admission, task, cancelled="the user pressed stop")
+    assert isinstance(result, ExecutionResult)
+    assert (result.task_id, result.status, result.agent, result.worker) == (
+        task.id,
+        ExecutionStatus.CANCELLED,
+        "reviewer",
+        "host:1",
+    )
+    assert result.error is not None
+    assert result.error.message == "the user pressed stop"
+    assert result.started_at == result.finished_at  # it never ran
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "error_type", "message"),
+    [
+        (
+            {DELEGATION_HEADER: "planner,reviewer"},
+            ExecutionStatus.FAILURE,
+            "DelegationError",
+            "delegation loop",
+        ),
+        ({DELEGATION_HEADER: "a,b,c"}, ExecutionStatus.FAILURE, "DelegationError", "over the limit of 2"),
+        ({DELEGATION_HEADER: "not a name"}, ExecutionStatus.FAILURE, "DelegationError", "not an agent name"),
+        ({DEADLINE_HEADER: "tomorrow"}, ExecutionStatus.REJECTED, "InvalidDeadline", "not a Unix time"),
+        ({DEADLINE_HEADER: "-5"}, ExecutionStatus.REJECTED, "InvalidDeadline", "not a Unix time"),
+        ({DEADLINE_HEADER: "1000.5"}, ExecutionStatus.TIMEOUT, "DeadlineExceeded", "before a worker took it"),
+    ],
+)
+async def test_a_task_that_must_not_run_is_answered_with_the_reason(
+    admission: Admission, headers: dict[str, str], status: ExecutionStatus, error_type: str, message: str
+) -> None:
+    result = await admit(admission, AgentTask(topic="code.review"), **headers)
+    assert isinstance(result, ExecutionResult)
+    assert result.status is status
+    assert result.error is not None
+    assert result.error.type == error_type
+    assert message in result.error.message
+    assert result.error.retryable is (status is ExecutionStatus.TIMEOUT)
+
+
+def test_a_delivery_is_decoded_into_its_task() -> None:
+    task = AgentTask(topic="code.review", prompt="p")
+    assert decode_task(delivered(task), 1024 * 1024) == task  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("body", "message_id", "reason"),
+    [
+        (b'{"topic": "code.review"}', None, "id: field required"),
+        (
+            AgentTask(topic="code.review").model_dump_json().encode(),
+            "other-id",
+            "does not match the task's id",
+        ),
+        (b"not json", None, "not valid JSON"),
+    ],
+)
+def test_a_delivery_that_must_be_dead_lettered_gives_the_reason(
+    body: bytes, message_id: str | None, reason: str
+) -> None:
+    delivery = FakeDelivery(body, {"relaybus-schema": 1}, message_id)
+    refused = decode_task(delivery, 1024 * 1024)  # type: ignore[arg-type]
+    assert isinstance(refused, str)
+    assert reason in refused
