@@ -16,15 +16,12 @@ from uuid import UUID
 from relaybus.bus.base import (
     DEAD_LETTER_EXCHANGE,
     DEFAULT_EXCHANGE,
-    ERROR_HEADER,
-    ORIGINAL_EXCHANGE_HEADER,
-    ORIGINAL_QUEUE_HEADER,
-    ORIGINAL_ROUTING_KEY_HEADER,
     Bus,
     Delivery,
     OutgoingMessage,
 )
 from relaybus.bus.codec import encode_result
+from relaybus.bus.core import dead_letter_headers
 from relaybus.exceptions import NoRouteError
 from relaybus.log import FilteringBoundLogger
 from relaybus.messages import ExecutionResult, ExecutionStatus
@@ -97,13 +94,9 @@ class Replier:
             f"reply queue {reply_to} is gone: the caller that sent task {task_id} stopped (or its queue "
             "expired) before the result arrived; replay it once the caller's queue exists again"
         )
-        headers = {
-            **message.headers,
-            ERROR_HEADER: reason,
-            ORIGINAL_QUEUE_HEADER: reply_to,
-            ORIGINAL_ROUTING_KEY_HEADER: reply_to,
-            ORIGINAL_EXCHANGE_HEADER: DEFAULT_EXCHANGE,
-        }
+        headers = dead_letter_headers(
+            message.headers, reason=reason, queue=reply_to, routing_key=reply_to, exchange=DEFAULT_EXCHANGE
+        )
         await self._bus.publish(
             dataclasses.replace(
                 message, exchange=DEAD_LETTER_EXCHANGE, routing_key=reply_to, headers=headers, mandatory=True

@@ -38,6 +38,7 @@ from .base import (
     OutgoingMessage,
     event_routing_key,
 )
+from .core import truncate
 
 __all__ = [
     "CONTROL_MAX_BODY_BYTES",
@@ -172,10 +173,6 @@ def encode_ping() -> OutgoingMessage:
     )
 
 
-def _short(reason: str) -> str:
-    return reason if len(reason) <= _MAX_REASON else reason[: _MAX_REASON - 3] + "..."
-
-
 def _validation_reason(model: type[BaseModel], exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_url=False, include_input=False)[:3]:
@@ -224,8 +221,8 @@ def decode(
         except UnicodeDecodeError as bad:
             raise InvalidMessage(f"body is not UTF-8: invalid byte at offset {bad.start}") from None
         if isinstance(exc, ValidationError):
-            raise InvalidMessage(_short(_validation_reason(model, exc))) from None
-        raise InvalidMessage(_short(f"body is not valid JSON: {exc}")) from None
+            raise InvalidMessage(truncate(_validation_reason(model, exc), _MAX_REASON)) from None
+        raise InvalidMessage(truncate(f"body is not valid JSON: {exc}", _MAX_REASON)) from None
 
 
 def decode_event(

@@ -36,12 +36,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Self
 from uuid import UUID
 
+from relaybus._bounded import BoundedMap
 from relaybus.exceptions import BusError, ConfigError, UsageError
 from relaybus.log import get_logger
 from relaybus.messages import NAME_RE, AgentTask, ExecutionResult, ExecutionStatus
@@ -97,14 +97,17 @@ class ReplyRouter:
         self._on_result = on_result
         self._prefetch = prefetch
         self._max_unclaimed = max_unclaimed
-        self._max_finished = max_finished
         self._max_body_bytes = max_body_bytes
         self._expires_s = expires_s
         self.duplicates_dropped = 0
         """Results dropped because a result for the same task id had already arrived (or was discarded)."""
         self._pending: dict[UUID, asyncio.Future[ExecutionResult]] = {}
-        self._unclaimed: OrderedDict[UUID, ExecutionResult] = OrderedDict()
-        self._finished: OrderedDict[UUID, None] = OrderedDict()  # ids answered or discarded: drop repeats
+        self._unclaimed: BoundedMap[UUID, ExecutionResult] = BoundedMap(
+            max_unclaimed, on_evict=self._unclaimed_dropped
+        )
+        self._finished: BoundedMap[UUID, None] = BoundedMap(
+            max_finished
+        )  # answered or discarded: drop repeats
         self._barriers: set[UUID] = set()  # markers of expect_all in flight: not results, not for on_result
         self._subscription: Subscription | None = None
         self._log = get_logger("relaybus.bus.rpc", reply_queue=self._queue)
@@ -170,12 +173,12 @@ class ReplyRouter:
         if future is not None and not future.done():
             return future
         future = asyncio.get_running_loop().create_future()
-        early = self._unclaimed.pop(key, None)
+        early = self._unclaimed.pop(key)
         if early is not None:
             future.set_result(early)
             self._mark_finished(key)
             return future
-        self._finished.pop(key, None)
+        self._finished.pop(key)
         self._pending[key] = future
         return future
 
@@ -221,7 +224,7 @@ class ReplyRouter:
         future = self._pending.pop(key, None)
         if future is not None and not future.done():
             future.cancel()
-        self._unclaimed.pop(key, None)
+        self._unclaimed.pop(key)
         self._mark_finished(key)
 
     def resolve(self, task_id: UUID | str, result: ExecutionResult) -> bool:
@@ -330,21 +333,18 @@ class ReplyRouter:
             self._log.exception("on_result_failed", task_id=str(result.task_id))
 
     def _keep_unclaimed(self, key: UUID, result: ExecutionResult) -> None:
-        self._unclaimed[key] = result
-        while len(self._unclaimed) > self._max_unclaimed:
-            dropped, _ = self._unclaimed.popitem(last=False)
-            self._log.warning(
-                "unclaimed_result_dropped",
-                task_id=str(dropped),
-                max_unclaimed=self._max_unclaimed,
-                hint="call expect() for the tasks you wait for, or raise max_unclaimed",
-            )
+        self._unclaimed.put(key, result)
+
+    def _unclaimed_dropped(self, key: UUID, _result: ExecutionResult) -> None:
+        self._log.warning(
+            "unclaimed_result_dropped",
+            task_id=str(key),
+            max_unclaimed=self._max_unclaimed,
+            hint="call expect() for the tasks you wait for, or raise max_unclaimed",
+        )
 
     def _mark_finished(self, key: UUID) -> None:
-        self._finished[key] = None
-        self._finished.move_to_end(key)
-        while len(self._finished) > self._max_finished:
-            self._finished.popitem(last=False)
+        self._finished.put(key, None)
 
 
 def timeout_result(task: AgentTask, limit_s: float) -> ExecutionResult:
