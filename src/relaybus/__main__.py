@@ -1,3 +1,5 @@
+"""``python -m relaybus``: the command line, as the ``relaybus`` script runs it."""
+
 import sys
 
 from relaybus.cli import main
