@@ -38,7 +38,7 @@ _STATUS_STYLE = {
 }
 _WIDTH_OFF_TERMINAL = 160  # rich would use 80 columns when writing to a pipe: too narrow for the table
 _CELL_EXTRA = 3  # a cell's two spaces of padding and its right border
-_NOTE_MIN = 24  # the output column keeps at least this much before an optional column is shown
+_NOTE_MIN = 24  # the output column keeps this much (or a quarter of the width) before an optional one shows
 _ERROR_LINES = 3
 
 
@@ -151,8 +151,9 @@ def results_table(result: PlanResult, *, width: int, agents: Mapping[UUID, str |
     widths = {name: max([len(name), *(len(row[name]) for row in rows)]) for name in _ORDER}
     used = 1 + sum(widths[name] + _CELL_EXTRA for name in _ESSENTIAL)  # 1: the table's left border
     shown = set(_ESSENTIAL)
+    keep = max(_NOTE_MIN, width // 4) + _CELL_EXTRA
     for name in _OPTIONAL:
-        if used + widths[name] + _CELL_EXTRA + _NOTE_MIN + _CELL_EXTRA <= width:
+        if used + widths[name] + _CELL_EXTRA + keep <= width:
             shown.add(name)
             used += widths[name] + _CELL_EXTRA
     note_width = max(width - used - _CELL_EXTRA, 1)

@@ -1,5 +1,8 @@
 """``relaybus run plan.yaml``: run a plan file on the broker, with a progress bar and a results table.
 
+``--json`` prints the whole ``PlanResult`` instead (every task's result, outputs and errors in full) as one
+JSON document on stdout; the progress bar, unless ``--no-progress``, still goes to stderr.
+
 Exit codes: 0 every task succeeded; 1 a task did not (or the broker is unreachable); 2 the plan file or a flag
 is wrong (one line naming the file, the task and the problem).
 
