@@ -5,8 +5,14 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test bench bench-quick lint format clean
 
-$(VENV)/.installed: pyproject.toml
+# The package and its runtime dependencies only: all `make demo` needs, so a fresh clone shows it in seconds.
+$(VENV)/.demo-installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+# The development tools on top (pytest, ruff, mypy, testcontainers, ...): for test, lint and the rest.
+$(VENV)/.installed: $(VENV)/.demo-installed
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
@@ -15,7 +21,7 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	touch $@
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.demo-installed
 	$(BIN)/relaybus demo
 
 test: $(VENV)/.installed

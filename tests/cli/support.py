@@ -68,3 +68,42 @@ def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("relaybus: error: ")
     return lines[0]
+
+
+def usage_error(proc: subprocess.CompletedProcess[str], command: str) -> str:
+    """Assert ``proc`` failed as argparse does (exit 2, the usage of ``relaybus COMMAND``, then one error
+    line naming that command); return the error line."""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert lines[0].startswith(f"usage: relaybus {command} "), proc.stderr
+    assert lines[-1].startswith(f"relaybus {command}: error: "), proc.stderr
+    return lines[-1]
+
+
+def table_rows(stdout: str, title: str) -> dict[str, dict[str, str]]:
+    """The rows of the rich table printed under ``title``, by their first cell, as column -> cell text.
+
+    A cell wrapped over several lines is joined with spaces."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == title)
+    headers = [h.strip() for h in lines[start + 2].split("┃")[1:-1]]
+    rows: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for line in lines[start + 4 :]:
+        if not line.startswith("│"):
+            break
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if cells[0]:
+            current = rows[cells[0]] = dict(zip(headers, cells, strict=True))
+        elif current is not None:
+            for header, cell in zip(headers, cells, strict=True):
+                if cell:
+                    current[header] = f"{current[header]} {cell}".strip()
+    return rows
+
+
+def assert_fits(stdout: str, width: int) -> None:
+    """No line of ``stdout`` is wider than ``width`` columns."""
+    too_wide = [line for line in stdout.splitlines() if len(line) > width]
+    assert not too_wide, "\n".join(too_wide)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import sys
@@ -15,19 +16,15 @@ from relaybus.demo.agents import DEMO_AGENTS
 from relaybus.testing import FakeLLMServer
 from tests.agents.processes import REPO_ROOT
 
-from .support import run_cli
+from .support import assert_fits, run_cli, table_rows
 
 KEYS = ("outline", "install", "quickstart", "agents", "workers", "plans", "review")
+WRITERS = KEYS[1:6]
 
 
-def rows(stdout: str) -> dict[str, list[str]]:
-    """The results table's rows by task key, as lists of cells."""
-    out = {}
-    for line in stdout.splitlines():
-        cells = [c.strip() for c in line.split("│")[1:-1]]
-        if len(cells) == 8 and cells[0] in KEYS:
-            out[cells[0]] = cells
-    return out
+def rows(stdout: str) -> dict[str, dict[str, str]]:
+    """The results table's rows by task key, as column -> cell."""
+    return table_rows(stdout, "plan relaybus-demo")
 
 
 def speedup_of(stdout: str) -> float:
@@ -41,15 +38,47 @@ def test_the_demo_runs_in_memory_and_shows_the_table_and_the_speed_up() -> None:
     assert proc.returncode == 0, proc.stderr
     table = rows(proc.stdout)
     assert set(table) == set(KEYS)
-    assert {cells[1] for cells in table.values()} == {"success"}
-    assert table["outline"][2] == "doc-planner"
-    assert table["review"][2] == "doc-reviewer"
-    assert {table[k][2] for k in KEYS[1:6]} == {"doc-writer"}
+    assert {row["status"] for row in table.values()} == {"success"}
+    assert table["outline"]["agent"] == "doc-planner"
+    assert table["review"]["agent"] == "doc-reviewer"
+    assert {table[k]["agent"] for k in WRITERS} == {"doc-writer"}
+    assert table["outline"]["output / error"].startswith('{"outline": "echo: ')  # JSON, not a Python repr
     assert "7 tasks: 7 success" in proc.stdout
     # ideal 3x: 12 calls of 0.4 s (about 6 s of agent work) in 4 rounds (about 1.6 s); generous bound
     assert speedup_of(proc.stdout) > 2.0
     assert "MemoryBus" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_results_table_fits_the_terminal_and_never_cuts_status_agent_or_time(width: int) -> None:
+    proc = run_cli("demo", "--latency", "0", "--no-progress", env={"COLUMNS": str(width)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert_fits(proc.stdout, width)
+    table = rows(proc.stdout)
+    assert set(table) == set(KEYS)
+    for row in table.values():
+        assert row["status"] == "success"
+        assert row["agent"] in ("doc-planner", "doc-writer", "doc-reviewer"), row
+        assert re.fullmatch(r"\d+\.\d\ds", row["time"]), row
+        assert len(row["output / error"]) >= 20, row  # the output keeps room of its own ...
+    if width == 80:  # ... and the columns that made way say so
+        assert "tokens in/out" not in next(iter(table.values()))
+        assert "left out at 80 columns; --json has everything" in proc.stdout
+
+
+def test_demo_json_is_one_document_with_every_output_whole() -> None:
+    proc = run_cli("demo", "--latency", "0", "--json", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)  # nothing else on stdout: the intro lines went to stderr
+    assert "MemoryBus" in proc.stderr
+    assert [task["key"] for task in report["tasks"]] == list(KEYS)
+    review = report["tasks"][-1]
+    assert review["agent"] == "doc-reviewer"
+    assert review["result"]["output"]["sections_read"] == list(WRITERS)
+    assert len(review["result"]["output"]["review"]) > 200  # whole, where the table cuts it
+    assert report["statuses"] == {"success": 7}
+    assert report["speedup"] > 1
 
 
 async def test_the_demo_uses_the_llm_configured_in_the_environment() -> None:
@@ -75,7 +104,7 @@ async def test_the_demo_uses_the_llm_configured_in_the_environment() -> None:
     assert proc.returncode == 0, stdout + err.decode()
     assert server.requests == 12  # 1 planner + 5 x (researcher + writer) + 1 reviewer
     assert {call.body["model"] for call in server.calls} == {"local-model"}
-    assert "fake reply:" in rows(stdout)["review"][7]
+    assert "fake reply:" in rows(stdout)["review"]["output / error"]
     assert speedup_of(stdout) > 2.0
 
 
@@ -88,8 +117,13 @@ def test_a_demo_whose_llm_is_unreachable_fails_cleanly_with_exit_1(monkeypatch: 
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "RELAYBUS_LLM_PROVIDER=openai" in proc.stdout
     table = rows(proc.stdout)
-    assert table["outline"][1] == "failure"
-    assert {table[k][1] for k in KEYS[1:]} == {"cancelled"}
+    assert table["outline"]["status"] == "failure"
+    assert {table[k]["status"] for k in KEYS[1:]} == {"cancelled"}
+    # never run, yet listed under the agent that would have run them, not under their topic
+    assert {table[k]["agent"] for k in WRITERS} == {"doc-writer"}
+    assert table["review"]["agent"] == "doc-reviewer"
+    assert "parallel speed-up" not in proc.stdout
+    assert "speed-up" not in proc.stdout.replace("no speed-up figure", "")
     assert "Traceback" not in proc.stderr
 
 
@@ -99,8 +133,8 @@ async def test_the_demo_runs_on_rabbitmq_with_one_worker_process_per_agent(amqp_
         proc = run_cli("demo", "--amqp-url", amqp_url, "--latency", "0.3", timeout=180)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         table = rows(proc.stdout)
-        assert {cells[1] for cells in table.values()} == {"success"}
-        workers = {cells[3] for cells in table.values()}
+        assert {row["status"] for row in table.values()} == {"success"}
+        workers = {row["worker"] for row in table.values()}
         assert len(workers) == 3  # planner, writer and reviewer answered from processes of their own
         assert speedup_of(proc.stdout) > 1.8
         assert "guest:guest" not in proc.stdout + proc.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -12,7 +13,7 @@ import pytest
 
 from tests.orchestrator.broker_plans import REPO_ROOT, SummerFleet, layered_plan, summer_fleet, wait_until
 
-from .support import one_error_line, run_cli
+from .support import assert_fits, one_error_line, run_cli, table_rows
 
 __all__ = ["summer_fleet"]  # the fixture, for the RabbitMQ tests below
 
@@ -62,19 +63,71 @@ def test_an_unreachable_broker_is_one_line_and_exit_1(tmp_path: Path) -> None:
     assert "guest:guest" not in line
 
 
+LONELY = (
+    "name: lonely\ntasks:\n"
+    "  - {key: first, topic: no.one}\n"
+    "  - {key: second, topic: no.one, depends_on: [first]}\n"
+)
+
+
 def test_tasks_nobody_handles_end_in_a_table_and_exit_1(tmp_path: Path) -> None:
-    plan = (
-        "name: lonely\ntasks:\n"
-        "  - {key: first, topic: no.one}\n"
-        "  - {key: second, topic: no.one, depends_on: [first]}\n"
-    )
-    proc = run_cli("run", str(write(tmp_path, plan)), "--amqp-url", "memory://", "--no-progress")
+    proc = run_cli("run", str(write(tmp_path, LONELY)), "--amqp-url", "memory://", "--no-progress")
     assert proc.returncode == 1, proc.stderr
-    rows = {line.split("│")[1].strip(): line for line in proc.stdout.splitlines() if line.count("│") > 5}
-    assert "rejected" in rows["first"]
-    assert "cancelled" in rows["second"]
-    assert "dependency 'first' ended REJECTED" in rows["second"]
+    rows = table_rows(proc.stdout, "plan lonely")
+    assert rows["first"]["status"] == "rejected"
+    assert rows["second"]["status"] == "cancelled"
+    assert "dependency 'first' ended REJECTED" in rows["second"]["output / error"]
     assert "2 tasks: 1 cancelled, 1 rejected" in proc.stdout
+    assert "speed-up" not in proc.stdout.replace("no speed-up figure", "")  # not every task succeeded
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_at_80_and_120_columns_status_agent_and_time_are_whole_and_errors_wrap(
+    tmp_path: Path, width: int
+) -> None:
+    plan = write(tmp_path, LONELY)
+    proc = run_cli("run", str(plan), "--amqp-url", "memory://", "--no-progress", env={"COLUMNS": str(width)})
+    assert_fits(proc.stdout, width)
+    rows = table_rows(proc.stdout, "plan lonely")
+    assert [row["status"] for row in rows.values()] == ["rejected", "cancelled"]
+    assert all(row["agent"] == "-" and row["time"] == "0.00s" for row in rows.values())
+    # the error runs over several lines rather than being cut at the first
+    assert "no queue is bound for routing key 'task.no.one'" in rows["first"]["output / error"]
+
+
+def test_json_prints_the_whole_result_with_errors_in_full(tmp_path: Path) -> None:
+    plan = write(tmp_path, LONELY)
+    proc = run_cli("run", str(plan), "--amqp-url", "memory://", "--json", env={"COLUMNS": "80"})
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)
+    assert report["plan"] == "lonely"
+    assert report["ok"] is False
+    assert report["statuses"] == {"cancelled": 1, "rejected": 1}
+    assert report["speedup"] is None
+    first, second = report["tasks"]
+    assert (first["key"], first["status"], second["status"]) == ("first", "rejected", "cancelled")
+    assert first["result"]["error"]["type"] == "NoRouteError"
+    message = first["result"]["error"]["message"]
+    assert len(message) > 80
+    assert message.endswith("check the topic / agent name for typos")
+    assert second["result"]["error"]["message"].startswith(
+        f"dependency 'first' ended REJECTED: {message[:40]}"
+    )
+
+
+def test_a_plan_of_one_task_says_1_task_and_gives_no_speed_up(tmp_path: Path) -> None:
+    plan = write(tmp_path, "name: single\ntasks:\n  - {key: only, topic: no.one}\n")
+    proc = run_cli("run", str(plan), "--amqp-url", "memory://", "--no-progress")
+    assert "1 task: 1 rejected" in proc.stdout
+    assert "speed-up" not in proc.stdout
+
+
+def test_the_progress_bar_ends_complete(tmp_path: Path) -> None:
+    plan = write(tmp_path, LONELY)
+    proc = run_cli("run", str(plan), "--amqp-url", "memory://")
+    last = proc.stderr.strip().splitlines()[-1]  # off a terminal rich prints the bar's final state only
+    assert "2/2" in last
+    assert "running 0" in last
 
 
 async def run_plan_process(fleet: SummerFleet, plan: Path, *args: str) -> asyncio.subprocess.Process:
@@ -91,10 +144,6 @@ async def run_plan_process(fleet: SummerFleet, plan: Path, *args: str) -> asynci
     )
 
 
-def table_rows(stdout: str) -> dict[str, str]:
-    return {line.split("│")[1].strip(): line for line in stdout.splitlines() if line.count("│") > 5}
-
-
 @pytest.mark.integration
 async def test_a_plan_runs_on_rabbitmq_and_prints_every_task(
     summer_fleet: SummerFleet, tmp_path: Path
@@ -108,9 +157,9 @@ async def test_a_plan_runs_on_rabbitmq_and_prints_every_task(
             out, err = await proc.communicate()
     stdout = out.decode()
     assert proc.returncode == 0, err.decode()
-    rows = table_rows(stdout)
-    assert {k for k in rows if k.startswith("t")} == {f"t{layer}-{i}" for layer in range(2) for i in range(3)}
-    assert all("success" in rows[k] for k in rows if k.startswith("t"))
+    rows = table_rows(stdout, "plan cli")
+    assert set(rows) == {f"t{layer}-{i}" for layer in range(2) for i in range(3)}
+    assert all(row["status"] == "success" for row in rows.values())
     assert "6 tasks: 6 success" in stdout
     assert "speed-up" in stdout
 
@@ -126,10 +175,12 @@ async def test_a_failed_task_makes_the_exit_code_1(summer_fleet: SummerFleet, tm
         async with asyncio.timeout(60):
             out, _ = await proc.communicate()
     assert proc.returncode == 1
-    rows = table_rows(out.decode())
-    assert "failure" in rows["t0-0"]
-    assert "told to fail" in rows["t0-0"]
-    assert "cancelled" in rows["t1-0"]
+    rows = table_rows(out.decode(), "plan cli-fail")
+    assert rows["t0-0"]["status"] == "failure"
+    assert "told to fail" in rows["t0-0"]["output / error"]
+    assert rows["t1-0"]["status"] == "cancelled"
+    # t1-0 never ran: it is listed under the agent that ran the other tasks of its topic
+    assert rows["t1-0"]["agent"] == rows["t0-1"]["agent"] != "-"
 
 
 @pytest.mark.integration
@@ -157,7 +208,11 @@ async def test_a_named_run_killed_mid_plan_resumes_when_run_again(
     finally:
         await summer_fleet.bus.delete_queue(f"relaybus.reply.{name}")
     assert second.returncode == 0, err.decode()
-    rows = table_rows(out.decode())
-    assert len([k for k in rows if k.startswith("t")]) == len(sums)
+    stdout = out.decode()
+    rows = table_rows(stdout, "plan cli-resume")
+    assert len(rows) == len(sums)
+    # its wall time is this run's alone: a speed-up figure would count the earlier run's work as saved
+    assert "from an earlier run (so no speed-up figure)" in stdout
+    assert "x over running them" not in stdout
     assert len(summer_fleet.runs) == len(sums)  # nothing lost ...
     assert set(summer_fleet.runs.values()) == {1}  # ... and nothing run twice

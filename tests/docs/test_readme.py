@@ -12,6 +12,7 @@ import asyncio
 import importlib
 import re
 import shlex
+import subprocess
 import sys
 import types
 from collections.abc import Awaitable, Callable
@@ -122,6 +123,29 @@ async def test_write_your_own_agent_test_passes_as_written(my_agents: types.Modu
     namespace = await run_snippet(python_block("# test_my_agents.py"), "test_my_agents")
     ran = await run_test_functions(namespace)
     assert ran == ["test_reviewer_asks_the_writer_for_a_draft"]
+
+
+def test_the_test_recipe_runs_the_agents_test_and_pytest_asyncio_warns_nothing(tmp_path: Path) -> None:
+    (tmp_path / "my_agents.py").write_text(python_block("# my_agents.py"))
+    test_file = python_block("# test_my_agents.py")
+    (tmp_path / "test_my_agents.py").write_text(test_file)
+    recipe = re.search(r"\(run: (pytest [^)]+)\)", test_file.splitlines()[0])
+    assert recipe, "the test file's first line says how to run it"
+    argv = shlex.split(recipe.group(1))
+    # pytest-asyncio 0.24 and 0.25 (which pyproject.toml allows) warn unless the fixture loop scope is set.
+    assert {"asyncio_mode=auto", "asyncio_default_fixture_loop_scope=function"} <= set(argv)
+    # Outside this repository (no pyproject.toml above tmp_path): the recipe's options are all pytest gets.
+    proc = subprocess.run(
+        [sys.executable, "-m", *argv, "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout
+    assert "warning" not in proc.stdout.lower(), proc.stdout
 
 
 async def test_the_rate_limit_test_passes_against_the_fake_llm_server() -> None:
@@ -248,10 +272,12 @@ def test_every_command_in_a_shell_block_parses(argv: list[str]) -> None:
 @pytest.mark.parametrize("argv", inline_commands(), ids=" ".join)
 def test_every_command_in_the_prose_names_real_sub_commands_and_flags(argv: list[str]) -> None:
     parser = build_parser()
+    if argv == ["--version"]:
+        return
     words = list(argv)
     while words and words[0].startswith("--"):  # global options before the sub-command
         assert words[0] in _flags(parser), f"relaybus has no option {words[0]}"
-        words = words[2:] if words[0] == "--log-level" else words[1:]
+        words = words[2:] if words[0] in ("--log-level", "--log-format") else words[1:]
     assert words, f"`relaybus {' '.join(argv)}` names no sub-command"
     for word in words:
         subs = _subcommands(parser)
@@ -318,3 +344,34 @@ def test_every_test_the_readme_names_exists() -> None:
         else:
             found = re.search(rf"def {bare_name}\b", everything)
             assert found, f"README cites ...::{bare_name}: no such test"
+
+
+# --- set-up ------------------------------------------------------------------------------------------------
+
+
+def _make_dry_run(target: str, tmp_path: Path) -> str:
+    # A dry run against a virtualenv that does not exist yet: the commands a fresh clone would run.
+    proc = subprocess.run(
+        ["make", "-n", target, f"VENV={tmp_path / 'venv'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_make_demo_installs_the_package_without_the_development_tools(tmp_path: Path) -> None:
+    commands = _make_dry_run("demo", tmp_path)
+    installs = [line for line in commands.splitlines() if "pip install" in line]
+    assert installs, commands
+    assert all("[dev" not in line and "--upgrade pip" not in line for line in installs), commands
+    assert commands.strip().splitlines()[-1].endswith("relaybus demo")
+
+
+def test_make_test_installs_the_development_tools(tmp_path: Path) -> None:
+    commands = _make_dry_run("test", tmp_path)
+    assert "pip install -q -e '.[dev]'" in commands
+    assert commands.strip().splitlines()[-1].endswith("pytest")

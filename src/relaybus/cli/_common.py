@@ -2,7 +2,8 @@
 turning expected errors into one clear line on stderr instead of a traceback.
 
 Exit codes: 0 success, 1 the work failed (a failed task, an unreachable broker, no route), 2 bad usage or
-configuration (a wrong flag, URL or ``module:Class``).
+configuration (a wrong flag, URL or ``module:Class``). :class:`BadUsage` (flags that do not go together) is
+printed after the sub-command's usage, like argparse's own errors; any other :class:`CliError` is one line.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from relaybus.secrets import mask_secrets
 __all__ = [
     "AMQP_URL_ENV",
     "DEFAULT_AMQP_URL",
+    "BadUsage",
     "CliError",
     "add_amqp_url",
     "load_agent",
@@ -50,6 +52,14 @@ class CliError(Exception):
         self.code = code
 
 
+class BadUsage(CliError):
+    """The command line itself is wrong (a flag's value, flags that exclude each other): exit 2, after the
+    sub-command's usage."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 2)
+
+
 def add_amqp_url(parser: argparse.ArgumentParser, env: Mapping[str, str] | None = None) -> None:
     """Add ``--amqp-url``, defaulting to ``$RELAYBUS_AMQP_URL``, then ``amqp://guest:guest@localhost:5672/``."""
     source = os.environ if env is None else env
@@ -57,15 +67,21 @@ def add_amqp_url(parser: argparse.ArgumentParser, env: Mapping[str, str] | None 
         "--amqp-url",
         default=source.get(AMQP_URL_ENV) or DEFAULT_AMQP_URL,
         metavar="URL",
-        help=f"broker URL (default: ${AMQP_URL_ENV}, else amqp://guest:***@localhost:5672/); "
-        "memory:// runs in this process only",
+        help=f"RabbitMQ URL (default ${AMQP_URL_ENV}, else amqp://guest:***@localhost:5672/)",
     )
 
 
 async def open_bus(url: str) -> Bus:
     """Connect to ``url``; a bad URL or an unreachable broker becomes a :class:`CliError` (one line)."""
     from relaybus.bus.connect import connect
+    from relaybus.secrets import mask_url
 
+    scheme = url.strip().partition("://")[0].lower() if "://" in url else ""
+    if scheme not in ("amqp", "amqps", "memory"):
+        raise CliError(
+            f"--amqp-url {mask_url(url)!r} is not a RabbitMQ URL: give amqp://user:password@host:5672/vhost "
+            f"(or amqps://... for TLS), on the command line or in ${AMQP_URL_ENV}"
+        )
     try:
         with _quiet_driver_logs():
             return await connect(url)
@@ -176,6 +192,8 @@ def run_async(main: Callable[[], Awaitable[int]]) -> int:
 
     try:
         return asyncio.run(guarded())
+    except BadUsage:
+        raise  # the command line reports it, with the sub-command's usage
     except CliError as exc:
         print(f"relaybus: error: {exc.message}", file=sys.stderr)
         return exc.code

@@ -2,23 +2,30 @@
 
 The progress bar goes to stderr (rich draws it live on a terminal and prints only its last state otherwise);
 the tables and the summary go to stdout, so ``relaybus run plan.yaml > results.txt`` keeps the results.
+
+The results table fits the console's width: task, status, agent and time are never cut; worker, tokens and
+cost are shown while there is room for them; the output or error column takes what is left, an output cut
+to one line and an error wrapped over up to three (``--json`` has everything).
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Mapping
 from types import TracebackType
 from typing import IO, Self
 from uuid import UUID
 
-from pydantic import JsonValue
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from relaybus.messages import ExecutionStatus
+from relaybus.messages import ExecutionStatus, Usage
 from relaybus.orchestrator import PlanProgress, PlanResult
+
+from ._report import as_json_text, collected_earlier, speedup, tasks_word
 
 __all__ = ["PlanProgressBar", "agents_table", "make_console", "results_table", "summary_lines"]
 
@@ -30,19 +37,25 @@ _STATUS_STYLE = {
     ExecutionStatus.REJECTED: "red",
 }
 _WIDTH_OFF_TERMINAL = 160  # rich would use 80 columns when writing to a pipe: too narrow for the table
-_NOTE_WIDTH = 56
+_CELL_EXTRA = 3  # a cell's two spaces of padding and its right border
+_NOTE_MIN = 24  # the output column keeps this much (or a quarter of the width) before an optional one shows
+_ERROR_LINES = 3
 
 
 def make_console(file: IO[str] | None = None, *, stderr: bool = False) -> Console:
+    """A console on stdout (or stderr), as wide as the terminal, or ``$COLUMNS``, else 160 off a terminal."""
     target = file if file is not None else (sys.stderr if stderr else sys.stdout)
     console = Console(file=target, highlight=False)
-    if not console.is_terminal:
+    if not console.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
         console = Console(file=target, highlight=False, width=_WIDTH_OFF_TERMINAL)
     return console
 
 
 class PlanProgressBar:
-    """A progress bar fed by :meth:`ProjectOrchestrator.run_plan`'s ``on_progress``; use ``with``."""
+    """A progress bar fed by :meth:`ProjectOrchestrator.run_plan`'s ``on_progress``; use ``with``.
+
+    Leaving the block normally shows the bar complete (every task done, none running), whatever events the
+    plan sent on its way there."""
 
     def __init__(self, total: int, *, console: Console | None = None, title: str = "plan") -> None:
         self._progress = Progress(
@@ -93,18 +106,18 @@ class PlanProgressBar:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc_type is None and self._task is not None:  # the plan returned: every task has its result
+            self._running.clear()
+            self._progress.update(self._task, completed=self._total, running=0)
         self._progress.stop()
 
 
-def _short(value: JsonValue, limit: int = 60) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dict):
-        # Show the first text field of an agent's JSON output, which is what a person wants to glance at.
-        text = next((v for v in value.values() if isinstance(v, str) and v), None)
-        value = text if text is not None else str(value)
-    text = " ".join(str(value).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
 
 
 def _cost(value: float | None) -> str:
@@ -113,63 +126,111 @@ def _cost(value: float | None) -> str:
     return f"${value:.4f}" if value < 100 else f"${value:,.2f}"
 
 
-def results_table(result: PlanResult) -> Table:
-    """One row per task, in plan order: status, agent, worker, time, tokens, cost, and output or error."""
-    table = Table(title=f"plan {result.name}", title_justify="left")
-    for name in ("task", "status", "agent", "worker"):
-        table.add_column(name, no_wrap=True)
-    for name in ("time", "tokens in/out", "cost"):
-        table.add_column(name, justify="right", no_wrap=True)
-    # The last column takes what is left of the width; rich shortens it first on a narrow terminal.
-    table.add_column("output / error", overflow="ellipsis", no_wrap=True, max_width=_NOTE_WIDTH)
+_ESSENTIAL = ("task", "status", "agent", "time")
+_OPTIONAL = ("worker", "tokens in/out", "cost")  # in the order they get room
+_ORDER = ("task", "status", "agent", "worker", "time", "tokens in/out", "cost")
+_RIGHT = frozenset({"time", "tokens in/out", "cost"})
+_NOTE = "output / error"
+
+
+def results_table(result: PlanResult, *, width: int, agents: Mapping[UUID, str | None]) -> Table:
+    """One row per task, in plan order, laid out for ``width`` columns (see the module docstring)."""
+    rows = []
     for task_id, res in result.results.items():
-        style = _STATUS_STYLE[res.status]
-        note = _short(res.output) if res.ok else (res.error.message if res.error else "")
-        table.add_row(
-            result.key_of(task_id),
-            Text(res.status.value, style=style),
-            result.agent_of(task_id),
-            res.worker or "-",
-            f"{result.duration_s(task_id):.2f}s",
-            f"{res.usage.prompt_tokens}/{res.usage.completion_tokens}",
-            _cost(result.cost(task_id)),
-            Text(_short(note, _NOTE_WIDTH), style="" if res.ok else style),
+        rows.append(
+            {
+                "task": result.key_of(task_id),
+                "status": res.status.value,
+                "agent": agents.get(task_id) or "-",
+                "worker": res.worker or "-",
+                "time": f"{result.duration_s(task_id):.2f}s",
+                "tokens in/out": f"{res.usage.prompt_tokens}/{res.usage.completion_tokens}",
+                "cost": _cost(result.cost(task_id)),
+            }
         )
+    widths = {name: max([len(name), *(len(row[name]) for row in rows)]) for name in _ORDER}
+    used = 1 + sum(widths[name] + _CELL_EXTRA for name in _ESSENTIAL)  # 1: the table's left border
+    shown = set(_ESSENTIAL)
+    keep = max(_NOTE_MIN, width // 4) + _CELL_EXTRA
+    for name in _OPTIONAL:
+        if used + widths[name] + _CELL_EXTRA + keep <= width:
+            shown.add(name)
+            used += widths[name] + _CELL_EXTRA
+    note_width = max(width - used - _CELL_EXTRA, 1)
+    hidden = [name for name in _OPTIONAL if name not in shown]
+    caption = f"{', '.join(hidden)} left out at {width} columns; --json has everything" if hidden else None
+    table = Table(title=f"plan {result.name}", title_justify="left", caption=caption, caption_justify="left")
+    columns = [name for name in _ORDER if name in shown]
+    for name in columns:
+        table.add_column(
+            name, justify="right" if name in _RIGHT else "left", no_wrap=True, min_width=widths[name]
+        )
+    table.add_column(_NOTE, overflow="fold")
+    for row, res in zip(rows, result.results.values(), strict=True):
+        style = _STATUS_STYLE[res.status]
+        if res.ok:
+            note = Text(_cut(_one_line(as_json_text(res.output)), note_width))
+        else:
+            message = _one_line(res.error.message) if res.error else ""
+            note = Text(_cut(message, note_width * _ERROR_LINES), style=style)
+        cells: list[str | Text] = [row[name] for name in columns]
+        cells[columns.index("status")] = Text(row["status"], style=style)
+        table.add_row(*cells, note)
     return table
 
 
-def agents_table(result: PlanResult) -> Table:
-    """Token usage and cost summed per agent."""
+def agents_table(result: PlanResult, agents: Mapping[UUID, str | None]) -> Table:
+    """Tasks, requests, tokens and cost summed per agent ("-": tasks no agent is known for)."""
     table = Table(title="usage per agent", title_justify="left")
-    table.add_column("agent")
-    table.add_column("tasks", justify="right")
-    table.add_column("requests", justify="right")
-    table.add_column("tokens in/out", justify="right")
-    table.add_column("cost", justify="right")
+    table.add_column("agent", no_wrap=True)
+    for name in ("tasks", "requests", "tokens in/out", "cost"):
+        table.add_column(name, justify="right", no_wrap=True)
     counts: dict[str, int] = {}
-    for task_id in result.results:
-        agent = result.agent_of(task_id)
+    usage: dict[str, Usage] = {}
+    costs: dict[str, float | None] = {}
+    for task_id, res in result.results.items():
+        agent = agents.get(task_id) or "-"
         counts[agent] = counts.get(agent, 0) + 1
-    costs = result.cost_by_agent
-    for agent, usage in result.usage_by_agent.items():
+        usage[agent] = usage[agent] + res.usage if agent in usage else res.usage
+        cost = result.cost(task_id)
+        if cost is not None:
+            costs[agent] = (costs.get(agent) or 0.0) + cost
+    for agent, total in usage.items():
         table.add_row(
             agent,
             str(counts[agent]),
-            str(usage.requests),
-            f"{usage.prompt_tokens}/{usage.completion_tokens}",
+            str(total.requests),
+            f"{total.prompt_tokens}/{total.completion_tokens}",
             _cost(costs.get(agent)),
         )
     return table
 
 
 def summary_lines(result: PlanResult) -> list[str]:
-    """Plain lines: the status counts, the times and speed-up, the tokens and cost of the whole plan."""
+    """Plain lines: the status counts, the times (with a speed-up only where it means something), the tokens
+    and cost of the whole plan."""
     counts = ", ".join(f"{n} {status.value}" for status, n in result.statuses.items() if n)
     usage = result.usage
+    total = len(result.results)
+    gain = speedup(result)
+    earlier = collected_earlier(result)
+    if gain is not None:
+        times = (
+            f"wall time {result.wall_s:.2f}s; the tasks' own times add up to {result.sequential_s:.2f}s; "
+            f"speed-up {gain:.1f}x over running them one after another"
+        )
+    elif earlier:
+        times = (
+            f"wall time {result.wall_s:.2f}s for this run, which collected the results of "
+            f"{tasks_word(earlier)} from an earlier run (so no speed-up figure)"
+        )
+    elif total > 1 and not result.ok:
+        times = f"wall time {result.wall_s:.2f}s (no speed-up figure: not every task succeeded)"
+    else:
+        times = f"wall time {result.wall_s:.2f}s"
     return [
-        f"{len(result.results)} tasks: {counts}",
-        f"wall time {result.wall_s:.2f}s; the tasks' own times add up to {result.sequential_s:.2f}s; "
-        f"speed-up {result.speedup:.1f}x over running them one after another",
+        f"{tasks_word(total)}: {counts}",
+        times,
         f"tokens: {usage.prompt_tokens} in, {usage.completion_tokens} out, {usage.requests} LLM requests; "
         f"cost {_cost(result.total_cost)}",
     ]

@@ -22,7 +22,8 @@ from relaybus.orchestrator import PlanResult
 
 from ._common import AMQP_URL_ENV, CliError, non_negative_float, open_bus, run_async
 from ._render import PlanProgressBar, make_console
-from .run import default_model_from_env, print_results, quiet_info_logs
+from ._report import speedup
+from .run import add_output_options, default_model_from_env, print_results
 
 __all__ = ["register"]
 
@@ -52,12 +53,11 @@ def register(subparsers: Any) -> None:
         help="simulated latency of each echo LLM call (default $RELAYBUS_ECHO_LATENCY_S, else "
         f"{DEFAULT_LATENCY_S:g})",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (results only)")
+    add_output_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    quiet_info_logs(args)
     return run_async(lambda: _demo(args))
 
 
@@ -78,7 +78,7 @@ def _latency(args: argparse.Namespace) -> float:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    out = make_console()
+    out = make_console(stderr=args.json)  # with --json, stdout holds the JSON document alone
     latency = _latency(args)
     llm = (
         f"the LLM of RELAYBUS_LLM_PROVIDER={os.environ['RELAYBUS_LLM_PROVIDER']}"
@@ -95,11 +95,13 @@ async def _demo(args: argparse.Namespace) -> int:
         result = await _on_broker(args.amqp_url, latency, bar)
     else:
         result = await _in_memory(latency, bar)
-    print_results(result)
-    out.print(
-        f"[bold]parallel speed-up: {result.speedup:.1f}x[/] ({result.sequential_s:.2f}s of agent work "
-        f"in {result.wall_s:.2f}s)"
-    )
+    print_results(result, as_json=args.json, known=DEMO_AGENTS)
+    gain = speedup(result)
+    if gain is not None and not args.json:
+        out.print(
+            f"[bold]parallel speed-up: {gain:.1f}x[/] ({result.sequential_s:.2f}s of agent work "
+            f"in {result.wall_s:.2f}s)"
+        )
     return 0 if result.ok else 1
 
 

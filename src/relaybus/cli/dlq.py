@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from relaybus.dlq import MAX_BATCH, list_dead_letters, purge_dead_letters, replay_dead_letters
 
-from ._common import add_amqp_url, open_bus, positive_float, positive_int, run_async
+from ._common import BadUsage, add_amqp_url, open_bus, positive_float, positive_int, run_async
+from ._render import make_console
 
 __all__ = ["register"]
 
@@ -24,9 +24,11 @@ def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "dlq",
         help="inspect and recover dead letters (relaybus.dead)",
-        description="Dead letters are messages relaybus refused or gave up on, each with its reason.",
+        description="Dead letters are messages relaybus refused or gave up on, each with its reason, kept "
+        "in the queue relaybus.dead. list shows them, replay sends them back where they came from, purge "
+        "drops them. relaybus dlq COMMAND --help describes each.",
     )
-    sub = parser.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
+    sub = parser.add_subparsers(dest="dlq_command", metavar="COMMAND", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
         add_amqp_url(p)
@@ -34,6 +36,7 @@ def register(subparsers: Any) -> None:
             "--limit",
             type=positive_int,
             default=100,
+            metavar="N",
             help=f"look at up to this many dead letters (default 100, at most {MAX_BATCH})",
         )
         p.add_argument(
@@ -44,12 +47,23 @@ def register(subparsers: Any) -> None:
             help="stop reading once no letter arrived for this long (default 1)",
         )
 
-    p_list = sub.add_parser("list", help="show dead letters with their reasons (they stay in the queue)")
+    p_list = sub.add_parser(
+        "list",
+        help="show dead letters with their reasons (they stay in the queue)",
+        description="Show the first --limit dead letters: message id, reason, the queue it died in, routing "
+        "key and size. Reading them leaves them in the queue.",
+    )
     common(p_list)
     p_list.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     p_list.set_defaults(func=_run_list)
 
-    p_replay = sub.add_parser("replay", help="send dead letters back to where they came from")
+    p_replay = sub.add_parser(
+        "replay",
+        help="send dead letters back to where they came from",
+        description="Publish the chosen dead letters again to the exchange and routing key they had (the "
+        "queue they died in gets them back) and remove them from relaybus.dead. --body sends a corrected "
+        "body instead of the dead one.",
+    )
     common(p_replay)
     p_replay.add_argument(
         "--id", dest="ids", action="append", metavar="MESSAGE_ID", help="only this message (repeatable)"
@@ -63,7 +77,11 @@ def register(subparsers: Any) -> None:
     )
     p_replay.set_defaults(func=_run_replay)
 
-    p_purge = sub.add_parser("purge", help="drop every dead letter")
+    p_purge = sub.add_parser(
+        "purge",
+        help="drop every dead letter",
+        description="Delete every message in relaybus.dead, for good. Needs --yes.",
+    )
     add_amqp_url(p_purge)
     p_purge.add_argument("--yes", action="store_true", help="really drop them (required)")
     p_purge.set_defaults(func=_run_purge)
@@ -100,7 +118,7 @@ def _run_list(args: argparse.Namespace) -> int:
                 letter.routing_key,
                 str(letter.size),
             )
-        Console().print(table)
+        make_console().print(table)
         return 0
 
     return run_async(main)
@@ -108,16 +126,13 @@ def _run_list(args: argparse.Namespace) -> int:
 
 def _run_replay(args: argparse.Namespace) -> int:
     if not args.ids and not args.all:
-        print("relaybus: error: say which letters: --id MESSAGE_ID (repeatable) or --all", file=sys.stderr)
-        return 2
+        raise BadUsage("say which letters: --id MESSAGE_ID (repeatable) or --all")
     if args.ids and args.all:
-        print("relaybus: error: give either --id or --all, not both", file=sys.stderr)
-        return 2
+        raise BadUsage("give either --id or --all, not both")
     body: bytes | None = None
     if args.body is not None:
         if not args.ids or len(args.ids) != 1:
-            print("relaybus: error: --body needs exactly one --id", file=sys.stderr)
-            return 2
+            raise BadUsage("--body needs exactly one --id")
         try:
             body = args.body.read_bytes()
         except OSError as exc:
@@ -156,8 +171,7 @@ def _run_replay(args: argparse.Namespace) -> int:
 
 def _run_purge(args: argparse.Namespace) -> int:
     if not args.yes:
-        print("relaybus: error: purge drops every dead letter for good; add --yes", file=sys.stderr)
-        return 2
+        raise BadUsage("purge drops every dead letter for good; add --yes")
 
     async def main() -> int:
         bus = await open_bus(args.amqp_url)

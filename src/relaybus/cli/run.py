@@ -1,5 +1,8 @@
 """``relaybus run plan.yaml``: run a plan file on the broker, with a progress bar and a results table.
 
+``--json`` prints the whole ``PlanResult`` instead (every task's result, outputs and errors in full) as one
+JSON document on stdout; the progress bar, unless ``--no-progress``, still goes to stderr.
+
 Exit codes: 0 every task succeeded; 1 a task did not (or the broker is unreachable); 2 the plan file or a flag
 is wrong (one line naming the file, the task and the problem).
 
@@ -11,20 +14,23 @@ what finished meanwhile and runs only the rest. ``--run-id`` starts a fresh run 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from relaybus.agents.agent import Agent
 from relaybus.exceptions import PlanError
-from relaybus.log import configure_logging
 from relaybus.orchestrator import PlanResult, ProjectOrchestrator, load_plan
 from relaybus.orchestrator.orchestrator import DEFAULT_TIMEOUT_S
 
 from ._common import CliError, add_amqp_url, open_bus, positive_float, positive_int, run_async
 from ._render import PlanProgressBar, agents_table, make_console, results_table, summary_lines
+from ._report import plan_document, task_agents
 
-__all__ = ["default_model_from_env", "print_results", "quiet_info_logs", "register"]
+__all__ = ["add_output_options", "default_model_from_env", "print_results", "register"]
 
 
 def register(subparsers: Any) -> None:
@@ -32,17 +38,20 @@ def register(subparsers: Any) -> None:
         "run",
         help="run a plan file (a DAG of tasks) and show the results",
         description="Publish the tasks of a YAML or JSON plan file as their dependencies finish, show a "
-        "progress bar and a results table. Exits 1 if any task did not succeed. The plan's agents must be "
-        "running (relaybus worker module:Class ...). Schema: see examples/plans/.",
+        "progress bar and a results table (or, with --json, the whole result as JSON). Exits 1 if any task "
+        "did not succeed. The plan's agents must be running (relaybus worker module:Class ...). Schema: see "
+        "examples/plans/.",
     )
-    parser.add_argument("plan", type=Path, help="the plan file (.yaml, .yml or .json)")
+    parser.add_argument("plan", type=Path, metavar="PLAN_FILE", help="the plan file (.yaml, .yml or .json)")
     add_amqp_url(parser)
     parser.add_argument(
         "--name",
+        metavar="NAME",
         help="name the orchestrator: a durable reply queue, so re-running after a crash resumes the plan",
     )
     parser.add_argument(
         "--run-id",
+        metavar="ID",
         help="the run whose task ids to use (default: the --name, else a new run each time)",
     )
     parser.add_argument(
@@ -53,22 +62,28 @@ def register(subparsers: Any) -> None:
         help=f"deadline of a task whose plan gives no timeout_s (default {DEFAULT_TIMEOUT_S:g})",
     )
     parser.add_argument(
-        "--max-in-flight", type=positive_int, metavar="N", help="tasks published and unanswered at once"
+        "--max-in-flight",
+        type=positive_int,
+        metavar="N",
+        help="tasks published and unanswered at once (default no limit)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (results only)")
+    add_output_options(parser)
     parser.set_defaults(func=run)
 
 
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    """``--no-progress`` and ``--json``, shared with ``relaybus demo``."""
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (results only)")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the whole result (every task's output and error in full) as one JSON document instead "
+        "of the tables",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
-    quiet_info_logs(args)
     return run_async(lambda: _run(args))
-
-
-def quiet_info_logs(args: argparse.Namespace) -> None:
-    """Keep the terminal for the progress bar and the tables: log warnings and errors only, unless the user
-    asked for another level than the default INFO (``relaybus --log-level DEBUG run ...``)."""
-    if str(args.log_level).upper() == "INFO":
-        configure_logging(level="WARNING", json=args.log_json)
 
 
 def default_model_from_env() -> str:
@@ -77,10 +92,17 @@ def default_model_from_env() -> str:
     return os.environ.get("RELAYBUS_LLM_MODEL") or provider
 
 
-def print_results(result: PlanResult) -> None:
+def print_results(result: PlanResult, *, as_json: bool = False, known: Iterable[type[Agent]] = ()) -> None:
+    """The results on stdout: the tables and the summary, or with ``as_json`` one JSON document.
+
+    ``known``: agents the caller knows of, to name the agent of a task that never ran (see ``_report``)."""
+    agents = task_agents(result, known)
+    if as_json:
+        print(json.dumps(plan_document(result, agents), indent=2, ensure_ascii=False))
+        return
     out = make_console()
-    out.print(results_table(result))
-    out.print(agents_table(result))
+    out.print(results_table(result, width=out.width, agents=agents))
+    out.print(agents_table(result, agents))
     for line in summary_lines(result):
         out.print(line)
 
@@ -106,5 +128,5 @@ async def _run(args: argparse.Namespace) -> int:
                     )
     finally:
         await bus.close()
-    print_results(result)
+    print_results(result, as_json=args.json)
     return 0 if result.ok else 1

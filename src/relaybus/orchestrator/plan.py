@@ -229,7 +229,8 @@ def _errors(exc: ValidationError, skip: int = 0) -> str:
     parts = []
     for err in exc.errors(include_url=False, include_input=False)[:3]:
         loc = ".".join(str(p) for p in err["loc"][skip:]) or "value"
-        parts.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}")
+        hint = "; did you mean timeout_s?" if err["loc"][-1:] == ("timeout",) else ""
+        parts.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}{hint}")
     more = exc.error_count() - len(parts)
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
@@ -311,7 +312,9 @@ def _file_errors(exc: ValidationError, data: Mapping[str, object], source: str, 
         if not isinstance(item, dict):
             problem = "each task must be a mapping with at least `key` and `topic`"
         else:
-            problem = f"{field_name}: {first['msg']}"
+            problem = f"{field_name}: {first['msg']}" + (
+                "; did you mean timeout_s?" if field_name == "timeout" else ""
+            )
         return f"{_locate(source, lines, index, who)}: {problem}"
     return f"{source}: {_errors(exc)}"
 
