@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from relaybus.executor import (
+    ChatRequest,
+    Completion,
     ExecutorConfig,
     ProviderConfig,
     RetryPolicy,
@@ -15,7 +17,7 @@ from relaybus.executor import (
     TaskExecutor,
     TextDelta,
 )
-from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
+from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, Usage
 from relaybus.testing import FakeLLMServer, ScriptedProvider
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay_s=0.001, max_delay_s=0.01)
@@ -182,11 +184,28 @@ async def test_the_echo_provider_streams_word_by_word() -> None:
     assert result.output == text_of(deltas)
 
 
+class WholeAnswers:
+    """A custom provider without ``stream``."""
+
+    name = "custom/whole"
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        return Completion("the whole answer", Usage(completion_tokens=3, requests=1), "whole")
+
+
 async def test_a_provider_without_stream_gives_its_answer_as_one_delta() -> None:
+    deltas: list[StreamDelta] = []
+    async with TaskExecutor(provider=WholeAnswers()) as executor:
+        result = await executor.execute(TASK, on_delta=deltas.append)
+    assert deltas == [TextDelta("the whole answer")]
+    assert result.output == "the whole answer"
+
+
+async def test_the_scripted_provider_streams_words() -> None:
     deltas: list[StreamDelta] = []
     async with TaskExecutor(provider=ScriptedProvider(["the whole answer"])) as executor:
         result = await executor.execute(TASK, on_delta=deltas.append)
-    assert deltas == [TextDelta("the whole answer")]
+    assert deltas == [TextDelta("the"), TextDelta(" whole"), TextDelta(" answer")]
     assert result.output == "the whole answer"
 
 
