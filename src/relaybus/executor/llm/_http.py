@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator
-from typing import Any, ClassVar
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import Any, ClassVar, Protocol
 
 import httpx
 
@@ -13,9 +14,21 @@ from relaybus.messages import Usage
 from relaybus.secrets import Secret, mask_url
 
 from ..http import CappedResponse, request_capped
+from .base import Completion
 from .sse import SseDecoder, SseEvent
+from .stream import StreamChunk, StreamDelta
 
-__all__ = ["MAX_RESPONSE_BYTES", "HttpProvider", "post_json", "post_sse", "reported_usage", "token_count"]
+__all__ = [
+    "MAX_RESPONSE_BYTES",
+    "HttpProvider",
+    "StreamAssembler",
+    "json_object",
+    "post_json",
+    "post_sse",
+    "reported_usage",
+    "stream_chunks",
+    "token_count",
+]
 
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 _ERROR_BODY_BYTES = 64 * 1024
@@ -72,6 +85,41 @@ async def post_sse(
                 yield event
         for event in decoder.close():
             yield event
+
+
+class StreamAssembler(Protocol):
+    """Reads one streamed answer: the deltas in each event's data, then the whole completion."""
+
+    def feed(self, data: str) -> list[StreamDelta]: ...
+
+    def completion(self) -> Completion: ...
+
+
+async def stream_chunks(
+    client: httpx.AsyncClient,
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    provider: str,
+    assembler: StreamAssembler,
+) -> AsyncIterator[StreamChunk]:
+    """:func:`post_sse` read by ``assembler``: each event's deltas as it arrives, then the completion."""
+    async with aclosing(post_sse(client, url, body, headers, provider)) as events:
+        async for event in events:  # read to the end after the end marker, so the connection is reused
+            for delta in assembler.feed(event.data):
+                yield delta
+    yield assembler.completion()
+
+
+def json_object(data: str, provider: str, what: str) -> dict[str, Any]:
+    """``data`` parsed; ``ProviderResponseError`` naming ``what`` when it is not a JSON object."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ProviderResponseError(f"{provider} streamed {what} that is not a JSON object: {data[:200]!r}")
+    return value
 
 
 def token_count(usage: Any, key: str) -> int:

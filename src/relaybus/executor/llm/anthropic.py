@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from relaybus.exceptions import ProviderResponseError
 
-from ._http import HttpProvider, post_json, post_sse, reported_usage
+from ._http import HttpProvider, post_json, reported_usage, stream_chunks
 from .base import ChatRequest, Completion
 from .chat import (
     AssistantMessage,
@@ -59,7 +58,7 @@ class AnthropicProvider(HttpProvider):
             data, provider=self.name, model=self.model, output_tool=schema.name if schema else None
         )
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         """The same request with ``stream: true``, read as
         :class:`~relaybus.executor.llm.anthropic_stream.AnthropicStream` describes."""
         from .anthropic_stream import AnthropicStream  # here: anthropic_stream imports this module
@@ -70,11 +69,7 @@ class AnthropicProvider(HttpProvider):
         assembler = AnthropicStream(
             provider=self.name, model=self.model, output_tool=schema.name if schema else None
         )
-        async with aclosing(post_sse(self._client, self._url, body, self._headers(), self.name)) as events:
-            async for event in events:  # read to the end after message_stop, so the connection is reused
-                for delta in assembler.feed(event.data):
-                    yield delta
-        yield assembler.completion()
+        return stream_chunks(self._client, self._url, body, self._headers(), self.name, assembler)
 
     @property
     def _url(self) -> str:

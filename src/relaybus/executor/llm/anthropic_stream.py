@@ -9,6 +9,7 @@ from typing import Any
 
 from relaybus.exceptions import ProviderResponseError
 
+from ._http import json_object
 from .anthropic import parse_anthropic_message
 from .base import Completion
 from .stream import ProviderStreamError, StreamDelta, TextDelta, ToolCallDelta, stream_error
@@ -57,14 +58,7 @@ class AnthropicStream:
         """The deltas in one event's data (none after ``message_stop``)."""
         if self.done:
             return []
-        try:
-            event = json.loads(data)
-        except ValueError:
-            event = None
-        if not isinstance(event, dict):
-            raise ProviderResponseError(
-                f"{self.provider} streamed an event that is not a JSON object: {data[:_EXCERPT]!r}"
-            )
+        event = json_object(data, self.provider, "an event")
         kind = event.get("type")
         if kind == "content_block_delta":
             return self._delta(event)

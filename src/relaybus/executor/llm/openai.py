@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -14,7 +13,7 @@ from relaybus.exceptions import ProviderResponseError
 from relaybus.secrets import Secret
 
 from ..config import MaxTokensField
-from ._http import HttpProvider, post_json, post_sse, reported_usage
+from ._http import HttpProvider, post_json, reported_usage, stream_chunks
 from .base import ChatRequest, Completion
 from .chat import (
     AssistantMessage,
@@ -68,7 +67,7 @@ class OpenAIProvider(HttpProvider):
         data = await post_json(self._client, self._url, body, self._headers(), self.name)
         return parse_openai_completion(data, provider=self.name, model=self.model)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         """The same request with ``stream: true`` and ``stream_options: {include_usage: true}``, read as
         :class:`~relaybus.executor.llm.openai_stream.OpenAIStream` describes."""
         from .openai_stream import OpenAIStream  # here: openai_stream imports this module
@@ -77,11 +76,7 @@ class OpenAIProvider(HttpProvider):
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
         assembler = OpenAIStream(provider=self.name, model=self.model)
-        async with aclosing(post_sse(self._client, self._url, body, self._headers(), self.name)) as events:
-            async for event in events:  # read to the end after [DONE], so the connection is kept for reuse
-                for delta in assembler.feed(event.data):
-                    yield delta
-        yield assembler.completion()
+        return stream_chunks(self._client, self._url, body, self._headers(), self.name, assembler)
 
     @property
     def _url(self) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 from relaybus.exceptions import ProviderResponseError
 
+from ._http import json_object
 from .base import Completion
 from .openai import parse_openai_completion
 from .stream import ProviderStreamError, RefusalDelta, StreamDelta, TextDelta, ToolCallDelta, stream_error
@@ -57,14 +58,7 @@ class OpenAIStream:
         if data == _DONE:
             self.done = True
             return []
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            chunk = None
-        if not isinstance(chunk, dict):
-            raise ProviderResponseError(
-                f"{self.provider} streamed a chunk that is not a JSON object: {data[:_EXCERPT]!r}"
-            )
+        chunk = json_object(data, self.provider, "a chunk")
         if chunk.get("error") is not None:
             raise stream_error(self.provider, chunk["error"])
         if isinstance(chunk.get("model"), str) and chunk["model"]:
