@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -175,13 +176,23 @@ async def test_an_exception_of_the_callback_ends_the_task_without_retry(server: 
     assert server.requests == 1
 
 
-async def test_the_echo_provider_streams_word_by_word() -> None:
+async def test_the_echo_provider_streams_word_by_word_with_its_latency_spread_over_the_words() -> None:
     task = AgentTask(topic="t", prompt="hello streaming world")
-    result, deltas = await run_streamed(
-        ExecutorConfig(provider=ProviderConfig(kind="echo", echo_latency_s=0.01)), task
-    )
+    cfg = ExecutorConfig(provider=ProviderConfig(kind="echo", echo_latency_s=0.4))
+    arrivals: list[float] = []
+    deltas: list[StreamDelta] = []
+
+    def note(delta: StreamDelta) -> None:
+        arrivals.append(time.monotonic())
+        deltas.append(delta)
+
+    async with TaskExecutor(cfg) as executor:
+        started = time.monotonic()
+        result = await executor.execute(task, on_delta=note)
+        ended = time.monotonic()
     assert deltas == [TextDelta("echo:"), TextDelta(" hello"), TextDelta(" streaming"), TextDelta(" world")]
     assert result.output == text_of(deltas)
+    assert (arrivals[0] - started) < 0.7 * (ended - started)  # a quarter of the latency, then the rest
 
 
 class WholeAnswers:
