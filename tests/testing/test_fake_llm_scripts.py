@@ -11,12 +11,15 @@ import pytest
 from relaybus.executor import (
     AssistantMessage,
     ChatRequest,
+    Completion,
     ExecutorConfig,
     FinishReason,
     NamedToolChoice,
     SystemMessage,
     TaskExecutor,
+    TextDelta,
     ToolCall,
+    ToolCallDelta,
     ToolResultMessage,
     UserMessage,
 )
@@ -309,3 +312,19 @@ async def test_scripted_provider_function_sees_tools_and_tool_choice() -> None:
         "scripted",
     )
     assert provider.answers_left is None
+
+
+async def test_scripted_provider_streams_the_text_word_by_word_then_the_tool_calls() -> None:
+    answer = ScriptedAnswer("Adding them now.", tool_calls=[ScriptedToolCall("add", {"a": 1})])
+    provider = ScriptedProvider([answer])
+    chunks = [chunk async for chunk in provider.stream(ChatRequest.from_prompt("1 + 1?"))]
+    assert chunks[:-1] == [
+        TextDelta("Adding"),
+        TextDelta(" them"),
+        TextDelta(" now."),
+        ToolCallDelta(0, "call_1_0", "add", '{"a": 1}'),
+    ]
+    completion = chunks[-1]
+    assert isinstance(completion, Completion)
+    assert completion.text == "Adding them now."
+    assert completion.tool_calls == (ToolCall("call_1_0", "add", '{"a": 1}'),)

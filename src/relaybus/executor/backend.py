@@ -11,12 +11,15 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from pydantic import JsonValue
 
 from relaybus.log import FilteringBoundLogger, get_logger
 from relaybus.messages import AgentTask, ExecutionResult
+
+if TYPE_CHECKING:
+    from .llm.stream import DeltaCallback
 
 __all__ = ["ExecutionBackend", "RunContext"]
 
@@ -29,6 +32,9 @@ class RunContext:
     system_prompt: str | None = None
     log: FilteringBoundLogger = field(default_factory=lambda: get_logger("relaybus.executor"), repr=False)
     """A structlog logger with ``task_id``, ``agent`` and ``mode`` bound."""
+    on_delta: DeltaCallback | None = field(default=None, repr=False)
+    """Set when the caller streams: the ``llm`` mode streams the model's answer into it; a custom backend
+    may call it with :class:`~relaybus.executor.llm.TextDelta` s of its own."""
     _scope: asyncio.Timeout | None = field(default=None, repr=False)
 
     @asynccontextmanager

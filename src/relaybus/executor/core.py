@@ -29,6 +29,7 @@ from .http import make_client
 from .llm.backend import LlmBackend, Route
 from .llm.base import LLMProvider
 from .llm.factory import build_provider
+from .llm.stream import DeltaCallback
 from .ratelimit import RateLimiter
 from .script import Script, ScriptBackend
 
@@ -203,8 +204,14 @@ class TaskExecutor:
         mode: str | None = None,
         *,
         system_prompt: str | None = None,
+        on_delta: DeltaCallback | None = None,
     ) -> ExecutionResult:
-        """Run ``task`` and return how it ended (see the class docstring for the guarantees)."""
+        """Run ``task`` and return how it ended (see the class docstring for the guarantees).
+
+        ``on_delta`` streams the answer: in ``llm`` mode it gets the model's deltas as they arrive (see
+        :meth:`LlmBackend.chat <relaybus.executor.llm.LlmBackend.chat>`); other modes get it as
+        ``ctx.on_delta``. The result is the same with or without it.
+        """
         if self._closed:
             raise ExecutorError("this TaskExecutor is closed; create a new one (or execute before close())")
         started = _now()
@@ -221,7 +228,7 @@ class TaskExecutor:
                 attempts=0,
             )
             return self._finish(result, task, agent, started, log)
-        ctx = RunContext(agent=agent, system_prompt=system_prompt, log=log)
+        ctx = RunContext(agent=agent, system_prompt=system_prompt, log=log, on_delta=on_delta)
         runner = asyncio.create_task(self._run(backend, task, ctx), name=f"relaybus-execute-{task.id}")
         self._running.setdefault(task.id, set()).add(runner)
         try:

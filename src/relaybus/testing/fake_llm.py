@@ -34,18 +34,27 @@ What you may rely on:
   endpoints, ``x-api-key`` or ``Authorization: Bearer`` for Anthropic's. Requests without ``model`` or
   ``messages`` (or, for Anthropic, ``max_tokens``), with an unknown role, a tool result that answers no
   earlier tool call, or a forced tool that is not offered get a 400, as from the real APIs.
-- ``latency_s`` (settable at any time) delays every answer. :meth:`inject` adds a fault: ``"rate_limit"``
-  (429 with ``Retry-After``, seconds or any string such as an HTTP-date), ``"server_error"`` (``status``,
-  default 500), ``"slow"`` (``delay_s`` extra before answering normally) or ``"drop"`` (the connection is
-  closed without an answer). A fault applies to the next ``times`` requests (``None``: until
-  :meth:`clear_faults`), each with probability ``fraction`` drawn from a RNG seeded by ``seed``, so a run
-  is repeatable. Faults are checked in the order they were added; at most one applies per request.
+- A request with ``stream: true`` gets the same answer as server-sent events, as each API streams it (see
+  :mod:`~relaybus.testing.fake_llm_stream`): text, refusals and tool arguments cut every ``chunk_size``
+  characters (default 4), ``chunk_delay_s`` (default 0) between two events, and for OpenAI the usage in a
+  last chunk when the request asks for it (``stream_options: {include_usage: true}``). Both settable at any
+  time.
+- ``latency_s`` (settable at any time) delays every answer (a stream: its first byte). :meth:`inject` adds a
+  fault: ``"rate_limit"`` (429 with ``Retry-After``, seconds or any string such as an HTTP-date),
+  ``"server_error"`` (``status``, default 500), ``"slow"`` (``delay_s`` extra before answering normally) or
+  ``"drop"`` (the connection is closed without an answer); and for streamed requests only (others do not use
+  them up), after ``after_chunks`` events of the stream: ``"break_stream"`` (the connection is closed),
+  ``"stream_error"`` (an error event, of ``error_type``, ends the stream) or ``"malformed_chunk"`` (a
+  ``data:`` line that is not JSON, then the end). A fault applies to the next ``times`` requests (``None``:
+  until :meth:`clear_faults`), each with probability ``fraction`` drawn from a RNG seeded by ``seed``, so a
+  run is repeatable. Faults are checked in the order they were added; at most one applies per request.
 - Counters: ``requests`` (received), ``in_flight``, ``max_in_flight``, ``disconnects`` (requests whose
   connection closed before the answer: the client gave up, or a ``drop`` fault), ``statuses`` (a Counter of
   answered status codes), ``faults`` (a Counter of the faults served) and ``calls``
   (:class:`RecordedCall`: path, API, JSON body, the parsed :class:`~relaybus.testing.SeenRequest`, headers
-  with the values of ``authorization`` / ``x-api-key`` replaced by ``[redacted]``, and arrival time).
-  :meth:`reset_stats` zeroes them.
+  with the values of ``authorization`` / ``x-api-key`` replaced by ``[redacted]``, and arrival time); for
+  streams, ``streams`` (begun), ``streams_open`` (begun and not ended) and ``chunks_sent`` (events written,
+  all streams together). :meth:`reset_stats` zeroes them.
 - It handles at least 1,000 concurrent requests.
 """
 
@@ -66,6 +75,7 @@ from aiohttp import web
 from relaybus.exceptions import ConfigError, UsageError
 
 from .fake_llm_scripts import AnswerScript, Script, ScriptedAnswer, SeenRequest
+from .fake_llm_stream import anthropic_events, malformed_event, openai_events, stream_error_event
 from .fake_llm_wire import (
     Api,
     BadRequest,
@@ -78,8 +88,11 @@ from .fake_llm_wire import (
 
 __all__ = ["FakeLLMServer", "Fault", "FaultKind", "RecordedCall"]
 
-FaultKind = Literal["rate_limit", "server_error", "slow", "drop"]
-_FAULT_KINDS = ("rate_limit", "server_error", "slow", "drop")
+FaultKind = Literal[
+    "rate_limit", "server_error", "slow", "drop", "break_stream", "stream_error", "malformed_chunk"
+]
+_STREAM_FAULTS = ("break_stream", "stream_error", "malformed_chunk")
+_FAULT_KINDS = ("rate_limit", "server_error", "slow", "drop", *_STREAM_FAULTS)
 _AUTH_HEADERS = ("authorization", "x-api-key")
 REDACTED = "[redacted]"
 
@@ -94,6 +107,8 @@ class Fault:
     retry_after: str | float | None = 1
     status: int = 500
     delay_s: float = 5.0
+    after_chunks: int = 0
+    error_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,8 +138,14 @@ class FakeLLMServer:
         api_key: str | None = None,
         seed: int = 0,
         record_calls: bool = True,
+        chunk_size: int = 4,
+        chunk_delay_s: float = 0.0,
     ) -> None:
+        if chunk_size < 1:
+            raise ConfigError(f"chunk_size must be at least 1 character, got {chunk_size}")
         self.latency_s = latency_s
+        self.chunk_size = chunk_size
+        self.chunk_delay_s = chunk_delay_s
         self.reply = reply
         self._script = AnswerScript(answers) if answers is not None else None
         self._api_key = api_key
@@ -203,6 +224,8 @@ class FakeLLMServer:
         retry_after: str | float | None = 1,
         status: int = 500,
         delay_s: float = 5.0,
+        after_chunks: int = 0,
+        error_type: str | None = None,
     ) -> Fault:
         """Add a fault (see the module docs); returns it, so a test can change or inspect it."""
         if kind not in _FAULT_KINDS:
@@ -211,7 +234,9 @@ class FakeLLMServer:
             raise ConfigError(f"fraction must be between 0 and 1, got {fraction}")
         if times is not None and times < 1:
             raise ConfigError(f"times must be at least 1 (or None for 'until cleared'), got {times}")
-        fault = Fault(kind, times, fraction, retry_after, status, delay_s)
+        if after_chunks < 0:
+            raise ConfigError(f"after_chunks must not be negative, got {after_chunks}")
+        fault = Fault(kind, times, fraction, retry_after, status, delay_s, after_chunks, error_type)
         self._faults.append(fault)
         return fault
 
@@ -226,9 +251,14 @@ class FakeLLMServer:
         self.statuses: Counter[int] = Counter()
         self.faults: Counter[str] = Counter()
         self.calls: list[RecordedCall] = []
+        self.streams = 0
+        self.streams_open = 0
+        self.chunks_sent = 0
 
-    def _pick_fault(self) -> Fault | None:
+    def _pick_fault(self, streamed: bool) -> Fault | None:
         for fault in self._faults:
+            if fault.kind in _STREAM_FAULTS and not streamed:
+                continue
             if fault.fraction < 1.0 and self._rng.random() >= fault.fraction:
                 continue
             if fault.times is not None:
@@ -277,7 +307,8 @@ class FakeLLMServer:
         if self._record:
             headers = _redacted(request.headers)
             self.calls.append(RecordedCall(request.path, body, headers, api=api, request=seen))
-        fault = self._pick_fault()
+        streamed = isinstance(body, dict) and body.get("stream") is True
+        fault = self._pick_fault(streamed)
         if fault is not None and fault.kind == "drop":
             if request.transport is not None:
                 request.transport.abort()
@@ -297,9 +328,51 @@ class FakeLLMServer:
         try:
             answer = self._next_answer(seen)
             render = anthropic_answer if api == "anthropic" else openai_answer
-            return web.json_response(render(answer, seen))
+            whole = render(answer, seen)
         except ConfigError as exc:
             return _error(api, 500, "api_error", f"FakeLLMServer script: {exc}")
+        if not streamed:
+            return web.json_response(whole)
+        if api == "anthropic":
+            events = anthropic_events(whole, self.chunk_size)
+        else:
+            options = body.get("stream_options")
+            include_usage = isinstance(options, dict) and options.get("include_usage") is True
+            events = openai_events(whole, self.chunk_size, include_usage)
+        return await self._stream(request, api, events, fault)
+
+    async def _stream(
+        self, request: web.Request, api: Api, events: list[bytes], fault: Fault | None
+    ) -> web.StreamResponse:
+        """Write ``events`` one by one, ``chunk_delay_s`` apart; a stream fault cuts in after its count."""
+        cut = fault.after_chunks if fault is not None and fault.kind in _STREAM_FAULTS else None
+        headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        self.streams += 1
+        self.streams_open += 1
+        try:
+            for number, event in enumerate(events):
+                if number and self.chunk_delay_s > 0:
+                    await asyncio.sleep(self.chunk_delay_s)
+                if number == cut:
+                    assert fault is not None
+                    if fault.kind == "break_stream":
+                        if request.transport is not None:
+                            request.transport.abort()
+                        await asyncio.sleep(3600)  # cancelled at once: the connection is gone
+                    await response.write(
+                        stream_error_event(api, fault.error_type)
+                        if fault.kind == "stream_error"
+                        else malformed_event()
+                    )
+                    break
+                await response.write(event)
+                self.chunks_sent += 1
+            await response.write_eof()
+        finally:
+            self.streams_open -= 1
+        return response
 
     def _next_answer(self, seen: SeenRequest) -> ScriptedAnswer:
         if self._script is not None:
@@ -341,6 +414,8 @@ def _check(body: Any, api: Api) -> str | None:
         return "'messages' must be a non-empty list"
     if api == "anthropic" and not isinstance(body.get("max_tokens"), int):
         return "'max_tokens' is required"
+    if not isinstance(body.get("stream", False), bool):
+        return "'stream' must be a boolean"
     return None
 
 

@@ -18,9 +18,10 @@ A script is a list of answers consumed in order, or a function of the request se
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -37,6 +38,8 @@ from relaybus.executor.llm.chat import (
     UserMessage,
     message_text,
 )
+from relaybus.executor.llm.echo import words_of
+from relaybus.executor.llm.stream import StreamChunk, TextDelta, completion_deltas
 from relaybus.messages import Usage
 from relaybus.tools.spec import ToolSpec
 
@@ -211,7 +214,8 @@ class ScriptedProvider:
 
     For tests and demos of agents with tools: pass it as ``TaskExecutor(provider=ScriptedProvider([...]))``.
     ``requests`` keeps every :class:`ChatRequest` received; ``latency_s`` delays each answer. A script that
-    runs out or fails raises ConfigError, which the executor reports as a FAILURE naming it.
+    runs out or fails raises ConfigError, which the executor reports as a FAILURE naming it. :meth:`stream`
+    gives the same answer as deltas: the text word by word, then the refusal and each tool call whole.
     """
 
     def __init__(self, script: Script, *, model: str = "scripted", latency_s: float = 0.0) -> None:
@@ -260,3 +264,11 @@ class ScriptedProvider:
             refusal=answer.refusal,
             provider_finish_reason=str(reason),
         )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        completion = await self.complete(request)
+        for word in words_of(completion.text):
+            yield TextDelta(word)
+        for delta in completion_deltas(dataclasses.replace(completion, text="")):
+            yield delta
+        yield completion

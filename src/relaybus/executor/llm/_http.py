@@ -1,9 +1,11 @@
-"""What the HTTP providers share: post JSON with a size cap, raise on non-2xx, parse the JSON body."""
+"""What the HTTP providers share: post JSON with a size cap, raise on non-2xx, parse the JSON or SSE body."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import Any, ClassVar, Protocol
 
 import httpx
 
@@ -11,11 +13,25 @@ from relaybus.exceptions import ProviderResponseError
 from relaybus.messages import Usage
 from relaybus.secrets import Secret, mask_url
 
-from ..http import request_capped
+from ..http import CappedResponse, request_capped
+from .base import Completion
+from .sse import SseDecoder, SseEvent
+from .stream import StreamChunk, StreamDelta
 
-__all__ = ["MAX_RESPONSE_BYTES", "HttpProvider", "post_json", "reported_usage", "token_count"]
+__all__ = [
+    "MAX_RESPONSE_BYTES",
+    "HttpProvider",
+    "StreamAssembler",
+    "json_object",
+    "post_json",
+    "post_sse",
+    "reported_usage",
+    "stream_chunks",
+    "token_count",
+]
 
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+_ERROR_BODY_BYTES = 64 * 1024
 
 
 async def post_json(
@@ -39,6 +55,71 @@ async def post_json(
     if not isinstance(data, dict):
         raise ProviderResponseError(f"{provider} answered with JSON that is not an object")
     return data
+
+
+async def post_sse(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str], provider: str
+) -> AsyncGenerator[SseEvent, None]:
+    """POST ``body`` and yield the answer's server-sent events as the bytes arrive.
+
+    A non-2xx answer raises ``httpx.HTTPStatusError`` before any event (its body read, up to 64 KiB, for the
+    error message); a body longer than :data:`MAX_RESPONSE_BYTES` raises ``ProviderResponseError``; a
+    connection lost mid-body raises ``httpx.TransportError``. Closing the generator closes the response.
+    """
+    async with client.stream("POST", url, json=body, headers=headers) as streamed:
+        if not streamed.is_success:
+            content = b""
+            async for chunk in streamed.aiter_bytes():
+                content += chunk
+                if len(content) >= _ERROR_BODY_BYTES:
+                    break
+            error = CappedResponse(streamed.status_code, streamed.headers, content, streamed.request, False)
+            error.response.raise_for_status()
+        decoder = SseDecoder()
+        size = 0
+        async for chunk in streamed.aiter_bytes():
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                raise ProviderResponseError(f"{provider} streamed more than {MAX_RESPONSE_BYTES} bytes")
+            for event in decoder.feed(chunk):
+                yield event
+        for event in decoder.close():
+            yield event
+
+
+class StreamAssembler(Protocol):
+    """Reads one streamed answer: the deltas in each event's data, then the whole completion."""
+
+    def feed(self, data: str) -> list[StreamDelta]: ...
+
+    def completion(self) -> Completion: ...
+
+
+async def stream_chunks(
+    client: httpx.AsyncClient,
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    provider: str,
+    assembler: StreamAssembler,
+) -> AsyncIterator[StreamChunk]:
+    """:func:`post_sse` read by ``assembler``: each event's deltas as it arrives, then the completion."""
+    async with aclosing(post_sse(client, url, body, headers, provider)) as events:
+        async for event in events:  # read to the end after the end marker, so the connection is reused
+            for delta in assembler.feed(event.data):
+                yield delta
+    yield assembler.completion()
+
+
+def json_object(data: str, provider: str, what: str) -> dict[str, Any]:
+    """``data`` parsed; ``ProviderResponseError`` naming ``what`` when it is not a JSON object."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ProviderResponseError(f"{provider} streamed {what} that is not a JSON object: {data[:200]!r}")
+    return value
 
 
 def token_count(usage: Any, key: str) -> int:

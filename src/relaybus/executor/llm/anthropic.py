@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from relaybus.exceptions import ProviderResponseError
 
-from ._http import HttpProvider, post_json, reported_usage
+from ._http import HttpProvider, post_json, reported_usage, stream_chunks
 from .base import ChatRequest, Completion
 from .chat import (
     AssistantMessage,
@@ -19,6 +20,9 @@ from .chat import (
     ToolResultMessage,
     UserMessage,
 )
+
+if TYPE_CHECKING:
+    from .stream import StreamChunk
 
 __all__ = ["ANTHROPIC_VERSION", "AnthropicProvider", "anthropic_body", "parse_anthropic_message"]
 
@@ -48,14 +52,34 @@ class AnthropicProvider(HttpProvider):
 
     async def complete(self, request: ChatRequest) -> Completion:
         body = anthropic_body(self.model, request)
-        headers = {"anthropic-version": ANTHROPIC_VERSION}
-        if self._api_key:
-            headers["x-api-key"] = self._api_key.reveal()
-        data = await post_json(self._client, f"{self.base_url}/v1/messages", body, headers, self.name)
+        data = await post_json(self._client, self._url, body, self._headers(), self.name)
         schema = request.response_schema
         return parse_anthropic_message(
             data, provider=self.name, model=self.model, output_tool=schema.name if schema else None
         )
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        """The same request with ``stream: true``, read as
+        :class:`~relaybus.executor.llm.anthropic_stream.AnthropicStream` describes."""
+        from .anthropic_stream import AnthropicStream  # here: anthropic_stream imports this module
+
+        body = anthropic_body(self.model, request)
+        body["stream"] = True
+        schema = request.response_schema
+        assembler = AnthropicStream(
+            provider=self.name, model=self.model, output_tool=schema.name if schema else None
+        )
+        return stream_chunks(self._client, self._url, body, self._headers(), self.name, assembler)
+
+    @property
+    def _url(self) -> str:
+        return f"{self.base_url}/v1/messages"
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"anthropic-version": ANTHROPIC_VERSION}
+        if self._api_key:
+            headers["x-api-key"] = self._api_key.reveal()
+        return headers
 
 
 def anthropic_body(model: str, request: ChatRequest) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from relaybus.exceptions import ProviderResponseError
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, Usage
 from relaybus.secrets import Secret
 
@@ -14,8 +15,9 @@ from ..backend import RunContext
 from ..ratelimit import RateLimiter
 from ..retry import RetryPolicy
 from .base import ChatRequest, Completion, LLMProvider
-from .errors import CallFailure, answer_text, classify, unusable_answer
+from .errors import CallFailure, answer_text, broken_stream, classify, unusable_answer
 from .prompt import build_request
+from .stream import DeltaCallback, StreamDelta, TextDelta, stream_chat
 
 __all__ = ["ChatOutcome", "LlmBackend", "Route"]
 
@@ -33,13 +35,15 @@ class ChatOutcome:
     """One model turn through :meth:`LlmBackend.chat`: the completion, or why every route failed.
 
     ``attempts`` counts every HTTP request made (failed ones and the fallback's included); ``provider`` is the
-    name of the provider that answered (None when none did).
+    name of the provider that answered (None when none did). ``partial_text`` is the text already streamed to
+    the caller when a streamed turn broke after its first delta (failure ``StreamBroken``), else "".
     """
 
     completion: Completion | None
     failure: CallFailure | None
     attempts: int
     provider: str | None = None
+    partial_text: str = ""
 
     @property
     def usage(self) -> Usage:
@@ -62,6 +66,11 @@ class LlmBackend:
     :func:`~relaybus.executor.llm.errors.unusable_answer`): ``OutputTruncated`` (cut at ``max_tokens``),
     ``Refused``, ``ContentFiltered``, ``UnexpectedToolCalls`` (tool calls, but no tools were offered). Such
     a result keeps what the model said in ``output`` (its text, or the refusal text); ``usage`` counts it.
+
+    Streaming: with ``ctx.on_delta`` set (``TaskExecutor.execute(..., on_delta=...)``), the turn is streamed
+    and each delta handed to it as it arrives (see :meth:`chat`); the result is the same as unstreamed, and a
+    stream that breaks after its first delta is a FAILURE ``StreamBroken`` whose ``output`` is the text
+    streamed so far.
     """
 
     def __init__(
@@ -102,7 +111,7 @@ class LlmBackend:
         request = build_request(
             task, ctx.system_prompt, max_tokens=self.max_tokens, temperature=self.temperature
         )
-        outcome = await self.chat(request, ctx)
+        outcome = await self.chat(request, ctx, on_delta=ctx.on_delta)
         completion, attempts = outcome.completion, outcome.attempts
         if completion is None:
             assert outcome.failure is not None
@@ -122,20 +131,32 @@ class LlmBackend:
             retryable=failure.retryable,
             attempts=attempts,
             usage=outcome.usage,
-            output=None if completion is None else answer_text(completion),
+            output=answer_text(completion) if completion is not None else (outcome.partial_text or None),
         )
 
-    async def chat(self, request: ChatRequest, ctx: RunContext) -> ChatOutcome:
+    async def chat(
+        self, request: ChatRequest, ctx: RunContext, *, on_delta: DeltaCallback | None = None
+    ) -> ChatOutcome:
         """One model turn: rate limit, retries, fallback. Never raises for a provider failure.
 
         The completion is returned as the provider gave it, whatever its finish reason or tool calls; a
         failure message joins each route's last error (``"...; then ..."``).
+
+        With ``on_delta``, the turn is streamed (:func:`~relaybus.executor.llm.stream.stream_chat`: a
+        provider without ``stream`` gives its whole answer as one delta) and ``on_delta`` gets every delta in
+        order before ``chat`` returns. Failures before the first delta are retried and sent to the fallback
+        as without streaming. Once a delta has reached ``on_delta`` nothing is retried or sent to the
+        fallback (the caller would see a second answer after the first one's beginning): a failure then is
+        ``StreamBroken``, with ``partial_text`` the text streamed so far; it is ``retryable`` when its cause
+        is (a dropped connection, an overloaded server), so that the caller may run the task again. An
+        exception raised by ``on_delta`` propagates.
         """
         attempts = 0
         failures: list[str] = []
         last: CallFailure | None = None
+        relay = _Relay(on_delta) if on_delta is not None else None
         for route in self._routes():
-            outcome = await self._try_route(route, request, ctx)
+            outcome = await self._try_route(route, request, ctx, relay)
             attempts += outcome.attempts
             self._note(route, outcome)
             if outcome.completion is not None:
@@ -143,9 +164,12 @@ class LlmBackend:
             assert outcome.failure is not None
             last = outcome.failure
             failures.append(last.message)
+            if relay is not None and relay.started:
+                break
         assert last is not None
         joined = CallFailure(last.type, "; then ".join(failures), last.retryable, last.retry_after)
-        return ChatOutcome(None, joined, attempts)
+        partial = relay.text if relay is not None and relay.started else ""
+        return ChatOutcome(None, joined, attempts, partial_text=partial)
 
     def _note(self, route: Route, outcome: ChatOutcome) -> None:
         if route is not self.primary or self.fallback is None:
@@ -158,24 +182,27 @@ class LlmBackend:
             self._primary_skipped_until = time.monotonic() + self._cooldown_s
             self._primary_failures = 0
 
-    async def _try_route(self, route: Route, request: ChatRequest, ctx: RunContext) -> ChatOutcome:
+    async def _try_route(
+        self, route: Route, request: ChatRequest, ctx: RunContext, relay: _Relay | None
+    ) -> ChatOutcome:
         policy = self.retry
         estimate = request.estimated_tokens()
-        log = ctx.log.bind(provider=route.provider.name)
+        provider = route.provider
+        log = ctx.log.bind(provider=provider.name)
         failure: CallFailure | None = None
         for attempt in range(1, policy.max_attempts + 1):
             async with ctx.outside_timeout():
                 await route.limiter.acquire(estimate)
-            try:
-                completion = await route.provider.complete(request)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                route.limiter.settle(estimate, 0)  # a refused request cost nothing against the limit
-                failure = classify(exc, route.provider.name, self._secrets)
-            else:
-                route.limiter.settle(estimate, completion.usage.total_tokens)
-                return ChatOutcome(completion, None, attempt, route.provider.name)
+            answer = await _attempt(provider, request, relay)
+            if isinstance(answer, Completion):
+                route.limiter.settle(estimate, answer.usage.total_tokens)
+                return ChatOutcome(answer, None, attempt, provider.name)
+            if relay is not None and relay.started:  # the tokens were spent: the estimate stays charged
+                failure = broken_stream(answer, provider.name, relay.deltas, len(relay.text), self._secrets)
+                log.warning("llm_stream_broken", deltas=relay.deltas, error_type=type(answer).__name__)
+                return ChatOutcome(None, failure, attempt)
+            route.limiter.settle(estimate, 0)  # a refused request cost nothing against the limit
+            failure = classify(answer, provider.name, self._secrets)
             if failure.retry_after is not None:
                 route.limiter.block_for(min(failure.retry_after, policy.max_retry_after_s))
             if not failure.retryable or attempt == policy.max_attempts:
@@ -195,3 +222,56 @@ class LlmBackend:
         assert failure is not None
         log.warning("llm_call_failed", attempts=attempt, error_type=failure.type, retryable=failure.retryable)
         return ChatOutcome(None, failure, attempt)
+
+
+class _Relay:
+    """Hands a streamed turn's deltas to the caller's callback and remembers what it has handed on."""
+
+    __slots__ = ("_texts", "deltas", "on_delta")
+
+    def __init__(self, on_delta: DeltaCallback) -> None:
+        self.on_delta = on_delta
+        self.deltas = 0
+        self._texts: list[str] = []
+
+    @property
+    def started(self) -> bool:
+        return self.deltas > 0
+
+    @property
+    def text(self) -> str:
+        return "".join(self._texts)
+
+    def forward(self, delta: StreamDelta) -> None:
+        if isinstance(delta, TextDelta):
+            self._texts.append(delta.text)
+        self.deltas += 1
+        self.on_delta(delta)
+
+
+async def _attempt(
+    provider: LLMProvider, request: ChatRequest, relay: _Relay | None
+) -> Completion | Exception:
+    """One request: its completion, or the exception the provider raised (returned, so that an exception of
+    the relay's callback is not mistaken for the provider's: it propagates)."""
+    if relay is None:
+        try:
+            return await provider.complete(request)
+        except Exception as exc:  # CancelledError is not an Exception: it propagates
+            return exc
+    chunks = stream_chat(provider, request)
+    try:
+        while True:
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return ProviderResponseError(f"{provider.name}'s stream ended without its completion")
+            except Exception as exc:
+                return exc
+            if isinstance(chunk, Completion):
+                return chunk
+            relay.forward(chunk)
+    finally:
+        close = getattr(chunks, "aclose", None)  # an async generator: close its HTTP response now
+        if close is not None:
+            await close()

@@ -148,7 +148,9 @@ class LLMProvider(Protocol):
     Failures raise: ``httpx.HTTPStatusError`` for a non-2xx answer, ``httpx.TransportError`` when the
     connection fails, :class:`ProviderResponseError` for an answer of the wrong shape. A truncated answer or
     a refusal is not an exception: it is the completion's ``finish_reason``. The executor decides what to
-    retry. ``name`` identifies the provider in results and logs; it must not contain a key.
+    retry. ``name`` identifies the provider in results and logs; it must not contain a key. A provider that
+    can also stream its answer has ``stream(request)`` too
+    (:class:`~relaybus.executor.llm.stream.StreamingProvider`); one without is streamed as one delta.
     """
 
     @property

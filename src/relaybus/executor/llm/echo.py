@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import AsyncIterator
 
 from relaybus.exceptions import ConfigError
 from relaybus.messages import Usage
 
 from .base import ChatRequest, Completion
 from .chat import message_text
+from .stream import StreamChunk, TextDelta
 
-__all__ = ["EchoProvider", "count_tokens"]
+__all__ = ["EchoProvider", "count_tokens", "words_of"]
+
+_WORD = re.compile(r"\s*\S+|\s+")
+
+
+def words_of(text: str) -> list[str]:
+    """``text`` cut before each word (a word keeps the whitespace before it); joined, they are ``text``."""
+    return _WORD.findall(text)
 
 
 def count_tokens(text: str) -> int:
@@ -23,7 +33,8 @@ class EchoProvider:
 
     It never calls tools, so an agent loop on it ends after one turn. The same request always gives the same
     text and usage: prompt tokens are the words of every message, completion tokens the words of the answer.
-    A negative ``latency_s`` raises :class:`ConfigError`.
+    :meth:`stream` gives the same answer word by word, ``latency_s`` split evenly before the words. A
+    negative ``latency_s`` raises :class:`ConfigError`.
     """
 
     def __init__(self, *, model: str = "echo", latency_s: float = 0.0) -> None:
@@ -42,6 +53,19 @@ class EchoProvider:
     async def complete(self, request: ChatRequest) -> Completion:
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
+        return self._answer(request)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        completion = self._answer(request)
+        words = words_of(completion.text)
+        pause = self.latency_s / len(words)
+        for word in words:
+            if pause:
+                await asyncio.sleep(pause)
+            yield TextDelta(word)
+        yield completion
+
+    def _answer(self, request: ChatRequest) -> Completion:
         text = f"echo: {request.user}"
         usage = Usage(
             prompt_tokens=sum(count_tokens(message_text(m)) for m in request.messages),

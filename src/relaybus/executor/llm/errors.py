@@ -13,8 +13,9 @@ from ..http import is_timeout
 from ..retry import parse_retry_after
 from .base import ChatRequest, Completion, ProviderResponseError
 from .chat import FinishReason
+from .stream import ProviderStreamError
 
-__all__ = ["CallFailure", "answer_text", "classify", "unusable_answer"]
+__all__ = ["CallFailure", "answer_text", "broken_stream", "classify", "unusable_answer"]
 
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 _BODY_EXCERPT = 300
@@ -65,9 +66,30 @@ def classify(exc: Exception, provider: str, secrets: Sequence[Secret] = ()) -> C
         return CallFailure(
             "ProviderConnectionError", masked(f"{provider}: connection failed: {reason}"), True
         )
+    if isinstance(exc, ProviderStreamError):  # its message names the provider
+        if exc.kind in ("rate_limit_error", "rate_limit_exceeded"):
+            return CallFailure("RateLimited", masked(str(exc)), True)
+        if exc.retryable:
+            return CallFailure("ProviderServerError", masked(str(exc)), True)
+        return CallFailure("ProviderRequestError", masked(str(exc)), False)
     if isinstance(exc, ProviderResponseError):
         return CallFailure("InvalidProviderResponse", masked(f"{provider}: {exc}"), False)
     return CallFailure(type(exc).__name__, masked(f"{provider}: {exc}"), False)
+
+
+def broken_stream(
+    exc: Exception, provider: str, deltas: int, chars: int, secrets: Sequence[Secret] = ()
+) -> CallFailure:
+    """``StreamBroken``: ``exc`` ended a stream after ``deltas`` deltas (``chars`` characters of text) had
+    reached the caller. Retryable when its cause is (a dropped connection, an overloaded server): running the
+    task again may succeed, though the caller has seen this attempt's beginning."""
+    cause = classify(exc, provider, secrets)
+    return CallFailure(
+        "StreamBroken",
+        f"{cause.message} (the stream broke after {deltas} deltas; the {chars} characters of text received "
+        "are the result's output)",
+        cause.retryable,
+    )
 
 
 def unusable_answer(completion: Completion, request: ChatRequest, provider: str) -> CallFailure | None:

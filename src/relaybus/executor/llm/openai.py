@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -12,7 +13,7 @@ from relaybus.exceptions import ProviderResponseError
 from relaybus.secrets import Secret
 
 from ..config import MaxTokensField
-from ._http import HttpProvider, post_json, reported_usage
+from ._http import HttpProvider, post_json, reported_usage, stream_chunks
 from .base import ChatRequest, Completion
 from .chat import (
     AssistantMessage,
@@ -23,6 +24,9 @@ from .chat import (
     ToolCall,
     ToolResultMessage,
 )
+
+if TYPE_CHECKING:
+    from .stream import StreamChunk
 
 __all__ = ["OpenAIProvider", "openai_body", "parse_openai_completion"]
 
@@ -60,9 +64,26 @@ class OpenAIProvider(HttpProvider):
 
     async def complete(self, request: ChatRequest) -> Completion:
         body = openai_body(self.model, request, max_tokens_field=self.max_tokens_field)
-        headers = {"Authorization": f"Bearer {self._api_key.reveal()}"} if self._api_key else {}
-        data = await post_json(self._client, f"{self.base_url}/chat/completions", body, headers, self.name)
+        data = await post_json(self._client, self._url, body, self._headers(), self.name)
         return parse_openai_completion(data, provider=self.name, model=self.model)
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        """The same request with ``stream: true`` and ``stream_options: {include_usage: true}``, read as
+        :class:`~relaybus.executor.llm.openai_stream.OpenAIStream` describes."""
+        from .openai_stream import OpenAIStream  # here: openai_stream imports this module
+
+        body = openai_body(self.model, request, max_tokens_field=self.max_tokens_field)
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        assembler = OpenAIStream(provider=self.name, model=self.model)
+        return stream_chunks(self._client, self._url, body, self._headers(), self.name, assembler)
+
+    @property
+    def _url(self) -> str:
+        return f"{self.base_url}/chat/completions"
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._api_key.reveal()}"} if self._api_key else {}
 
 
 def openai_body(model: str, request: ChatRequest, *, max_tokens_field: str = "max_tokens") -> dict[str, Any]:
