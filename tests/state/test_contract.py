@@ -6,6 +6,7 @@ Read top to bottom, this is what a worker, an agent loop and an orchestrator may
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import subprocess
@@ -268,6 +269,23 @@ async def test_concurrent_completes_store_one_result(backend: Backend) -> None:
     assert len(await backend.sql("SELECT task_id FROM relaybus_results")) == 1
 
 
+async def test_calls_cancelled_at_any_point_leave_the_store_consistent(store: StateStore) -> None:
+    ids = [uuid4() for _ in range(40)]
+    for task_id in ids:
+        await store.claim(task_id, worker="w1", lease_s=0.01, digest="d")  # expired at once: takeovers
+    await asyncio.sleep(0.05)
+    for n, task_id in enumerate(ids):  # cancelled after 0, 0.1, 0.2, ... ms, at one await or another
+        call = asyncio.create_task(store.claim(task_id, worker="w2", lease_s=LEASE, digest="d"))
+        await asyncio.sleep(n * 0.0001)
+        call.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await call
+    for task_id in ids:  # each cancelled takeover happened wholly or not at all
+        claim = await store.claim(task_id, worker="w3", lease_s=LEASE, digest="d")
+        assert (claim.holder, claim.attempt) in {("w2", 2), ("w3", 2)}, claim
+    assert (await store.claim(uuid4(), worker="w3", lease_s=LEASE, digest="d")).acquired
+
+
 # -- journal ---------------------------------------------------------------------------------------------
 async def test_the_journal_returns_steps_in_step_order_with_their_data(store: StateStore) -> None:
     task_id = uuid4()
@@ -460,6 +478,7 @@ async def _age(backend: Backend, days: float) -> None:
         ("relaybus_claims", "expires_at"),
         ("relaybus_journal", "recorded_at"),
         ("relaybus_runs", "updated_at"),
+        ("relaybus_task_events", "at"),
     ]:
         await backend.sql(f"UPDATE {table} SET {column} = {column} - ?", shift)
 

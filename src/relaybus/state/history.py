@@ -45,7 +45,11 @@ _UPDATE_TASK = (
     f"UPDATE relaybus_run_tasks SET {', '.join(f'{column} = ?' for column in _TASK_COLUMNS)}"  # noqa: S608
     " WHERE run_id = ? AND task_id = ?"
 )
-_OLD_RUNS = "SELECT run_id FROM relaybus_runs WHERE updated_at < ?"
+# A run's last activity is its last event (not kept on the run's row: every event of the run would then wait
+# for that one row's lock) or, without events, when it was last recorded.
+_OLD_RUNS = """
+    SELECT run_id FROM relaybus_runs r WHERE r.updated_at < ?
+    AND NOT EXISTS (SELECT 1 FROM relaybus_task_events e WHERE e.run_id = r.run_id AND e.at >= ?)"""
 
 
 def planned(tasks: Iterable[PlannedTask | AgentTask | tuple[UUID, str, Sequence[UUID]]]) -> list[PlannedTask]:
@@ -68,22 +72,23 @@ def planned(tasks: Iterable[PlannedTask | AgentTask | tuple[UUID, str, Sequence[
 async def record_run(
     session: Session, run_id: str, name: str, tasks: list[PlannedTask], started_at: datetime | None, url: str
 ) -> bool:
-    at = epoch(started_at)
+    now = now_epoch()
     new = await session.execute(
         "INSERT INTO relaybus_runs (run_id, name, started_at, updated_at) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (run_id) DO NOTHING",
         run_id,
         name,
-        at,
-        at,
+        epoch(started_at),
+        now,
     )
     if not new:
-        row = await session.fetchone("SELECT name FROM relaybus_runs WHERE run_id = ?", run_id)
+        row = await session.fetchone("SELECT name FROM relaybus_runs WHERE run_id = ? {for_update}", run_id)
         if row is not None and row["name"] != name:
             raise ConfigError(
                 f"run {run_id!r} is recorded in {url} as a run of plan {row['name']!r}, not {name!r}: "
                 "give this run another id"
             )
+        await session.execute("UPDATE relaybus_runs SET updated_at = ? WHERE run_id = ?", now, run_id)
     known = await session.fetchone("SELECT COUNT(*) AS n FROM relaybus_run_tasks WHERE run_id = ?", run_id)
     first = int(known["n"]) if known else 0
     await session.executemany(
@@ -209,7 +214,6 @@ async def task_event(session: Session, run_id: str, event: Event) -> None:
         run_id,
         tid,
     )
-    await session.execute("UPDATE relaybus_runs SET updated_at = ? WHERE run_id = ?", now_epoch(), run_id)
 
 
 def _summary_sql(where: str) -> str:
@@ -319,7 +323,10 @@ async def detail(session: Session, run_id: str) -> RunDetail | None:
 
 
 async def prune_runs(session: Session, cutoff: float) -> int:
-    """Remove the runs (tasks and timelines with them) not updated since ``cutoff``; how many."""
-    await session.execute(f"DELETE FROM relaybus_task_events WHERE run_id IN ({_OLD_RUNS})", cutoff)  # noqa: S608
-    await session.execute(f"DELETE FROM relaybus_run_tasks WHERE run_id IN ({_OLD_RUNS})", cutoff)  # noqa: S608
-    return await session.execute("DELETE FROM relaybus_runs WHERE updated_at < ?", cutoff)
+    """Remove the runs (tasks and timelines with them) recorded and last heard of before ``cutoff``."""
+    old = [row["run_id"] for row in await session.fetchall(_OLD_RUNS, cutoff, cutoff)]
+    for run_id in old:
+        await session.execute("DELETE FROM relaybus_task_events WHERE run_id = ?", run_id)
+        await session.execute("DELETE FROM relaybus_run_tasks WHERE run_id = ?", run_id)
+        await session.execute("DELETE FROM relaybus_runs WHERE run_id = ?", run_id)
+    return len(old)

@@ -25,6 +25,7 @@ from relaybus.messages import AgentTask, ExecutionResult
 from . import history
 from .base import DEFAULT_RETENTION
 from .codec import check_lease, dump_json, from_epoch, is_invalid, load_json, load_result, now_epoch, seconds
+from .errors import StateError
 from .migrations import migrate
 from .records import (
     Claim,
@@ -56,6 +57,7 @@ _LOCK_CLAIM = """
 _TAKE_OVER = """
     UPDATE relaybus_claims SET holder = ?, attempt = attempt + 1, expires_at = {now} + ?, updated_at = {now}
     WHERE task_id = ? RETURNING attempt, expires_at"""
+_END_CLAIM = "UPDATE relaybus_claims SET holder = NULL, updated_at = {now} WHERE task_id = ?"
 _STORE_RESULT = """
     INSERT INTO relaybus_results (task_id, result, stored_at) VALUES (?, ?, {now})
     ON CONFLICT (task_id) DO NOTHING"""
@@ -159,7 +161,7 @@ class SqlStore(abc.ABC):
                 claim = await self._claim_known(session, task_id, worker, lease, digest)
             if claim is not None:
                 return claim
-        raise UsageError(f"claim of task {task_id} kept racing with deletions of it: is prune() looping?")
+        raise StateError(f"the claim of task {task_id} kept racing with deletions of it: is prune() looping?")
 
     async def _claim_known(
         self, session: Session, task_id: UUID, worker: str, lease: float, digest: str
@@ -235,28 +237,26 @@ class SqlStore(abc.ABC):
             raise ConfigError(f"complete() of task {task_id} was given the result of task {result.task_id}")
         tid = str(task_id)
         text = result.model_dump_json()
+        lease_lost = False
         async with self._use(transaction=True) as session:
-            claim = await session.fetchone(
-                "SELECT holder FROM relaybus_claims WHERE task_id = ? {for_update}", tid
-            )
-            if claim is None:
-                raise UsageError(f"complete() of task {task_id}, which was never claimed: claim() it first")
-            stored = await session.execute(_STORE_RESULT, tid, text) == 1
-            if not stored:
-                kept_text = await session.fetchone(
+            if not await session.execute(_STORE_RESULT, tid, text):
+                kept_row = await session.fetchone(
                     "SELECT result FROM relaybus_results WHERE task_id = ?", tid
                 )
-                kept = load_result(kept_text["result"] if kept_text else None, task_id)
+                kept = load_result(kept_row["result"] if kept_row else None, task_id)
                 if kept is not None:
                     _log.warning("late_result_ignored", task_id=tid, worker=worker, kept_worker=kept.worker)
                     return Completion(stored=False, result=kept)
                 await session.execute("UPDATE relaybus_results SET result = ? WHERE task_id = ?", text, tid)
-            await session.execute(
-                "UPDATE relaybus_claims SET holder = NULL, updated_at = {now} WHERE task_id = ?", tid
-            )
-        if claim["holder"] != worker:
+            if not await session.execute(f"{_END_CLAIM} AND holder = ?", tid, worker):
+                lease_lost = True
+                if not await session.execute(_END_CLAIM, tid):  # rolls the stored result back with it
+                    raise UsageError(
+                        f"complete() of task {task_id}, which was never claimed: claim() it first"
+                    )
+        if lease_lost:
             # Stored all the same: the work was done, and the first result is the one every copy gets.
-            _log.warning("result_stored_after_lease_lost", task_id=tid, worker=worker, holder=claim["holder"])
+            _log.warning("result_stored_after_lease_lost", task_id=tid, worker=worker)
         return Completion(stored=True, result=result)
 
     async def result(self, task_id: UUID) -> ExecutionResult | None:

@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 
@@ -34,23 +34,28 @@ __all__ = ["SqliteStore"]
 _UNAVAILABLE_WORDS = ("locked", "busy", "disk", "unable to open", "readonly", "read-only")
 
 
+def _as_dict(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
+    return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
+
+
 class _SqliteSession:
+    """Each call is one trip to the connection's thread (``execute_fetchall``, rows made into dicts there)."""
+
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self._connection = connection
 
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
-        async with self._connection.execute(sqlite_sql(sql), args) as cursor:
-            rows = await cursor.fetchall()
-            names = [column[0] for column in cursor.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in rows]
+        # All rows: a RETURNING statement is done only once read to the end.
+        rows = await self._connection.execute_fetchall(sqlite_sql(sql), args)
+        return cast(list[Row], list(rows))  # made dicts by _as_dict, the connection's row factory
 
     async def fetchone(self, sql: str, *args: Any) -> Row | None:
-        rows = await self.fetchall(sql, *args)  # all: a RETURNING statement is done only once read to the end
+        rows = await self.fetchall(sql, *args)
         return rows[0] if rows else None
 
     async def execute(self, sql: str, *args: Any) -> int:
-        async with self._connection.execute(sqlite_sql(sql), args) as cursor:
-            return cursor.rowcount
+        cursor = await self._connection.execute(sqlite_sql(sql), args)
+        return cursor.rowcount
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         await self._connection.executemany(sqlite_sql(sql), rows)
@@ -79,8 +84,15 @@ class SqliteStore(SqlStore):
         self._connection: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
 
+    def _can_open(self) -> None:
+        sqlite3.connect(self.path, timeout=self.busy_timeout_s).close()
+
     async def _connect(self) -> None:
         try:
+            # Tried first without aiosqlite: its thread, when the file cannot be opened, would still be
+            # finishing after the caller's event loop may have closed.
+            if self.path != ":memory:":
+                await asyncio.to_thread(self._can_open)
             connection = await aiosqlite.connect(self.path, isolation_level=None, timeout=self.busy_timeout_s)
         except sqlite3.Error as exc:
             raise StoreUnavailable(
@@ -95,6 +107,7 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as exc:
             await connection.close()
             raise self._unavailable(exc) from exc
+        connection.row_factory = _as_dict  # type: ignore[assignment]  # typed as a class; any callable works
         self._connection = connection
 
     async def _disconnect(self) -> None:
@@ -118,11 +131,12 @@ class SqliteStore(SqlStore):
                 if not transaction:
                     yield _SqliteSession(connection)
                     return
-                await connection.execute("BEGIN IMMEDIATE")
                 try:
+                    await connection.execute("BEGIN IMMEDIATE")
                     yield _SqliteSession(connection)
                 except BaseException:
-                    # Shielded: a cancelled caller must still leave the connection out of the transaction.
+                    # Shielded, and queued behind whatever the thread still runs for a cancelled caller
+                    # (BEGIN included): the next caller finds the connection out of any transaction.
                     await asyncio.shield(connection.rollback())
                     raise
                 await connection.commit()
