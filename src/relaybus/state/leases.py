@@ -18,6 +18,7 @@ from relaybus.exceptions import ConfigError, UsageError
 from relaybus.log import get_logger
 
 from .base import StateStore
+from .codec import check_lease
 from .errors import StoreUnavailable
 from .records import Claim, ClaimOutcome
 
@@ -75,8 +76,7 @@ class LeaseKeeper:
     """
 
     def __init__(self, store: StateStore, task_id: UUID, *, worker: str, lease_s: float) -> None:
-        if lease_s <= 0:
-            raise ConfigError(f"lease_s must be > 0 (got {lease_s})")
+        check_lease(lease_s)
         self.store = store
         self.task_id = task_id
         self.worker = worker

@@ -24,7 +24,7 @@ from relaybus.secrets import Secret, mask_secrets, mask_url
 from .base import DEFAULT_RETENTION
 from .errors import StoreUnavailable
 from .session import Row, Session, postgres_sql
-from .sql import SqlStore
+from .sql import SqlStore, never_claimed
 
 __all__ = ["PostgresStore"]
 
@@ -39,6 +39,19 @@ _LOST = (
     asyncpg.CrashShutdownError,
     asyncpg.InternalClientError,  # a connection the server dropped mid-protocol
 )
+# complete() in one statement (one round trip, its own transaction): lock the claim, store the result unless
+# one is, end the claim if it was stored; the claim's old holder tells whether the lease was still ours.
+_STORE_RESULT = """
+    WITH claim AS (SELECT holder FROM relaybus_claims WHERE task_id = $1 FOR UPDATE),
+    stored AS (
+        INSERT INTO relaybus_results (task_id, result, stored_at)
+        SELECT $1::text, $2::text, {now} FROM claim
+        ON CONFLICT (task_id) DO NOTHING RETURNING task_id),
+    ended AS (
+        UPDATE relaybus_claims SET holder = NULL, updated_at = {now}
+        WHERE task_id = $1 AND EXISTS (SELECT 1 FROM stored) RETURNING task_id)
+    SELECT EXISTS (SELECT 1 FROM claim) AS claimed, EXISTS (SELECT 1 FROM ended) AS stored,
+           (SELECT holder FROM claim) AS holder"""
 _FIX = "start PostgreSQL there, or point --state-url / RELAYBUS_STATE_URL at one that runs"
 
 
@@ -153,6 +166,14 @@ class PostgresStore(SqlStore):
             raise StoreUnavailable(self._why_not(exc)) from None
         finally:
             await pool.release(connection)
+
+    async def _store_result(self, task_id: str, text: str, worker: str) -> tuple[bool, bool]:
+        async with self._use() as session:
+            row = await session.fetchone(_STORE_RESULT, task_id, text)  # written with $n: reused twice
+        assert row is not None  # one row, always
+        if not row["claimed"]:
+            raise never_claimed(task_id)
+        return row["stored"], row["stored"] and row["holder"] != worker
 
     def _session(self, *, transaction: bool) -> AbstractAsyncContextManager[Session]:
         return self._transaction(transaction=transaction)

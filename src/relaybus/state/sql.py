@@ -41,7 +41,7 @@ from .records import (
 )
 from .session import Session
 
-__all__ = ["SqlStore"]
+__all__ = ["SqlStore", "never_claimed"]
 
 _log = get_logger("relaybus.state")
 
@@ -69,6 +69,10 @@ _PRUNE_CLAIMS = """
 _PRUNE_JOURNAL = """
     DELETE FROM relaybus_journal WHERE task_id IN (
         SELECT task_id FROM relaybus_journal GROUP BY task_id HAVING MAX(recorded_at) < ?)"""
+
+
+def never_claimed(task_id: str) -> UsageError:
+    return UsageError(f"complete() of task {task_id}, which was never claimed: claim() it first")
 
 
 class SqlStore(abc.ABC):
@@ -211,53 +215,60 @@ class SqlStore(abc.ABC):
         )
 
     async def renew(self, task_id: UUID, worker: str, lease_s: float) -> bool:
-        lease = check_lease(lease_s)
-        async with self._use() as session:
-            changed = await session.execute(
-                "UPDATE relaybus_claims SET expires_at = {now} + ?, updated_at = {now}"
-                " WHERE task_id = ? AND holder = ?",
-                lease,
-                str(task_id),
-                worker,
-            )
-        return changed == 1
+        return await self._changes_one_row(
+            "UPDATE relaybus_claims SET expires_at = {now} + ?, updated_at = {now}"
+            " WHERE task_id = ? AND holder = ?",
+            check_lease(lease_s),
+            str(task_id),
+            worker,
+        )
 
     async def release(self, task_id: UUID, worker: str) -> bool:
+        return await self._changes_one_row(
+            "UPDATE relaybus_claims SET holder = NULL, expires_at = {now}, updated_at = {now}"
+            " WHERE task_id = ? AND holder = ?",
+            str(task_id),
+            worker,
+        )
+
+    async def _changes_one_row(self, sql: str, *args: object) -> bool:
+        """Run one statement on its own; whether it changed a row."""
         async with self._use() as session:
-            changed = await session.execute(
-                "UPDATE relaybus_claims SET holder = NULL, expires_at = {now}, updated_at = {now}"
-                " WHERE task_id = ? AND holder = ?",
-                str(task_id),
-                worker,
-            )
-        return changed == 1
+            return await session.execute(sql, *args) == 1
 
     async def complete(self, task_id: UUID, worker: str, result: ExecutionResult) -> Completion:
         if result.task_id != task_id:
             raise ConfigError(f"complete() of task {task_id} was given the result of task {result.task_id}")
         tid = str(task_id)
         text = result.model_dump_json()
-        lease_lost = False
-        async with self._use(transaction=True) as session:
-            if not await session.execute(_STORE_RESULT, tid, text):
-                kept_row = await session.fetchone(
-                    "SELECT result FROM relaybus_results WHERE task_id = ?", tid
-                )
-                kept = load_result(kept_row["result"] if kept_row else None, task_id)
-                if kept is not None:
-                    _log.warning("late_result_ignored", task_id=tid, worker=worker, kept_worker=kept.worker)
-                    return Completion(stored=False, result=kept)
+        stored, lease_lost = await self._store_result(tid, text, worker)
+        if not stored:
+            kept = await self.result(task_id)
+            if kept is not None:
+                _log.warning("late_result_ignored", task_id=tid, worker=worker, kept_worker=kept.worker)
+                return Completion(stored=False, result=kept)
+            async with self._use(transaction=True) as session:  # the stored one is corrupt: replaced
                 await session.execute("UPDATE relaybus_results SET result = ? WHERE task_id = ?", text, tid)
-            if not await session.execute(f"{_END_CLAIM} AND holder = ?", tid, worker):
-                lease_lost = True
-                if not await session.execute(_END_CLAIM, tid):  # rolls the stored result back with it
-                    raise UsageError(
-                        f"complete() of task {task_id}, which was never claimed: claim() it first"
-                    )
+                await session.execute(_END_CLAIM, tid)
         if lease_lost:
             # Stored all the same: the work was done, and the first result is the one every copy gets.
             _log.warning("result_stored_after_lease_lost", task_id=tid, worker=worker)
         return Completion(stored=True, result=result)
+
+    async def _store_result(self, task_id: str, text: str, worker: str) -> tuple[bool, bool]:
+        """Store the result unless one is, and end the claim, atomically: (stored, lease_lost).
+
+        UsageError for an id never claimed. Subclasses may do it in fewer round trips.
+        """
+        async with self._use(transaction=True) as session:
+            if await session.execute(_STORE_RESULT, task_id, text):
+                if await session.execute(f"{_END_CLAIM} AND holder = ?", task_id, worker):
+                    return True, False
+                if await session.execute(_END_CLAIM, task_id):
+                    return True, True
+            elif await session.fetchone("SELECT holder FROM relaybus_claims WHERE task_id = ?", task_id):
+                return False, False
+            raise never_claimed(task_id)  # the transaction, and a result stored in it, rolls back
 
     async def result(self, task_id: UUID) -> ExecutionResult | None:
         async with self._use() as session:
@@ -272,17 +283,14 @@ class SqlStore(abc.ABC):
             raise ConfigError(f"a journal step is an int >= 0 (got {step!r})")
         if not kind or len(kind) > 100:
             raise ConfigError(f"a journal entry's kind is 1-100 characters (got {kind!r})")
-        text = dump_json(data)
-        async with self._use() as session:
-            written = await session.execute(
-                "INSERT INTO relaybus_journal (task_id, step, kind, data, recorded_at)"
-                " VALUES (?, ?, ?, ?, {now}) ON CONFLICT (task_id, step) DO NOTHING",
-                str(task_id),
-                step,
-                kind,
-                text,
-            )
-        return written == 1
+        return await self._changes_one_row(
+            "INSERT INTO relaybus_journal (task_id, step, kind, data, recorded_at)"
+            " VALUES (?, ?, ?, ?, {now}) ON CONFLICT (task_id, step) DO NOTHING",
+            str(task_id),
+            step,
+            kind,
+            dump_json(data),
+        )
 
     async def journal(self, task_id: UUID) -> Journal:
         tid = str(task_id)
