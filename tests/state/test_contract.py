@@ -27,6 +27,7 @@ from relaybus.state import (
     StoreUnavailable,
     TaskEventKind,
     TaskState,
+    TaskUpdate,
     store_from_url,
 )
 from relaybus.state.migrations import MIGRATIONS, Migration, migrate
@@ -453,6 +454,30 @@ async def test_a_finished_event_without_a_result_uses_the_stored_one_which_is_ke
     assert len(await backend.sql("SELECT task_id FROM relaybus_results")) == 1, "results are stored once"
     with pytest.raises(ConfigError, match="needs its result"):
         await store.task_event("r", b, "finished")
+
+
+async def test_a_batch_of_events_is_recorded_in_order_all_or_none(store: StateStore) -> None:
+    a, b = uuid4(), uuid4()
+    await store.record_run("r", "plan", [(a, "t", ()), (b, "t", ())])
+    await store.task_events(
+        "r",
+        [
+            TaskUpdate(task_id=a, kind="published"),
+            TaskUpdate(task_id=b, kind="published"),
+            TaskUpdate(task_id=a, kind="started", worker="w1", attempt=1),
+            TaskUpdate(task_id=a, kind="finished", result=ok(a), cost=0.1),
+        ],
+    )
+    first, second = (await store.run("r")).tasks
+    assert (first.status, first.worker, first.cost) == (TaskState.SUCCESS, "w1", 0.1)
+    assert [event.kind for event in first.events] == ["published", "started", "finished"]
+    assert second.status is TaskState.PUBLISHED
+    with pytest.raises(UsageError):
+        await store.task_events(
+            "r", [TaskUpdate(task_id=b, kind="started"), TaskUpdate(task_id=uuid4(), kind="started")]
+        )
+    assert (await store.run("r")).tasks[1].status is TaskState.PUBLISHED, "the whole batch was rolled back"
+    await store.task_events("r", [])
 
 
 async def test_events_of_unknown_tasks_or_kinds_are_refused(store: StateStore) -> None:

@@ -5,8 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
-from relaybus.messages import AgentTask, ExecutionStatus
-from relaybus.state import Journal, JournalEntry, PlannedTask, TaskState, task_digest
+import pytest
+from pydantic import ValidationError
+
+from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
+from relaybus.state import (
+    Journal,
+    JournalEntry,
+    PlannedTask,
+    TaskEventKind,
+    TaskState,
+    TaskUpdate,
+    task_digest,
+)
 
 
 def test_a_republished_task_has_the_same_digest_and_another_body_another() -> None:
@@ -43,3 +54,20 @@ def test_a_journal_is_a_list_that_also_reports_skipped_steps() -> None:
     journal = Journal([entry], skipped=[1])
     assert journal == [entry]
     assert (journal.steps, journal.skipped) == ([0], (1,))
+
+
+def test_a_task_update_is_checked_when_made() -> None:
+    task_id = uuid4()
+    update = TaskUpdate(task_id=task_id, kind="published")
+    assert update.kind is TaskEventKind.PUBLISHED
+    assert update.at.tzinfo is not None
+    for bad in [
+        {"kind": "exploded"},
+        {"kind": "started", "attempt": 0},
+        {"kind": "finished", "cost": -1.0},
+        {"kind": "finished", "cost": float("nan")},
+        {"kind": "started", "at": datetime(2030, 1, 1)},
+        {"kind": "finished", "result": ExecutionResult.success(uuid4())},
+    ]:
+        with pytest.raises(ValidationError):
+            TaskUpdate(task_id=task_id, **bad)

@@ -29,6 +29,7 @@ from .records import (
     TaskEvent,
     TaskEventKind,
     TaskState,
+    TaskUpdate,
 )
 from .url import STATE_URL_ENV, STATE_URL_FORMS, open_store, store_from_url
 
@@ -61,6 +62,7 @@ __all__ = [
     "TaskEvent",
     "TaskEventKind",
     "TaskState",
+    "TaskUpdate",
     "claim_or_wait",
     "open_store",
     "store_from_url",

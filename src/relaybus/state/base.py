@@ -28,6 +28,7 @@ from .records import (
     RunDetail,
     RunSummary,
     TaskEventKind,
+    TaskUpdate,
 )
 
 __all__ = ["DEFAULT_RETENTION", "StateStore", "task_digest"]
@@ -131,6 +132,10 @@ class StateStore(Protocol):
         usage and cost. ``finished`` takes the task's result (else the stored one); it is stored unless a
         result is stored already. A task's status never goes back (a late ``started`` after ``finished``
         is recorded on the timeline only)."""
+
+    async def task_events(self, run_id: str, updates: Iterable[TaskUpdate]) -> None:
+        """:meth:`task_event` for each of ``updates`` in order, in one transaction: all or none are recorded.
+        Far cheaper per event, e.g. for the ``published`` events of a whole wave of tasks."""
 
     async def runs(self, limit: int = 50, *, name: str | None = None) -> list[RunSummary]:
         """The ``limit`` most recently started runs (of plan ``name`` if given), newest first."""

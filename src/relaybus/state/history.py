@@ -8,21 +8,31 @@ transaction), so that statuses only move forward whatever order events arrive in
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from pydantic import ValidationError
+
 from relaybus.exceptions import ConfigError, UsageError
-from relaybus.messages import AgentTask, ExecutionResult, Usage
+from relaybus.messages import AgentTask, Usage
 
 from .codec import epoch, from_epoch, load_result, now_epoch
-from .records import PlannedTask, RunDetail, RunSummary, RunTask, TaskEvent, TaskEventKind, TaskState
+from .records import (
+    PlannedTask,
+    RunDetail,
+    RunSummary,
+    RunTask,
+    TaskEvent,
+    TaskEventKind,
+    TaskState,
+    TaskUpdate,
+)
 from .session import Row, Session
 
-__all__ = ["Event", "apply", "detail", "planned", "prune_runs", "record_run", "summaries", "task_event"]
+__all__ = ["apply", "detail", "planned", "prune_runs", "record_run", "summaries", "task_event", "update_of"]
 
 _TASK_COLUMNS = (
     "status",
@@ -111,63 +121,38 @@ async def record_run(
     return bool(new)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Event:
-    """A checked task event, ready to apply."""
-
-    task_id: UUID
-    kind: TaskEventKind
-    at: float
-    worker: str | None
-    attempt: int | None
-    result: ExecutionResult | None
-    cost: float | None
-
-    @classmethod
-    def of(
-        cls,
-        task_id: UUID,
-        kind: TaskEventKind | str,
-        at: datetime | None,
-        *,
-        worker: str | None,
-        attempt: int | None,
-        result: ExecutionResult | None,
-        cost: float | None,
-    ) -> Event:
-        try:
-            kind = TaskEventKind(kind)
-        except ValueError:
-            known = ", ".join(k.value for k in TaskEventKind)
-            raise ConfigError(f"unknown task event kind {kind!r}: one of {known}") from None
-        if result is not None and result.task_id != task_id:
-            raise ConfigError(f"the event of task {task_id} was given the result of task {result.task_id}")
-        if attempt is not None and attempt < 1:
-            raise ConfigError(f"an attempt number is >= 1 (got {attempt})")
-        if cost is not None and not cost >= 0:
-            raise ConfigError(f"a cost is >= 0 (got {cost})")
-        return cls(task_id, kind, epoch(at), worker, attempt, result, cost)
+def update_of(task_id: UUID, kind: TaskEventKind | str, at: datetime | None, **fields: Any) -> TaskUpdate:
+    """The :class:`TaskUpdate` of :meth:`StateStore.task_event` 's arguments; ConfigError when invalid."""
+    try:
+        values: dict[str, Any] = {"task_id": task_id, "kind": kind, **fields}
+        if at is not None:
+            values["at"] = at
+        return TaskUpdate.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'event'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid event of task {task_id}: {problems}") from None
 
 
-def apply(task: Row, event: Event) -> Row:
+def apply(task: Row, event: TaskUpdate) -> Row:
     """The task row's columns after ``event``; statuses move forward only, first times are kept."""
     new = dict(task)
+    at = event.at.timestamp()
     finished = TaskState(task["status"]).is_finished
     if event.kind is TaskEventKind.PUBLISHED:
         if task["status"] == TaskState.PENDING:
             new["status"] = TaskState.PUBLISHED.value
-        new["published_at"] = task["published_at"] or event.at
+        new["published_at"] = task["published_at"] or at
     elif event.kind is TaskEventKind.STARTED:
         if not finished:
             new["status"] = TaskState.RUNNING.value
-        new["started_at"] = task["started_at"] or event.at
+        new["started_at"] = task["started_at"] or at
         new["worker"] = event.worker or task["worker"]
         new["attempts"] = max(task["attempts"], event.attempt or task["attempts"] + 1)
     elif not finished:
         result = event.result
         assert result is not None  # task_event() looks the stored result up
         new["status"] = result.status.value
-        new["finished_at"] = event.at
+        new["finished_at"] = at
         if task["started_at"] is None and result.started_at is not None:
             new["started_at"] = result.started_at.timestamp()
         new["worker"] = event.worker or result.worker or task["worker"]
@@ -179,7 +164,7 @@ def apply(task: Row, event: Event) -> Row:
     return new
 
 
-async def task_event(session: Session, run_id: str, event: Event) -> None:
+async def task_event(session: Session, run_id: str, event: TaskUpdate) -> None:
     tid = str(event.task_id)
     task = await session.fetchone(_SELECT_TASK, run_id, tid)
     if task is None:
@@ -190,7 +175,7 @@ async def task_event(session: Session, run_id: str, event: Event) -> None:
             result = load_result(stored["result"] if stored else None, tid)
             if result is None:
                 raise ConfigError(f"the finished event of task {tid} needs its result (none is stored)")
-            event = dataclasses.replace(event, result=result)
+            event = event.model_copy(update={"result": result})
         else:
             await session.execute(
                 "INSERT INTO relaybus_results (task_id, result, stored_at) VALUES (?, ?, ?)"
@@ -208,7 +193,7 @@ async def task_event(session: Session, run_id: str, event: Event) -> None:
         run_id,
         tid,
         event.kind.value,
-        event.at,
+        event.at.timestamp(),
         event.worker,
         event.attempt,
         run_id,

@@ -1,19 +1,20 @@
-"""The records a state store returns: claims, completions, journal entries, run history, prune reports.
+"""The records of a state store: claims, completions, journal entries, run history, prune reports.
 
-All are frozen pydantic models (``model_dump_json`` gives what ``--json`` prints) except :class:`Journal`, a
-list of :class:`JournalEntry` that also says which steps were skipped, and :class:`PlannedTask`, a plain
-named tuple so that ``(task_id, target, depends_on)`` tuples are accepted as they are.
+All are frozen pydantic models (``model_dump_json`` gives what ``--json`` prints; :class:`TaskUpdate` is given
+to the store rather than returned) except :class:`Journal`, a list of :class:`JournalEntry` that also says
+which steps were skipped, and :class:`PlannedTask`, a plain named tuple so that ``(task_id, target,
+depends_on)`` tuples are accepted as they are.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from datetime import datetime
-from typing import NamedTuple
+from datetime import UTC, datetime
+from typing import Annotated, NamedTuple, Self
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, JsonValue
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, Usage
 
@@ -31,6 +32,7 @@ __all__ = [
     "TaskEvent",
     "TaskEventKind",
     "TaskState",
+    "TaskUpdate",
 ]
 
 
@@ -147,6 +149,29 @@ class TaskState(enum.StrEnum):
 
 
 _FINISHED = frozenset(status.value for status in ExecutionStatus)
+
+
+class TaskUpdate(_Record):
+    """One event to record on a task's timeline, for :meth:`StateStore.task_events`; ``at`` is now by default.
+
+    ``finished`` takes the task's result (None: the stored one) and optionally its cost.
+    """
+
+    task_id: UUID
+    kind: TaskEventKind
+    at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    worker: str | None = None
+    attempt: Annotated[int, Field(ge=1)] | None = None
+    result: ExecutionResult | None = None
+    cost: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+
+    @model_validator(mode="after")
+    def _result_of_this_task(self) -> Self:
+        if self.result is not None and self.result.task_id != self.task_id:
+            raise ValueError(
+                f"the event of task {self.task_id} was given the result of task {self.result.task_id}"
+            )
+        return self
 
 
 class TaskEvent(_Record):

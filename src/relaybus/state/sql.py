@@ -38,6 +38,7 @@ from .records import (
     RunDetail,
     RunSummary,
     TaskEventKind,
+    TaskUpdate,
 )
 from .session import Session
 
@@ -349,9 +350,17 @@ class SqlStore(abc.ABC):
         result: ExecutionResult | None = None,
         cost: float | None = None,
     ) -> None:
-        event = history.Event.of(task_id, kind, at, worker=worker, attempt=attempt, result=result, cost=cost)
-        async with self._use(transaction=True) as session:
-            await history.task_event(session, run_id, event)
+        update = history.update_of(
+            task_id, kind, at, worker=worker, attempt=attempt, result=result, cost=cost
+        )
+        await self.task_events(run_id, [update])
+
+    async def task_events(self, run_id: str, updates: Iterable[TaskUpdate]) -> None:
+        batch = list(updates)
+        if batch:
+            async with self._use(transaction=True) as session:
+                for update in batch:
+                    await history.task_event(session, run_id, update)
 
     async def runs(self, limit: int = 50, *, name: str | None = None) -> list[RunSummary]:
         if limit < 1:
