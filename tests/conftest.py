@@ -1,15 +1,21 @@
-"""Shared fixtures: a real RabbitMQ for integration tests.
+"""Shared fixtures: a real RabbitMQ for integration tests, a real PostgreSQL for the state stores.
 
 ``RELAYBUS_TEST_AMQP_URL`` (default ``amqp://guest:guest@127.0.0.1:5672/``) is used when it answers;
 otherwise a broker is started with testcontainers where a Docker engine exists; otherwise the test is skipped
 with the reason, or fails when ``RELAYBUS_REQUIRE_BROKER=1`` (as in .ci/run).
+
+``RELAYBUS_TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``) names a server on
+which each test creates a database of its own and drops it afterwards; when none answers the test is
+skipped with the reason, or fails when ``RELAYBUS_REQUIRE_POSTGRES=1`` (as in .ci/run).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -17,12 +23,15 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 DEFAULT_TEST_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_TEST_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-def _answers(url: str, timeout: float = 2.0) -> bool:
+def _answers(url: str, timeout: float = 2.0, default_port: int = 5672) -> bool:
     parts = urlsplit(url)
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), timeout=timeout):
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), timeout=timeout
+        ):
             return True
     except OSError:
         return False
@@ -73,3 +82,65 @@ def amqp_vhost_url(amqp_url: str) -> Iterator[str]:
         yield urlunsplit((parts.scheme, parts.netloc, "/" + vhost, "", ""))
     finally:
         _rabbitmqctl("delete_vhost", vhost)
+
+
+def _no_postgres(reason: str) -> None:
+    if os.environ.get("RELAYBUS_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"RELAYBUS_REQUIRE_POSTGRES=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """URL of a PostgreSQL server that answers (its maintenance database)."""
+    url = os.environ.get("RELAYBUS_TEST_POSTGRES_URL", DEFAULT_TEST_POSTGRES_URL)
+    if not _answers(url, default_port=5432):
+        from relaybus.secrets import mask_url
+
+        _no_postgres(f"no PostgreSQL answers at {mask_url(url)} (set RELAYBUS_TEST_POSTGRES_URL)")
+    return url
+
+
+def _run_sql_on(url: str, *statements: str) -> None:
+    """Run ``statements`` on ``url`` in a loop of their own (in a thread: a test's loop may be running)."""
+    import asyncpg
+
+    async def run() -> None:
+        connection = await asyncpg.connect(url, timeout=10)
+        try:
+            for statement in statements:
+                await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(run())
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+
+
+@pytest.fixture
+def postgres_database_url(postgres_url: str) -> Iterator[str]:
+    """``postgres_url`` on a fresh database of the test's own, dropped afterwards (connections and all).
+    Sync, so async fixtures may request it by name."""
+    name = f"relaybus_test_{uuid.uuid4().hex[:12]}"
+    try:
+        _run_sql_on(postgres_url, f'CREATE DATABASE "{name}"')
+    except Exception as exc:
+        from relaybus.secrets import mask_url
+
+        _no_postgres(f"cannot create a database on {mask_url(postgres_url)}: {exc!r:.200}")
+    parts = urlsplit(postgres_url)
+    try:
+        yield urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+    finally:
+        _run_sql_on(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .bus import AmqpBus, Bus, MemoryBus, ReplyRouter, connect
     from .executor import Executor, ExecutorConfig, ProviderConfig, RetryPolicy, TaskExecutor
     from .orchestrator import Plan, PlanResult, ProjectOrchestrator, load_plan
+    from .state import PostgresStore, SqliteStore, StateStore, store_from_url
     from .tools import AgentTool, MCPServer, Tool, tool
 
 __version__ = "0.1.0"
@@ -63,12 +64,15 @@ __all__ = [
     "Plan",
     "PlanError",
     "PlanResult",
+    "PostgresStore",
     "ProjectOrchestrator",
     "ProviderConfig",
     "ProviderResponseError",
     "RelaybusError",
     "ReplyRouter",
     "RetryPolicy",
+    "SqliteStore",
+    "StateStore",
     "TaskExecutor",
     "Tool",
     "Usage",
@@ -77,6 +81,7 @@ __all__ = [
     "__version__",
     "connect",
     "load_plan",
+    "store_from_url",
     "tool",
 ]
 
@@ -87,6 +92,7 @@ _MODULE_OF = {
         ("Executor", "ExecutorConfig", "ProviderConfig", "RetryPolicy", "TaskExecutor"), ".executor"
     ),
     **dict.fromkeys(("Plan", "PlanResult", "ProjectOrchestrator", "load_plan"), ".orchestrator"),
+    **dict.fromkeys(("PostgresStore", "SqliteStore", "StateStore", "store_from_url"), ".state"),
     **dict.fromkeys(("AgentTool", "MCPServer", "Tool", "tool"), ".tools"),
 }
 

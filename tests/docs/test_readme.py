@@ -25,6 +25,7 @@ import relaybus
 from relaybus.cli import build_parser
 from relaybus.cli._common import DEFAULT_AMQP_URL
 from relaybus.executor.config import DEFAULT_MODELS, ExecutorConfig
+from relaybus.state import STATE_URL_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -314,7 +315,7 @@ def test_the_configuration_table_lists_exactly_the_variables_the_code_reads() ->
     source = (ROOT / "src/relaybus/executor/config.py").read_text(encoding="utf-8")
     read_by_executor = set(re.findall(r'"((?:RELAYBUS|OPENAI|ANTHROPIC)_[A-Z_]+)"', source))
     documented = set(_configuration_table())
-    assert documented == read_by_executor | {"RELAYBUS_AMQP_URL"}
+    assert documented == read_by_executor | {"RELAYBUS_AMQP_URL", STATE_URL_ENV}
 
 
 def test_the_configuration_defaults_are_the_codes() -> None:

@@ -1,0 +1,152 @@
+"""``SqliteStore``: the state store in one SQLite file, for one host (every process on it may share it).
+
+One connection per store (``aiosqlite``: a thread of its own), used by one coroutine at a time; write
+transactions are ``BEGIN IMMEDIATE``, which takes the file's write lock at once, so claims from several
+processes are decided one after another. WAL mode lets readers in other processes go on meanwhile;
+``synchronous=NORMAL`` keeps every committed transaction through a process crash (a power cut may lose the
+last ones, never corrupt the file). A writer waits up to ``busy_timeout_s`` for the lock, then
+:class:`StoreUnavailable` is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import timedelta
+from typing import Any, cast
+
+import aiosqlite
+
+from relaybus.exceptions import ConfigError
+
+from .base import DEFAULT_RETENTION
+from .errors import StoreUnavailable
+from .session import Row, Session, sqlite_sql
+from .sql import SqlStore
+
+__all__ = ["SqliteStore"]
+
+# sqlite3 reports a locked, busy, unwritable or vanished file as OperationalError, as it does bad SQL; these
+# words tell the first kind (the store is not usable now) from the second (a bug, left to propagate).
+_UNAVAILABLE_WORDS = ("locked", "busy", "disk", "unable to open", "readonly", "read-only")
+
+
+def _as_dict(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
+    return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
+
+
+class _SqliteSession:
+    """Each call is one trip to the connection's thread (``execute_fetchall``, rows made into dicts there)."""
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._connection = connection
+
+    async def fetchall(self, sql: str, *args: Any) -> list[Row]:
+        # All rows: a RETURNING statement is done only once read to the end.
+        rows = await self._connection.execute_fetchall(sqlite_sql(sql), args)
+        return cast(list[Row], list(rows))  # made dicts by _as_dict, the connection's row factory
+
+    async def fetchone(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetchall(sql, *args)
+        return rows[0] if rows else None
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        cursor = await self._connection.execute(sqlite_sql(sql), args)
+        return cursor.rowcount
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._connection.executemany(sqlite_sql(sql), rows)
+
+
+class SqliteStore(SqlStore):
+    """A :class:`StateStore` in the SQLite file ``path`` (created with its schema if missing; its directory
+    must exist). ``":memory:"`` is a store private to this object, for tests."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        retention: timedelta = DEFAULT_RETENTION,
+        busy_timeout_s: float = 30.0,
+    ) -> None:
+        super().__init__(retention=retention)
+        if busy_timeout_s <= 0:
+            raise ConfigError(f"busy_timeout_s must be > 0 (got {busy_timeout_s})")
+        self.path = os.fspath(path)
+        if not self.path:
+            raise ConfigError("a SQLite state store needs a file path, e.g. sqlite:///state.db")
+        self.url = f"sqlite:///{self.path}"
+        self._directory = os.path.dirname(os.path.abspath(self.path))
+        self.busy_timeout_s = busy_timeout_s
+        self._connection: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    def _can_open(self) -> None:
+        sqlite3.connect(self.path, timeout=self.busy_timeout_s).close()
+
+    async def _connect(self) -> None:
+        try:
+            # Tried first without aiosqlite: its thread, when the file cannot be opened, would still be
+            # finishing after the caller's event loop may have closed.
+            if self.path != ":memory:":
+                await asyncio.to_thread(self._can_open)
+            connection = await aiosqlite.connect(self.path, isolation_level=None, timeout=self.busy_timeout_s)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(
+                f"cannot open the SQLite state store at {self.url} ({exc}): make sure the directory "
+                f"{self._directory} exists and this user may write there, or give --state-url / "
+                "RELAYBUS_STATE_URL another path"
+            ) from exc
+        try:
+            await connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            await connection.execute("PRAGMA journal_mode = WAL")
+            await connection.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            await connection.close()
+            raise self._unavailable(exc) from exc
+        connection.row_factory = _as_dict  # type: ignore[assignment]  # typed as a class; any callable works
+        self._connection = connection
+
+    async def _disconnect(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
+
+    def _unavailable(self, exc: sqlite3.Error) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"the SQLite state store at {self.url} cannot be used now ({exc}): another process may hold its "
+            f"write lock for longer than {self.busy_timeout_s:g} s, or the file is unreadable or read-only"
+        )
+
+    @asynccontextmanager
+    async def _transaction(self, *, transaction: bool) -> AsyncIterator[Session]:
+        async with self._lock:
+            connection = self._connection
+            if connection is None:
+                raise StoreUnavailable(f"the SQLite state store at {self.url} was closed")
+            try:
+                if not transaction:
+                    yield _SqliteSession(connection)
+                    return
+                try:
+                    await connection.execute("BEGIN IMMEDIATE")
+                    yield _SqliteSession(connection)
+                except BaseException:
+                    # Shielded, and queued behind whatever the thread still runs for a cancelled caller
+                    # (BEGIN included): the next caller finds the connection out of any transaction.
+                    await asyncio.shield(connection.rollback())
+                    raise
+                await connection.commit()
+            except sqlite3.OperationalError as exc:
+                if any(word in str(exc).lower() for word in _UNAVAILABLE_WORDS):
+                    raise self._unavailable(exc) from exc
+                raise
+
+    def _session(self, *, transaction: bool) -> AbstractAsyncContextManager[Session]:
+        return self._transaction(transaction=transaction)
+
+    def _migration_session(self) -> AbstractAsyncContextManager[Session]:
+        return self._transaction(transaction=True)  # BEGIN IMMEDIATE already excludes every other writer
