@@ -23,6 +23,9 @@ from .exceptions import (
     PlanError,
     ProviderResponseError,
     RelaybusError,
+    SchemaTooNew,
+    StateError,
+    StoreUnavailable,
     UsageError,
 )
 from .messages import SCHEMA_VERSION, AgentTask, ErrorInfo, ExecutionResult, ExecutionStatus, Usage
@@ -71,8 +74,11 @@ __all__ = [
     "RelaybusError",
     "ReplyRouter",
     "RetryPolicy",
+    "SchemaTooNew",
     "SqliteStore",
+    "StateError",
     "StateStore",
+    "StoreUnavailable",
     "TaskExecutor",
     "Tool",
     "Usage",

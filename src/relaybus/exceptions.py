@@ -18,6 +18,9 @@ __all__ = [
     "PlanError",
     "ProviderResponseError",
     "RelaybusError",
+    "SchemaTooNew",
+    "StateError",
+    "StoreUnavailable",
     "UsageError",
 ]
 
@@ -86,6 +89,21 @@ class DelegationError(RelaybusError):
 
 class MCPConnectionError(RelaybusError):
     """An MCP server could not be started or reached, or its client session could not be opened."""
+
+
+class StateError(RelaybusError):
+    """A state store could not do what was asked."""
+
+
+class StoreUnavailable(StateError):
+    """The store could not be reached (at start, or mid-run); the message names its URL, password masked.
+
+    Mid-run it is transient: callers retry with backoff rather than run a task unclaimed.
+    """
+
+
+class SchemaTooNew(StateError):
+    """The store's schema was written by a newer relaybus than this one; this one refuses to touch it."""
 
 
 class PlanError(RelaybusError):
