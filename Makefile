@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench bench-quick lint format clean
+.PHONY: demo test bench bench-quick mutate lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +13,10 @@ $(VENV)/.installed: pyproject.toml
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	touch $@
+
+$(VENV)/.mutation-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e '.[dev,mutation]'
 	touch $@
 
 demo: $(VENV)/.installed
@@ -29,6 +33,13 @@ bench: $(VENV)/.bench-installed
 bench-quick: $(VENV)/.bench-installed
 	$(BIN)/python -m bench --quick
 
+# Mutation testing (mutmut) of bus/codec.py, bus/rpc.py, orchestrator/dag.py and executor/retry.py against
+# their fast unit tests, no broker: [tool.mutmut] in pyproject.toml; figures in tests/MUTATION.md. Starts
+# afresh each time (mutants/ is a scratch copy of src/ and tests/), then lists the mutants that survived.
+mutate: $(VENV)/.mutation-installed
+	rm -rf mutants
+	$(BIN)/mutmut run; status=$$?; $(BIN)/mutmut results; exit $$status
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
@@ -39,4 +50,4 @@ format: $(VENV)/.installed
 	$(BIN)/ruff check --fix src tests bench examples
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache mutants

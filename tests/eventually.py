@@ -1,6 +1,6 @@
 """``eventually()``: wait for a condition by polling it, instead of sleeping a fixed time and hoping.
 
-A fixed ``asyncio.sleep(0.05)`` is either too long (a slow suite) or too short (a flaky one under load).
+A fixed sleep of 50 ms is either too long (a slow suite) or too short (a flaky one under load).
 ``eventually`` returns as soon as the condition holds and waits up to a generous ``timeout`` before it fails
 with a message that says what was awaited and what it last saw. On ``MemoryBus``, prefer ``await bus.join()``
 when the wait is "until every delivery is handled"; use ``eventually`` for a specific condition (and on
