@@ -21,9 +21,30 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+import structlog
 
 DEFAULT_TEST_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_TEST_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--drop-logs",
+        action="store_true",
+        help="drop every log event before it is rendered (make mutate: see tests/MUTATION.md)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Rendering a logged exception (a rich traceback with locals) takes seconds under mutmut's trampolines,
+    # and some tests log one on purpose. structlog.testing.capture_logs installs its own processors, so tests
+    # that read log events still see every one.
+    if config.getoption("--drop-logs"):
+        structlog.configure(processors=[_drop_event])
+
+
+def _drop_event(logger: object, method_name: str, event_dict: object) -> object:
+    raise structlog.DropEvent
 
 
 def _answers(url: str, timeout: float = 2.0, default_port: int = 5672) -> bool:

@@ -18,6 +18,7 @@ import pytest
 
 from relaybus.bus.base import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, Bus, Delivery
 from relaybus.bus.memory import MemoryBus
+from tests.eventually import let_the_loop_run
 
 
 @pytest.fixture(
@@ -61,8 +62,11 @@ class Harness:
 
     async def settle_time(self) -> None:
         """Long enough for a message that *would* be delivered to arrive (negative checks)."""
-        # Not MemoryBus.join(): it waits for deliveries a test deliberately leaves unsettled.
-        await asyncio.sleep(0.05 if isinstance(self.bus, MemoryBus) else 0.5)
+        if isinstance(self.bus, MemoryBus):
+            # Not MemoryBus.join(): it waits for deliveries a test deliberately leaves unsettled.
+            await let_the_loop_run()
+        else:
+            await asyncio.sleep(0.5)  # a broker round trip; nothing to poll for a message that never comes
 
     async def take_dead_letters(self, ids: Collection[str], *, timeout: float = 20.0) -> dict[str, Delivery]:
         """The dead letters whose message ids are in ``ids``, as delivered from the dead-letter queue."""

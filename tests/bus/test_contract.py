@@ -29,17 +29,12 @@ from relaybus.bus.rpc import ReplyRouter
 from relaybus.exceptions import BusError, ConfigError, NoRouteError
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 from relaybus.secrets import mask_secrets
+from tests.eventually import eventually
 
 from .conftest import Harness
 from .test_topic import RABBITMQ_TOPIC_CASES
 
 WAIT = 20.0  # generous: the broker is shared and the machine is small
-
-
-async def eventually(check: Callable[[], bool], *, timeout: float = WAIT) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.01)
 
 
 class Recorder:
@@ -449,9 +444,12 @@ async def test_a_queue_with_expires_lives_while_consumed_and_goes_after_its_last
     assert await _routable(bus, queue)
     await eventually(lambda: got.bodies == [b"probe"])
     await subscription.cancel()
-    async with asyncio.timeout(WAIT):  # RabbitMQ checks expiry every few seconds
-        while await _routable(bus, queue):
-            await asyncio.sleep(0.5)
+
+    async def gone() -> bool:
+        return not await _routable(bus, queue)
+
+    # RabbitMQ checks expiry every few seconds; each probe is a publish, so probe at most twice a second
+    await eventually(gone, timeout=WAIT, max_interval=0.5)
     with pytest.raises(ConfigError, match="expires_s"):
         await bus.declare_queue(harness.name("bad-expiry"), expires_s=0)
 

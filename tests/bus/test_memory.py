@@ -21,6 +21,7 @@ from relaybus.bus.base import (
 )
 from relaybus.bus.memory import MemoryBus
 from relaybus.exceptions import BusError, ConfigError, NoRouteError
+from tests.eventually import eventually, let_the_loop_run
 
 
 @pytest.fixture
@@ -139,20 +140,26 @@ async def test_prefetch_bounds_concurrent_handlers(bus: MemoryBus) -> None:
     await bus.declare_queue("q")
     running = 0
     peak = 0
+    release = asyncio.Event()
 
-    async def slow(delivery: Delivery) -> None:
+    async def held(delivery: Delivery) -> None:
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
-        await asyncio.sleep(0.01)
+        await release.wait()
         running -= 1
         await delivery.ack()
 
-    await bus.consume("q", slow, prefetch=3)
+    await bus.consume("q", held, prefetch=3)
     for i in range(20):
         await bus.publish(direct("q", str(i).encode()))
+    await eventually(lambda: running >= 3)
+    await let_the_loop_run()
+    assert (running, bus.stats("q").unsettled, bus.stats("q").ready) == (3, 3, 17)  # no 4th while 3 hold
+    release.set()
     await bus.join()
     assert peak == 3
+    assert bus.stats("q").ready == 0
 
 
 async def test_returned_messages_come_before_waiting_ones(bus: MemoryBus) -> None:
@@ -239,8 +246,7 @@ async def test_unsettled_after_handler_returns_stays_until_cancel(bus: MemoryBus
         subscription = await bus.consume("q", forgetful, prefetch=1)
         await bus.publish(direct("q", b"1"))
         await bus.publish(direct("q", b"2"))
-        for _ in range(5):
-            await asyncio.sleep(0)
+        await let_the_loop_run()
     assert forgetful.bodies == [b"1"]  # its one prefetch slot is taken
     assert bus.stats("q").unsettled == 1
     assert bus.stats("q").ready == 1

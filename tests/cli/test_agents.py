@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +15,7 @@ from relaybus.testing.agents import FakeExecutor
 from tests.agents import processes
 from tests.agents import sample_agents as sa
 from tests.agents.processes import Fleet
+from tests.eventually import let_the_loop_run
 
 from .support import one_error_line, run_cli, run_cli_async
 
@@ -35,7 +35,7 @@ async def test_collect_gets_an_answer_from_each_live_worker_at_once() -> None:
             concurrency=3,
         )
         async with one, two:
-            await asyncio.sleep(0.01)  # their start-up beats went by before anyone listened
+            await let_the_loop_run()  # their start-up beats go by before anyone listens
             beats = await collect_heartbeats(bus, 0.2)
     assert set(beats) == {"one", "two"}
     assert beats["two"].agents == (sa.name("failing"), sa.name("chain-c"))

@@ -12,6 +12,7 @@ from pydantic import JsonValue
 from relaybus.exceptions import ExecutorError
 from relaybus.executor import Executor, ExecutorConfig, ProviderConfig, RunContext, TaskExecutor
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
+from tests.eventually import eventually
 
 
 def _task(**fields: Any) -> AgentTask:
@@ -185,8 +186,7 @@ async def test_cancel_ends_a_running_task_with_cancelled(executor: TaskExecutor)
     executor.register_mode("slow", rec)
     task = _task(mode="slow")
     running = asyncio.create_task(executor.execute(task, agent="a"))
-    while not rec.in_flight:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: rec.in_flight)
     assert executor.cancel(task.id) is True
     result = await running
     assert result.status is ExecutionStatus.CANCELLED
@@ -206,8 +206,7 @@ async def test_cancel_reaches_a_task_waiting_for_a_slot() -> None:
         first, second = _task(mode="slow"), _task(mode="slow")
         t1 = asyncio.create_task(ex.execute(first))
         t2 = asyncio.create_task(ex.execute(second))
-        while not rec.in_flight:
-            await asyncio.sleep(0.01)
+        await eventually(lambda: rec.in_flight)
         assert ex.in_flight == 2  # one running, one waiting for the slot: both are inside execute()
         assert ex.cancel(second.id)
         assert (await t2).status is ExecutionStatus.CANCELLED
@@ -220,8 +219,7 @@ async def test_outer_cancellation_propagates_and_stops_the_work(executor: TaskEx
     rec = Recorder(delay=5)
     executor.register_mode("slow", rec)
     running = asyncio.create_task(executor.execute(_task(mode="slow")))
-    while not rec.in_flight:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: rec.in_flight)
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
@@ -246,6 +244,7 @@ async def test_concurrency_limit_caps_tasks_in_flight() -> None:
     assert rec.max_in_flight == 3
 
 
+@pytest.mark.slow  # a wall-clock ratio (the echo provider records no concurrency of its own)
 async def test_echo_tasks_overlap() -> None:
     config = ExecutorConfig(provider=ProviderConfig(kind="echo", echo_latency_s=0.3))
     async with TaskExecutor(config) as ex:

@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 from relaybus.executor import ExecutorConfig, ProviderConfig, RetryPolicy, TaskExecutor
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 from relaybus.testing.fake_llm import FakeLLMServer
+from tests.eventually import eventually
 
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay_s=0.01, max_delay_s=0.05)
 
@@ -43,15 +44,14 @@ async def timed(*coros: Any) -> tuple[float, list[ExecutionResult]]:
 
 
 async def test_three_calls_overlap(server: FakeLLMServer) -> None:
-    server.latency_s = 0.5
+    server.latency_s = 0.5  # long enough that the three are at the server together, even on a loaded machine
     async with make_executor(server) as ex:
-        one, _ = await timed(ex.execute(task("warm up")))
-        three, results = await timed(*(ex.execute(task(f"t{i}")) for i in range(3)))
+        results = await asyncio.gather(*(ex.execute(task(f"t{i}")) for i in range(3)))
     assert all(r.ok for r in results)
-    assert three < 2 * one
     assert server.max_in_flight == 3
 
 
+@pytest.mark.slow  # the wall-clock ratio README promises; the overlap itself is server.max_in_flight
 async def test_hundred_calls_with_concurrency_100_finish_in_under_3x_one_call(server: FakeLLMServer) -> None:
     server.latency_s = 0.5
     async with make_executor(server, max_concurrency=100) as ex:
@@ -140,24 +140,21 @@ async def test_slow_answer_ends_in_timeout_and_the_request_is_dropped(server: Fa
     server.inject("slow", delay_s=10)
     async with make_executor(server) as ex:
         result = await ex.execute(task(timeout_s=0.3))
-        await asyncio.sleep(0.1)
+        await eventually(lambda: server.disconnects and not server.in_flight)
     assert result.status is ExecutionStatus.TIMEOUT
     assert server.disconnects == 1
-    assert server.in_flight == 0
 
 
 async def test_outer_cancellation_cancels_the_http_request(server: FakeLLMServer) -> None:
     server.latency_s = 10
     async with make_executor(server) as ex:
         running = asyncio.create_task(ex.execute(task()))
-        while server.in_flight == 0:
-            await asyncio.sleep(0.01)
+        await eventually(lambda: server.in_flight)
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
             await running
-        await asyncio.sleep(0.1)
+        await eventually(lambda: server.disconnects and not server.in_flight)
     assert server.disconnects == 1
-    assert server.in_flight == 0
 
 
 async def test_executor_cancel_gives_cancelled_and_drops_the_request(server: FakeLLMServer) -> None:
@@ -165,11 +162,10 @@ async def test_executor_cancel_gives_cancelled_and_drops_the_request(server: Fak
     async with make_executor(server) as ex:
         t = task()
         running = asyncio.create_task(ex.execute(t, agent="x"))
-        while server.in_flight == 0:
-            await asyncio.sleep(0.01)
+        await eventually(lambda: server.in_flight)
         assert ex.cancel(t.id)
         result = await running
-        await asyncio.sleep(0.1)
+        await eventually(lambda: server.disconnects and not server.in_flight)
     assert result.status is ExecutionStatus.CANCELLED
     assert server.disconnects == 1
 
@@ -190,12 +186,18 @@ async def test_a_burst_against_a_flaky_server_all_succeeds(server: FakeLLMServer
 
 async def test_a_429_holds_back_the_whole_burst_instead_of_failing_it(server: FakeLLMServer) -> None:
     server.inject("rate_limit", times=1, retry_after=0.5)
-    async with make_executor(server, retry=RetryPolicy(max_attempts=2, base_delay_s=0.01)) as ex:
-        first = await ex.execute(task("first"))  # gets the 429, makes everyone wait 0.5 s
-        assert first.ok
-        results = await asyncio.gather(*(ex.execute(task(f"t{i}")) for i in range(10)))
-    assert all(r.ok for r in results)
+    with capture_logs() as logs:
+        async with make_executor(server, retry=RetryPolicy(max_attempts=2, base_delay_s=0.01)) as ex:
+            first = asyncio.create_task(ex.execute(task("first")))  # gets the 429: everyone waits 0.5 s
+            await eventually(lambda: any(e["event"] == "llm_retry" for e in logs), what="the 429 was seen")
+            burst = await asyncio.gather(*(ex.execute(task(f"t{i}")) for i in range(10)))  # sent meanwhile
+            assert (await first).ok
+    assert all(r.ok for r in burst)
     assert server.statuses[429] == 1
+    rate_limited, *after = server.calls
+    assert len(after) == 11
+    # No request went out while the server's Retry-After ran: the burst waited instead of collecting 429s.
+    assert min(call.received_at for call in after) >= rate_limited.received_at + 0.5
 
 
 async def test_fallback_provider_takes_over_when_the_primary_keeps_failing(server: FakeLLMServer) -> None:

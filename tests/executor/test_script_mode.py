@@ -13,6 +13,7 @@ import pytest
 from relaybus.exceptions import ExecutorError
 from relaybus.executor import ExecutorConfig, TaskExecutor
 from relaybus.messages import AgentTask, ExecutionStatus
+from tests.eventually import eventually
 
 # A shell started by argv (never by relaybus) that leaves a background child in its group and writes the
 # child's pid to the file given as $1; "wait" keeps it running, "exit" leaves the child behind.
@@ -43,20 +44,15 @@ def gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
-async def wait_gone(pid: int) -> bool:
-    for _ in range(100):
-        if gone(pid):
-            return True
-        await asyncio.sleep(0.02)
-    return False
+async def wait_gone(pid: int, what: str = "the script's background child was killed") -> None:
+    await eventually(lambda: gone(pid), what=f"{what} (pid {pid})")
 
 
 async def read_pid(path: Path) -> int:
-    for _ in range(200):
-        if path.exists() and path.read_text().strip():
-            return int(path.read_text())
-        await asyncio.sleep(0.01)
-    raise AssertionError("the script never wrote its child's pid")
+    text = await eventually(
+        lambda: path.exists() and path.read_text().strip(), what="the script wrote its child's pid"
+    )
+    return int(text)
 
 
 async def test_arguments_reach_the_program_literally(executor: TaskExecutor) -> None:
@@ -109,7 +105,7 @@ async def test_timeout_kills_the_whole_process_group(executor: TaskExecutor, tmp
     child = await read_pid(pidfile)
     result = await running
     assert result.status is ExecutionStatus.TIMEOUT
-    assert await wait_gone(child), "the background child outlived the timed-out script"
+    await wait_gone(child, "the background child did not outlive the timed-out script")
 
 
 async def test_children_left_behind_by_a_finished_command_are_killed(
@@ -120,7 +116,7 @@ async def test_children_left_behind_by_a_finished_command_are_killed(
     assert result.status is ExecutionStatus.SUCCESS  # and it did not wait 60 s for the sleeping child
     assert isinstance(result.output, dict)
     assert result.output["stdout"] == "started\n"
-    assert await wait_gone(int(pidfile.read_text()))
+    await wait_gone(int(pidfile.read_text()))
 
 
 async def test_outer_cancellation_kills_the_process_group(executor: TaskExecutor, tmp_path: Path) -> None:
@@ -130,7 +126,7 @@ async def test_outer_cancellation_kills_the_process_group(executor: TaskExecutor
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
-    assert await wait_gone(child)
+    await wait_gone(child)
 
 
 async def test_executor_cancel_kills_the_script(executor: TaskExecutor, tmp_path: Path) -> None:
@@ -140,7 +136,7 @@ async def test_executor_cancel_kills_the_script(executor: TaskExecutor, tmp_path
     child = await read_pid(pidfile)
     assert executor.cancel(task.id)
     assert (await running).status is ExecutionStatus.CANCELLED
-    assert await wait_gone(child)
+    await wait_gone(child)
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from relaybus.exceptions import ConfigError, UsageError
 from relaybus.messages import AgentTask, ExecutionStatus
 from relaybus.testing.agents import AgentTestHarness, FakeExecutor
 from tests.agents import sample_agents as sa
+from tests.eventually import eventually
 
 
 async def test_500_tasks_are_spread_over_two_workers() -> None:
@@ -46,9 +47,7 @@ async def test_a_stopped_worker_returns_its_task_and_the_other_finishes_it() -> 
         await second.stop()  # only `first` consumes while the task starts
         task = AgentTask(topic=sa.topic("echo"), prompt="survivor", input={"sleep_s": 0.3, "announce": True})
         pending = asyncio.create_task(h.run(task))
-        async with asyncio.timeout(5):
-            while not h.events(sa.topic("started")):
-                await asyncio.sleep(0.01)
+        await eventually(lambda: h.events(sa.topic("started")))
         rescuer = AgentTestHarness([sa.Echo], bus=h.bus, worker_id="rescuer")
         await first.stop(grace_s=0)
         async with rescuer:
@@ -76,7 +75,7 @@ async def test_fake_executor_records_calls_and_can_be_cancelled() -> None:
     executor = FakeExecutor(delay_s=30)
     task = AgentTask(topic="t", prompt="two words")
     running = asyncio.create_task(executor.execute(task, agent="a"))
-    await asyncio.sleep(0.01)
+    await eventually(lambda: executor.calls)
     assert executor.cancel(task.id) is True
     result = await running
     assert result.status is ExecutionStatus.CANCELLED
