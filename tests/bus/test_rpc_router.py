@@ -354,7 +354,7 @@ async def test_an_explicit_timeout_overrides_the_tasks_own(bus: MemoryBus) -> No
         assert router.duplicates_dropped == 1
 
 
-async def test_a_timeout_result_names_the_task_the_limit_the_queue_and_the_agent(bus: MemoryBus) -> None:
+async def test_a_timeout_result_names_the_task_the_limit_and_the_agent(bus: MemoryBus) -> None:
     await bus.declare_queue("silent", bindings=["agent.reviewer"])
     async with ReplyRouter(bus) as router:
         task = AgentTask(topic="t.x", agent="reviewer")
@@ -364,8 +364,8 @@ async def test_a_timeout_result_names_the_task_the_limit_the_queue_and_the_agent
             task.id,
             ExecutionStatus.TIMEOUT,
             "ReplyTimeout",
-            f"no result for task {task.id} within 0.05s on {router.queue!r}; a worker for agent 'reviewer' "
-            "may be slow, overloaded or down: raise the timeout or start more workers",
+            f"no result for task {task.id} within 0.05s; a worker for agent 'reviewer' may be slow, overloaded "
+            "or down: raise the timeout (the task's timeout_s) or start more workers",
         )
         assert router.in_flight == 0
 
