@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, Usage
 from relaybus.secrets import Secret
+from relaybus.telemetry import metrics
 
 from ..backend import RunContext
 from ..ratelimit import RateLimiter
@@ -175,6 +176,7 @@ class LlmBackend:
                 failure = classify(exc, route.provider.name, self._secrets)
             else:
                 route.limiter.settle(estimate, completion.usage.total_tokens)
+                metrics.llm_succeeded(route.provider.name, completion.model, completion.usage)
                 return ChatOutcome(completion, None, attempt, route.provider.name)
             if failure.retry_after is not None:
                 route.limiter.block_for(min(failure.retry_after, policy.max_retry_after_s))
@@ -190,8 +192,10 @@ class LlmBackend:
                 )
                 break
             delay = policy.delay(attempt, failure.retry_after)
+            metrics.llm_retried(route.provider.name, failure.type)
             log.info("llm_retry", attempt=attempt, error_type=failure.type, delay_s=round(delay, 3))
             await asyncio.sleep(delay)
         assert failure is not None
+        metrics.llm_failed(route.provider.name)
         log.warning("llm_call_failed", attempts=attempt, error_type=failure.type, retryable=failure.retryable)
         return ChatOutcome(None, failure, attempt)
