@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 from relaybus.agents import AgentWorker
 from relaybus.bus.base import OutgoingMessage, agent_routing_key
@@ -95,18 +97,27 @@ async def test_delegated_tasks_are_counted_by_the_agent_that_delegated_and_the_o
     assert sample(text, "relaybus_tasks_total", status="success") == 3
 
 
+@contextlib.asynccontextmanager
+async def writer_on(
+    server: FakeLLMServer, metrics: WorkerMetrics, *, attempts: int
+) -> AsyncIterator[AgentTestHarness]:
+    """The Writer agent on a worker with ``metrics``, its executor calling ``server`` as model m1."""
+    config = ExecutorConfig(
+        provider=ProviderConfig(kind="openai", model="m1", base_url=server.openai_base_url),
+        retry=RetryPolicy(max_attempts=attempts, base_delay_s=0.01),
+    )
+    async with (
+        TaskExecutor(config) as executor,
+        AgentTestHarness([sa.Writer()], executor=executor, metrics=metrics) as h,
+    ):
+        yield h
+
+
 async def test_llm_requests_retries_and_tokens_match_what_the_provider_answered() -> None:
     metrics = WorkerMetrics()
     async with FakeLLMServer() as server:
         server.inject("rate_limit", times=1, retry_after=0.01)
-        config = ExecutorConfig(
-            provider=ProviderConfig(kind="openai", model="m1", base_url=server.openai_base_url),
-            retry=RetryPolicy(max_attempts=3, base_delay_s=0.01),
-        )
-        async with (
-            TaskExecutor(config) as executor,
-            AgentTestHarness([sa.Writer()], executor=executor, metrics=metrics) as h,
-        ):
+        async with writer_on(server, metrics, attempts=3) as h:
             results = [await h.run(AgentTask(topic=sa.topic("write.x"), prompt=f"w {n}")) for n in range(3)]
         assert server.requests == 4
     assert all(r.ok for r in results)
@@ -130,14 +141,7 @@ async def test_a_provider_that_keeps_failing_counts_the_last_request_as_failed()
     metrics = WorkerMetrics()
     async with FakeLLMServer() as server:
         server.inject("server_error", times=None)
-        config = ExecutorConfig(
-            provider=ProviderConfig(kind="openai", model="m1", base_url=server.openai_base_url),
-            retry=RetryPolicy(max_attempts=2, base_delay_s=0.01),
-        )
-        async with (
-            TaskExecutor(config) as executor,
-            AgentTestHarness([sa.Writer()], executor=executor, metrics=metrics) as h,
-        ):
+        async with writer_on(server, metrics, attempts=2) as h:
             result = await h.run(AgentTask(topic=sa.topic("write.x"), prompt="w"))
     assert result.status is ExecutionStatus.FAILURE
     text = metrics.render()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 
 import aiohttp
@@ -89,6 +90,8 @@ async def test_metrics_over_http_match_the_tasks_run_and_healthz_follows_the_con
         worker = await fleet.start("Writer", "Failing", args=("--metrics-port", str(port)), env=env)
         base = f"http://127.0.0.1:{port}"
         assert await wait_for_health(base + "/healthz", 200) == "ok\n"
+        starting = [json.loads(line) for line in worker.log().splitlines() if '"worker_starting"' in line]
+        assert [(e["llm_provider"], e["llm_model"]) for e in starting] == [("openai", "m1")]
         async with ReplyRouter(fleet.bus) as router:
             writes = await asyncio.gather(
                 *(

@@ -79,7 +79,7 @@ from relaybus.bus.topic import topic_binding
 from relaybus.exceptions import ConfigError, UsageError
 from relaybus.executor.lazy import LazyTaskExecutor
 from relaybus.executor.protocol import Executor
-from relaybus.log import get_logger
+from relaybus.log import IntervalSampler, get_logger
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, WorkerHeartbeat
 from relaybus.secrets import mask_secrets
 from relaybus.telemetry.metrics import WorkerMetrics
@@ -140,6 +140,7 @@ class AgentWorker:
         self._host = socket.gethostname()
         self._log = get_logger("relaybus.worker", worker=self.worker_id)
         self._metrics = metrics
+        self._successes = IntervalSampler(1.0)  # which successes get an INFO task_done line
 
         self._admission = Admission(worker=self.worker_id, max_depth=max_delegation_depth, log=self._log)
         self._runner = TaskRunner(
@@ -355,14 +356,17 @@ class AgentWorker:
         self._results.put(task.id, message, len(message.body))
         if self._metrics is not None:
             self._metrics.task_answered(result)
-        # DEBUG for the common case: rendering and writing one line per task was 5-6% of the worker's CPU
-        # (bench/PROFILE.md W1); the heartbeat carries the count. Anything but SUCCESS stays visible.
-        log = self._log.debug if result.status is ExecutionStatus.SUCCESS else self._log.info
+        # Anything but SUCCESS at INFO; successes at INFO at most once a second (with how many were not),
+        # else DEBUG: a JSON line per task costs about a no-op task's CPU (bench/telemetry.py).
+        shown = self._successes.sample() if result.status is ExecutionStatus.SUCCESS else 0
+        log = self._log.debug if shown is None else self._log.info
+        duration = result.duration_s
         log(
             "task_done",
             task_id=str(task.id),
             agent=result.agent,
             status=result.status.value,
-            duration_s=result.duration_s,
+            duration_ms=None if duration is None else round(duration * 1000, 1),
+            **({"successes_not_shown": shown} if shown else {}),
         )
         await self._replies.reply(delivery, message, task.id)

@@ -110,11 +110,15 @@ async def _serve(args: argparse.Namespace) -> int:
     agents = [load_agent(spec) for spec in args.agents]
     # Likewise a bad LLM setting: refuse to start rather than take tasks only to fail each of them.
     try:
-        ExecutorConfig.from_env(os.environ)
+        llm = ExecutorConfig.from_env(os.environ).provider
     except ConfigError as exc:
         raise CliError(f"{exc} (from the environment; fix the variable or unset it)") from None
     log = get_logger("relaybus.cli.worker")
     bus = await open_bus(args.amqp_url)
+    # The agents' default executor is made from these settings on first use: name them at start.
+    log.info(
+        "worker_starting", agents=[a.name for a in agents], llm_provider=llm.kind, llm_model=llm.model_name
+    )
     stop = asyncio.Event()
     metrics = None if args.metrics_port is None else WorkerMetrics()
     worker = AgentWorker(

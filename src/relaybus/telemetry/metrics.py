@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
     from relaybus.messages import ExecutionResult, Usage
 
@@ -100,6 +100,10 @@ class WorkerMetrics:
         )
         for reason in DEAD_LETTER_REASONS:  # shown at 0 from the start, so rate() and alerts see them
             self.dead_letters.labels(reason)
+        # The labelled children of the per-task metrics, looked up once: ``labels()`` takes a lock and
+        # builds a key on every call, which was most of the cost per task.
+        self._per_agent: dict[str, tuple[Gauge, Histogram]] = {}
+        self._answered: dict[tuple[str, str], Counter] = {}
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format (what a scrape of ``/metrics`` gets)."""
@@ -114,7 +118,7 @@ class WorkerMetrics:
         Binds these metrics to the current context (the LLM calls the task makes are reported here); returns
         the start time to give :meth:`task_ended`."""
         _current.set(self)
-        self.in_flight.labels(agent).inc()
+        self._of(agent)[0].inc()
         if chain:
             self.delegations.labels(chain[-1], agent).inc()
         return time.perf_counter()
@@ -122,13 +126,24 @@ class WorkerMetrics:
     def task_ended(self, agent: str, result: ExecutionResult | None, started: float) -> None:
         """The run of a task for ``agent`` begun at ``started`` ended with ``result`` (None: returned to its
         queue, so not observed)."""
-        self.in_flight.labels(agent).dec()
+        in_flight, duration = self._of(agent)
+        in_flight.dec()
         if result is not None:
-            self.duration.labels(agent).observe(time.perf_counter() - started)
+            duration.observe(time.perf_counter() - started)
 
     def task_answered(self, result: ExecutionResult) -> None:
         """A result is being sent for a task (a run's, or a refusal's without a run)."""
-        self.tasks.labels(result.agent or "", result.status.value).inc()
+        key = (result.agent or "", result.status.value)
+        counter = self._answered.get(key)
+        if counter is None:
+            counter = self._answered[key] = self.tasks.labels(*key)
+        counter.inc()
+
+    def _of(self, agent: str) -> tuple[Gauge, Histogram]:
+        children = self._per_agent.get(agent)
+        if children is None:
+            children = self._per_agent[agent] = (self.in_flight.labels(agent), self.duration.labels(agent))
+        return children
 
     def dead_lettered(self, reason: DeadLetterReason) -> None:
         self.dead_letters.labels(reason).inc()
