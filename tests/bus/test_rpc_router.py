@@ -364,8 +364,8 @@ async def test_a_timeout_result_names_the_task_the_limit_and_the_agent(bus: Memo
             task.id,
             ExecutionStatus.TIMEOUT,
             "ReplyTimeout",
-            f"no result for task {task.id} within 0.05s; a worker for agent 'reviewer' may be slow, overloaded "
-            "or down: raise the timeout (the task's timeout_s) or start more workers",
+            f"no result for task {task.id} within 0.05s; a worker for agent 'reviewer' may be slow, "
+            "overloaded or down: raise the timeout (the task's timeout_s) or start more workers",
         )
         assert router.in_flight == 0
 

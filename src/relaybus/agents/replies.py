@@ -26,6 +26,7 @@ from relaybus.exceptions import NoRouteError
 from relaybus.log import FilteringBoundLogger
 from relaybus.messages import ExecutionResult, ExecutionStatus
 from relaybus.secrets import mask_secrets
+from relaybus.telemetry.metrics import WorkerMetrics
 
 __all__ = ["Replier"]
 
@@ -33,8 +34,11 @@ __all__ = ["Replier"]
 class Replier:
     """Sends results for one worker on ``bus``; ``max_body`` bounds the size of a result message."""
 
-    def __init__(self, bus: Bus, *, max_body: int, log: FilteringBoundLogger) -> None:
+    def __init__(
+        self, bus: Bus, *, max_body: int, log: FilteringBoundLogger, metrics: WorkerMetrics | None = None
+    ) -> None:
         self._bus = bus
+        self._metrics = metrics
         self._max_body = max_body
         self._log = log
 
@@ -102,4 +106,6 @@ class Replier:
                 message, exchange=DEAD_LETTER_EXCHANGE, routing_key=reply_to, headers=headers, mandatory=True
             )
         )
+        if self._metrics is not None:
+            self._metrics.dead_lettered("reply_queue_gone")
         self._log.warning("result_dead_lettered", task_id=str(task_id), reply_to=reply_to, reason=reason)

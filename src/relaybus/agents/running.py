@@ -23,6 +23,7 @@ from relaybus.executor.protocol import Executor
 from relaybus.log import FilteringBoundLogger
 from relaybus.messages import AgentTask, ExecutionResult
 from relaybus.secrets import mask_secrets
+from relaybus.telemetry.metrics import WorkerMetrics
 
 from .agent import Agent
 from .context import AgentContext
@@ -47,6 +48,7 @@ class Run:
     detail: str = ""
     started: bool = False
     holds_slot: bool = False
+    metered_at: float = 0.0  # when the worker's metrics saw it start
     ctx: AgentContext | None = None
     done: asyncio.Future[ExecutionResult | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -58,9 +60,17 @@ class TaskRunner:
     router once the worker has started them. ``runs`` holds every task received and not yet settled."""
 
     def __init__(
-        self, bus: Bus, *, worker: str, concurrency: int, max_depth: int, log: FilteringBoundLogger
+        self,
+        bus: Bus,
+        *,
+        worker: str,
+        concurrency: int,
+        max_depth: int,
+        log: FilteringBoundLogger,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._bus = bus
+        self._metrics = metrics
         self._worker = worker
         self._max_depth = max_depth
         self._log = log
@@ -86,6 +96,8 @@ class TaskRunner:
         assert me is not None
         task_id = run.task.id
         self.runs[task_id] = run
+        if self._metrics is not None:  # also binds them to this task, for the LLM calls it makes
+            run.metered_at = self._metrics.task_started(run.agent.name, run.chain)
         outcome: ExecutionResult | None = None
         timer: asyncio.TimerHandle | None = None
         if run.deadline is not None:
@@ -112,6 +124,8 @@ class TaskRunner:
             if timer is not None:
                 timer.cancel()
             self.runs.pop(task_id, None)
+            if self._metrics is not None:
+                self._metrics.task_ended(run.agent.name, outcome, run.metered_at)
             if not run.done.done():
                 run.done.set_result(outcome)
         return outcome

@@ -79,9 +79,10 @@ from relaybus.bus.topic import topic_binding
 from relaybus.exceptions import ConfigError, UsageError
 from relaybus.executor.lazy import LazyTaskExecutor
 from relaybus.executor.protocol import Executor
-from relaybus.log import get_logger
+from relaybus.log import IntervalSampler, get_logger
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, WorkerHeartbeat
 from relaybus.secrets import mask_secrets
+from relaybus.telemetry.metrics import WorkerMetrics
 
 from .admission import Admission, decode_task
 from .agent import Agent, validate_agents
@@ -102,7 +103,8 @@ class AgentWorker:
     """Hosts ``agents`` on ``bus``; see the module docstring for the guarantees.
 
     ``executor`` runs tasks for agents using the default ``handle``; when None, a ``TaskExecutor`` configured
-    from the environment is created on first use and closed when the worker stops.
+    from the environment is created on first use and closed when the worker stops. ``metrics``, when given,
+    counts tasks, durations, LLM calls and dead letters (:class:`~relaybus.telemetry.WorkerMetrics`).
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class AgentWorker:
         result_cache_bytes: int = 64 * 1024 * 1024,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         worker_id: str | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._agents = validate_agents(agents)
         if concurrency < 1:
@@ -136,12 +139,19 @@ class AgentWorker:
         self.worker_id = worker_id or default_worker_id()
         self._host = socket.gethostname()
         self._log = get_logger("relaybus.worker", worker=self.worker_id)
+        self._metrics = metrics
+        self._successes = IntervalSampler(1.0)  # which successes get an INFO task_done line
 
         self._admission = Admission(worker=self.worker_id, max_depth=max_delegation_depth, log=self._log)
         self._runner = TaskRunner(
-            bus, worker=self.worker_id, concurrency=concurrency, max_depth=max_delegation_depth, log=self._log
+            bus,
+            worker=self.worker_id,
+            concurrency=concurrency,
+            max_depth=max_delegation_depth,
+            log=self._log,
+            metrics=metrics,
         )
-        self._replies = Replier(bus, max_body=max_body_bytes, log=self._log)
+        self._replies = Replier(bus, max_body=max_body_bytes, log=self._log, metrics=metrics)
         self._control = WorkerControl(
             bus,
             describe=self.heartbeat,
@@ -178,6 +188,11 @@ class AgentWorker:
     @property
     def queues(self) -> list[str]:
         return [agent_queue_name(a.name) for a in self._agents]
+
+    @property
+    def consuming(self) -> list[str]:
+        """The queues this worker has a consumer on: every agent's while running, none once stopped."""
+        return self.queues[: len(self._subscriptions)]  # subscribed in the order of the agents
 
     async def start(self) -> None:
         """Start the agents (``on_start``), declare the queues and begin consuming. Raises on failure, after
@@ -304,6 +319,8 @@ class AgentWorker:
         task = decode_task(delivery, self._max_body)
         if isinstance(task, str):
             await delivery.dead_letter(task)
+            if self._metrics is not None:
+                self._metrics.dead_lettered("invalid_task")
             self._log.warning("task_dead_lettered", agent=agent.name, message_id=delivery.message_id)
             return
         cached = self._results.get(task.id)
@@ -337,14 +354,19 @@ class AgentWorker:
     async def _finish(self, delivery: Delivery, task: AgentTask, result: ExecutionResult) -> None:
         message = self._replies.encode(result)
         self._results.put(task.id, message, len(message.body))
-        # DEBUG for the common case: rendering and writing one line per task was 5-6% of the worker's CPU
-        # (bench/PROFILE.md W1); the heartbeat carries the count. Anything but SUCCESS stays visible.
-        log = self._log.debug if result.status is ExecutionStatus.SUCCESS else self._log.info
+        if self._metrics is not None:
+            self._metrics.task_answered(result)
+        # Anything but SUCCESS at INFO; successes at INFO at most once a second (with how many were not),
+        # else DEBUG: a JSON line per task costs about a no-op task's CPU (bench/telemetry.py).
+        shown = self._successes.sample() if result.status is ExecutionStatus.SUCCESS else 0
+        log = self._log.debug if shown is None else self._log.info
+        duration = result.duration_s
         log(
             "task_done",
             task_id=str(task.id),
             agent=result.agent,
             status=result.status.value,
-            duration_s=result.duration_s,
+            duration_ms=None if duration is None else round(duration * 1000, 1),
+            **({"successes_not_shown": shown} if shown else {}),
         )
         await self._replies.reply(delivery, message, task.id)

@@ -151,7 +151,9 @@ class AmqpBus(BusBase):
     @property
     def is_connected(self) -> bool:
         """True while connected: after ``connect()``, before ``close()``, and not during an outage."""
-        return self._conn is not None and not self._conn.is_closed and not self._closed
+        # A RobustConnection is not ``is_closed`` while it reconnects; its ``connected`` event is clear then.
+        conn = self._conn
+        return conn is not None and not conn.is_closed and conn.connected.is_set() and not self._closed
 
     @property
     def reconnect_count(self) -> int:

@@ -2,6 +2,7 @@
 
 SIGTERM or SIGINT (Ctrl-C): stop taking tasks, let running ones finish for up to ``--grace`` seconds, return
 the rest to their queue, exit 0. A second signal returns the running tasks to their queue at once.
+``--metrics-port PORT`` serves Prometheus ``/metrics`` and the ``/healthz`` probe on ``--metrics-host``.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import asyncio
 import contextlib
 import os
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relaybus.agents.delegation import DEFAULT_MAX_DEPTH
 from relaybus.agents.worker import AgentWorker
 from relaybus.exceptions import ConfigError
 from relaybus.executor.config import ExecutorConfig
 from relaybus.log import get_logger
+from relaybus.telemetry.health import worker_health
+from relaybus.telemetry.metrics import WorkerMetrics
 
 from ._common import (
     CliError,
@@ -29,6 +32,10 @@ from ._common import (
     positive_int,
     run_async,
 )
+
+if TYPE_CHECKING:
+    from relaybus.bus.base import Bus
+    from relaybus.telemetry.server import MetricsServer
 
 __all__ = ["register"]
 
@@ -71,7 +78,27 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help=f"refuse delegation chains longer than N hops (default {DEFAULT_MAX_DEPTH})",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus /metrics and the /healthz probe (200 or 503) on this port (default: off)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 in a container)",
+    )
     parser.set_defaults(func=run)
+
+
+def _port(text: str) -> int:
+    port = positive_int(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1..65535, got {port}")
+    return port
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,12 +110,17 @@ async def _serve(args: argparse.Namespace) -> int:
     agents = [load_agent(spec) for spec in args.agents]
     # Likewise a bad LLM setting: refuse to start rather than take tasks only to fail each of them.
     try:
-        ExecutorConfig.from_env(os.environ)
+        llm = ExecutorConfig.from_env(os.environ).provider
     except ConfigError as exc:
         raise CliError(f"{exc} (from the environment; fix the variable or unset it)") from None
     log = get_logger("relaybus.cli.worker")
     bus = await open_bus(args.amqp_url)
+    # The agents' default executor is made from these settings on first use: name them at start.
+    log.info(
+        "worker_starting", agents=[a.name for a in agents], llm_provider=llm.kind, llm_model=llm.model_name
+    )
     stop = asyncio.Event()
+    metrics = None if args.metrics_port is None else WorkerMetrics()
     worker = AgentWorker(
         bus,
         agents,
@@ -96,6 +128,7 @@ async def _serve(args: argparse.Namespace) -> int:
         grace_s=args.grace,
         heartbeat_interval_s=args.heartbeat,
         max_delegation_depth=args.max_delegation_depth,
+        metrics=metrics,
     )
 
     def on_signal(signum: int) -> None:
@@ -115,10 +148,32 @@ async def _serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     try:
-        async with worker:
-            await stop.wait()
+        async with contextlib.AsyncExitStack() as stack:
+            if metrics is not None:
+                server = await _serve_metrics(args, metrics, bus, worker)
+                stack.push_async_callback(server.close)
+            async with worker:
+                await stop.wait()
     finally:
         await bus.close()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     return 0
+
+
+async def _serve_metrics(
+    args: argparse.Namespace, metrics: WorkerMetrics, bus: Bus, worker: AgentWorker
+) -> MetricsServer:
+    """The started ``/metrics`` + ``/healthz`` server (before the worker starts: a probe sees 503 until it
+    consumes); a taken port is a one-line CliError."""
+    from relaybus.telemetry.server import MetricsServer
+
+    server = MetricsServer(
+        metrics, lambda: worker_health(bus, worker), host=args.metrics_host, port=args.metrics_port
+    )
+    try:
+        await server.start()
+    except OSError as exc:
+        raise CliError(f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {exc}", 1) from None
+    get_logger("relaybus.cli.worker").info("metrics_serving", url=server.url)
+    return server

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from relaybus.exceptions import ProviderResponseError
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, Usage
 from relaybus.secrets import Secret
+from relaybus.telemetry import metrics
 
 from ..backend import RunContext
 from ..ratelimit import RateLimiter
@@ -196,10 +197,12 @@ class LlmBackend:
             answer = await _attempt(provider, request, relay)
             if isinstance(answer, Completion):
                 route.limiter.settle(estimate, answer.usage.total_tokens)
+                metrics.llm_succeeded(provider.name, answer.model, answer.usage)
                 return ChatOutcome(answer, None, attempt, provider.name)
             if relay is not None and relay.started:  # the tokens were spent: the estimate stays charged
                 failure = broken_stream(answer, provider.name, relay.deltas, len(relay.text), self._secrets)
                 log.warning("llm_stream_broken", deltas=relay.deltas, error_type=type(answer).__name__)
+                metrics.llm_failed(provider.name)
                 return ChatOutcome(None, failure, attempt)
             route.limiter.settle(estimate, 0)  # a refused request cost nothing against the limit
             failure = classify(answer, provider.name, self._secrets)
@@ -217,9 +220,11 @@ class LlmBackend:
                 )
                 break
             delay = policy.delay(attempt, failure.retry_after)
+            metrics.llm_retried(route.provider.name, failure.type)
             log.info("llm_retry", attempt=attempt, error_type=failure.type, delay_s=round(delay, 3))
             await asyncio.sleep(delay)
         assert failure is not None
+        metrics.llm_failed(route.provider.name)
         log.warning("llm_call_failed", attempts=attempt, error_type=failure.type, retryable=failure.retryable)
         return ChatOutcome(None, failure, attempt)
 
