@@ -15,7 +15,7 @@ __all__ = ["main"]
 
 # Sub-command modules, each with ``register(subparsers) -> None`` that sets ``func`` on its parser.
 # ``func(args) -> int`` returns the exit code.
-_COMMANDS: tuple[str, ...] = ("worker", "submit", "agents", "dlq", "run", "demo")
+_COMMANDS: tuple[str, ...] = ("worker", "submit", "agents", "dlq", "run", "demo", "gateway")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
