@@ -154,7 +154,10 @@ class Gateway:
         except web.HTTPException as exc:  # aiohttp's own (404 no route, 405 method): the same problem form
             if exc.status < 400:
                 raise
-            return problem_response(HttpProblem(exc.status, exc.reason, headers=dict(exc.headers)))
+            kept = {
+                k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")
+            }
+            return problem_response(HttpProblem(exc.status, exc.reason, headers=kept))
         except Exception:
             self._log.exception("gateway_request_failed", method=request.method, path=request.path)
             return problem_response(HttpProblem(500, "the gateway failed on this request; see its log"))

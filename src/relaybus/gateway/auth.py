@@ -66,7 +66,7 @@ class BearerAuth:
     """Checks ``Authorization`` headers against ``tokens``; open (lets every request in) without tokens."""
 
     def __init__(self, tokens: Iterable[Secret]) -> None:
-        self._tokens = tuple(t.reveal().encode() for t in tokens)
+        self._tokens = tuple(tokens)  # Secrets: revealed only inside allows(), never kept in the clear
 
     @property
     def is_open(self) -> bool:
@@ -83,7 +83,7 @@ class BearerAuth:
         # Compare with every token, always: the time taken does not depend on which one matched.
         matched = False
         for token in self._tokens:
-            matched |= hmac.compare_digest(offered, token)
+            matched |= hmac.compare_digest(offered, token.reveal().encode())
         return matched
 
     def check(self, authorization: str | None) -> None:
