@@ -56,6 +56,16 @@ async def _collect(stream: AsyncIterator[StreamResponse]) -> list[StreamResponse
     return [event async for event in stream]
 
 
+async def _send_without_waiting(client: Any, stack: Stack, prompt: str, data: dict[str, Any]) -> Any:
+    """A non-blocking SendMessage; returns the task it answered with once the agent started it."""
+    request = SendMessageRequest(
+        message=_message(prompt, data), configuration=SendMessageConfiguration(return_immediately=True)
+    )
+    [response] = await _collect(client.send_message(request))
+    await stack.agent.wait_started(response.task.id)
+    return response.task
+
+
 async def test_the_gateway_card_lists_the_agents_as_skills_and_each_agent_has_its_own(stack: Stack) -> None:
     async with _client(stack, streaming=False, agent_card=False) as client:
         card = client._card  # what create_client resolved from /.well-known/agent-card.json
@@ -112,15 +122,10 @@ async def test_streaming_sends_the_task_then_working_then_the_artifact_and_compl
 
 
 async def test_a_non_blocking_send_returns_at_once_and_get_task_shows_the_result(stack: Stack) -> None:
-    request = SendMessageRequest(
-        message=_message("later", {"sleep_s": 0.3}),
-        configuration=SendMessageConfiguration(return_immediately=True),
-    )
     async with _client(stack, streaming=False) as client:
-        [response] = await _collect(client.send_message(request))
-        assert response.task.status.state in {TaskState.TASK_STATE_SUBMITTED, TaskState.TASK_STATE_WORKING}
-        task_id = response.task.id
-        await stack.agent.wait_started(task_id)
+        answered = await _send_without_waiting(client, stack, "later", {"sleep_s": 0.3})
+        assert answered.status.state in {TaskState.TASK_STATE_SUBMITTED, TaskState.TASK_STATE_WORKING}
+        task_id = answered.id
         async with _client(stack, streaming=True) as streaming:
             subscribed = await _collect(streaming.subscribe(SubscribeToTaskRequest(id=task_id)))
         task = await client.get_task(GetTaskRequest(id=task_id))
@@ -133,14 +138,8 @@ async def test_a_non_blocking_send_returns_at_once_and_get_task_shows_the_result
 
 
 async def test_cancel_task_reaches_the_worker_which_stops_the_running_task(stack: Stack) -> None:
-    request = SendMessageRequest(
-        message=_message("long", {"sleep_s": 60}),
-        configuration=SendMessageConfiguration(return_immediately=True),
-    )
     async with _client(stack, streaming=False) as client:
-        [response] = await _collect(client.send_message(request))
-        task_id = response.task.id
-        await stack.agent.wait_started(task_id)
+        task_id = (await _send_without_waiting(client, stack, "long", {"sleep_s": 60})).id
         cancelled = await client.cancel_task(CancelTaskRequest(id=task_id))
         await stack.agent.wait_cancelled(task_id)  # the agent's handle saw the cancellation
         with pytest.raises(TaskNotCancelableError):
