@@ -7,8 +7,21 @@ from typing import Any
 import pytest
 
 from relaybus import ExecutionResult, ExecutionStatus
-from relaybus.gateway.a2a_mapping import a2a_task, stream_events, task_from_message, task_state, to_v03
-from relaybus.gateway.a2a_types import A2AError, ErrorCode, SendMessageParams, send_params_from_v03
+from relaybus.gateway.a2a_mapping import (
+    a2a_task,
+    stream_events,
+    task_from_message,
+    task_page,
+    task_state,
+    to_v03,
+)
+from relaybus.gateway.a2a_types import (
+    A2AError,
+    ErrorCode,
+    ListTasksParams,
+    SendMessageParams,
+    send_params_from_v03,
+)
 from relaybus.gateway.tasks import TaskPhase, TaskRecord, Transition
 
 
@@ -141,3 +154,24 @@ def test_a_0_3_send_is_read_as_its_1_0_equivalent() -> None:
     assert (task.prompt, task.input) == ("t", {"k": 1})
     blocking = SendMessageParams.model_validate(send_params_from_v03({"message": v03["message"]}))
     assert blocking.configuration.return_immediately is False  # 0.3 waits unless blocking is false
+
+
+def test_a_task_page_filters_by_context_and_refuses_a_token_it_did_not_give() -> None:
+    records = []
+    for context in ("a", "b", "a"):
+        params = SendMessageParams.model_validate(
+            {"message": {"messageId": "m", "contextId": context, "parts": [{"text": "x"}]}}
+        )
+        task, kept = task_from_message(params, "agent")
+        records.append(TaskRecord(task, context=kept))
+    page = task_page(records, ListTasksParams.model_validate({"contextId": "a", "pageSize": 1}))
+    assert page["totalSize"] == 2
+    assert len(page["tasks"]) == 1
+    rest = task_page(records, ListTasksParams(context_id="a", page_size=1, page_token=page["nextPageToken"]))
+    assert {page["tasks"][0]["id"], rest["tasks"][0]["id"]} == {str(records[0].id), str(records[2].id)}
+    assert rest["nextPageToken"] == ""
+    with pytest.raises(A2AError) as raised:
+        task_page(records, ListTasksParams(page_token="bm90IG1pbmU="))
+    assert raised.value.code is ErrorCode.INVALID_PARAMS
+    with pytest.raises(ValueError, match="timezone"):
+        ListTasksParams.model_validate({"statusTimestampAfter": "2025-01-01T00:00:00"})

@@ -14,6 +14,7 @@ from a2a.client import ClientConfig, create_client
 from a2a.types import (
     CancelTaskRequest,
     GetTaskRequest,
+    ListTasksRequest,
     Message,
     Part,
     Role,
@@ -165,3 +166,24 @@ async def test_the_shared_endpoint_takes_the_agent_from_tenant(stack: Stack) -> 
     assert named[0].task.metadata["relaybus"]["agent"] == stack.name
     assert nobody[0].task.status.state == TaskState.TASK_STATE_REJECTED  # no worker hosts it: at once
     assert "NoRouteError" in nobody[0].task.status.message.parts[0].text
+
+
+async def test_list_tasks_pages_through_this_agents_tasks_newest_first(stack: Stack) -> None:
+    async with _client(stack, streaming=False) as client:
+        sent = []
+        for prompt in ("one", "two", "three"):
+            [response] = await _collect(client.send_message(SendMessageRequest(message=_message(prompt))))
+            sent.append(response.task.id)
+        first = await client.list_tasks(ListTasksRequest(page_size=2))
+        second = await client.list_tasks(ListTasksRequest(page_size=2, page_token=first.next_page_token))
+        completed = await client.list_tasks(
+            ListTasksRequest(status=TaskState.TASK_STATE_COMPLETED, include_artifacts=True)
+        )
+        failed = await client.list_tasks(ListTasksRequest(status=TaskState.TASK_STATE_FAILED))
+    assert [t.id for t in first.tasks] + [t.id for t in second.tasks] == sent[::-1]
+    assert first.total_size == 3
+    assert second.next_page_token == ""
+    assert not first.tasks[0].artifacts  # artifacts only when asked for
+    assert len(completed.tasks) == 3
+    assert completed.tasks[0].artifacts[0].parts[0].data.struct_value["echo"] == "three"
+    assert failed.tasks == []

@@ -95,15 +95,13 @@ async def test_delete_cancels_a_running_task_and_the_worker_stops_it(stack: Stac
     async with stack.client() as http:
         task_id = (await http.post("/tasks", json=_task(stack, "long", sleep_s=60))).json()["id"]
         await stack.agent.wait_started(task_id)
-        started = time.monotonic()
         cancelled = await http.delete(f"/tasks/{task_id}")
-        await stack.agent.wait_cancelled(task_id)  # the CancelRequest reached the worker, which stopped it
-        stopped_after = time.monotonic() - started
+        # The CancelRequest reached the worker, which stopped the 60 s sleep (wait_cancelled gives it 10 s).
+        await stack.agent.wait_cancelled(task_id)
         again = await http.delete(f"/tasks/{task_id}")
         view = (await http.get(f"/tasks/{task_id}")).json()
     assert cancelled.status_code == 200
     assert cancelled.json()["result"]["status"] == "cancelled"
-    assert stopped_after < 30  # long before its 60 s sleep would have ended
     assert again.status_code == 409
     assert view["result"]["status"] == "cancelled"
 

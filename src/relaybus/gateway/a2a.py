@@ -25,13 +25,22 @@ from pydantic import ValidationError
 from relaybus.log import get_logger
 from relaybus.messages import NAME_RE
 
-from .a2a_mapping import TERMINAL_STATES, a2a_task, stream_events, task_from_message, task_state, to_v03
+from .a2a_mapping import (
+    TERMINAL_STATES,
+    a2a_task,
+    stream_events,
+    task_from_message,
+    task_page,
+    task_state,
+    to_v03,
+)
 from .a2a_types import (
     A2A_VERSION,
     A2A_VERSION_V03,
     A2AError,
     ErrorCode,
     GetTaskParams,
+    ListTasksParams,
     SendMessageParams,
     TaskIdParams,
     send_params_from_v03,
@@ -62,7 +71,7 @@ _PUSH_METHODS = frozenset(
         "tasks/pushNotificationConfig/delete",
     }
 )
-_UNSUPPORTED = frozenset({"ListTasks", "GetExtendedAgentCard", "agent/getAuthenticatedExtendedCard"})
+_UNSUPPORTED = frozenset({"GetExtendedAgentCard", "agent/getAuthenticatedExtendedCard"})
 _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 
 
@@ -185,6 +194,11 @@ class A2AEndpoint:
             if task_state(record) in TERMINAL_STATES:
                 raise A2AError(ErrorCode.UNSUPPORTED_OPERATION, f"task {record.id} has ended: get it instead")
             return await self._stream(call, record)
+        if name == "ListTasks":
+            query = self._params(ListTasksParams, params)
+            agent = call.agent or query.tenant or None
+            records = [r for r in self._registry.records() if agent is None or r.task.agent == agent]
+            return json_response(call.envelope(task_page(records, query)))
         if method in _PUSH_METHODS:
             raise A2AError(
                 ErrorCode.PUSH_NOTIFICATION_NOT_SUPPORTED, "this gateway sends no push notifications"
@@ -259,14 +273,14 @@ class A2AEndpoint:
         return json_response(call.envelope(call.task(record)))
 
     async def _stream(self, call: _Call, record: TaskRecord) -> web.StreamResponse:
-        events = EventStream(call.request)
-        await events.open()
+        # The first event and the transitions after it are taken together, before any await, so a phase
+        # change while the response opens is neither lost nor shown twice.
+        first = call.envelope(call.task(record, wrap=True))
         seen = len(record.transitions)
+        events = EventStream(call.request)
         try:
-            await events.send(call.envelope(call.task(record, wrap=True)))
-            if record.is_finished:
-                await events.close()
-                return events.response
+            await events.open()
+            await events.send(first)
             async for transition in self._registry.transitions(record, seen, idle_s=self._keepalive_s):
                 if transition is None:
                     await events.comment()

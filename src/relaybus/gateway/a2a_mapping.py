@@ -16,6 +16,9 @@ The rules a client may rely on:
 
 from __future__ import annotations
 
+import base64
+import binascii
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 from uuid import uuid4
@@ -24,7 +27,7 @@ from pydantic import JsonValue
 
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 
-from .a2a_types import A2AError, ErrorCode, SendMessageParams
+from .a2a_types import A2AError, ErrorCode, ListTasksParams, SendMessageParams
 from .tasks import TaskPhase, TaskRecord, Transition
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "context_id",
     "stream_events",
     "task_from_message",
+    "task_page",
     "task_state",
     "to_v03",
 ]
@@ -168,6 +172,48 @@ def a2a_task(record: TaskRecord, *, history_length: int | None = None) -> dict[s
     if history:
         task["history"] = history
     return task
+
+
+def _cursor(record: TaskRecord) -> tuple[str, str]:
+    return record.updated_at.isoformat(), str(record.id)
+
+
+def _decode_token(token: str) -> tuple[str, str]:
+    try:
+        updated, _, task_id = base64.urlsafe_b64decode(token.encode()).decode().partition("|")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        updated, task_id = "", ""
+    if not updated or not task_id:
+        raise A2AError(ErrorCode.INVALID_PARAMS, "pageToken is not one this gateway gave out")
+    return updated, task_id
+
+
+def task_page(records: Iterable[TaskRecord], params: ListTasksParams) -> dict[str, Any]:
+    """The ``ListTasksResponse`` for ``params`` over ``records``: filtered by context, state and time, the
+    most recently updated first, one page from the cursor ``pageToken`` on."""
+    wanted = [
+        record
+        for record in records
+        if (params.context_id is None or context_id(record) == params.context_id)
+        and (params.status in (None, "", "TASK_STATE_UNSPECIFIED") or task_state(record) == params.status)
+        and (params.status_timestamp_after is None or record.updated_at >= params.status_timestamp_after)
+    ]
+    wanted.sort(key=_cursor, reverse=True)
+    total = len(wanted)
+    if params.page_token:
+        after = _decode_token(params.page_token)
+        wanted = [record for record in wanted if _cursor(record) < after]
+    page = wanted[: params.page_size]
+    tasks = []
+    for record in page:
+        task = a2a_task(record, history_length=params.history_length)
+        if not params.include_artifacts:
+            task.pop("artifacts", None)
+        tasks.append(task)
+    next_token = ""
+    if len(wanted) > params.page_size:
+        next_token = base64.urlsafe_b64encode("|".join(_cursor(page[-1])).encode()).decode()
+    return {"tasks": tasks, "nextPageToken": next_token, "pageSize": params.page_size, "totalSize": total}
 
 
 def stream_events(record: TaskRecord, transition: Transition) -> list[dict[str, Any]]:

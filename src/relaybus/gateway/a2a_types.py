@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
 from pydantic.alias_generators import to_camel
 
 from relaybus.exceptions import RelaybusError
@@ -23,6 +23,7 @@ __all__ = [
     "A2AError",
     "ErrorCode",
     "GetTaskParams",
+    "ListTasksParams",
     "Message",
     "Part",
     "SendConfiguration",
@@ -91,6 +92,19 @@ class SendMessageParams(_Params):
     message: Message
     configuration: SendConfiguration = Field(default_factory=SendConfiguration)
     metadata: dict[str, JsonValue] | None = None
+
+
+class ListTasksParams(_Params):
+    """``ListTasks`` params (A2A 1.0; 0.3 had no such method)."""
+
+    tenant: str | None = None
+    context_id: str | None = None
+    status: str | None = None
+    page_size: int = Field(default=50, ge=1, le=100)
+    page_token: str | None = None
+    history_length: int | None = Field(default=None, ge=0)
+    status_timestamp_after: AwareDatetime | None = None
+    include_artifacts: bool = False
 
 
 class TaskIdParams(_Params):
