@@ -6,7 +6,9 @@
 Starts ``relaybus worker bench.agents:NoopAgent`` (answers at once) and ``relaybus gateway`` on 127.0.0.1,
 then, for each concurrency, alternates the two clients (orchestrator, then HTTP through the gateway) for
 ``--rounds`` rounds of ``--n`` tasks with that many in flight. Prints requests per second and p50/p99
-latency (medians over the rounds) and the p50 the gateway adds.
+latency and the CPU one request costs (medians over the rounds), and what the gateway adds to the p50 and
+the CPU. On a loaded machine the p50 mostly measures waiting for a core (the gateway is one more process on
+the way); the CPU per request is the steadier figure.
 """
 
 from __future__ import annotations
@@ -76,7 +78,11 @@ async def _run(send: Send, agent: str, n: int, concurrency: int) -> RunResult:
     return RunResult(n=n, wall_s=time.perf_counter() - started, latencies_s=latencies, errors=errors)
 
 
-async def measure(url: str, agent: str, *, n: int, rounds: int, levels: list[int]) -> dict[str, Any]:
+async def measure(
+    url: str, agent: str, gateway_cpu_s: Callable[[], float], *, n: int, rounds: int, levels: list[int]
+) -> dict[str, Any]:
+    """The figures per concurrency and client. ``cpu_us`` is the CPU one request costs where the bus is
+    used from: this process for the orchestrator, the gateway's process (HTTP and orchestrator) for HTTP."""
     bus = await connect(amqp_url())
     connector = aiohttp.TCPConnector(limit=max(levels) + 10)
     figures: dict[str, Any] = {}
@@ -93,18 +99,23 @@ async def measure(url: str, agent: str, *, n: int, rounds: int, levels: list[int
                 return response.status == 200 and view["result"]["status"] == "success"
 
         clients: dict[str, Send] = {"orchestrator": direct, "gateway": through_gateway}
+        cpu_of: dict[str, Callable[[], float]] = {"orchestrator": time.process_time, "gateway": gateway_cpu_s}
         for send in clients.values():  # warm up both paths: connections, reply queues, JIT-free caches
             await _run(send, agent, min(n, 200), min(max(levels), 50))
         for level in levels:
             runs: dict[str, list[RunResult]] = {name: [] for name in clients}
             for _ in range(rounds):
                 for name, send in clients.items():
-                    runs[name].append(await _run(send, agent, n, level))
+                    cpu_before = cpu_of[name]()
+                    result = await _run(send, agent, n, level)
+                    result.cpu_server_s = cpu_of[name]() - cpu_before
+                    runs[name].append(result)
             figures[str(level)] = {
                 name: {
                     "req_per_s": statistics.median(r.throughput for r in results),
                     "p50_ms": statistics.median(r.p(0.5) * 1000 for r in results),
                     "p99_ms": statistics.median(r.p(0.99) * 1000 for r in results),
+                    "cpu_us": statistics.median(r.cpu_server_s / r.n * 1e6 for r in results),
                     "errors": sum(r.errors for r in results),
                 }
                 for name, results in runs.items()
@@ -115,17 +126,18 @@ async def measure(url: str, agent: str, *, n: int, rounds: int, levels: list[int
 
 def report(figures: dict[str, Any]) -> str:
     lines = [
-        "| in flight | client | req/s | p50 ms | p99 ms | errors |",
-        "| ---: | --- | ---: | ---: | ---: | ---: |",
+        "| in flight | client | req/s | p50 ms | p99 ms | CPU us/req | errors |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for level, by_client in figures.items():
         for name, f in by_client.items():
             lines.append(
                 f"| {level} | {name} | {f['req_per_s']:,.0f} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} | "
-                f"{f['errors']} |"
+                f"{f['cpu_us']:,.0f} | {f['errors']} |"
             )
         added = by_client["gateway"]["p50_ms"] - by_client["orchestrator"]["p50_ms"]
-        lines.append(f"| {level} | gateway adds (p50) | | {added:+.2f} | | |")
+        cpu = by_client["gateway"]["cpu_us"] - by_client["orchestrator"]["cpu_us"]
+        lines.append(f"| {level} | gateway adds | | {added:+.2f} | | {cpu:+,.0f} | |")
     return "\n".join(lines)
 
 
@@ -146,10 +158,12 @@ def main(argv: list[str] | None = None) -> int:
             relaybus_worker(children, agent, "NoopAgent", max(args.concurrency), {})
             gateway_argv = [str(BIN / "relaybus"), "--log-json", "--log-level", "WARNING", "gateway"]
             gateway_argv += ["--amqp-url", amqp_url(), "--port", str(port), "--max-in-flight", "100000"]
-            children.start("gateway", gateway_argv)
+            gateway = children.start("gateway", gateway_argv)
             _wait_healthy(url)
             levels = sorted(set(args.concurrency))
-            figures = asyncio.run(measure(url, agent, n=args.n, rounds=args.rounds, levels=levels))
+            figures = asyncio.run(
+                measure(url, agent, gateway.cpu_s, n=args.n, rounds=args.rounds, levels=levels)
+            )
         finally:
             children.stop_all()
             asyncio.run(broker.delete_queues([f"relaybus.agent.{agent}"]))

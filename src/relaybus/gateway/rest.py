@@ -49,7 +49,8 @@ class TaskView(BaseModel):
 
     @classmethod
     def of(cls, record: TaskRecord, *, with_result: bool = True) -> TaskView:
-        return cls(
+        # Built from values the registry already validated: no second validation on every response.
+        return cls.model_construct(
             id=record.id,
             phase=record.phase,
             topic=record.task.topic,
