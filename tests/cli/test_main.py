@@ -142,6 +142,8 @@ def test_options_of_the_same_kind_have_the_same_placeholder() -> None:
             expected = {positive_int: "N", positive_float: "SECONDS", non_negative_float: "SECONDS"}.get(
                 action.type  # type: ignore[call-overload]
             )
+            if expected == "N" and action.metavar == "BYTES":  # a size says its unit
+                continue
             if action.option_strings and expected and action.metavar != expected:
                 wrong.append(f"{parser.prog} {action.option_strings[0]} {action.metavar}")
     assert not wrong
