@@ -31,6 +31,7 @@ class FakeDelivery:
     headers: dict[str, HeaderValue] = field(default_factory=dict)
     message_id: str | None = None
     content_type: str | None = "application/json"
+    reply_to: str | None = None
 
 
 def delivered(task: AgentTask, **headers: HeaderValue) -> FakeDelivery:
@@ -137,3 +138,28 @@ def test_a_delivery_that_must_be_dead_lettered_gives_the_reason(
     refused = decode_task(delivery, 1024 * 1024)  # type: ignore[arg-type]
     assert isinstance(refused, str)
     assert reason in refused
+
+
+@pytest.mark.parametrize(
+    ("reply_to", "accepted"),
+    [
+        ("relaybus.reply.0123abcd", True),
+        ("relaybus.reply.nightly", True),
+        ("amq.rabbitmq.reply-to", True),
+        ("amq.rabbitmq.reply-to.g1hkABFyYWJiaXRAdm0AAAA=", True),
+        ("relaybus.agent.other", False),
+        ("relaybus.dead", False),
+        ("relaybus.reply.", False),
+        ("relaybus.replyx.a", False),
+    ],
+)
+def test_only_a_reply_queue_may_be_the_reply_to(reply_to: str, accepted: bool) -> None:
+    task = AgentTask(topic="code.review")
+    message = encode_task(task, reply_to=None)
+    delivery = FakeDelivery(message.body, dict(message.headers), message.message_id, reply_to=reply_to)
+    outcome = decode_task(delivery, 1024 * 1024)  # type: ignore[arg-type]
+    if accepted:
+        assert outcome == task
+    else:
+        assert isinstance(outcome, str)
+        assert "is not a reply queue" in outcome

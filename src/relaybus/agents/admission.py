@@ -1,8 +1,9 @@
 """Admission: whether a delivered task may run here, and the one deadline and delegation chain it runs with.
 
 Checked once per delivery, so the refusal check and the run see the same deadline and chain: a task that
-must carry its own id, was cancelled before it came, arrives through a delegation loop or too deep a chain,
-carries a malformed deadline or one already past, is refused here with the reason.
+must carry its own id, names a ``reply_to`` that is not a reply queue, was cancelled before it came, arrives
+through a delegation loop or too deep a chain, carries a malformed deadline or one already past, is refused
+here with the reason.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 
 from relaybus.bus.base import DEADLINE_HEADER, Delivery
 from relaybus.bus.codec import decode
+from relaybus.bus.rpc import is_reply_queue
 from relaybus.exceptions import DelegationError, InvalidMessage
 from relaybus.log import FilteringBoundLogger
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
@@ -26,7 +28,13 @@ __all__ = ["Admission", "deadline_of", "decode_task"]
 def decode_task(delivery: Delivery, max_bytes: int) -> AgentTask | str:
     """The task ``delivery`` carries, or why it must be dead-lettered rather than answered: refused by the
     codec, or without an id of its own (it would run again on every redelivery), or with another id than
-    its message's."""
+    its message's, or with a ``reply_to`` that is not a reply queue (a result must not be written into
+    another agent's task queue or the dead letters)."""
+    if delivery.reply_to and not is_reply_queue(delivery.reply_to):
+        return (
+            f"reply_to {delivery.reply_to[:120]!r} is not a reply queue: a worker publishes results only to "
+            "'relaybus.reply.<name>' (a ReplyRouter's queue) or 'amq.rabbitmq.reply-to'; the task was not run"
+        )
     try:
         task = decode(
             delivery.body,

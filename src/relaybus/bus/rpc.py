@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
@@ -55,6 +56,7 @@ __all__ = [
     "REPLY_QUEUE_PREFIX",
     "ReplyRouter",
     "ResultCallback",
+    "is_reply_queue",
     "timeout_result",
 ]
 
@@ -64,6 +66,19 @@ DEFAULT_REPLY_EXPIRES_S = 300.0
 DEFAULT_BARRIER_TIMEOUT_S = 30.0
 """How long :meth:`ReplyRouter.expect_all` waits for the results already in a durable reply queue."""
 ResultCallback = Callable[[ExecutionResult], Awaitable[None] | None]
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+# A router's queue (``relaybus.reply.<name>``, ``<name>`` as NAME_RE), or RabbitMQ's direct reply-to, which a
+# worker sees with the broker's channel token appended (``amq.rabbitmq.reply-to.g1h...``).
+_REPLY_QUEUE_RE = re.compile(
+    r"^(relaybus\.reply\.[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}|amq\.rabbitmq\.reply-to(\.[A-Za-z0-9+/=._-]{1,255})?)$"
+)
+
+
+def is_reply_queue(name: str) -> bool:
+    """Whether ``name`` is a queue a worker may publish a result to: ``relaybus.reply.<name>`` (what every
+    :class:`ReplyRouter` uses) or RabbitMQ's direct reply-to (``amq.rabbitmq.reply-to[.<token>]``). Anything
+    else (another agent's task queue, ``relaybus.dead``) is refused by workers."""
+    return _REPLY_QUEUE_RE.match(name) is not None
 
 
 class ReplyRouter:
