@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from relaybus.agents import Agent
-from relaybus.agents.admission import Admission, decode_task
+from relaybus.agents.admission import MAX_TASK_S, Admission, decode_task
 from relaybus.agents.running import Run
 from relaybus.bus.base import DEADLINE_HEADER, DELEGATION_HEADER, HeaderValue
 from relaybus.bus.codec import encode_task
@@ -163,3 +163,31 @@ def test_only_a_reply_queue_may_be_the_reply_to(reply_to: str, accepted: bool) -
     else:
         assert isinstance(outcome, str)
         assert "is not a reply queue" in outcome
+
+
+@pytest.mark.parametrize("header", ["1e300", 2**62, 10**400, "inf", "nan"])
+async def test_a_far_deadline_header_is_capped_at_seven_days(admission: Admission, header: str | int) -> None:
+    before = time.time()
+    run = await admit(admission, AgentTask(topic="code.review"), **{DEADLINE_HEADER: header})
+    assert isinstance(run, Run)
+    assert run.deadline is not None
+    assert before + MAX_TASK_S <= run.deadline <= time.time() + MAX_TASK_S
+
+
+@pytest.mark.parametrize("header", ["inf", "nan"])
+async def test_an_infinite_deadline_header_leaves_the_timeout_in_force(
+    admission: Admission, header: str
+) -> None:
+    before = time.time()
+    run = await admit(admission, AgentTask(topic="code.review", timeout_s=30), **{DEADLINE_HEADER: header})
+    assert isinstance(run, Run)
+    assert run.deadline is not None
+    assert before + 30 <= run.deadline <= time.time() + 30
+
+
+async def test_a_task_addressed_to_another_agent_is_refused(admission: Admission) -> None:
+    result = await admit(admission, AgentTask(topic="code.review", agent="deployer"))
+    assert isinstance(result, ExecutionResult)
+    assert result.status is ExecutionStatus.REJECTED
+    assert result.error is not None
+    assert result.error.type == "WrongAgent"

@@ -6,11 +6,20 @@ headers it chooses. What each shows:
 
 - ``reply_to`` naming another agent's task queue or ``relaybus.dead`` is dead-lettered with the reason, not
   run, and nothing lands in the named queue.
+- A ``relaybus-deadline`` of ``1e300`` or ``2**62`` is capped at 7 days; ``inf`` or ``nan`` leave the
+  task's ``timeout_s`` in force.
+- A task addressed to ``other`` published into ``victim``'s queue is refused (REJECTED), run by neither.
+- 16 tasks whose reply queue is gone, each delivered twice, leave 16 dead letters, not 32.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
+import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,11 +27,19 @@ from typing import Any
 import pytest
 
 from relaybus.agents import Agent, AgentContext, AgentWorker
+from relaybus.agents.admission import MAX_TASK_S
 from relaybus.bus.amqp import AmqpBus
-from relaybus.bus.base import DEAD_LETTER_QUEUE, ERROR_HEADER
+from relaybus.bus.base import (
+    DEAD_LETTER_QUEUE,
+    DEADLINE_HEADER,
+    ERROR_HEADER,
+    Delivery,
+    OutgoingMessage,
+    agent_routing_key,
+)
 from relaybus.bus.codec import encode_task
 from relaybus.bus.rpc import ReplyRouter
-from relaybus.messages import AgentTask, ExecutionStatus
+from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 from relaybus.testing import FakeExecutor
 from tests.bus.amqp_support import take_dead_letters
 
@@ -30,15 +47,18 @@ pytestmark = [pytest.mark.integration]
 
 
 class Counting(Agent):
-    """Answers ``{"ran": name}`` and counts the tasks it ran."""
+    """Answers ``{"ran": name}`` after ``input["sleep_s"]``; keeps the ids and deadlines of what it ran."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.topics = (f"attack.{name}",)
         self.ran: list[uuid.UUID] = []
+        self.deadlines: list[float | None] = []
 
     async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
         self.ran.append(task.id)
+        self.deadlines.append(ctx.deadline)
+        await asyncio.sleep(float(task.input.get("sleep_s", 0)))  # type: ignore[arg-type]
         return {"ran": self.name, "prompt": task.prompt}
 
 
@@ -83,3 +103,82 @@ async def test_real_callers_reply_queues_are_accepted(deployment: Deployment) ->
         named_result = await named.request(AgentTask(topic="attack.victim", prompt="hi"), timeout=10)
     assert (result.status, named_result.status) == (ExecutionStatus.SUCCESS, ExecutionStatus.SUCCESS)
     assert len(deployment.victim.ran) == 2
+
+
+async def request_raw(bus: AmqpBus, message: OutgoingMessage, task_id: uuid.UUID) -> ExecutionResult:
+    """Publish ``message`` (reply_to = a fresh router's queue) and wait for the result of ``task_id``."""
+    async with ReplyRouter(bus) as router:
+        future = router.expect(task_id)
+        await bus.publish(dataclasses.replace(message, reply_to=router.queue))
+        return await asyncio.wait_for(future, 20)
+
+
+@pytest.mark.parametrize("header", ["inf", "nan"])
+async def test_an_infinite_deadline_header_does_not_lift_the_tasks_timeout(
+    deployment: Deployment, header: str
+) -> None:
+    task = AgentTask(topic="attack.victim", prompt="forever", timeout_s=1, input={"sleep_s": 30})
+    message = encode_task(task, reply_to=None, headers={DEADLINE_HEADER: header})
+    result = await request_raw(deployment.bus, message, task.id)
+    assert result.status is ExecutionStatus.TIMEOUT  # ended by the 1 s limit, not after 30 s
+    assert deployment.victim.ran == [task.id]
+
+
+@pytest.mark.parametrize("header", ["1e300", 2**62, "inf"])
+async def test_a_far_deadline_header_is_capped_at_seven_days(
+    deployment: Deployment, header: str | int
+) -> None:
+    task = AgentTask(topic="attack.victim", prompt="forever")
+    message = encode_task(task, reply_to=None, headers={DEADLINE_HEADER: header})
+    result = await request_raw(deployment.bus, message, task.id)
+    assert result.status is ExecutionStatus.SUCCESS
+    deadline = deployment.victim.deadlines[0]
+    assert deadline is not None
+    assert deadline <= time.time() + MAX_TASK_S
+
+
+async def test_a_task_addressed_to_another_agent_in_this_agents_queue_is_refused(
+    deployment: Deployment,
+) -> None:
+    task = AgentTask(topic="attack.victim", agent="other", prompt="run me as victim")
+    message = dataclasses.replace(encode_task(task, reply_to=None), routing_key=agent_routing_key("victim"))
+    result = await request_raw(deployment.bus, message, task.id)
+    assert result.status is ExecutionStatus.REJECTED
+    assert result.error is not None
+    assert result.error.type == "WrongAgent"
+    assert "addressed to agent 'other'" in result.error.message
+    assert (deployment.victim.ran, deployment.other.ran) == ([], [])
+
+
+async def count_dead_letters(bus: AmqpBus, ids: set[str], *, settle_s: float = 2.0) -> Counter[str]:
+    """How many letters with each message id of ``ids`` reach ``relaybus.dead`` (this test's vhost's)."""
+    seen: Counter[str] = Counter()
+    all_in = asyncio.Event()
+
+    async def handler(delivery: Delivery) -> None:
+        if delivery.message_id in ids:
+            seen[delivery.message_id] += 1
+            if set(seen) == ids:
+                all_in.set()
+        await delivery.ack()
+
+    sub = await bus.consume(DEAD_LETTER_QUEUE, handler)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(all_in.wait(), 20)
+    await asyncio.sleep(settle_s)  # and any letter added by a redelivery
+    await sub.cancel()
+    return seen
+
+
+async def test_a_result_whose_reply_queue_is_gone_is_dead_lettered_once_per_task(
+    deployment: Deployment,
+) -> None:
+    gone = f"relaybus.reply.{uuid.uuid4().hex}"
+    tasks = [AgentTask(topic="attack.victim", prompt=f"t{i}") for i in range(16)]
+    for task in tasks:
+        message = encode_task(task, reply_to=gone)
+        await deployment.bus.publish(message)
+        await deployment.bus.publish(message)  # delivered again, as after a lost ack
+    seen = await count_dead_letters(deployment.bus, {f"result-{t.id}" for t in tasks})
+    assert sum(seen.values()) == 16, seen
+    assert set(seen.values()) == {1}

@@ -2,17 +2,20 @@
 
 The delivery is acked only after the broker confirmed the result, so a crash at any point means the task is
 redelivered (at-least-once); a result that could not be published returns the task to its queue instead. A
-result whose reply queue is gone is dead-lettered rather than dropped, and one larger than the body limit is
+result whose reply queue is gone is dead-lettered rather than dropped (once per task, not once per
+redelivery), and one larger than the body limit is
 replaced by a FAILURE of type ``ResultTooLarge``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable
 from typing import Literal
 from uuid import UUID
 
+from relaybus._bounded import BoundedMap
 from relaybus.bus.base import (
     DEAD_LETTER_EXCHANGE,
     DEFAULT_EXCHANGE,
@@ -33,10 +36,14 @@ __all__ = ["Replier"]
 class Replier:
     """Sends results for one worker on ``bus``; ``max_body`` bounds the size of a result message."""
 
-    def __init__(self, bus: Bus, *, max_body: int, log: FilteringBoundLogger) -> None:
+    def __init__(self, bus: Bus, *, max_body: int, log: FilteringBoundLogger, remember: int = 10_000) -> None:
         self._bus = bus
         self._max_body = max_body
         self._log = log
+        # Tasks whose result was dead-lettered for want of its reply queue: a redelivery (answered from the
+        # cache) would add the same letter again, one per delivery instead of one per task.
+        self._dead_lettered: BoundedMap[tuple[UUID, str], None] = BoundedMap(remember)
+        self._replying: dict[tuple[UUID, str], asyncio.Future[None]] = {}  # replies in flight, per task
 
     def encode(self, result: ExecutionResult) -> OutgoingMessage:
         """The result message (its routing key is set per reply); a result too big to send becomes a FAILURE
@@ -60,13 +67,29 @@ class Replier:
         return encode_result(too_large, reply_to="")
 
     async def reply(self, delivery: Delivery, message: OutgoingMessage, task_id: UUID) -> None:
-        """Publish the result to the delivery's ``reply_to`` (confirmed), then ack the delivery."""
-        if delivery.reply_to:
+        """Publish the result to the delivery's ``reply_to`` (confirmed), then ack the delivery.
+
+        Copies of one task reply one after the other, so a reply queue found gone by the first is known to
+        the next, which is acked without a second dead letter."""
+        reply_to = delivery.reply_to
+        if not reply_to:
+            await self.settle_quietly(delivery.ack(), task_id, "ack")
+            return
+        key = (task_id, reply_to)
+        while (earlier := self._replying.get(key)) is not None:
+            await asyncio.shield(earlier)
+        if key in self._dead_lettered:
+            self._log.info("result_dead_lettered_before", task_id=str(task_id), reply_to=reply_to)
+            await self.settle_quietly(delivery.ack(), task_id, "ack")
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._replying[key] = done
+        try:
             try:
                 try:
-                    await self._bus.publish(dataclasses.replace(message, routing_key=delivery.reply_to))
+                    await self._bus.publish(dataclasses.replace(message, routing_key=reply_to))
                 except NoRouteError:
-                    await self._dead_letter(message, delivery.reply_to, task_id)
+                    await self._dead_letter(message, reply_to, task_id)
             except Exception as exc:
                 # Not confirmed: return the task; its redelivery is answered from the result cache.
                 self._log.error(
@@ -74,6 +97,9 @@ class Replier:
                 )
                 await self.settle_quietly(delivery.nack(requeue=True), task_id, "nack")
                 return
+        finally:
+            del self._replying[key]
+            done.set_result(None)
         await self.settle_quietly(delivery.ack(), task_id, "ack")
 
     async def settle_quietly(
@@ -89,7 +115,8 @@ class Replier:
             )
 
     async def _dead_letter(self, message: OutgoingMessage, reply_to: str, task_id: UUID) -> None:
-        """Keep a result whose reply queue is gone in ``relaybus.dead`` (confirmed) instead of dropping it."""
+        """Keep a result whose reply queue is gone in ``relaybus.dead`` (confirmed) instead of dropping it;
+        once per task and reply queue: :meth:`reply` remembers it and acks later copies of the task."""
         reason = (
             f"reply queue {reply_to} is gone: the caller that sent task {task_id} stopped (or its queue "
             "expired) before the result arrived; replay it once the caller's queue exists again"
@@ -102,4 +129,5 @@ class Replier:
                 message, exchange=DEAD_LETTER_EXCHANGE, routing_key=reply_to, headers=headers, mandatory=True
             )
         )
+        self._dead_lettered.put((task_id, reply_to), None)
         self._log.warning("result_dead_lettered", task_id=str(task_id), reply_to=reply_to, reason=reason)
