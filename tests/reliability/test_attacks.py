@@ -10,6 +10,8 @@ headers it chooses. What each shows:
   task's ``timeout_s`` in force.
 - A task addressed to ``other`` published into ``victim``'s queue is refused (REJECTED), run by neither.
 - 16 tasks whose reply queue is gone, each delivered twice, leave 16 dead letters, not 32.
+- A task id used first by an attacker (another body) does not answer the real task, and a finished task
+  resubmitted with another ``reply_to`` does not hand its output over: both are REJECTED and dead-lettered.
 """
 
 from __future__ import annotations
@@ -182,3 +184,46 @@ async def test_a_result_whose_reply_queue_is_gone_is_dead_lettered_once_per_task
     seen = await count_dead_letters(deployment.bus, {f"result-{t.id}" for t in tasks})
     assert sum(seen.values()) == 16, seen
     assert set(seen.values()) == {1}
+
+
+async def test_a_planted_task_id_does_not_answer_the_real_task(deployment: Deployment) -> None:
+    real = AgentTask(topic="attack.victim", prompt="the real work")
+    planted = real.model_copy(update={"prompt": "the attacker's answer"})  # same id, another body
+    first = await request_raw(deployment.bus, encode_task(planted, reply_to=None), planted.id)
+    assert first.status is ExecutionStatus.SUCCESS  # the attacker got there first: its task ran
+    result = await request_raw(deployment.bus, encode_task(real, reply_to=None), real.id)
+    assert result.status is ExecutionStatus.REJECTED  # not the planted output
+    assert result.output is None
+    assert result.error is not None
+    assert result.error.type == "TaskIdReused"
+    assert "different body" in result.error.message
+    dead = await take_dead_letters(deployment.bus, [str(real.id)], timeout=10)
+    assert "different body" in str(dead[str(real.id)].headers.get(ERROR_HEADER))
+    assert deployment.victim.ran == [real.id]  # once: the planted copy; the real one was refused, not run
+
+
+async def test_a_finished_task_resubmitted_with_another_reply_to_does_not_get_its_result(
+    deployment: Deployment,
+) -> None:
+    task = AgentTask(topic="attack.victim", prompt="secret output")
+    mine = await request_raw(deployment.bus, encode_task(task, reply_to=None), task.id)
+    assert mine.output == {"ran": "victim", "prompt": "secret output"}
+    stolen = await request_raw(deployment.bus, encode_task(task, reply_to=None), task.id)  # its own queue
+    assert stolen.status is ExecutionStatus.REJECTED
+    assert stolen.output is None
+    assert stolen.error is not None
+    assert "another reply queue" in stolen.error.message
+    assert deployment.victim.ran == [task.id]
+
+
+async def test_a_redelivery_of_the_same_task_is_still_answered_from_the_cache(deployment: Deployment) -> None:
+    task = AgentTask(topic="attack.victim", prompt="once")
+    async with ReplyRouter(deployment.bus) as router:
+        first = router.expect(task.id)
+        await deployment.bus.publish(encode_task(task, reply_to=router.queue))
+        assert (await asyncio.wait_for(first, 20)).status is ExecutionStatus.SUCCESS
+        again = router.expect(task.id)
+        await deployment.bus.publish(encode_task(task, reply_to=router.queue))
+        assert (await asyncio.wait_for(again, 20)).status is ExecutionStatus.SUCCESS
+    assert deployment.victim.ran == [task.id]
+

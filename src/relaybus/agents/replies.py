@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 from collections.abc import Awaitable
 from typing import Literal
 from uuid import UUID
@@ -27,10 +28,56 @@ from relaybus.bus.codec import encode_result
 from relaybus.bus.core import dead_letter_headers
 from relaybus.exceptions import NoRouteError
 from relaybus.log import FilteringBoundLogger
-from relaybus.messages import ExecutionResult, ExecutionStatus
+from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 from relaybus.secrets import mask_secrets
 
-__all__ = ["Replier"]
+from .outcomes import refused
+
+__all__ = ["Replier", "ResultCache"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Cached:
+    digest: bytes
+    reply_to: str | None
+    message: OutgoingMessage
+
+
+class ResultCache:
+    """A worker's last results by task id (at most ``max_items`` and ``max_bytes`` of JSON), each kept with
+    the digest of its task (all but ``created_at``) and its ``reply_to``: a cached result answers only a
+    copy of the same task sent to the same reply queue, never another body or another sender under a known
+    id."""
+
+    def __init__(self, max_items: int, max_bytes: int) -> None:
+        self._items: BoundedMap[UUID, _Cached] = BoundedMap(max_items, max_bytes=max_bytes)
+
+    def put(self, task: AgentTask, reply_to: str | None, message: OutgoingMessage) -> None:
+        self._items.put(task.id, _Cached(_digest(task), reply_to, message), len(message.body))
+
+    def get(self, task: AgentTask, reply_to: str | None) -> OutgoingMessage | str | None:
+        """The result that answers ``task`` sent to ``reply_to``, None when none is kept, or why the result
+        kept under its id must not answer it (another body or reply queue: someone else reusing the id)."""
+        cached = self._items.get(task.id)
+        if cached is None:
+            return None
+        if cached.digest != _digest(task):
+            return (
+                f"task id {task.id} was already used here for a task with a different body; a task id is "
+                "used once: give a new task a new id (AgentTask() makes one)"
+            )
+        if cached.reply_to != reply_to:
+            return (
+                f"task {task.id} was already answered here to another reply queue; its result goes only to "
+                "the caller that sent it"
+            )
+        return cached.message
+
+
+def _digest(task: AgentTask) -> bytes:
+    # All but ``created_at``: a resumed plan publishes the same task again with a new timestamp.
+    body = task.model_dump_json(exclude={"created_at"}).encode()
+    return hashlib.blake2b(body, digest_size=16).digest()
 
 
 class Replier:
@@ -101,6 +148,28 @@ class Replier:
             del self._replying[key]
             done.set_result(None)
         await self.settle_quietly(delivery.ack(), task_id, "ack")
+
+    async def refuse(
+        self, delivery: Delivery, task_id: UUID, reason: str, *, agent: str, worker: str
+    ) -> None:
+        """Answer ``delivery`` with a REJECTED result (type ``TaskIdReused``) when it has a reply queue, then
+        dead-letter it with ``reason``; it is not run."""
+        self._log.warning("task_id_reused", task_id=str(task_id), agent=agent, reply_to=delivery.reply_to)
+        if delivery.reply_to:
+            rejected = refused(
+                task_id, ExecutionStatus.REJECTED, "TaskIdReused", reason, agent=agent, worker=worker
+            )
+            message = encode_result(rejected, reply_to=delivery.reply_to)
+            try:
+                await self._bus.publish(message)
+            except Exception as exc:  # the dead letter below still says why
+                self._log.warning("rejection_publish_failed", task_id=str(task_id), error=repr(exc)[:300])
+        try:
+            await delivery.dead_letter(reason)
+        except Exception as exc:
+            self._log.warning(
+                "settle_failed", task_id=str(task_id), verb="dead_letter", error=repr(exc)[:300]
+            )
 
     async def settle_quietly(
         self, settle: Awaitable[None], task_id: UUID, verb: Literal["ack", "nack"]
