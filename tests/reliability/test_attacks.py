@@ -12,6 +12,8 @@ headers it chooses. What each shows:
 - 16 tasks whose reply queue is gone, each delivered twice, leave 16 dead letters, not 32.
 - A task id used first by an attacker (another body) does not answer the real task, and a finished task
   resubmitted with another ``reply_to`` does not hand its output over: both are REJECTED and dead-lettered.
+- A second orchestrator with a name in use (another connection, the same one, or a ``MemoryBus``) is
+  refused at start, and the name is free again once the first closes.
 """
 
 from __future__ import annotations
@@ -40,8 +42,11 @@ from relaybus.bus.base import (
     agent_routing_key,
 )
 from relaybus.bus.codec import encode_task
+from relaybus.bus.memory import MemoryBus
 from relaybus.bus.rpc import ReplyRouter
+from relaybus.exceptions import ConfigError
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
+from relaybus.orchestrator import ProjectOrchestrator
 from relaybus.testing import FakeExecutor
 from tests.bus.amqp_support import take_dead_letters
 
@@ -227,3 +232,20 @@ async def test_a_redelivery_of_the_same_task_is_still_answered_from_the_cache(de
         assert (await asyncio.wait_for(again, 20)).status is ExecutionStatus.SUCCESS
     assert deployment.victim.ran == [task.id]
 
+
+async def test_a_second_orchestrator_with_the_same_name_is_refused_at_start(amqp_vhost_url: str) -> None:
+    name = f"nightly-{uuid.uuid4().hex[:6]}"
+    async with AmqpBus(amqp_vhost_url) as first_bus, AmqpBus(amqp_vhost_url) as second_bus:
+        async with ProjectOrchestrator(first_bus, name=name):
+            with pytest.raises(ConfigError, match="held by another connection"):
+                await ProjectOrchestrator(second_bus, name=name).start()  # another process, as it were
+            with pytest.raises(ConfigError, match=f"held by the reply router of relaybus.reply.{name}"):
+                await ProjectOrchestrator(first_bus, name=name).start()  # the same connection
+        async with ProjectOrchestrator(second_bus, name=name) as after:  # freed by close
+            assert after.reply_queue == f"relaybus.reply.{name}"
+
+
+async def test_on_a_memory_bus_a_second_orchestrator_with_the_same_name_is_refused() -> None:
+    async with MemoryBus() as bus, ProjectOrchestrator(bus, name="nightly"):
+        with pytest.raises(ConfigError, match="'nightly' is held by"):
+            await ProjectOrchestrator(bus, name="nightly").start()

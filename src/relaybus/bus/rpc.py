@@ -14,6 +14,9 @@ What a caller may rely on:
   ``relaybus.reply.<name>``: results that arrive while its process is down wait there, and a restarted
   process collects them with ``expect`` (register before or after :meth:`ReplyRouter.start`), or with
   :meth:`ReplyRouter.expect_all`, which also waits until every result that was waiting has been collected.
+- A named router holds its name (:class:`~relaybus.bus.name_lock.NameLock`) from :meth:`start` to
+  :meth:`close`: a second live router (or orchestrator) with the same name, in this process or another, is
+  refused at :meth:`start` with :class:`~relaybus.ConfigError` naming the holder where it can be known.
 - An *anonymous* router's queue ``relaybus.reply.<random hex>`` is a durable quorum queue too, declared with
   ``expires_s`` (default 300 s): it survives a broker restart and the reconnect that follows, so a worker
   that finishes a task during the outage still finds it (no result is lost to a missing private queue), and
@@ -49,6 +52,7 @@ from relaybus.messages import NAME_RE, AgentTask, ExecutionResult, ExecutionStat
 
 from .base import Bus, Delivery, HeaderValue, Subscription, check_expires
 from .codec import DEFAULT_MAX_BODY_BYTES, decode_delivery, encode_result, encode_task
+from .name_lock import NameLock
 
 __all__ = [
     "DEFAULT_BARRIER_TIMEOUT_S",
@@ -86,7 +90,7 @@ class ReplyRouter:
 
     ``name=None``: a private queue ``relaybus.reply.<random hex>`` (durable, with ``expires_s``), deleted on
     :meth:`close`. ``name="x"``: the durable queue ``relaybus.reply.x`` without expiry, kept across restarts
-    of this process (two live processes must not share a name: they would steal each other's results).
+    of this process; a second live router named ``x`` is refused at start.
     """
 
     def __init__(
@@ -125,6 +129,7 @@ class ReplyRouter:
         )  # answered or discarded: drop repeats
         self._barriers: set[UUID] = set()  # markers of expect_all in flight: not results, not for on_result
         self._subscription: Subscription | None = None
+        self._lock = None if name is None else NameLock(bus, name, f"the reply router of {self._queue}")
         self._log = get_logger("relaybus.bus.rpc", reply_queue=self._queue)
 
     @property
@@ -150,8 +155,17 @@ class ReplyRouter:
         """Declare the reply queue and start consuming it (idempotent)."""
         if self._subscription is not None:
             return
-        await self._bus.declare_queue(self._queue, expires_s=None if self.durable else self._expires_s)
-        self._subscription = await self._bus.consume(self._queue, self._on_delivery, prefetch=self._prefetch)
+        if self._lock is not None:
+            await self._lock.acquire()
+        try:
+            await self._bus.declare_queue(self._queue, expires_s=None if self.durable else self._expires_s)
+            self._subscription = await self._bus.consume(
+                self._queue, self._on_delivery, prefetch=self._prefetch
+            )
+        except BaseException:
+            if self._lock is not None:
+                await self._lock.release()
+            raise
         self._log.debug("reply_router_started", durable=self.durable)
 
     async def close(self) -> None:
@@ -164,6 +178,8 @@ class ReplyRouter:
                     await self._bus.delete_queue(self._queue)
                 except BusError as exc:  # the connection may be gone already; the queue goes with it
                     self._log.debug("reply_queue_delete_failed", error=str(exc))
+        if self._lock is not None:
+            await self._lock.release()
         pending, self._pending = self._pending, {}
         for task_id, future in pending.items():
             if not future.done():
