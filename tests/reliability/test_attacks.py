@@ -14,6 +14,8 @@ headers it chooses. What each shows:
   resubmitted with another ``reply_to`` does not hand its output over: both are REJECTED and dead-lettered.
 - A second orchestrator with a name in use (another connection, the same one, or a ``MemoryBus``) is
   refused at start, and the name is free again once the first closes.
+- 200 bogus 1 MiB results for unknown ids sent to an orchestrator's reply queue leave at most 64 MiB kept;
+  unclaimed results also age out.
 """
 
 from __future__ import annotations
@@ -41,9 +43,9 @@ from relaybus.bus.base import (
     OutgoingMessage,
     agent_routing_key,
 )
-from relaybus.bus.codec import encode_task
+from relaybus.bus.codec import encode_result, encode_task
 from relaybus.bus.memory import MemoryBus
-from relaybus.bus.rpc import ReplyRouter
+from relaybus.bus.rpc import DEFAULT_MAX_UNCLAIMED_BYTES, ReplyRouter
 from relaybus.exceptions import ConfigError
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 from relaybus.orchestrator import ProjectOrchestrator
@@ -249,3 +251,36 @@ async def test_on_a_memory_bus_a_second_orchestrator_with_the_same_name_is_refus
     async with MemoryBus() as bus, ProjectOrchestrator(bus, name="nightly"):
         with pytest.raises(ConfigError, match="'nightly' is held by"):
             await ProjectOrchestrator(bus, name="nightly").start()
+
+
+async def test_200_bogus_one_mib_results_leave_an_orchestrators_kept_bytes_bounded(
+    amqp_vhost_url: str,
+) -> None:
+    filler = "x" * (1_000_000 - 200)  # each result body just under the 1 MiB limit
+    async with AmqpBus(amqp_vhost_url) as bus, ProjectOrchestrator(bus, name="victim") as victim:
+        router = victim._router  # only to wait for a marker behind the bogus results (the queue is FIFO)
+        for _ in range(200):  # results for ids nobody asked for, straight into its reply queue
+            bogus = ExecutionResult.success(uuid.uuid4(), filler)
+            await bus.publish(encode_result(bogus, reply_to=victim.reply_queue))
+        marker = ExecutionResult.success(uuid.uuid4(), "last")
+        waiting = router.expect(marker.task_id)
+        await bus.publish(encode_result(marker, reply_to=victim.reply_queue))
+        await asyncio.wait_for(waiting, 120)  # the queue is FIFO: every bogus result was taken before it
+        assert 0 < victim.unclaimed_bytes <= DEFAULT_MAX_UNCLAIMED_BYTES
+        assert router.unclaimed < 200  # the oldest were dropped
+        await bus.delete_queue(victim.reply_queue)
+
+
+async def test_unclaimed_results_older_than_the_age_limit_are_dropped() -> None:
+    async with MemoryBus() as bus, ReplyRouter(bus, max_unclaimed_age_s=0.2) as router:
+        old = ExecutionResult.success(uuid.uuid4(), "old")
+        await bus.publish(encode_result(old, reply_to=router.queue))
+        await bus.join(router.queue)
+        assert router.unclaimed == 1
+        await asyncio.sleep(0.3)
+        new = ExecutionResult.success(uuid.uuid4(), "new")
+        await bus.publish(encode_result(new, reply_to=router.queue))
+        await bus.join(router.queue)
+        assert router.unclaimed == 1  # the old one aged out when the new one came
+        assert router.expect(new.task_id).done()
+        assert not router.expect(old.task_id).done()

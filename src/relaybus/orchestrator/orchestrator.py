@@ -101,6 +101,12 @@ class ProjectOrchestrator:
         return len(self._waiting)
 
     @property
+    def unclaimed_bytes(self) -> int:
+        """Bytes of results kept for task ids this orchestrator does not wait for (anyone may send results
+        to its reply queue): bounded by the reply router's ``max_unclaimed_bytes``, 64 MiB by default."""
+        return self._router.unclaimed_bytes
+
+    @property
     def duplicates_dropped(self) -> int:
         """Repeated results for a task id that already had one (at-least-once delivery), ignored so far."""
         return self._router.duplicates_dropped
