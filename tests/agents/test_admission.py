@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from relaybus.agents import Agent
-from relaybus.agents.admission import Admission, decode_task
+from relaybus.agents.admission import MAX_TASK_S, Admission, decode_task
 from relaybus.agents.running import Run
 from relaybus.bus.base import DEADLINE_HEADER, DELEGATION_HEADER, HeaderValue
 from relaybus.bus.codec import encode_task
@@ -31,6 +31,7 @@ class FakeDelivery:
     headers: dict[str, HeaderValue] = field(default_factory=dict)
     message_id: str | None = None
     content_type: str | None = "application/json"
+    reply_to: str | None = None
 
 
 def delivered(task: AgentTask, **headers: HeaderValue) -> FakeDelivery:
@@ -137,3 +138,56 @@ def test_a_delivery_that_must_be_dead_lettered_gives_the_reason(
     refused = decode_task(delivery, 1024 * 1024)  # type: ignore[arg-type]
     assert isinstance(refused, str)
     assert reason in refused
+
+
+@pytest.mark.parametrize(
+    ("reply_to", "accepted"),
+    [
+        ("relaybus.reply.0123abcd", True),
+        ("relaybus.reply.nightly", True),
+        ("amq.rabbitmq.reply-to", True),
+        ("amq.rabbitmq.reply-to.g1hkABFyYWJiaXRAdm0AAAA=", True),
+        ("relaybus.agent.other", False),
+        ("relaybus.dead", False),
+        ("relaybus.reply.", False),
+        ("relaybus.replyx.a", False),
+    ],
+)
+def test_only_a_reply_queue_may_be_the_reply_to(reply_to: str, accepted: bool) -> None:
+    task = AgentTask(topic="code.review")
+    message = encode_task(task, reply_to=None)
+    delivery = FakeDelivery(message.body, dict(message.headers), message.message_id, reply_to=reply_to)
+    outcome = decode_task(delivery, 1024 * 1024)  # type: ignore[arg-type]
+    if accepted:
+        assert outcome == task
+    else:
+        assert isinstance(outcome, str)
+        assert "is not a reply queue" in outcome
+
+
+@pytest.mark.parametrize("header", ["1e300", 2**62, 10**400, "inf", "nan"])
+async def test_a_far_deadline_header_is_capped_at_seven_days(admission: Admission, header: str | int) -> None:
+    before = time.time()
+    run = await admit(admission, AgentTask(topic="code.review"), **{DEADLINE_HEADER: header})
+    assert isinstance(run, Run)
+    assert run.deadline is not None
+    assert before + MAX_TASK_S <= run.deadline <= time.time() + MAX_TASK_S
+
+
+@pytest.mark.parametrize("header", ["inf", "nan"])
+async def test_an_infinite_deadline_header_leaves_the_timeout_in_force(
+    admission: Admission, header: str
+) -> None:
+    before = time.time()
+    run = await admit(admission, AgentTask(topic="code.review", timeout_s=30), **{DEADLINE_HEADER: header})
+    assert isinstance(run, Run)
+    assert run.deadline is not None
+    assert before + 30 <= run.deadline <= time.time() + 30
+
+
+async def test_a_task_addressed_to_another_agent_is_refused(admission: Admission) -> None:
+    result = await admit(admission, AgentTask(topic="code.review", agent="deployer"))
+    assert isinstance(result, ExecutionResult)
+    assert result.status is ExecutionStatus.REJECTED
+    assert result.error is not None
+    assert result.error.type == "WrongAgent"

@@ -68,9 +68,9 @@ def probe_task(prompt: str = "hi", sleep_s: float = 0, **fields: Any) -> AgentTa
 
 
 class Results:
-    """A plain reply queue that keeps every result it gets, duplicates included."""
+    """A plain reply queue (a name a worker accepts) that keeps every result it gets, duplicates included."""
 
-    def __init__(self, bus: MemoryBus, queue: str = "test-replies") -> None:
+    def __init__(self, bus: MemoryBus, queue: str = "relaybus.reply.test-replies") -> None:
         self.bus = bus
         self.queue = queue
         self.items: list[ExecutionResult] = []

@@ -137,3 +137,27 @@ async def test_malformed_descriptions_are_rejected(spec: dict[str, Any], problem
     assert result.status is ExecutionStatus.REJECTED
     assert result.error is not None
     assert problem in result.error.message
+
+
+async def test_a_task_supplied_host_and_hop_by_hop_headers_are_dropped(server: FakeLLMServer) -> None:
+    async with executor("127.0.0.1") as ex:
+        result = await ex.execute(
+            api_task(
+                method="post",
+                url=f"{server.openai_base_url}/chat/completions",
+                json=CHAT,
+                headers={
+                    "Host": "internal.example",
+                    "Connection": "Upgrade",
+                    "Upgrade": "h2c",
+                    "Transfer-Encoding": "chunked",
+                    "X-Kept": "yes",
+                },
+            )
+        )
+    assert result.status is ExecutionStatus.SUCCESS
+    seen = server.calls[0].headers
+    assert seen["host"].startswith("127.0.0.1")  # the URL's host, not the task's
+    assert "upgrade" not in seen
+    assert "transfer-encoding" not in seen
+    assert seen["x-kept"] == "yes"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from uuid import uuid5
 
 import pytest
 
 from relaybus import AgentTask, PlanError
 from relaybus.orchestrator import Plan, load_plan, parse_plan, task_id_for
+from relaybus.orchestrator.plan import PLAN_NAMESPACE
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plans"
 
@@ -179,3 +181,27 @@ def test_the_demo_plan_ships_inside_the_package() -> None:
 
 def test_there_are_example_plans() -> None:
     assert len(list(EXAMPLES.glob("*.yaml"))) >= 2
+
+
+def test_plan_task_ids_depend_on_a_secret_not_only_on_the_plan_and_run_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RELAYBUS_PLAN_SECRET", "one")
+    first = task_id_for("nightly", "build", "nightly")
+    assert first == task_id_for("nightly", "build", "nightly")  # stable: a named run resumes
+    monkeypatch.setenv("RELAYBUS_PLAN_SECRET", "two")
+    assert task_id_for("nightly", "build", "nightly") != first
+    # Not the unsalted id someone knowing only the names would compute.
+    assert first != uuid5(PLAN_NAMESPACE, "nightly\x1fnightly\x1fbuild")
+
+
+def test_without_the_variable_the_secret_is_kept_in_a_private_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("RELAYBUS_PLAN_SECRET", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    first = task_id_for("nightly", "build", "nightly")
+    secret_file = tmp_path / "relaybus" / "plan-secret"
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    assert len(secret_file.read_text().strip()) == 64
+    assert task_id_for("nightly", "build", "nightly") == first

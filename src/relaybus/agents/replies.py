@@ -2,17 +2,21 @@
 
 The delivery is acked only after the broker confirmed the result, so a crash at any point means the task is
 redelivered (at-least-once); a result that could not be published returns the task to its queue instead. A
-result whose reply queue is gone is dead-lettered rather than dropped, and one larger than the body limit is
+result whose reply queue is gone is dead-lettered rather than dropped (once per task, not once per
+redelivery), and one larger than the body limit is
 replaced by a FAILURE of type ``ResultTooLarge``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import hashlib
 from collections.abc import Awaitable
 from typing import Literal
 from uuid import UUID
 
+from relaybus._bounded import BoundedMap
 from relaybus.bus.base import (
     DEAD_LETTER_EXCHANGE,
     DEFAULT_EXCHANGE,
@@ -24,23 +28,79 @@ from relaybus.bus.codec import encode_result
 from relaybus.bus.core import dead_letter_headers
 from relaybus.exceptions import NoRouteError
 from relaybus.log import FilteringBoundLogger
-from relaybus.messages import ExecutionResult, ExecutionStatus
+from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 from relaybus.secrets import mask_secrets
 from relaybus.telemetry.metrics import WorkerMetrics
 
-__all__ = ["Replier"]
+from .outcomes import refused
+
+__all__ = ["Replier", "ResultCache"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Cached:
+    digest: bytes
+    reply_to: str | None
+    message: OutgoingMessage
+
+
+class ResultCache:
+    """A worker's last results by task id (at most ``max_items`` and ``max_bytes`` of JSON), each kept with
+    the digest of its task (all but ``created_at``) and its ``reply_to``: a cached result answers only a
+    copy of the same task sent to the same reply queue, never another body or another sender under a known
+    id."""
+
+    def __init__(self, max_items: int, max_bytes: int) -> None:
+        self._items: BoundedMap[UUID, _Cached] = BoundedMap(max_items, max_bytes=max_bytes)
+
+    def put(self, task: AgentTask, reply_to: str | None, message: OutgoingMessage) -> None:
+        self._items.put(task.id, _Cached(_digest(task), reply_to, message), len(message.body))
+
+    def get(self, task: AgentTask, reply_to: str | None) -> OutgoingMessage | str | None:
+        """The result that answers ``task`` sent to ``reply_to``, None when none is kept, or why the result
+        kept under its id must not answer it (another body or reply queue: someone else reusing the id)."""
+        cached = self._items.get(task.id)
+        if cached is None:
+            return None
+        if cached.digest != _digest(task):
+            return (
+                f"task id {task.id} was already used here for a task with a different body; a task id is "
+                "used once: give a new task a new id (AgentTask() makes one)"
+            )
+        if cached.reply_to != reply_to:
+            return (
+                f"task {task.id} was already answered here to another reply queue; its result goes only to "
+                "the caller that sent it"
+            )
+        return cached.message
+
+
+def _digest(task: AgentTask) -> bytes:
+    # All but ``created_at``: a resumed plan publishes the same task again with a new timestamp.
+    body = task.model_dump_json(exclude={"created_at"}).encode()
+    return hashlib.blake2b(body, digest_size=16).digest()
 
 
 class Replier:
     """Sends results for one worker on ``bus``; ``max_body`` bounds the size of a result message."""
 
     def __init__(
-        self, bus: Bus, *, max_body: int, log: FilteringBoundLogger, metrics: WorkerMetrics | None = None
+        self,
+        bus: Bus,
+        *,
+        max_body: int,
+        log: FilteringBoundLogger,
+        metrics: WorkerMetrics | None = None,
+        remember: int = 10_000,
     ) -> None:
         self._bus = bus
         self._metrics = metrics
         self._max_body = max_body
         self._log = log
+        # Tasks whose result was dead-lettered for want of its reply queue: a redelivery (answered from the
+        # cache) would add the same letter again, one per delivery instead of one per task.
+        self._dead_lettered: BoundedMap[tuple[UUID, str], None] = BoundedMap(remember)
+        self._replying: dict[tuple[UUID, str], asyncio.Future[None]] = {}  # replies in flight, per task
 
     def encode(self, result: ExecutionResult) -> OutgoingMessage:
         """The result message (its routing key is set per reply); a result too big to send becomes a FAILURE
@@ -64,13 +124,29 @@ class Replier:
         return encode_result(too_large, reply_to="")
 
     async def reply(self, delivery: Delivery, message: OutgoingMessage, task_id: UUID) -> None:
-        """Publish the result to the delivery's ``reply_to`` (confirmed), then ack the delivery."""
-        if delivery.reply_to:
+        """Publish the result to the delivery's ``reply_to`` (confirmed), then ack the delivery.
+
+        Copies of one task reply one after the other, so a reply queue found gone by the first is known to
+        the next, which is acked without a second dead letter."""
+        reply_to = delivery.reply_to
+        if not reply_to:
+            await self.settle_quietly(delivery.ack(), task_id, "ack")
+            return
+        key = (task_id, reply_to)
+        while (earlier := self._replying.get(key)) is not None:
+            await asyncio.shield(earlier)
+        if key in self._dead_lettered:
+            self._log.info("result_dead_lettered_before", task_id=str(task_id), reply_to=reply_to)
+            await self.settle_quietly(delivery.ack(), task_id, "ack")
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._replying[key] = done
+        try:
             try:
                 try:
-                    await self._bus.publish(dataclasses.replace(message, routing_key=delivery.reply_to))
+                    await self._bus.publish(dataclasses.replace(message, routing_key=reply_to))
                 except NoRouteError:
-                    await self._dead_letter(message, delivery.reply_to, task_id)
+                    await self._dead_letter(message, reply_to, task_id)
             except Exception as exc:
                 # Not confirmed: return the task; its redelivery is answered from the result cache.
                 self._log.error(
@@ -78,7 +154,32 @@ class Replier:
                 )
                 await self.settle_quietly(delivery.nack(requeue=True), task_id, "nack")
                 return
+        finally:
+            del self._replying[key]
+            done.set_result(None)
         await self.settle_quietly(delivery.ack(), task_id, "ack")
+
+    async def refuse(
+        self, delivery: Delivery, task_id: UUID, reason: str, *, agent: str, worker: str
+    ) -> None:
+        """Answer ``delivery`` with a REJECTED result (type ``TaskIdReused``) when it has a reply queue, then
+        dead-letter it with ``reason``; it is not run."""
+        self._log.warning("task_id_reused", task_id=str(task_id), agent=agent, reply_to=delivery.reply_to)
+        if delivery.reply_to:
+            rejected = refused(
+                task_id, ExecutionStatus.REJECTED, "TaskIdReused", reason, agent=agent, worker=worker
+            )
+            message = encode_result(rejected, reply_to=delivery.reply_to)
+            try:
+                await self._bus.publish(message)
+            except Exception as exc:  # the dead letter below still says why
+                self._log.warning("rejection_publish_failed", task_id=str(task_id), error=repr(exc)[:300])
+        try:
+            await delivery.dead_letter(reason)
+        except Exception as exc:
+            self._log.warning(
+                "settle_failed", task_id=str(task_id), verb="dead_letter", error=repr(exc)[:300]
+            )
 
     async def settle_quietly(
         self, settle: Awaitable[None], task_id: UUID, verb: Literal["ack", "nack"]
@@ -93,7 +194,8 @@ class Replier:
             )
 
     async def _dead_letter(self, message: OutgoingMessage, reply_to: str, task_id: UUID) -> None:
-        """Keep a result whose reply queue is gone in ``relaybus.dead`` (confirmed) instead of dropping it."""
+        """Keep a result whose reply queue is gone in ``relaybus.dead`` (confirmed) instead of dropping it;
+        once per task and reply queue: :meth:`reply` remembers it and acks later copies of the task."""
         reason = (
             f"reply queue {reply_to} is gone: the caller that sent task {task_id} stopped (or its queue "
             "expired) before the result arrived; replay it once the caller's queue exists again"
@@ -106,6 +208,7 @@ class Replier:
                 message, exchange=DEAD_LETTER_EXCHANGE, routing_key=reply_to, headers=headers, mandatory=True
             )
         )
+        self._dead_lettered.put((task_id, reply_to), None)
         if self._metrics is not None:
             self._metrics.dead_lettered("reply_queue_gone")
         self._log.warning("result_dead_lettered", task_id=str(task_id), reply_to=reply_to, reason=reason)

@@ -22,8 +22,10 @@ What a caller may rely on:
   redelivery would run again) or whose AMQP ``message_id`` names another id is dead-lettered with the reason.
 - **Duplicates.** The last ``result_cache_size`` results (at most ``result_cache_bytes`` of JSON) are kept by
   task id: a redelivered task whose result was already produced here is answered from the cache, not run
-  again; a duplicate of a task still running here waits for that run and gets its result. (Across
-  processes, the orchestrator drops duplicate results.)
+  again, but only for a copy of the same task (``created_at`` aside) with the same ``reply_to``; another body
+  or reply queue under a known id is answered REJECTED, type ``TaskIdReused``, and dead-lettered. A
+  duplicate of a task still running here waits for that run and gets its result. (Across processes, the
+  orchestrator drops duplicate results.)
 - **Long tasks and RabbitMQ's** ``consumer_timeout`` (30 min by default): the broker closes the channel of a
   consumer that holds a delivery longer than that (checked every ``channel_tick_interval``, 60 s by
   default) and returns its unacked deliveries to the queue. The task keeps running; its redelivered copy
@@ -62,13 +64,10 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Literal, Self
-from uuid import UUID
 
-from relaybus._bounded import BoundedMap
 from relaybus.bus.base import (
     Bus,
     Delivery,
-    OutgoingMessage,
     Subscription,
     agent_queue_name,
     agent_routing_key,
@@ -88,7 +87,7 @@ from .admission import Admission, decode_task
 from .agent import Agent, validate_agents
 from .control import WorkerControl
 from .delegation import DEFAULT_MAX_DEPTH
-from .replies import Replier
+from .replies import Replier, ResultCache
 from .running import TaskRunner
 
 __all__ = ["AgentWorker", "default_worker_id"]
@@ -160,9 +159,7 @@ class AgentWorker:
             remember=result_cache_size,
             log=self._log,
         )
-        self._results: BoundedMap[UUID, OutgoingMessage] = BoundedMap(
-            result_cache_size, max_bytes=result_cache_bytes
-        )
+        self._results = ResultCache(result_cache_size, result_cache_bytes)
         self._stack: AsyncExitStack | None = None
         self._subscriptions: list[Subscription] = []
         self._status: Literal["running", "draining", "stopped"] = "stopped"
@@ -323,7 +320,10 @@ class AgentWorker:
                 self._metrics.dead_lettered("invalid_task")
             self._log.warning("task_dead_lettered", agent=agent.name, message_id=delivery.message_id)
             return
-        cached = self._results.get(task.id)
+        cached = self._results.get(task, delivery.reply_to)
+        if isinstance(cached, str):
+            await self._replies.refuse(delivery, task.id, cached, agent=agent.name, worker=self.worker_id)
+            return
         if cached is not None:
             self._log.info("duplicate_task_answered_from_cache", task_id=str(task.id), agent=agent.name)
             await self._replies.reply(delivery, cached, task.id)
@@ -333,9 +333,13 @@ class AgentWorker:
             # The same task again while it runs here (e.g. redelivered after a reconnect): share the run.
             self._log.info("duplicate_task_joins_run", task_id=str(task.id), agent=agent.name)
             outcome = await asyncio.shield(running.done)
-            message = self._results.get(task.id) if outcome is not None else None
+            message = self._results.get(task, delivery.reply_to) if outcome is not None else None
             if message is None:  # returned to the queue (or already evicted): so is this copy
                 await self._replies.settle_quietly(delivery.nack(requeue=True), task.id, "nack")
+            elif isinstance(message, str):
+                await self._replies.refuse(
+                    delivery, task.id, message, agent=agent.name, worker=self.worker_id
+                )
             else:
                 await self._replies.reply(delivery, message, task.id)
             return
@@ -353,7 +357,7 @@ class AgentWorker:
 
     async def _finish(self, delivery: Delivery, task: AgentTask, result: ExecutionResult) -> None:
         message = self._replies.encode(result)
-        self._results.put(task.id, message, len(message.body))
+        self._results.put(task, delivery.reply_to, message)
         if self._metrics is not None:
             self._metrics.task_answered(result)
         # Anything but SUCCESS at INFO; successes at INFO at most once a second (with how many were not),

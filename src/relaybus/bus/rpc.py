@@ -9,11 +9,15 @@ What a caller may rely on:
 - Register with :meth:`ReplyRouter.expect` *before* publishing; :meth:`ReplyRouter.request` does this for you.
 - The first result for a task id wins. Later duplicates (at-least-once delivery, a redelivered task) are
   acked and dropped, and so are results that arrive after :meth:`ReplyRouter.discard` (e.g. after a timeout).
-- A result that arrives before anyone expects it is kept (up to ``max_unclaimed``, oldest dropped first with a
-  warning) and handed over by a later ``expect``. A *named* router has a durable queue
+- A result that arrives before anyone expects it is kept (up to ``max_unclaimed`` results,
+  ``max_unclaimed_bytes`` of JSON and ``max_unclaimed_age_s`` seconds, oldest dropped first with a warning)
+  and handed over by a later ``expect``. A *named* router has a durable queue
   ``relaybus.reply.<name>``: results that arrive while its process is down wait there, and a restarted
   process collects them with ``expect`` (register before or after :meth:`ReplyRouter.start`), or with
   :meth:`ReplyRouter.expect_all`, which also waits until every result that was waiting has been collected.
+- A named router holds its name (:class:`~relaybus.bus.name_lock.NameLock`) from :meth:`start` to
+  :meth:`close`: a second live router (or orchestrator) with the same name, in this process or another, is
+  refused at :meth:`start` with :class:`~relaybus.ConfigError` naming the holder where it can be known.
 - An *anonymous* router's queue ``relaybus.reply.<random hex>`` is a durable quorum queue too, declared with
   ``expires_s`` (default 300 s): it survives a broker restart and the reconnect that follows, so a worker
   that finishes a task during the outage still finds it (no result is lost to a missing private queue), and
@@ -34,7 +38,10 @@ What a caller may rely on:
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
+import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
@@ -48,22 +55,43 @@ from relaybus.messages import NAME_RE, AgentTask, ExecutionResult, ExecutionStat
 
 from .base import Bus, Delivery, HeaderValue, Subscription, check_expires
 from .codec import DEFAULT_MAX_BODY_BYTES, decode_delivery, encode_result, encode_task
+from .name_lock import NameLock
 
 __all__ = [
     "DEFAULT_BARRIER_TIMEOUT_S",
+    "DEFAULT_MAX_UNCLAIMED_AGE_S",
+    "DEFAULT_MAX_UNCLAIMED_BYTES",
     "DEFAULT_REPLY_EXPIRES_S",
     "REPLY_QUEUE_PREFIX",
     "ReplyRouter",
     "ResultCallback",
+    "is_reply_queue",
     "timeout_result",
 ]
 
 REPLY_QUEUE_PREFIX = "relaybus.reply."
 DEFAULT_REPLY_EXPIRES_S = 300.0
+DEFAULT_MAX_UNCLAIMED_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_UNCLAIMED_AGE_S = 3600.0
+"""Results for ids nobody expects are kept at most this long (and this many bytes): anyone who knows a reply
+queue's name (it is in every task's ``reply_to``) can send results to it."""
 """How long an anonymous router's reply queue outlives its last consumer (a crashed caller)."""
 DEFAULT_BARRIER_TIMEOUT_S = 30.0
 """How long :meth:`ReplyRouter.expect_all` waits for the results already in a durable reply queue."""
 ResultCallback = Callable[[ExecutionResult], Awaitable[None] | None]
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+# A router's queue (``relaybus.reply.<name>``, ``<name>`` as NAME_RE), or RabbitMQ's direct reply-to, which a
+# worker sees with the broker's channel token appended (``amq.rabbitmq.reply-to.g1h...``).
+_REPLY_QUEUE_RE = re.compile(
+    r"^(relaybus\.reply\.[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}|amq\.rabbitmq\.reply-to(\.[A-Za-z0-9+/=._-]{1,255})?)$"
+)
+
+
+def is_reply_queue(name: str) -> bool:
+    """Whether ``name`` is a queue a worker may publish a result to: ``relaybus.reply.<name>`` (what every
+    :class:`ReplyRouter` uses) or RabbitMQ's direct reply-to (``amq.rabbitmq.reply-to[.<token>]``). Anything
+    else (another agent's task queue, ``relaybus.dead``) is refused by workers."""
+    return _REPLY_QUEUE_RE.match(name) is not None
 
 
 class ReplyRouter:
@@ -71,7 +99,7 @@ class ReplyRouter:
 
     ``name=None``: a private queue ``relaybus.reply.<random hex>`` (durable, with ``expires_s``), deleted on
     :meth:`close`. ``name="x"``: the durable queue ``relaybus.reply.x`` without expiry, kept across restarts
-    of this process (two live processes must not share a name: they would steal each other's results).
+    of this process; a second live router named ``x`` is refused at start.
     """
 
     def __init__(
@@ -82,6 +110,8 @@ class ReplyRouter:
         on_result: ResultCallback | None = None,
         prefetch: int = 256,
         max_unclaimed: int = 10_000,
+        max_unclaimed_bytes: int = DEFAULT_MAX_UNCLAIMED_BYTES,
+        max_unclaimed_age_s: float = DEFAULT_MAX_UNCLAIMED_AGE_S,
         max_finished: int = 100_000,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         expires_s: float = DEFAULT_REPLY_EXPIRES_S,
@@ -102,14 +132,22 @@ class ReplyRouter:
         self.duplicates_dropped = 0
         """Results dropped because a result for the same task id had already arrived (or was discarded)."""
         self._pending: dict[UUID, asyncio.Future[ExecutionResult]] = {}
+        if not max_unclaimed_age_s > 0:
+            raise ConfigError(f"max_unclaimed_age_s must be > 0 seconds, got {max_unclaimed_age_s!r}")
         self._unclaimed: BoundedMap[UUID, ExecutionResult] = BoundedMap(
-            max_unclaimed, on_evict=self._unclaimed_dropped
+            max_unclaimed, max_bytes=max_unclaimed_bytes, on_evict=self._unclaimed_dropped
+        )
+        self._max_unclaimed_age_s = max_unclaimed_age_s
+        # (arrival, id) of unclaimed results, oldest first: what ages out (a claimed id is skipped).
+        self._unclaimed_arrivals: collections.deque[tuple[float, UUID, ExecutionResult]] = collections.deque(
+            maxlen=max_unclaimed
         )
         self._finished: BoundedMap[UUID, None] = BoundedMap(
             max_finished
         )  # answered or discarded: drop repeats
         self._barriers: set[UUID] = set()  # markers of expect_all in flight: not results, not for on_result
         self._subscription: Subscription | None = None
+        self._lock = None if name is None else NameLock(bus, name, f"the reply router of {self._queue}")
         self._log = get_logger("relaybus.bus.rpc", reply_queue=self._queue)
 
     @property
@@ -135,8 +173,17 @@ class ReplyRouter:
         """Declare the reply queue and start consuming it (idempotent)."""
         if self._subscription is not None:
             return
-        await self._bus.declare_queue(self._queue, expires_s=None if self.durable else self._expires_s)
-        self._subscription = await self._bus.consume(self._queue, self._on_delivery, prefetch=self._prefetch)
+        if self._lock is not None:
+            await self._lock.acquire()
+        try:
+            await self._bus.declare_queue(self._queue, expires_s=None if self.durable else self._expires_s)
+            self._subscription = await self._bus.consume(
+                self._queue, self._on_delivery, prefetch=self._prefetch
+            )
+        except BaseException:
+            if self._lock is not None:
+                await self._lock.release()
+            raise
         self._log.debug("reply_router_started", durable=self.durable)
 
     async def close(self) -> None:
@@ -149,6 +196,8 @@ class ReplyRouter:
                     await self._bus.delete_queue(self._queue)
                 except BusError as exc:  # the connection may be gone already; the queue goes with it
                     self._log.debug("reply_queue_delete_failed", error=str(exc))
+        if self._lock is not None:
+            await self._lock.release()
         pending, self._pending = self._pending, {}
         for task_id, future in pending.items():
             if not future.done():
@@ -312,7 +361,7 @@ class ReplyRouter:
             await self._ack(delivery, key)
             return
         else:
-            self._keep_unclaimed(key, result)
+            self._keep_unclaimed(key, result, len(delivery.body))
         await self._notify(result)
         await self._ack(delivery, key)
 
@@ -332,15 +381,33 @@ class ReplyRouter:
         except Exception:
             self._log.exception("on_result_failed", task_id=str(result.task_id))
 
-    def _keep_unclaimed(self, key: UUID, result: ExecutionResult) -> None:
-        self._unclaimed.put(key, result)
+    @property
+    def unclaimed_bytes(self) -> int:
+        """The bytes of the results kept for ids nobody expects yet (bounded by ``max_unclaimed_bytes``)."""
+        return self._unclaimed.size
+
+    @property
+    def unclaimed(self) -> int:
+        """How many results are kept for ids nobody expects yet (at most ``max_unclaimed``)."""
+        return len(self._unclaimed)
+
+    def _keep_unclaimed(self, key: UUID, result: ExecutionResult, size: int) -> None:
+        now = time.monotonic()
+        arrivals = self._unclaimed_arrivals
+        while arrivals and now - arrivals[0][0] > self._max_unclaimed_age_s:
+            _, old_key, old = arrivals.popleft()
+            if self._unclaimed.get(old_key) is old:  # still unclaimed: too old to keep
+                self._unclaimed.pop(old_key)
+                self._unclaimed_dropped(old_key, old)
+        self._unclaimed.put(key, result, size)
+        arrivals.append((now, key, result))
 
     def _unclaimed_dropped(self, key: UUID, _result: ExecutionResult) -> None:
         self._log.warning(
             "unclaimed_result_dropped",
             task_id=str(key),
             max_unclaimed=self._max_unclaimed,
-            hint="call expect() for the tasks you wait for, or raise max_unclaimed",
+            hint="call expect() for the tasks you wait for, or raise max_unclaimed / max_unclaimed_bytes",
         )
 
     def _mark_finished(self, key: UUID) -> None:

@@ -11,8 +11,9 @@
 SUCCESS output is ``{"status": int, "headers": {name: value}, "body": <JSON if the answer is JSON, else
 text>}``. A non-2xx answer is a FAILURE (``HTTPError``, retryable for 408/429/5xx) that still carries that
 output. A host not in ``api_allowed_hosts`` gives a REJECTED result; so does a malformed description.
-Redirects are not followed (they could leave the allowed hosts); answers over ``api_max_response_bytes`` fail
-with ``ResponseTooLarge``.
+Redirects are not followed (they could leave the allowed hosts); a task's ``Host`` and hop-by-hop headers
+(``Connection``, ``Transfer-Encoding``, ...) are dropped (:data:`DROPPED_HEADERS`); answers over
+``api_max_response_bytes`` fail with ``ResponseTooLarge``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,23 @@ __all__ = ["ApiBackend"]
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _ALLOWED_KEYS = frozenset({"method", "url", "headers", "params", "json", "body"})
+DROPPED_HEADERS = frozenset(
+    {
+        "host",  # the request goes to the allowed host of the URL; a Host header could name another
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+    }
+)
+"""Task-supplied headers that are dropped: ``Host`` (virtual hosting behind the allowed address) and the
+hop-by-hop and framing headers (RFC 9110 section 7.6.1), which belong to the connection, not to a task."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +162,7 @@ class ApiBackend:
         headers = spec.get("headers", {})
         if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
             return _Refusal("InvalidApiRequest", "headers must be an object of string values")
-        kwargs["headers"] = headers
+        kwargs["headers"] = {k: v for k, v in headers.items() if k.lower() not in DROPPED_HEADERS}
         params = spec.get("params", {})
         if not isinstance(params, dict) or not all(
             isinstance(v, str | int | float | bool) for v in params.values()

@@ -24,8 +24,10 @@ while it is down wait in that queue. Run the same plan again (a plan file loaded
 same task ids) and ``run_plan`` first collects them (:meth:`~relaybus.bus.rpc.ReplyRouter.expect_all`): tasks
 with a result are not published again, the others are (re-)published. A task that was still running at the
 restart is thus published a second time: that is safe because workers drop a task id they already answered
-(replying with the stored result) and this orchestrator keeps only the first result per id. Two live
-orchestrators must not share a name (they would take each other's results).
+(replying with the stored result) and this orchestrator keeps only the first result per id. A second live
+orchestrator with the same name is refused at :meth:`ProjectOrchestrator.start` with
+:class:`~relaybus.ConfigError` naming the holder where it can be known (they would take each other's
+results).
 """
 
 from __future__ import annotations
@@ -97,6 +99,12 @@ class ProjectOrchestrator:
     def in_flight(self) -> int:
         """Tasks published and still waiting for a result."""
         return len(self._waiting)
+
+    @property
+    def unclaimed_bytes(self) -> int:
+        """Bytes of results kept for task ids this orchestrator does not wait for (anyone may send results
+        to its reply queue): bounded by the reply router's ``max_unclaimed_bytes``, 64 MiB by default."""
+        return self._router.unclaimed_bytes
 
     @property
     def duplicates_dropped(self) -> int:

@@ -26,9 +26,10 @@ A plan file (YAML or JSON, same schema; see ``examples/plans/``)::
 A task with ``depends_on`` receives its dependencies' outputs in ``input["dependencies"]``, keyed by each
 dependency's task id as a string; that input field is reserved for it.
 
-Task ids are stable: ``uuid5`` of the plan name, a run id and the key (:func:`task_id_for`). The same file
-loaded with the same run id gives the same ids, so a restarted named orchestrator resumes the same tasks; a
-new run id runs the plan afresh. Every error names the file, the task's key and line, and what to change.
+Task ids are stable: ``uuid5`` of a secret, the plan name, a run id and the key (:func:`task_id_for`). The
+same file loaded with the same run id gives the same ids, so a restarted named orchestrator resumes the same
+tasks; a new run id runs the plan afresh. Every error names the file, the task's key and line, and what to
+change.
 Anchors and aliases (``&a`` / ``*a``) are refused, which rules out "billion laughs" files; use ``defaults``.
 """
 
@@ -49,6 +50,7 @@ from relaybus.exceptions import PlanError
 from relaybus.messages import NAME_RE, AgentTask
 
 from .dag import check_dag
+from .plan_secret import plan_secret
 from .pricing import ModelPrice
 
 __all__ = [
@@ -74,8 +76,10 @@ Name = Annotated[str, StringConstraints(pattern=NAME_RE.pattern)]
 
 
 def task_id_for(plan_name: str, key: str, run_id: str = "") -> UUID:
-    """The stable id of task ``key`` of plan ``plan_name`` in run ``run_id``."""
-    return uuid5(PLAN_NAMESPACE, f"{plan_name}\x1f{run_id}\x1f{key}")
+    """The stable id of task ``key`` of plan ``plan_name`` in run ``run_id``, salted with
+    :func:`~relaybus.orchestrator.plan_secret.plan_secret` so that who knows a run's name cannot compute
+    its ids (and plant a result under one, or ask a worker's cache for one)."""
+    return uuid5(PLAN_NAMESPACE, f"{plan_secret()}\x1f{plan_name}\x1f{run_id}\x1f{key}")
 
 
 @dataclass(frozen=True)
