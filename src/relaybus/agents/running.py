@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 from relaybus.bus.base import Bus
@@ -27,6 +27,9 @@ from relaybus.secrets import mask_secrets
 from .agent import Agent
 from .context import AgentContext
 from .outcomes import handle_failed, handle_returned, interrupted
+
+if TYPE_CHECKING:
+    from relaybus.tools import Toolbox
 
 __all__ = ["Reason", "Run", "TaskRunner"]
 
@@ -54,8 +57,9 @@ class Run:
 
 
 class TaskRunner:
-    """Runs tasks within the worker's slots and deadlines; :meth:`bind` gives it the executor and the reply
-    router once the worker has started them. ``runs`` holds every task received and not yet settled."""
+    """Runs tasks within the worker's slots and deadlines; :meth:`bind` gives it the executor, the reply
+    router and the agents' tools once the worker has started them. ``runs`` holds every task received and
+    not yet settled."""
 
     def __init__(
         self, bus: Bus, *, worker: str, concurrency: int, max_depth: int, log: FilteringBoundLogger
@@ -67,11 +71,14 @@ class TaskRunner:
         self._slots = asyncio.Semaphore(concurrency)
         self._executor: Executor | None = None
         self._router: ReplyRouter | None = None
+        self._toolboxes: dict[str, Toolbox] = {}
         self.runs: dict[UUID, Run] = {}
 
-    def bind(self, executor: Executor, router: ReplyRouter) -> None:
+    def bind(self, executor: Executor, router: ReplyRouter, toolboxes: dict[str, Toolbox]) -> None:
+        """Give the runner what the worker started: the executor, the reply router, each agent's tools."""
         self._executor = executor
         self._router = router
+        self._toolboxes = toolboxes
 
     async def run(self, run: Run) -> ExecutionResult | None:
         """Run the task in this (the bus handler's) task; None: return it to the queue. ``run.done`` gets the
@@ -188,6 +195,8 @@ class TaskRunner:
                 deadline=run.deadline,
                 max_delegation_depth=self._max_depth,
                 release_slot=lambda: self._slot_released(run),
+                instance=agent,
+                toolbox=self._toolboxes.get(agent.name),
             )
             run.ctx = ctx
             started = datetime.now(UTC)

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
         ToolResultMessage,
         UserMessage,
     )
-    from .protocol import Executor
+    from .protocol import ChatTurn, Executor
     from .ratelimit import RateLimiter
     from .retry import RetryPolicy
 
@@ -46,6 +46,7 @@ __all__ = [
     "ChatMessage",
     "ChatOutcome",
     "ChatRequest",
+    "ChatTurn",
     "Completion",
     "EchoProvider",
     "ExecutionBackend",
@@ -74,6 +75,7 @@ _MODULE_OF = {
     "ChatMessage": ".llm",
     "ChatOutcome": ".llm",
     "ChatRequest": ".llm",
+    "ChatTurn": ".protocol",
     "Completion": ".llm",
     "EchoProvider": ".llm",
     "ExecutionBackend": ".backend",
