@@ -17,7 +17,11 @@ from tests.agents.processes import REPO_ROOT
 
 from .support import run_cli
 
-KEYS = ("outline", "install", "quickstart", "agents", "workers", "plans", "review")
+KEYS = ("outline", "install", "quickstart", "agents", "workers", "plans", "review", "summary")
+TOOL_CALLS = (
+    "tool calls of summary (doc-editor), turn 1, 3 in parallel: research (agent on project.research) ok, "
+    "outline (agent on project.plan) ok, reading_time (Python) ok"
+)
 
 
 def rows(stdout: str) -> dict[str, list[str]]:
@@ -45,8 +49,12 @@ def test_the_demo_runs_in_memory_and_shows_the_table_and_the_speed_up() -> None:
     assert table["outline"][2] == "doc-planner"
     assert table["review"][2] == "doc-reviewer"
     assert {table[k][2] for k in KEYS[1:6]} == {"doc-writer"}
-    assert "7 tasks: 7 success" in proc.stdout
-    # ideal 3x: 12 calls of 0.4 s (about 6 s of agent work) in 4 rounds (about 1.6 s); generous bound
+    assert table["summary"][2] == "doc-editor"
+    assert "8 tasks: 8 success" in proc.stdout
+    # The editor's scripted model called two agents and a Python tool in one turn, over the bus.
+    assert TOOL_CALLS in proc.stdout
+    assert "(4 minutes to read)" in table["summary"][7]
+    # ideal about 4x: 12 calls of 0.4 s in 4 rounds, plus the editor's 3 turns and 2 calls beside them
     assert speedup_of(proc.stdout) > 2.0
     assert "MemoryBus" in proc.stdout
     assert "Traceback" not in proc.stderr
@@ -73,7 +81,8 @@ async def test_the_demo_uses_the_llm_configured_in_the_environment() -> None:
             out, err = await proc.communicate()
     stdout = out.decode()
     assert proc.returncode == 0, stdout + err.decode()
-    assert server.requests == 12  # 1 planner + 5 x (researcher + writer) + 1 reviewer
+    # 1 planner + 5 x (researcher + writer) + 1 reviewer + the editor's one turn (no tool called)
+    assert server.requests == 13
     assert {call.body["model"] for call in server.calls} == {"local-model"}
     assert "fake reply:" in rows(stdout)["review"][7]
     assert speedup_of(stdout) > 2.0
@@ -89,7 +98,8 @@ def test_a_demo_whose_llm_is_unreachable_fails_cleanly_with_exit_1(monkeypatch: 
     assert "RELAYBUS_LLM_PROVIDER=openai" in proc.stdout
     table = rows(proc.stdout)
     assert table["outline"][1] == "failure"
-    assert {table[k][1] for k in KEYS[1:]} == {"cancelled"}
+    assert table["summary"][1] == "failure"  # no dependency: it ran, and its model was unreachable too
+    assert {table[k][1] for k in KEYS[1:-1]} == {"cancelled"}
     assert "Traceback" not in proc.stderr
 
 
@@ -101,7 +111,8 @@ async def test_the_demo_runs_on_rabbitmq_with_one_worker_process_per_agent(amqp_
         table = rows(proc.stdout)
         assert {cells[1] for cells in table.values()} == {"success"}
         workers = {cells[3] for cells in table.values()}
-        assert len(workers) == 3  # planner, writer and reviewer answered from processes of their own
+        assert len(workers) == 4  # planner, writer, reviewer and editor answered from processes of their own
+        assert TOOL_CALLS in proc.stdout  # the editor's process reached its scripted model over HTTP
         assert speedup_of(proc.stdout) > 1.8
         assert "guest:guest" not in proc.stdout + proc.stderr
     finally:
