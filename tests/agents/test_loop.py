@@ -351,3 +351,31 @@ async def test_an_agent_without_tools_keeps_the_single_executor_call() -> None:
     assert result.output == "one call"
     assert len(executor.calls) == 1
     assert executor.requests == []
+
+
+async def test_parallel_delegations_give_the_slot_back_once_and_take_it_back_once() -> None:
+    """With 2 slots, a task whose turn delegates twice at once must leave both slots free after it: a slot
+    taken twice (once per delegation) would leave the next such task waiting forever."""
+
+    class Echo(Agent):
+        name = "loop-echo"
+        topics = ("loop.echo",)
+
+        async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+            return task.prompt
+
+    class Twice(Agent):
+        name = "loop-twice"
+        topics = ("loop.twice",)
+        tools = (AgentTool("loop.echo", name="echo", description="Echo"),)
+
+    def model(seen: SeenRequest) -> ScriptedAnswer | str:
+        if seen.tool_results:
+            return "+".join(m.content for m in seen.tool_results)
+        return calls(("echo", {"prompt": "a"}), ("echo", {"prompt": "b"}))
+
+    async with AgentTestHarness([Twice(), Echo()], script=model, concurrency=2, timeout_s=5) as h:
+        results = [await h.run(AgentTask(topic="loop.twice", prompt=str(i))) for i in range(4)]
+        both = await h.run_many([AgentTask(topic="loop.echo", prompt=p) for p in ("x", "y")])
+    assert [r.output for r in results] == ["a+b"] * 4
+    assert [r.output for r in both] == ["x", "y"]

@@ -50,6 +50,9 @@ class Run:
     detail: str = ""
     started: bool = False
     holds_slot: bool = False
+    # Delegations of this run waiting at once (``delegate_many``, the agent loop's parallel tool calls): the
+    # slot is given back when the first starts and taken again when the last ends.
+    waiting: int = 0
     ctx: AgentContext | None = None
     done: asyncio.Future[ExecutionResult | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -218,6 +221,9 @@ class TaskRunner:
 
     async def _acquire(self, run: Run) -> None:
         await self._slots.acquire()
+        if run.holds_slot:  # another delegation of this run ended and took it back meanwhile
+            self._slots.release()
+            return
         run.holds_slot = True
 
     def _release(self, run: Run) -> None:
@@ -227,8 +233,12 @@ class TaskRunner:
 
     @contextlib.asynccontextmanager
     async def _slot_released(self, run: Run) -> AsyncIterator[None]:
-        self._release(run)
+        run.waiting += 1
+        if run.waiting == 1:
+            self._release(run)
         try:
             yield
         finally:
-            await self._acquire(run)
+            run.waiting -= 1
+            if run.waiting == 0:
+                await self._acquire(run)
