@@ -26,6 +26,7 @@ from relaybus.messages import AgentTask, ExecutionResult, Usage
 
 from .agent import DEFAULT_MAX_TURNS
 from .delegation import check_outgoing, format_chain
+from .usage import UsageTally
 
 if TYPE_CHECKING:  # the loop and the tools load only for agents that use them
     from relaybus.executor.llm.chat import ChatMessage, ResponseSchema, ToolChoice
@@ -87,7 +88,7 @@ class AgentContext:
         self.task = task
         self.agent = agent
         self.worker = worker
-        self.usage = Usage()
+        self._usage = UsageTally()
         self.tool_calls: list[ToolCallRecord] = []
         self.executor: Executor = _MeteredExecutor(executor, self._add_usage)
         self.bus = bus
@@ -100,8 +101,13 @@ class AgentContext:
         self._instance = instance
         self._toolbox = toolbox
 
+    @property
+    def usage(self) -> Usage:
+        """The token usage of every executor call and delegated task of this task so far."""
+        return self._usage.usage()
+
     def _add_usage(self, usage: Usage) -> None:
-        self.usage = self.usage + usage
+        self._usage.add(usage)
 
     def remaining(self) -> float | None:
         """Seconds left before this task's deadline (never negative), or None without a deadline."""

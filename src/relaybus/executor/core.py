@@ -97,6 +97,11 @@ class TaskExecutor:
         self._cancel_requested: set[asyncio.Task[Any]] = set()
         self._closed = False
         self._log = get_logger("relaybus.executor")
+        self._chat_logs: dict[str, FilteringBoundLogger] = {}  # bound once per agent: chat is per turn
+        self._rate_limited = any(
+            c is not None and (c.requests_per_minute or c.tokens_per_minute)
+            for c in (cfg.provider, cfg.fallback)
+        )
         self._secrets = tuple(  # kept wrapped: vars(executor) and tracebacks with locals must not show them
             key for key in (cfg.provider.secret, cfg.fallback.secret if cfg.fallback else None) if key
         )
@@ -266,8 +271,8 @@ class TaskExecutor:
 
         The request gets the executor's ``max_tokens`` and ``temperature``. The turn waits for one of the
         ``max_concurrency`` slots, like a task, and is bounded by ``timeout_s`` (default
-        ``config.default_timeout_s``; time waiting for a rate limiter excluded): past it, the turn's failure
-        is ``Timeout``. An answer that cannot be used is the turn's failure, see
+        ``config.default_timeout_s``; time waiting for a configured rate limit excluded): past it, the turn's
+        failure is ``Timeout``. An answer that cannot be used is the turn's failure, see
         :class:`~relaybus.executor.protocol.ChatTurn`. Raises :class:`~relaybus.ConfigError` for a request
         that is not valid (e.g. two tools with one name) and :class:`ExecutorError` once closed.
         """
@@ -282,11 +287,14 @@ class TaskExecutor:
             max_tokens=llm.max_tokens,
             temperature=llm.temperature,
         )
-        ctx = RunContext(agent=agent, log=self._log if agent is None else self._log.bind(agent=agent))
+        ctx = RunContext(agent=agent, log=self._chat_log(agent))
         budget = timeout_s or self.config.default_timeout_s
         async with self._slots:
             scope = asyncio.timeout(budget)
-            ctx._scope = scope
+            if self._rate_limited:
+                # Waiting for a configured rate limit is queueing, not the turn's work: keep it out of the
+                # budget. Without limits the wait is at most a server's Retry-After, which counts.
+                ctx._scope = scope
             try:
                 async with scope:
                     outcome = await llm.chat(request, ctx)
@@ -299,10 +307,21 @@ class TaskExecutor:
                 )
                 return ChatTurn(request, None, timeout, 1, Usage(requests=1))
         completion = outcome.completion
-        failure = outcome.failure
-        if completion is not None:
-            failure = unusable_answer(completion, request, outcome.provider or "")
-        return ChatTurn(request, completion, failure, outcome.attempts, outcome.usage, outcome.provider)
+        if completion is None:
+            return ChatTurn(request, None, outcome.failure, outcome.attempts, outcome.usage)
+        failure = unusable_answer(completion, request, outcome.provider or "")
+        usage = completion.usage
+        if usage.requests != outcome.attempts:  # a retry or a fallback: count every request made
+            usage = outcome.usage
+        return ChatTurn(request, completion, failure, outcome.attempts, usage, outcome.provider)
+
+    def _chat_log(self, agent: str | None) -> FilteringBoundLogger:
+        if agent is None:
+            return self._log
+        log = self._chat_logs.get(agent)
+        if log is None:
+            log = self._chat_logs[agent] = self._log.bind(agent=agent)
+        return log
 
     async def _run(self, backend: ExecutionBackend, task: AgentTask, ctx: RunContext) -> ExecutionResult:
         async with self._slots:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from relaybus.agents.usage import UsageTally
 from relaybus.executor.llm.chat import ToolCall, ToolResultMessage
 from relaybus.log import FilteringBoundLogger
 from relaybus.messages import Usage
@@ -58,18 +59,18 @@ async def run_tool_calls(
         results = [await _call(toolbox, calls[0], delegate, log)]
     else:
         results = list(await asyncio.gather(*(_call(toolbox, call, delegate, log) for call in calls)))
-    usage = Usage()
+    usage = UsageTally()
     messages: list[ToolResultMessage] = []
     records: list[ToolCallRecord] = []
     for call, (outcome, seconds) in zip(calls, results, strict=True):
-        usage = usage + outcome.usage
+        usage.add(outcome.usage)
         messages.append(ToolResultMessage(call.id, outcome.content, outcome.is_error))
         records.append(
             ToolCallRecord(
                 turn, call.id, call.name, call.arguments, outcome.content, outcome.is_error, seconds
             )
         )
-    return TurnCalls(tuple(messages), tuple(records), usage)
+    return TurnCalls(tuple(messages), tuple(records), usage.usage())
 
 
 async def _call(

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, JsonValue
 
+from relaybus.agents.usage import UsageTally
 from relaybus.executor.llm.chat import ChatMessage, UserMessage
 from relaybus.executor.llm.errors import answer_text
 from relaybus.executor.llm.prompt import task_messages
-from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, Usage
+from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 from relaybus.tools import AnyTool, MCPServer, Toolbox
 
 from .calls import run_tool_calls
@@ -63,7 +64,7 @@ class _Loop:
         self.toolbox = toolbox
         self.max_turns = max_turns
         self.structured = structured_output(output_schema) if output_schema is not None else None
-        self.usage = Usage()
+        self.usage = UsageTally()
         self.attempts = 0
 
     async def run(self, system_prompt: str | None) -> ExecutionResult:
@@ -78,7 +79,7 @@ class _Loop:
             chat = await ctx.executor.chat(
                 messages, tools=specs, response_schema=response_schema, agent=ctx.agent
             )
-            self.usage = self.usage + chat.usage
+            self.usage.add(chat.usage)
             self.attempts += chat.attempts
             completion = chat.completion
             if chat.failure is not None or completion is None:
@@ -101,7 +102,7 @@ class _Loop:
                 )
                 messages.extend(done.messages)
                 ctx.tool_calls.extend(done.records)
-                self.usage = self.usage + done.usage
+                self.usage.add(done.usage)
                 continue
             if structured is None:
                 return self._succeeded(completion.text)
@@ -122,7 +123,7 @@ class _Loop:
 
     def _succeeded(self, output: JsonValue) -> ExecutionResult:
         return ExecutionResult.success(
-            self.task.id, output, agent=self.ctx.agent, attempts=self.attempts, usage=self.usage
+            self.task.id, output, agent=self.ctx.agent, attempts=self.attempts, usage=self.usage.usage()
         )
 
     def _failed_turn(self, chat: ChatTurn) -> ExecutionResult:
@@ -147,6 +148,6 @@ class _Loop:
             retryable=retryable,
             agent=self.ctx.agent,
             attempts=self.attempts,
-            usage=self.usage,
+            usage=self.usage.usage(),
             output=output,
         )
