@@ -1,16 +1,17 @@
 """The agent loop's costs (issue 12), each against a baseline measured in the same run.
 
-    python -m bench.agent_loop [--reps 3] [--tasks 200] [--out bench]
+    python -m bench.agent_loop [--reps 3] [--tasks 20 200] [--out bench]
 
 (a) CPU per turn over the bare provider call, in this process: tasks of an agent with one Python tool run
     on real workers over a MemoryBus, on a ``TaskExecutor`` whose provider is a ``ScriptedProvider``. Tasks
     of 9 turns (8 tool calls) and of 1 turn run in turns; the difference, per extra turn, is what one more
     turn costs (the per-task costs of bus and worker cancel out). The same requests replayed on a bare
     ``ScriptedProvider.complete`` give the provider's own share, which is subtracted.
-(b) 200 concurrent tasks of a tool agent, each two model turns with two parallel ``AgentTool`` calls to
-    agents in another worker process (each helper makes one model call), the fake model at 0.2 s over HTTP
-    in a process of its own, on RabbitMQ: wall time against the ideal (turn, helpers at once, turn: 3 x 0.2
-    s) and against the same work written by hand with one ``ctx.delegate`` after the other (ideal 4 x 0.2 s).
+(b) 200 (and 20) concurrent tasks of a tool agent, each two model turns with two parallel ``AgentTool``
+    calls to agents in another worker process (each helper makes one model call), the fake model at 0.2 s
+    over HTTP in a process of its own, on RabbitMQ: wall time against the ideal (turn, helpers at once,
+    turn: 3 x 0.2 s) and against the same work written by hand with one ``ctx.delegate`` after the other
+    (ideal 4 x 0.2 s), with the CPU seconds every process (broker included) spent on them.
 
 Prints a Markdown table and writes ``agent_loop.json`` to ``--out``. Every child is stopped and every queue
 deleted at the end, whatever happened.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -189,29 +191,52 @@ async def cpu_per_turn(n: int, reps: int) -> dict[str, Any]:
 # -- (b) 200 concurrent tool-agent tasks over RabbitMQ -----------------------------------------------------
 
 
-async def _wall(router: ReplyRouter, topic: str, n: int) -> float:
+def _processes(children: list[Any]) -> list[Any]:
+    """This process, the children and the broker (when it runs here): every CPU the run uses."""
+    import psutil
+
+    found = [psutil.Process(), *(psutil.Process(c.pid) for c in children)]
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] in ("beam.smp", "beam"):
+            found.append(proc)
+    return found
+
+
+def _cpu_s(processes: list[Any]) -> float:
+    total = 0.0
+    for proc in processes:
+        try:
+            times = proc.cpu_times()
+        except Exception:  # a process that ended: its time is lost either way
+            continue
+        total += times.user + times.system
+    return total
+
+
+async def _wall(router: ReplyRouter, topic: str, n: int, processes: list[Any]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (all processes) of ``n`` tasks sent at once."""
     tasks = [AgentTask(topic=topic, prompt=f"task {i}") for i in range(n)]
+    cpu = _cpu_s(processes)
     start = time.perf_counter()
     results = await asyncio.gather(*(router.request(t, timeout=120) for t in tasks))
     wall = time.perf_counter() - start
+    cpu = _cpu_s(processes) - cpu
     bad = [r for r in results if not r.ok]
     assert not bad, f"{len(bad)} of {n} failed: {bad[0].error}"
     assert all(str(r.output).startswith("done: ") for r in results), results[0].output
-    return wall
+    return wall, cpu
 
 
-async def concurrent_tasks(n: int, reps: int, latency_s: float, log_dir: Path) -> dict[str, Any]:
-    """(b): wall times of ``n`` loop tasks and of ``n`` hand-written ones, against their ideals."""
+async def concurrent_tasks(
+    sizes: list[int], reps: int, latency_s: float, log_dir: Path
+) -> list[dict[str, Any]]:
+    """(b): wall (and CPU) of ``n`` loop tasks and of ``n`` hand-written ones at once, for each ``n``."""
     suffix = "-" + unique("x").split("-")[1]
     env = {loop_agents.SUFFIX_ENV: suffix}
-    names = [
-        f"bench-loop{suffix}",
-        f"bench-hand{suffix}",
-        f"bench-helper-a{suffix}",
-        f"bench-helper-b{suffix}",
-    ]
-    queues = [agent_queue_name(name) for name in names]
-    loops, hands = [], []
+    names = ("bench-loop", "bench-hand", "bench-helper-a", "bench-helper-b")
+    queues = [agent_queue_name(name + suffix) for name in names]
+    biggest = max(sizes)
+    found: list[dict[str, Any]] = []
     try:
         with Children(log_dir) as children:
             model = children.python("model", "bench.loop_agents", "--latency", str(latency_s))
@@ -221,34 +246,41 @@ async def concurrent_tasks(n: int, reps: int, latency_s: float, log_dir: Path) -
                 "RELAYBUS_AMQP_URL": amqp_url(),
                 "RELAYBUS_LLM_PROVIDER": "openai",
                 "OPENAI_BASE_URL": url,
-                "RELAYBUS_MAX_CONCURRENCY": str(4 * n),
+                "RELAYBUS_MAX_CONCURRENCY": str(4 * biggest),
             }
             spec = "bench.loop_agents:"
-            children.python(
+            loop_worker = children.python(
                 "worker-loop", "relaybus", "--log-level", "WARNING", "worker",
-                f"{spec}LoopAgent", f"{spec}HandWritten", "--concurrency", str(2 * n), env=worker_env,
+                f"{spec}LoopAgent", f"{spec}HandWritten", "--concurrency", str(2 * biggest), env=worker_env,
             )  # fmt: skip
-            children.python(
+            helpers = children.python(
                 "worker-helpers", "relaybus", "--log-level", "WARNING", "worker",
-                f"{spec}HelperA", f"{spec}HelperB", "--concurrency", str(4 * n), env=worker_env,
+                f"{spec}HelperA", f"{spec}HelperB", "--concurrency", str(4 * biggest), env=worker_env,
             )  # fmt: skip
             for queue in queues:
                 await broker.wait_for_consumer(queue, timeout=90)
+            processes = _processes([model, loop_worker, helpers])
             bus = await connect(amqp_url())
             try:
                 async with ReplyRouter(bus) as router:
-                    loop_topic, hand_topic = f"bench{suffix}.loop", f"bench{suffix}.hand"
-                    await _wall(router, loop_topic, 20)  # warm up: connections, pools
-                    await _wall(router, hand_topic, 20)
-                    for rep in range(reps):  # take turns, so drift on the shared machine hits both
-                        first, second = (loops, hands) if rep % 2 == 0 else (hands, loops)
-                        topics = (loop_topic, hand_topic) if rep % 2 == 0 else (hand_topic, loop_topic)
-                        first.append(await _wall(router, topics[0], n))
-                        second.append(await _wall(router, topics[1], n))
+                    topics = {"loop": f"bench{suffix}.loop", "hand": f"bench{suffix}.hand"}
+                    for topic in topics.values():
+                        await _wall(router, topic, 20, processes)  # warm up: connections, pools
+                    for n in sizes:
+                        runs: dict[str, list[tuple[float, float]]] = {"loop": [], "hand": []}
+                        for rep in range(reps):  # take turns, so drift on the shared machine hits both
+                            for kind in ("loop", "hand") if rep % 2 == 0 else ("hand", "loop"):
+                                runs[kind].append(await _wall(router, topics[kind], n, processes))
+                        found.append(_summary(n, latency_s, runs))
             finally:
                 await bus.close()
     finally:
         await broker.delete_queues(queues)
+    return found
+
+
+def _summary(n: int, latency_s: float, runs: dict[str, list[tuple[float, float]]]) -> dict[str, Any]:
+    loops, hands = ([w for w, _ in runs[k]] for k in ("loop", "hand"))
     ideal_loop, ideal_hand = 3 * latency_s, 4 * latency_s
     return {
         "tasks": n,
@@ -259,6 +291,9 @@ async def concurrent_tasks(n: int, reps: int, latency_s: float, log_dir: Path) -
         "ideal_hand_s": ideal_hand,
         "loop_vs_ideal": Spread.of([w / ideal_loop for w in loops]).__dict__,
         "hand_vs_loop": Spread.of([h / w for h, w in zip(hands, loops, strict=True)]).__dict__,
+        "loop_cpu_ms_per_task": Spread.of([c / n * 1000 for _, c in runs["loop"]]).__dict__,
+        "hand_cpu_ms_per_task": Spread.of([c / n * 1000 for _, c in runs["hand"]]).__dict__,
+        "loop_cores_busy": Spread.of([c / w for w, c in runs["loop"]]).__dict__,
     }
 
 
@@ -270,7 +305,7 @@ def _fmt(spread: dict[str, Any], digits: int, unit: str = "") -> str:
 
 
 def report(data: dict[str, Any]) -> str:
-    cpu, wall = data["cpu"], data.get("concurrent")
+    cpu = data["cpu"]
     lines = [
         "### The agent loop (issue 12)",
         "",
@@ -292,27 +327,32 @@ def report(data: dict[str, Any]) -> str:
         f"| {_fmt(cpu['executor_chat_us_per_turn'], 0)} | {_fmt(cpu['tool_call_us'], 0)} "
         f"| {_fmt(cpu['loop_alone_us_per_turn'], 0)} |",
     ]
-    if wall:
+    for wall in data.get("concurrent", []):
         lines += [
             "",
             f"(b) {wall['tasks']} concurrent tasks, each 2 model turns with 2 parallel AgentTool calls to "
             f"agents in another worker process, the fake model at {wall['latency_s']:g} s over HTTP:",
             "",
-            "|  | wall (s) | ideal (s) | vs ideal |",
-            "|---|---|---|---|",
+            "|  | wall (s) | ideal (s) | vs ideal | CPU per task, all processes (ms) |",
+            "|---|---|---|---|---|",
             f"| agent loop (`Agent.tools`) | {_fmt(wall['loop_wall_s'], 2)} | {wall['ideal_loop_s']:.2f} "
-            f"| {_fmt(wall['loop_vs_ideal'], 2, 'x')} |",
+            f"| {_fmt(wall['loop_vs_ideal'], 2, 'x')} | {_fmt(wall['loop_cpu_ms_per_task'], 1)} |",
             f"| by hand, sequential `ctx.delegate` | {_fmt(wall['hand_wall_s'], 2)} "
-            f"| {wall['ideal_hand_s']:.2f} | {_fmt(wall['hand_vs_loop'], 2, 'x')} the loop's wall time |",
+            f"| {wall['ideal_hand_s']:.2f} | {_fmt(wall['hand_vs_loop'], 2, 'x')} the loop's wall "
+            f"| {_fmt(wall['hand_cpu_ms_per_task'], 1)} |",
+            "",
+            f"CPU cores busy during the loop's runs (this machine has {os.cpu_count()}): "
+            f"{_fmt(wall['loop_cores_busy'], 2)}.",
         ]
     return "\n".join(lines) + "\n"
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     data: dict[str, Any] = {"cpu": await cpu_per_turn(args.cpu_tasks, args.reps)}
-    if args.tasks:
+    sizes = [n for n in args.tasks if n > 0]
+    if sizes:
         log_dir = Path(tempfile.mkdtemp(prefix="relaybus-bench-loop-"))
-        data["concurrent"] = await concurrent_tasks(args.tasks, args.reps, args.latency, log_dir)
+        data["concurrent"] = await concurrent_tasks(sizes, args.reps, args.latency, log_dir)
     return data
 
 
@@ -320,7 +360,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.agent_loop", description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--cpu-tasks", type=int, default=300, help="tasks per batch in (a)")
-    parser.add_argument("--tasks", type=int, default=200, help="concurrent tasks in (b); 0 skips (b)")
+    parser.add_argument(
+        "--tasks",
+        type=int,
+        nargs="+",
+        default=[20, 200],
+        help="concurrent tasks in (b), each size; 0 skips (b)",
+    )
     parser.add_argument("--latency", type=float, default=0.2, help="the fake model's latency in (b)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench")
     args = parser.parse_args(argv)
@@ -329,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     data = asyncio.run(run(args))
     data["seconds"] = round(time.monotonic() - started, 1)
     data["python"] = sys.version.split()[0]
+    data["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "agent_loop.json").write_text(json.dumps(data, indent=2) + "\n")
     print(report(data), end="")
