@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
 
-from relaybus import AgentTask, ExecutionResult
+from pydantic import BaseModel
+
+from relaybus import AgentTask, AgentTool, ExecutionResult, MCPServer, tool
 from relaybus.agents import Agent, AgentContext
 
 SUFFIX = os.environ.get("RELAYBUS_TEST_AGENT_SUFFIX", "")
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def name(base: str, suffix: str = SUFFIX) -> str:
@@ -152,7 +157,115 @@ class Announcer(Agent):
         return "announced"
 
 
-ALL = (Echo, ChainA, ChainB, ChainC, LoopA, LoopB, SelfCaller, Fanout, Failing, NotJson, Writer, Announcer)
+class Rendezvous(Agent):
+    """Answers ``{"met": true}`` once ``input["size"]`` tasks of the same ``input["group"]`` wait here at
+    once, ``{"met": false}`` after 10 s alone: proof that the calls were concurrent, without a clock."""
+
+    name = name("rendezvous")
+    topics = (topic("meet"),)
+    arrived: ClassVar[dict[str, int]] = {}
+    complete: ClassVar[dict[str, asyncio.Event]] = {}
+
+    async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+        group = str(task.input.get("group", ""))
+        size = task.input.get("size", 2)
+        assert isinstance(size, int)
+        self.arrived[group] = self.arrived.get(group, 0) + 1
+        everyone = self.complete.setdefault(group, asyncio.Event())
+        if self.arrived[group] >= size:
+            everyone.set()
+        try:
+            async with asyncio.timeout(10):
+                await everyone.wait()
+        except TimeoutError:
+            return {"met": False, "group": group}
+        return {"met": True, "group": group}
+
+
+@tool
+def lookup(key: str) -> str:
+    """Look a key up."""
+    return f"value of {key}"
+
+
+@tool
+def explode(reason: str) -> str:
+    """Always raises."""
+    raise RuntimeError(f"boom: {reason}")
+
+
+@tool
+async def hang() -> str:
+    """Never answers."""
+    await asyncio.sleep(3600)
+    return "never"
+
+
+class Down(Agent):
+    """Deployed nowhere: a test declares its queue to play an agent whose workers are all down."""
+
+    name = name("down")
+    topics = (topic("down"),)
+
+
+class ToolUser(Agent):
+    """The agent loop: other agents over the bus (in other processes) and Python tools."""
+
+    name = name("tool-user")
+    topics = (topic("tools"),)
+    system_prompt = "Use your tools."
+    max_turns = 3
+    tools = (
+        AgentTool(topic("meet"), name="meet", description="Meet the others"),
+        AgentTool(topic("write.note"), name="write", description="Ask the writer for a sentence"),
+        AgentTool(topic("echo"), name="echo", description="Echo the prompt"),
+        AgentTool(topic("down"), name="ask_down", description="Nobody runs this agent", timeout_s=1.0),
+        lookup,
+        explode,
+        hang,
+    )
+
+
+class Verdict(BaseModel):
+    approve: bool
+    reasons: list[str]
+
+
+class Judge(Agent):
+    """Structured output: the answer is validated against ``Verdict``."""
+
+    name = name("judge")
+    topics = (topic("judge"),)
+    output_schema = Verdict
+
+
+class McpUser(Agent):
+    """Every tool of the project's own MCP server, one stdio session per worker process."""
+
+    name = name("mcp-user")
+    topics = (topic("mcp"),)
+    tools = (MCPServer.stdio([sys.executable, "-m", "examples.mcp_server"], cwd=REPO_ROOT, name="example"),)
+
+
+ALL = (
+    Echo,
+    ChainA,
+    ChainB,
+    ChainC,
+    LoopA,
+    LoopB,
+    SelfCaller,
+    Fanout,
+    Failing,
+    NotJson,
+    Writer,
+    Announcer,
+    Rendezvous,
+    Down,
+    ToolUser,
+    Judge,
+    McpUser,
+)
 
 
 class NotAnAgent:

@@ -18,8 +18,12 @@ from tests.agents.processes import REPO_ROOT
 
 from .support import assert_fits, run_cli, table_rows
 
-KEYS = ("outline", "install", "quickstart", "agents", "workers", "plans", "review")
+KEYS = ("outline", "install", "quickstart", "agents", "workers", "plans", "review", "summary")
 WRITERS = KEYS[1:6]
+TOOL_CALLS = (
+    "tool calls of summary (doc-editor), turn 1, 3 in parallel: research (agent on project.research) ok, "
+    "outline (agent on project.plan) ok, reading_time (Python) ok"
+)
 
 
 def rows(stdout: str) -> dict[str, dict[str, str]]:
@@ -42,9 +46,12 @@ def test_the_demo_runs_in_memory_and_shows_the_table_and_the_speed_up() -> None:
     assert table["outline"]["agent"] == "doc-planner"
     assert table["review"]["agent"] == "doc-reviewer"
     assert {table[k]["agent"] for k in WRITERS} == {"doc-writer"}
+    assert table["summary"]["agent"] == "doc-editor"
     assert table["outline"]["output / error"].startswith('{"outline": "echo: ')  # JSON, not a Python repr
-    assert "7 tasks: 7 success" in proc.stdout
-    # ideal 3x: 12 calls of 0.4 s (about 6 s of agent work) in 4 rounds (about 1.6 s); generous bound
+    assert "8 tasks: 8 success" in proc.stdout
+    # The editor's scripted model called two agents and a Python tool in one turn, over the bus.
+    assert TOOL_CALLS in proc.stdout
+    # ideal about 4x: 12 calls of 0.4 s in 4 rounds, plus the editor's 3 turns and 2 calls beside them
     assert speedup_of(proc.stdout) > 2.0
     assert "MemoryBus" in proc.stdout
     assert "Traceback" not in proc.stderr
@@ -102,7 +109,8 @@ async def test_the_demo_uses_the_llm_configured_in_the_environment() -> None:
             out, err = await proc.communicate()
     stdout = out.decode()
     assert proc.returncode == 0, stdout + err.decode()
-    assert server.requests == 12  # 1 planner + 5 x (researcher + writer) + 1 reviewer
+    # 1 planner + 5 x (researcher + writer) + 1 reviewer + the editor's one turn (no tool called)
+    assert server.requests == 13
     assert {call.body["model"] for call in server.calls} == {"local-model"}
     assert "fake reply:" in rows(stdout)["review"]["output / error"]
     assert speedup_of(stdout) > 2.0
@@ -118,7 +126,8 @@ def test_a_demo_whose_llm_is_unreachable_fails_cleanly_with_exit_1(monkeypatch: 
     assert "RELAYBUS_LLM_PROVIDER=openai" in proc.stdout
     table = rows(proc.stdout)
     assert table["outline"]["status"] == "failure"
-    assert {table[k]["status"] for k in KEYS[1:]} == {"cancelled"}
+    assert table["summary"]["status"] == "failure"  # no dependency: it ran, and its model was unreachable too
+    assert {table[k]["status"] for k in KEYS[1:-1]} == {"cancelled"}
     # never run, yet listed under the agent that would have run them, not under their topic
     assert {table[k]["agent"] for k in WRITERS} == {"doc-writer"}
     assert table["review"]["agent"] == "doc-reviewer"
@@ -135,7 +144,8 @@ async def test_the_demo_runs_on_rabbitmq_with_one_worker_process_per_agent(amqp_
         table = rows(proc.stdout)
         assert {row["status"] for row in table.values()} == {"success"}
         workers = {row["worker"] for row in table.values()}
-        assert len(workers) == 3  # planner, writer and reviewer answered from processes of their own
+        assert len(workers) == 4  # planner, writer, reviewer and editor answered from processes of their own
+        assert TOOL_CALLS in proc.stdout  # the editor's process reached its scripted model over HTTP
         assert speedup_of(proc.stdout) > 1.8
         assert "guest:guest" not in proc.stdout + proc.stderr
     finally:

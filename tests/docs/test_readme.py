@@ -149,6 +149,12 @@ def test_the_test_recipe_runs_the_agents_test_and_pytest_asyncio_warns_nothing(t
     assert "warning" not in proc.stdout.lower(), proc.stdout
 
 
+async def test_the_agents_with_tools_example_passes_as_written() -> None:
+    namespace = await run_snippet(python_block("# tool_agents_demo.py"), "tool_agents_demo")
+    ran = await run_test_functions(namespace)
+    assert ran == ["test_the_solver_calls_both_tools_in_one_turn"]
+
+
 async def test_the_rate_limit_test_passes_against_the_fake_llm_server() -> None:
     namespace = await run_snippet(python_block_containing("FakeLLMServer(latency_s="), "test_rate_limits")
     ran = await run_test_functions(namespace)

@@ -13,6 +13,7 @@ import pytest
 
 from relaybus.bus.memory import MemoryBus
 from relaybus.exceptions import ConfigError, UsageError
+from relaybus.executor.llm.chat import UserMessage
 from relaybus.messages import AgentTask, ExecutionStatus
 from relaybus.testing.agents import AgentTestHarness, FakeExecutor
 from tests.agents import sample_agents as sa
@@ -103,3 +104,28 @@ async def test_running_a_task_outside_the_async_with_block_is_a_usage_error() ->
         pass
     with pytest.raises(UsageError, match="inside `async with"):  # nor after it
         await harness.run(AgentTask(topic=sa.topic("echo")))
+
+
+async def test_fake_executor_answers_model_turns_from_its_script_and_records_them() -> None:
+    executor = FakeExecutor(script=["first", "second"])
+    one = await executor.chat([UserMessage("a")])
+    two = await executor.chat([UserMessage("b")])
+    three = await executor.chat([UserMessage("c")])  # the script ran out: the turn fails, chat does not raise
+    assert [t.completion.text for t in (one, two) if t.completion] == ["first", "second"]
+    assert [r.user for r in executor.requests] == ["a", "b", "c"]
+    assert three.failure is not None
+    assert three.failure.type == "ConfigError"
+    assert one.usage.requests == 1
+
+
+async def test_fake_executor_without_a_script_replies_like_the_fake_server() -> None:
+    turn = await FakeExecutor().chat([UserMessage("hello")])
+    assert turn.completion is not None
+    assert turn.completion.text == "fake reply: hello"
+
+
+def test_a_script_goes_with_a_fake_executor_not_with_an_executor_of_ones_own() -> None:
+    with pytest.raises(ConfigError, match="an executor or a script, not both"):
+        AgentTestHarness([sa.Echo()], executor=FakeExecutor(), script=["x"])
+    with pytest.raises(ConfigError, match="a script or a provider, not both"):
+        FakeExecutor(script=["x"], provider=FakeExecutor().provider)

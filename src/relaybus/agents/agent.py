@@ -8,8 +8,10 @@ hosts agents in one process; every worker hosting agent ``name`` consumes from t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel
 
 from relaybus.bus.topic import validate_topic_pattern
 from relaybus.exceptions import ConfigError
@@ -17,10 +19,14 @@ from relaybus.messages import NAME_RE
 
 if TYPE_CHECKING:
     from relaybus.messages import AgentTask
+    from relaybus.tools import AnyTool, MCPServer
 
     from .context import AgentContext
 
-__all__ = ["Agent", "validate_agent", "validate_agents"]
+DEFAULT_MAX_TURNS = 8
+"""Model turns an agent loop may take unless the agent sets ``max_turns``."""
+
+__all__ = ["DEFAULT_MAX_TURNS", "Agent", "validate_agent", "validate_agents"]
 
 
 def _check_topics(owner: str, topics: object) -> tuple[str, ...]:
@@ -50,6 +56,46 @@ def _check_name(owner: str, name: object) -> str:
     return name
 
 
+def _check_tools(owner: str, tools: object) -> None:
+    if not isinstance(tools, tuple | list):
+        raise ConfigError(
+            f"{owner}.tools must be a tuple of tools (@tool functions, AgentTool, MCPServer), e.g. "
+            f"tools = (add,); got {tools!r}"
+        )
+    if not tools:
+        return
+    from relaybus.tools import AgentTool, MCPServer, MCPTool, Tool  # loaded only by agents that have tools
+
+    for item in tools:
+        if not isinstance(item, Tool | AgentTool | MCPServer | MCPTool):
+            raise ConfigError(
+                f"{owner}.tools holds {item!r}, which is not a tool: decorate the function with @tool, or "
+                "give an AgentTool or an MCPServer"
+            )
+
+
+def _check_max_turns(owner: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{owner}.max_turns must be a positive integer (model turns), got {value!r}")
+
+
+def _check_output_schema(owner: str, value: object) -> None:
+    if value is not None and not (isinstance(value, type) and issubclass(value, BaseModel)):
+        raise ConfigError(
+            f"{owner}.output_schema must be a pydantic model class (class Answer(BaseModel): ...) or None, "
+            f"got {value!r}"
+        )
+
+
+_CLASS_CHECKS: dict[str, Callable[[str, Any], object]] = {
+    "name": _check_name,
+    "topics": _check_topics,
+    "tools": _check_tools,
+    "max_turns": _check_max_turns,
+    "output_schema": _check_output_schema,
+}
+
+
 def validate_agent(agent: object) -> Agent:
     """Check an agent instance before a worker hosts it; raise ConfigError naming the problem and the fix."""
     if not isinstance(agent, Agent):
@@ -65,6 +111,14 @@ def validate_agent(agent: object) -> Agent:
         raise ConfigError(f"{owner}.mode = {agent.mode!r} is invalid: use None or a mode name such as 'llm'")
     if agent.system_prompt is not None and not isinstance(agent.system_prompt, str):
         raise ConfigError(f"{owner}.system_prompt must be a string or None")
+    _check_tools(owner, agent.tools)
+    _check_max_turns(owner, agent.max_turns)
+    _check_output_schema(owner, agent.output_schema)
+    if agent.runs_loop and agent.mode not in (None, "llm"):
+        raise ConfigError(
+            f"{owner} has tools or an output_schema, so its tasks run the agent loop on the LLM; its mode "
+            f"{agent.mode!r} would never be used: remove it, or write a handle of its own"
+        )
     return agent
 
 
@@ -93,9 +147,16 @@ class Agent:
             async def handle(self, task, ctx):  # optional: the default runs the task on ctx.executor
                 ...
 
-    ``name`` and ``topics`` are checked when the class is defined (if it sets them) and again when a worker
-    starts; a bad one raises :class:`~relaybus.ConfigError`. A task also reaches the agent when it
-    addresses it by name (``AgentTask(agent="reviewer", ...)``), whatever its topic.
+    An agent with ``tools`` (``@tool`` functions, :class:`~relaybus.AgentTool` s, :class:`~relaybus.MCPServer`
+    s) or an ``output_schema`` (a pydantic model class) and no ``handle`` of its own runs the agent loop:
+    its model calls the tools, all calls of one answer concurrently, until it gives a final answer or
+    ``max_turns`` model turns have passed (see :meth:`AgentContext.run_loop`, which a custom ``handle`` may
+    call with overrides). Without either, the default ``handle`` makes one call of the worker's executor.
+
+    ``name``, ``topics``, ``tools``, ``max_turns`` and ``output_schema`` are checked when the class is
+    defined (if it sets them) and again when a worker starts; a bad one raises :class:`~relaybus.ConfigError`.
+    A task also reaches the agent when it addresses it by name (``AgentTask(agent="reviewer", ...)``),
+    whatever its topic.
 
     ``handle`` may return an ``ExecutionResult`` or any JSON value (or a pydantic model), which becomes a
     SUCCESS result with that ``output``. An exception it raises becomes a FAILURE result carrying the
@@ -110,17 +171,29 @@ class Agent:
     topics: ClassVar[tuple[str, ...]] = ()
     mode: ClassVar[str | None] = None
     system_prompt: ClassVar[str | None] = None
+    tools: ClassVar[tuple[AnyTool | MCPServer, ...]] = ()
+    max_turns: ClassVar[int] = DEFAULT_MAX_TURNS
+    output_schema: ClassVar[type[BaseModel] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         # Validate what this class sets itself, so a typo fails at import time rather than at deploy time.
-        if "name" in cls.__dict__:
-            _check_name(cls.__name__, cls.__dict__["name"])
-        if "topics" in cls.__dict__:
-            _check_topics(cls.__name__, cls.__dict__["topics"])
+        for attribute, check in _CLASS_CHECKS.items():
+            if attribute in cls.__dict__:
+                check(cls.__name__, cls.__dict__[attribute])
+
+    @property
+    def runs_loop(self) -> bool:
+        """Whether the default ``handle`` runs the agent loop: the agent has tools or an output schema and no
+        ``handle`` of its own."""
+        has_loop = bool(self.tools) or self.output_schema is not None
+        return has_loop and type(self).handle is Agent.handle
 
     async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
-        """Run ``task``; the default hands it to the worker's executor with this agent's mode and prompt."""
+        """Run ``task``: the agent loop (:meth:`AgentContext.run_loop`) for an agent with tools or an output
+        schema, else one call of the worker's executor with this agent's mode and prompt."""
+        if self.tools or self.output_schema is not None:
+            return await ctx.run_loop()
         return await ctx.executor.execute(
             task, agent=self.name, mode=self.mode, system_prompt=self.system_prompt
         )

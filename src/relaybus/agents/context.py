@@ -1,28 +1,39 @@
 """``AgentContext``: what an agent's ``handle`` gets besides the task.
 
-It carries the executor, the bus, a logger bound to the task, and the ways to talk to other agents: delegate a
-sub-task and await its result (by correlation id, through the process's one reply queue), delegate many at
-once, or publish an event. Agents coordinate only over the bus, never by calling each other directly.
+It carries the executor, the bus, a logger bound to the task, the agent loop (:meth:`AgentContext.run_loop`)
+and the ways to talk to other agents: delegate a sub-task and await its result (by correlation id, through
+the process's one reply queue), delegate many at once, or publish an event. Agents coordinate only over the
+bus, never by calling each other directly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from pydantic import BaseModel, JsonValue
 
 from relaybus.bus.base import DEADLINE_HEADER, DELEGATION_HEADER, Bus, HeaderValue
 from relaybus.bus.codec import encode_cancel, encode_event
-from relaybus.executor.protocol import Executor
+from relaybus.exceptions import ConfigError
+from relaybus.executor.protocol import ChatTurn, Executor
 from relaybus.log import FilteringBoundLogger
 from relaybus.messages import AgentTask, ExecutionResult, Usage
 
+from .agent import DEFAULT_MAX_TURNS
 from .delegation import check_outgoing, format_chain
+from .usage import UsageTally
+
+if TYPE_CHECKING:  # the loop and the tools load only for agents that use them
+    from relaybus.executor.llm.chat import ChatMessage, ResponseSchema, ToolChoice
+    from relaybus.tools import AnyTool, MCPServer, Toolbox, ToolSpec
+
+    from .agent import Agent
+    from .loop import ToolCallRecord
 
 __all__ = ["DEFAULT_DELEGATE_TIMEOUT_S", "AgentContext", "Requester"]
 
@@ -50,9 +61,11 @@ class AgentContext:
     bound to ``task_id``, ``agent`` and ``worker``), ``deadline`` (Unix time by which the task must finish,
     or None) and ``chain`` (the agents that delegated this task, outermost first).
 
-    ``usage`` adds up the token usage of every ``executor.execute`` and ``delegate`` result of this task; the
-    worker reports it as the task's usage, so a handler that returns plain JSON still accounts for its LLM
-    calls and for those of the agents it delegated to.
+    ``usage`` adds up the token usage of every ``executor.execute``, ``executor.chat`` and ``delegate`` result
+    of this task; the worker reports it as the task's usage, so a handler that returns plain JSON still
+    accounts for its LLM calls and for those of the agents it delegated to. ``tool_calls`` lists every tool
+    call the agent loop ran for this task (:class:`~relaybus.agents.loop.ToolCallRecord`), in the order the
+    model asked for them.
     """
 
     def __init__(
@@ -69,11 +82,14 @@ class AgentContext:
         deadline: float | None = None,
         max_delegation_depth: int,
         release_slot: Callable[[], AbstractAsyncContextManager[None]] | None = None,
+        instance: Agent | None = None,
+        toolbox: Toolbox | None = None,
     ) -> None:
         self.task = task
         self.agent = agent
         self.worker = worker
-        self.usage = Usage()
+        self._usage = UsageTally()
+        self.tool_calls: list[ToolCallRecord] = []
         self.executor: Executor = _MeteredExecutor(executor, self._add_usage)
         self.bus = bus
         self.log = log
@@ -82,9 +98,16 @@ class AgentContext:
         self.max_delegation_depth = max_delegation_depth
         self._requester = requester
         self._release_slot = release_slot
+        self._instance = instance
+        self._toolbox = toolbox
 
-    def _add_usage(self, result: ExecutionResult) -> None:
-        self.usage = self.usage + result.usage
+    @property
+    def usage(self) -> Usage:
+        """The token usage of every executor call and delegated task of this task so far."""
+        return self._usage.usage()
+
+    def _add_usage(self, usage: Usage) -> None:
+        self._usage.add(usage)
 
     def remaining(self) -> float | None:
         """Seconds left before this task's deadline (never negative), or None without a deadline."""
@@ -152,7 +175,7 @@ class AgentContext:
         try:
             async with self._slot_released():
                 result = await self._requester.request(task, timeout=wait, headers=headers)
-            self._add_usage(result)
+            self._add_usage(result.usage)
             return result
         except asyncio.CancelledError:
             # This task was cancelled (deadline, cancel request, shutdown): stop the sub-task too, wherever it
@@ -170,6 +193,48 @@ class AgentContext:
     def _slot_released(self) -> AbstractAsyncContextManager[None]:
         return nullcontext() if self._release_slot is None else self._release_slot()
 
+    async def run_loop(
+        self,
+        task: AgentTask | None = None,
+        *,
+        tools: Iterable[AnyTool | MCPServer] | None = None,
+        max_turns: int | None = None,
+        output_schema: type[BaseModel] | None = None,
+        system_prompt: str | None = None,
+    ) -> ExecutionResult:
+        """Run the agent loop on ``task`` (default: this task) and return its result; never raises for a fault
+        of the model or of a tool.
+
+        Each argument left None is the agent's own (``Agent.tools``, ``max_turns``, ``output_schema``,
+        ``system_prompt``); ``tools=()`` offers no tools. The model gets the system prompt, the task (prompt
+        and input, as :func:`~relaybus.executor.llm.task_messages` renders them) and the tools' specs; every
+        answer with tool calls has all its calls run concurrently, their results sent back in call order,
+        until a final answer: SUCCESS with the text as ``output`` (with an output schema: the validated
+        object as JSON, after at most one repair turn, else FAILURE ``InvalidStructuredOutput``). FAILURE
+        ``MaxTurnsExceeded`` when the model still calls tools at turn ``max_turns``; a failed model call or
+        an answer that cannot be used (truncated, refused, filtered) ends the loop with that FAILURE.
+
+        Tool errors (an exception, invalid arguments, an unknown tool name, a delegated task that failed or
+        timed out) go back to the model as error tool results. The result's ``usage`` sums every model turn
+        and every delegated call; each also adds to :attr:`usage`. The task's deadline bounds the whole loop:
+        its cancellation stops the model call or the tool calls in flight, delegated tasks included. Tools
+        given here that the worker did not start (an MCP server) are started for this call and closed after.
+        """
+        from .loop import run_agent_loop
+
+        agent = self._instance
+        return await run_agent_loop(
+            self,
+            task or self.task,
+            tools=tuple(tools) if tools is not None else agent.tools if agent else (),
+            toolbox=self._toolbox if tools is None else None,
+            max_turns=max_turns or (agent.max_turns if agent else DEFAULT_MAX_TURNS),
+            output_schema=output_schema or (agent.output_schema if agent else None),
+            system_prompt=system_prompt
+            if system_prompt is not None
+            else (agent.system_prompt if agent else None),
+        )
+
     async def publish_event(self, topic: str, payload: JsonValue | BaseModel) -> None:
         """Publish ``payload`` (JSON, or a pydantic model) as an event on ``event.<topic>``.
 
@@ -182,9 +247,9 @@ class AgentContext:
 class _MeteredExecutor:
     """The worker's executor, adding the usage of each result to the task's context."""
 
-    def __init__(self, inner: Executor, on_result: Callable[[ExecutionResult], None]) -> None:
+    def __init__(self, inner: Executor, on_usage: Callable[[Usage], None]) -> None:
         self._inner = inner
-        self._on_result = on_result
+        self._on_usage = on_usage
 
     @property
     def inner(self) -> Executor:
@@ -200,8 +265,29 @@ class _MeteredExecutor:
         system_prompt: str | None = None,
     ) -> ExecutionResult:
         result = await self._inner.execute(task, agent, mode, system_prompt=system_prompt)
-        self._on_result(result)
+        self._on_usage(result.usage)
         return result
+
+    async def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
+        response_schema: ResponseSchema | None = None,
+        agent: str | None = None,
+    ) -> ChatTurn:
+        chat: Any = getattr(self._inner, "chat", None)
+        if chat is None:
+            raise ConfigError(
+                f"the worker's executor {self._inner!r} has no chat(): the agent loop needs one "
+                "(TaskExecutor and relaybus.testing.FakeExecutor have it)"
+            )
+        turn: ChatTurn = await chat(
+            messages, tools=tools, tool_choice=tool_choice, response_schema=response_schema, agent=agent
+        )
+        self._on_usage(turn.usage)
+        return turn
 
     def cancel(self, task_id: UUID) -> bool:
         return self._inner.cancel(task_id)

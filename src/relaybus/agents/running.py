@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 from relaybus.bus.base import Bus
@@ -28,6 +28,9 @@ from relaybus.telemetry.metrics import WorkerMetrics
 from .agent import Agent
 from .context import AgentContext
 from .outcomes import handle_failed, handle_returned, interrupted
+
+if TYPE_CHECKING:
+    from relaybus.tools import Toolbox
 
 __all__ = ["Reason", "Run", "TaskRunner"]
 
@@ -49,6 +52,9 @@ class Run:
     started: bool = False
     holds_slot: bool = False
     metered_at: float = 0.0  # when the worker's metrics saw it start
+    # Delegations of this run waiting at once (``delegate_many``, the agent loop's parallel tool calls): the
+    # slot is given back when the first starts and taken again when the last ends.
+    waiting: int = 0
     ctx: AgentContext | None = None
     done: asyncio.Future[ExecutionResult | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -56,8 +62,9 @@ class Run:
 
 
 class TaskRunner:
-    """Runs tasks within the worker's slots and deadlines; :meth:`bind` gives it the executor and the reply
-    router once the worker has started them. ``runs`` holds every task received and not yet settled."""
+    """Runs tasks within the worker's slots and deadlines; :meth:`bind` gives it the executor, the reply
+    router and the agents' tools once the worker has started them. ``runs`` holds every task received and
+    not yet settled."""
 
     def __init__(
         self,
@@ -77,11 +84,14 @@ class TaskRunner:
         self._slots = asyncio.Semaphore(concurrency)
         self._executor: Executor | None = None
         self._router: ReplyRouter | None = None
+        self._toolboxes: dict[str, Toolbox] = {}
         self.runs: dict[UUID, Run] = {}
 
-    def bind(self, executor: Executor, router: ReplyRouter) -> None:
+    def bind(self, executor: Executor, router: ReplyRouter, toolboxes: dict[str, Toolbox]) -> None:
+        """Give the runner what the worker started: the executor, the reply router, each agent's tools."""
         self._executor = executor
         self._router = router
+        self._toolboxes = toolboxes
 
     async def run(self, run: Run) -> ExecutionResult | None:
         """Run the task in this (the bus handler's) task; None: return it to the queue. ``run.done`` gets the
@@ -202,6 +212,8 @@ class TaskRunner:
                 deadline=run.deadline,
                 max_delegation_depth=self._max_depth,
                 release_slot=lambda: self._slot_released(run),
+                instance=agent,
+                toolbox=self._toolboxes.get(agent.name),
             )
             run.ctx = ctx
             started = datetime.now(UTC)
@@ -223,6 +235,9 @@ class TaskRunner:
 
     async def _acquire(self, run: Run) -> None:
         await self._slots.acquire()
+        if run.holds_slot:  # another delegation of this run ended and took it back meanwhile
+            self._slots.release()
+            return
         run.holds_slot = True
 
     def _release(self, run: Run) -> None:
@@ -232,8 +247,12 @@ class TaskRunner:
 
     @contextlib.asynccontextmanager
     async def _slot_released(self, run: Run) -> AsyncIterator[None]:
-        self._release(run)
+        run.waiting += 1
+        if run.waiting == 1:
+            self._release(run)
         try:
             yield
         finally:
-            await self._acquire(run)
+            run.waiting -= 1
+            if run.waiting == 0:
+                await self._acquire(run)

@@ -44,9 +44,12 @@ What a caller may rely on:
   type ``DelegationError`` (see :mod:`relaybus.agents.delegation`).
 - **Liveness.** A :class:`~relaybus.messages.WorkerHeartbeat` every ``heartbeat_interval_s`` on
   ``event.relaybus.worker.heartbeat``, and a last one on ``event.relaybus.worker.stopped`` at exit.
-- **Lifecycle.** ``async with AgentWorker(...)`` calls each agent's ``on_start``, consumes until the block
-  ends, then drains: it stops taking tasks, lets running ones finish for up to ``grace_s`` seconds, returns
-  the rest to their queue (``nack`` with requeue, no result published), and calls each ``on_stop``.
+- **Lifecycle.** ``async with AgentWorker(...)`` starts each agent's tools (one
+  :class:`~relaybus.tools.Toolbox` per agent: its MCP servers' sessions opened, so a server that cannot
+  start fails the start with :class:`~relaybus.MCPConnectionError` naming the agent), calls each agent's
+  ``on_start``, consumes until the block ends, then drains: it stops taking tasks, lets running ones finish
+  for up to ``grace_s`` seconds, returns the rest to their queue (``nack`` with requeue, no result
+  published), and calls each ``on_stop`` and closes the tools.
 
 The work is done in rooms: :mod:`~relaybus.agents.admission` decides whether a task runs,
 :mod:`~relaybus.agents.running` runs it within slots and deadlines, :mod:`~relaybus.agents.replies` sends the
@@ -63,7 +66,7 @@ import socket
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 
 from relaybus.bus.base import (
     Bus,
@@ -89,6 +92,9 @@ from .control import WorkerControl
 from .delegation import DEFAULT_MAX_DEPTH
 from .replies import Replier, ResultCache
 from .running import TaskRunner
+
+if TYPE_CHECKING:
+    from relaybus.tools import Toolbox
 
 __all__ = ["AgentWorker", "default_worker_id"]
 
@@ -278,7 +284,12 @@ class AgentWorker:
         router = ReplyRouter(self._bus)
         await router.start()
         stack.push_async_callback(router.close)
-        self._runner.bind(executor, router)
+        toolboxes: dict[str, Toolbox] = {}
+        if any(agent.tools for agent in self._agents):  # the tools package loads only for agents with tools
+            from .loop import open_toolboxes
+
+            toolboxes = await open_toolboxes(self._agents, stack)
+        self._runner.bind(executor, router, toolboxes)
         for agent in self._agents:
             await agent.on_start()
             stack.push_async_callback(self._agent_stopped, agent)

@@ -1,24 +1,30 @@
 """``relaybus demo``: the sample project end to end, with no set-up.
 
 By default everything runs in this process on the embedded ``MemoryBus`` with the offline ``echo`` LLM and a
-simulated latency per call, so the parallel speed-up shows on any machine. ``--amqp-url URL`` runs the same
-agents as separate ``relaybus worker`` processes (one per agent) on that RabbitMQ and stops them at the end.
-With an LLM configured in the environment (``RELAYBUS_LLM_PROVIDER`` other than ``echo``, plus its model and
-key variables), the agents use it instead.
+simulated latency per call, so the parallel speed-up shows on any machine; the editor agent, whose model
+calls other agents as tools, gets a scripted model (:mod:`relaybus.demo.editor_model`) with the same
+latency. ``--amqp-url URL`` runs the same agents as separate ``relaybus worker`` processes (one per agent) on
+that RabbitMQ and stops them at the end; the editor's process then reaches its scripted model over HTTP (a
+``FakeLLMServer`` in this process). With an LLM configured in the environment (``RELAYBUS_LLM_PROVIDER``
+other than ``echo``, plus its model and key variables), every agent uses it instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
-from relaybus.demo.agents import DEMO_AGENTS
+from relaybus.demo.agents import DEMO_AGENTS, Editor
+from relaybus.demo.editor_model import editor_model
 from relaybus.demo.project import demo_plan
 from relaybus.demo.runner import WorkerProcesses, agent_specs, run_in_memory, run_on_bus
 from relaybus.executor import TaskExecutor
 from relaybus.executor.config import ExecutorConfig, ProviderConfig
 from relaybus.orchestrator import PlanResult
+from relaybus.testing import FakeLLMServer, ScriptedProvider
 
 from ._common import AMQP_URL_ENV, CliError, non_negative_float, open_bus, run_async
 from ._render import PlanProgressBar, make_console
@@ -89,6 +95,11 @@ async def _demo(args: argparse.Namespace) -> int:
     agents = ", ".join(cls.name for cls in DEMO_AGENTS)
     out.print(f"relaybus demo: agents {agents} on {where}, with {llm}")
     out.print("plan: outline -> 5 sections written in parallel (each writer asks the researcher) -> review")
+    editor = "its model" if _llm_configured() else "its scripted model"
+    out.print(
+        f"beside it: the editor's summary; {editor} calls the researcher and the planner as tools "
+        "(in parallel, over the bus) and a Python tool"
+    )
     total = len(demo_plan().tasks)
     bar = None if args.no_progress else PlanProgressBar(total, title="demo")
     if args.amqp_url:
@@ -96,6 +107,9 @@ async def _demo(args: argparse.Namespace) -> int:
     else:
         result = await _in_memory(latency, bar)
     print_results(result, as_json=args.json, known=DEMO_AGENTS)
+    if not args.json:
+        for line in tool_call_lines(result):
+            out.print(line)
     gain = speedup(result)
     if gain is not None and not args.json:
         out.print(
@@ -105,6 +119,29 @@ async def _demo(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def tool_call_lines(result: PlanResult) -> list[str]:
+    """A line per task whose output lists the tool calls its agent loop made, grouped by model turn."""
+    lines = []
+    for task_id, res in result.results.items():
+        calls = res.output.get("tool_calls") if isinstance(res.output, dict) else None
+        if not isinstance(calls, list) or not calls:
+            continue
+        turns: dict[object, list[str]] = {}
+        for call in calls:
+            if isinstance(call, dict):
+                mark = "ok" if call.get("ok") else "error"
+                via = call.get("via")
+                target = "Python" if via == "python" else f"agent on {via}"
+                turns.setdefault(call.get("turn"), []).append(f"{call.get('tool')} ({target}) {mark}")
+        for turn, made in turns.items():
+            together = f"{len(made)} in parallel" if len(made) > 1 else "1 call"
+            lines.append(
+                f"tool calls of {result.key_of(task_id)} ({result.agent_of(task_id)}), turn {turn}, "
+                f"{together}: " + ", ".join(made)
+            )
+    return lines
+
+
 def _masked(url: str) -> str:
     from relaybus.secrets import mask_url
 
@@ -112,15 +149,24 @@ def _masked(url: str) -> str:
 
 
 async def _in_memory(latency: float, bar: PlanProgressBar | None) -> PlanResult:
+    editor_executor: TaskExecutor | None = None
     if _llm_configured():
         executor = TaskExecutor.from_env()
     else:
         executor = TaskExecutor(ExecutorConfig(provider=ProviderConfig(kind="echo", echo_latency_s=latency)))
-    async with executor:
+        scripted = ScriptedProvider(editor_model, model="demo-editor", latency_s=latency)
+        editor_executor = TaskExecutor(ExecutorConfig(), provider=scripted)
+    async with executor, editor_executor or contextlib.nullcontext():
+        run = run_in_memory(
+            executor,
+            editor_executor=editor_executor,
+            on_progress=bar,
+            default_model=default_model_from_env(),
+        )
         if bar is None:
-            return await run_in_memory(executor, default_model=default_model_from_env())
+            return await run
         with bar:
-            return await run_in_memory(executor, on_progress=bar, default_model=default_model_from_env())
+            return await run
 
 
 async def _on_broker(url: str, latency: float, bar: PlanProgressBar | None) -> PlanResult:
@@ -131,11 +177,30 @@ async def _on_broker(url: str, latency: float, bar: PlanProgressBar | None) -> P
         env["RELAYBUS_ECHO_LATENCY_S"] = str(latency)
     bus = await open_bus(url)  # fails in one line before any worker starts if the broker is not there
     try:
-        async with WorkerProcesses([[spec] for spec in agent_specs()], env=env) as workers:
-            await workers.wait_ready(bus)
-            if bar is None:
-                return await run_on_bus(bus, default_model=default_model_from_env())
-            with bar:
-                return await run_on_bus(bus, on_progress=bar, default_model=default_model_from_env())
+        async with _editor_model_server(latency) as editor_env:
+            specs = agent_specs()
+            env_of = {f"{Editor.__module__}:{Editor.__qualname__}": editor_env}
+            async with WorkerProcesses([[spec] for spec in specs], env=env, env_of=env_of) as workers:
+                await workers.wait_ready(bus)
+                run = run_on_bus(bus, on_progress=bar, default_model=default_model_from_env())
+                if bar is None:
+                    return await run
+                with bar:
+                    return await run
     finally:
         await bus.close()
+
+
+@contextlib.asynccontextmanager
+async def _editor_model_server(latency: float) -> AsyncIterator[dict[str, str]]:
+    """The environment of the editor's worker process: its scripted model behind a FakeLLMServer in this
+    process when no LLM is configured (nothing to add otherwise)."""
+    if _llm_configured():
+        yield {}
+        return
+    async with FakeLLMServer(answers=editor_model, latency_s=latency) as server:
+        yield {
+            "RELAYBUS_LLM_PROVIDER": "openai",
+            "OPENAI_BASE_URL": server.openai_base_url,
+            "RELAYBUS_LLM_MODEL": "demo-editor",
+        }

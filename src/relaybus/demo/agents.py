@@ -1,12 +1,14 @@
-"""The demo's agents: a planner, writers that ask a researcher over the bus, and a reviewer.
+"""The demo's agents: a planner, writers that ask a researcher over the bus, a reviewer, and an editor whose
+model calls the researcher and the planner as tools.
 
 They run on whatever LLM the worker's executor is configured with (``RELAYBUS_LLM_PROVIDER``;
-``relaybus demo`` uses the offline ``echo`` provider with a simulated latency unless an LLM is configured).
+``relaybus demo`` uses the offline ``echo`` provider with a simulated latency unless an LLM is configured,
+and gives the editor a scripted model, :mod:`relaybus.demo.editor_model`, since echo never calls a tool).
 Their names start with ``doc-`` so that their queues (``relaybus.agent.doc-writer``, ...) never mix with
 other agents called ``writer`` or ``reviewer`` on the same broker. Deploy them like any agent::
 
     relaybus worker relaybus.demo.agents:Planner relaybus.demo.agents:Writer \\
-        relaybus.demo.agents:Researcher relaybus.demo.agents:Reviewer
+        relaybus.demo.agents:Researcher relaybus.demo.agents:Reviewer relaybus.demo.agents:Editor
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from pydantic import JsonValue
 
 from relaybus.agents import Agent, AgentContext
 from relaybus.messages import AgentTask, ExecutionResult
+from relaybus.tools import AgentTool, tool
 
-__all__ = ["DEMO_AGENTS", "Planner", "Researcher", "Reviewer", "Writer"]
+__all__ = ["DEMO_AGENTS", "Editor", "Planner", "Researcher", "Reviewer", "Writer", "reading_time"]
 
 
 def _dependency_outputs(task: AgentTask) -> list[JsonValue]:
@@ -104,5 +107,44 @@ class Reviewer(Agent):
         return {"review": review.output, "sections_read": [d["section"] for d in sections]}
 
 
-DEMO_AGENTS: tuple[type[Agent], ...] = (Planner, Researcher, Writer, Reviewer)
+@tool
+def reading_time(words: int) -> str:
+    """How long a reader needs for a text of ``words`` words, at 200 words a minute."""
+    minutes = max(1, round(words / 200))
+    return f"{minutes} minute{'s' if minutes > 1 else ''}"
+
+
+class Editor(Agent):
+    """An autonomous agent: its model decides to ask the researcher and the planner (agents on the bus, called
+    as tools in one turn, in parallel) and a Python tool, then writes the summary from what they said.
+
+    Its ``handle`` runs the agent loop (:meth:`AgentContext.run_loop`) and adds the tool calls the loop made
+    to the output, for the demo's table.
+    """
+
+    name = "doc-editor"
+    topics = ("project.summarize",)
+    system_prompt = (
+        "You write the two-sentence summary of a user guide. Ask the researcher for facts and the planner "
+        "for the outline, both at once, and give the reading time."
+    )
+    tools = (
+        AgentTool("project.research", name="research", description="Ask the researcher agent for facts"),
+        AgentTool("project.plan", name="outline", description="Ask the planner agent for an outline"),
+        reading_time,
+    )
+
+    async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+        result = await ctx.run_loop()
+        if not result.ok:
+            return result
+        via = {t.name: t.topic if isinstance(t, AgentTool) else "python" for t in self.tools}
+        calls = [
+            {"turn": c.turn, "tool": c.name, "via": via.get(c.name), "ok": not c.is_error}
+            for c in ctx.tool_calls
+        ]
+        return {"summary": result.output, "tool_calls": calls}
+
+
+DEMO_AGENTS: tuple[type[Agent], ...] = (Planner, Researcher, Writer, Reviewer, Editor)
 """Every agent the demo plan needs, in the order the CLI starts them."""

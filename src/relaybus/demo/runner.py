@@ -12,6 +12,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self
 from uuid import uuid4
@@ -25,7 +26,7 @@ from relaybus.executor.protocol import Executor
 from relaybus.log import get_logger
 from relaybus.orchestrator import PlanResult, ProgressCallback, ProjectOrchestrator
 
-from .agents import DEMO_AGENTS
+from .agents import DEMO_AGENTS, Editor
 from .project import demo_plan
 
 __all__ = ["WorkerProcesses", "agent_specs", "run_in_memory", "run_on_bus"]
@@ -41,15 +42,19 @@ def agent_specs() -> list[str]:
 async def run_in_memory(
     executor: Executor,
     *,
+    editor_executor: Executor | None = None,
     on_progress: ProgressCallback | None = None,
     default_model: str | None = None,
     concurrency: int = 32,
 ) -> PlanResult:
-    """The demo plan with every agent hosted in this process on a fresh ``MemoryBus``."""
-    async with (
-        MemoryBus() as bus,
-        AgentWorker(bus, [cls() for cls in DEMO_AGENTS], executor=executor, concurrency=concurrency),
-    ):
+    """The demo plan with every agent hosted in this process on a fresh ``MemoryBus``; the editor in a worker
+    of its own on ``editor_executor`` when given (its model, e.g. the scripted one), else on ``executor``."""
+    others = [cls() for cls in DEMO_AGENTS if editor_executor is None or cls is not Editor]
+    async with MemoryBus() as bus, AsyncExitStack() as stack:
+        await stack.enter_async_context(AgentWorker(bus, others, executor=executor, concurrency=concurrency))
+        if editor_executor is not None:
+            editor = AgentWorker(bus, [Editor()], executor=editor_executor, concurrency=concurrency)
+            await stack.enter_async_context(editor)
         return await run_on_bus(bus, on_progress=on_progress, default_model=default_model)
 
 
@@ -67,7 +72,8 @@ class WorkerProcesses:
     ``async with`` starts them; :meth:`wait_ready` returns once each has announced its agents on the bus;
     leaving the block sends SIGTERM (they drain and exit) and kills any still alive after ``stop_timeout_s``.
     ``env`` is the whole environment of the children: it carries ``RELAYBUS_AMQP_URL`` (never the command
-    line, where other users of the host could read a password) and the LLM settings.
+    line, where other users of the host could read a password) and the LLM settings; ``env_of`` adds
+    variables for the child whose group starts with a given spec (e.g. another LLM for one agent).
     """
 
     def __init__(
@@ -75,12 +81,14 @@ class WorkerProcesses:
         groups: Sequence[Sequence[str]],
         *,
         env: Mapping[str, str],
+        env_of: Mapping[str, Mapping[str, str]] | None = None,
         concurrency: int = 16,
         log_level: str = "WARNING",
         stop_timeout_s: float = 15.0,
     ) -> None:
         self._groups = [list(g) for g in groups]
         self._env = dict(env)
+        self._env_of = {spec: dict(extra) for spec, extra in (env_of or {}).items()}
         self._concurrency = concurrency
         self._log_level = log_level
         self._stop_timeout_s = stop_timeout_s
@@ -102,7 +110,7 @@ class WorkerProcesses:
                 process = await asyncio.create_subprocess_exec(
                     sys.executable,
                     *argv,
-                    env=self._env,
+                    env={**self._env, **self._env_of.get(group[0], {})},
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.DEVNULL,
                     stderr=asyncio.subprocess.PIPE,

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
         ToolResultMessage,
         UserMessage,
     )
-    from .protocol import Executor
+    from .protocol import ChatTurn, Executor
     from .ratelimit import RateLimiter
     from .retry import RetryPolicy
 
@@ -53,6 +53,7 @@ __all__ = [
     "ChatMessage",
     "ChatOutcome",
     "ChatRequest",
+    "ChatTurn",
     "Completion",
     "DeltaCallback",
     "EchoProvider",
@@ -88,6 +89,7 @@ _MODULE_OF = {
     "ChatMessage": ".llm",
     "ChatOutcome": ".llm",
     "ChatRequest": ".llm",
+    "ChatTurn": ".protocol",
     "Completion": ".llm",
     "DeltaCallback": ".llm",
     "EchoProvider": ".llm",

@@ -19,17 +19,21 @@ import httpx
 
 from relaybus.exceptions import ExecutorError
 from relaybus.log import FilteringBoundLogger, get_logger
-from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
+from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, Usage
 from relaybus.secrets import mask_secrets
+from relaybus.tools.spec import ToolSpec
 
 from .api import ApiBackend
 from .backend import ExecutionBackend, RunContext
 from .config import ExecutorConfig, ProviderConfig
 from .http import make_client
 from .llm.backend import LlmBackend, Route
-from .llm.base import LLMProvider
+from .llm.base import ChatRequest, LLMProvider
+from .llm.chat import ChatMessage, ResponseSchema, ToolChoice
+from .llm.errors import CallFailure, unusable_answer
 from .llm.factory import build_provider
 from .llm.stream import DeltaCallback
+from .protocol import ChatTurn
 from .ratelimit import RateLimiter
 from .script import Script, ScriptBackend
 
@@ -59,6 +63,8 @@ class TaskExecutor:
     - At most ``max_concurrency`` tasks run at once; the others wait for a slot. The timeout
       (``task.timeout_s`` or ``config.default_timeout_s``) counts from getting a slot, excludes waiting for a
       rate limiter, and ends the task with TIMEOUT.
+    - :meth:`chat` runs one model turn of the agent loop on the same providers, within the same concurrency
+      limit, and reports it as a :class:`~relaybus.executor.protocol.ChatTurn`.
     - ``cancel(task_id)`` ends a running task with CANCELLED. Cancelling the caller's asyncio task instead
       stops the work (HTTP request, child process group) and propagates ``CancelledError``.
     - An exception raised by a backend becomes a FAILURE result naming it; keys are masked in every message.
@@ -92,6 +98,11 @@ class TaskExecutor:
         self._cancel_requested: set[asyncio.Task[Any]] = set()
         self._closed = False
         self._log = get_logger("relaybus.executor")
+        self._chat_logs: dict[str, FilteringBoundLogger] = {}  # bound once per agent: chat is per turn
+        self._rate_limited = any(
+            c is not None and (c.requests_per_minute or c.tokens_per_minute)
+            for c in (cfg.provider, cfg.fallback)
+        )
         self._secrets = tuple(  # kept wrapped: vars(executor) and tracebacks with locals must not show them
             key for key in (cfg.provider.secret, cfg.fallback.secret if cfg.fallback else None) if key
         )
@@ -251,6 +262,73 @@ class TaskExecutor:
                 if not runners:
                     del self._running[task.id]
         return self._finish(result, task, agent, started, log)
+
+    async def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
+        response_schema: ResponseSchema | None = None,
+        agent: str | None = None,
+        timeout_s: float | None = None,
+    ) -> ChatTurn:
+        """One model turn through the ``llm`` mode's providers (rate limit, retries, fallback); never raises
+        for a failed call.
+
+        The request gets the executor's ``max_tokens`` and ``temperature``. The turn waits for one of the
+        ``max_concurrency`` slots, like a task, and is bounded by ``timeout_s`` (default
+        ``config.default_timeout_s``; time waiting for a configured rate limit excluded): past it, the turn's
+        failure is ``Timeout``. An answer that cannot be used is the turn's failure, see
+        :class:`~relaybus.executor.protocol.ChatTurn`. Raises :class:`~relaybus.ConfigError` for a request
+        that is not valid (e.g. two tools with one name) and :class:`ExecutorError` once closed.
+        """
+        if self._closed:
+            raise ExecutorError("this TaskExecutor is closed; create a new one (or chat before close())")
+        llm = self.llm
+        request = ChatRequest(
+            tuple(messages),
+            tuple(tools),
+            tool_choice,
+            response_schema,
+            max_tokens=llm.max_tokens,
+            temperature=llm.temperature,
+        )
+        ctx = RunContext(agent=agent, log=self._chat_log(agent))
+        budget = timeout_s or self.config.default_timeout_s
+        async with self._slots:
+            scope = asyncio.timeout(budget)
+            if self._rate_limited:
+                # Waiting for a configured rate limit is queueing, not the turn's work: keep it out of the
+                # budget. Without limits the wait is at most a server's Retry-After, which counts.
+                ctx._scope = scope
+            try:
+                async with scope:
+                    outcome = await llm.chat(request, ctx)
+            except TimeoutError:
+                timeout = CallFailure(
+                    "Timeout",
+                    f"the model did not answer within {budget:g} s (the executor's default_timeout_s / "
+                    "RELAYBUS_TASK_TIMEOUT_S)",
+                    True,
+                )
+                return ChatTurn(request, None, timeout, 1, Usage(requests=1))
+        completion = outcome.completion
+        if completion is None:
+            return ChatTurn(request, None, outcome.failure, outcome.attempts, outcome.usage)
+        failure = unusable_answer(completion, request, outcome.provider or "")
+        usage = completion.usage
+        if usage.requests != outcome.attempts:  # a retry or a fallback: count every request made
+            usage = outcome.usage
+        return ChatTurn(request, completion, failure, outcome.attempts, usage, outcome.provider)
+
+    def _chat_log(self, agent: str | None) -> FilteringBoundLogger:
+        if agent is None:
+            return self._log
+        log = self._chat_logs.get(agent)
+        if log is None:
+            log = self._chat_logs[agent] = self._log.bind(agent=agent)
+        return log
 
     async def _run(self, backend: ExecutionBackend, task: AgentTask, ctx: RunContext) -> ExecutionResult:
         async with self._slots:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -12,6 +13,9 @@ if (
     TYPE_CHECKING
 ):  # imported when first used: it loads httpx and aiohttp (~13 MiB) that most workers never need
     from relaybus.executor.core import TaskExecutor
+    from relaybus.executor.llm.chat import ChatMessage, ResponseSchema, ToolChoice
+    from relaybus.executor.protocol import ChatTurn
+    from relaybus.tools.spec import ToolSpec
 
 __all__ = ["LazyTaskExecutor"]
 
@@ -48,6 +52,20 @@ class LazyTaskExecutor:
     ) -> ExecutionResult:
         inner = await self._get()
         return await inner.execute(task, agent, mode, system_prompt=system_prompt)
+
+    async def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
+        response_schema: ResponseSchema | None = None,
+        agent: str | None = None,
+    ) -> ChatTurn:
+        inner = await self._get()
+        return await inner.chat(
+            messages, tools=tools, tool_choice=tool_choice, response_schema=response_schema, agent=agent
+        )
 
     def cancel(self, task_id: UUID) -> bool:
         return self._inner.cancel(task_id) if self._inner is not None else False

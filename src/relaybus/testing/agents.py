@@ -11,7 +11,9 @@ conversion, delegation between agents, deadlines, cancellation and events::
         assert result.ok
 
 Agents that use the default ``handle`` run on ``executor``; the default :class:`FakeExecutor` answers offline
-and records what it was asked, so no LLM is needed.
+and records what it was asked, so no LLM is needed. Agents with tools run their agent loop on it too: give
+the model's answers as a script (``AgentTestHarness([Solver(), Counter()], script=[...])``, see
+:class:`~relaybus.testing.ScriptedAnswer`) and read the requests it saw in ``h.executor.requests``.
 """
 
 from __future__ import annotations
@@ -35,12 +37,22 @@ from relaybus.bus.memory import MemoryBus
 from relaybus.bus.rpc import ReplyRouter
 from relaybus.bus.topic import topic_matches
 from relaybus.exceptions import ConfigError, UsageError
-from relaybus.executor.protocol import Executor
+from relaybus.executor.llm.base import ChatRequest, LLMProvider
+from relaybus.executor.llm.chat import ChatMessage, ResponseSchema, ToolChoice
+from relaybus.executor.llm.errors import classify, unusable_answer
+from relaybus.executor.protocol import ChatTurn, Executor
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, Usage
+from relaybus.tools.spec import ToolSpec
+
+from .fake_llm_scripts import Script, ScriptedProvider, SeenRequest
 
 __all__ = ["AgentTestHarness", "CapturedEvent", "FakeExecutor"]
 
 Responder = Callable[[AgentTask, str | None], JsonValue]
+
+
+def _fake_reply(seen: SeenRequest) -> str:
+    return f"fake reply: {seen.last_user_text}"
 
 
 class FakeExecutor:
@@ -50,13 +62,59 @@ class FakeExecutor:
     ``{"agent": agent, "prompt": task.prompt, "system_prompt": system_prompt}``, after ``delay_s`` seconds.
     Its usage: one request, a prompt token per word of ``task.prompt``, one completion token.
     ``calls`` lists every task it was given, in order; ``cancel`` ends a running call with CANCELLED.
+
+    Model turns (:meth:`chat`, what the agent loop of an agent with tools runs on) are answered by
+    ``provider``, by default a :class:`~relaybus.testing.ScriptedProvider` of ``script`` (answers in order,
+    or a function of the request; without one: ``"fake reply: "`` + the last user message), after
+    ``delay_s`` seconds. ``requests`` lists every :class:`~relaybus.executor.ChatRequest` it was sent. A
+    provider that raises gives the turn's failure, as a real provider's error would (a script that ran out:
+    ``ConfigError``).
     """
 
-    def __init__(self, *, delay_s: float = 0.0, respond: Responder | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        delay_s: float = 0.0,
+        respond: Responder | None = None,
+        script: Script | None = None,
+        provider: LLMProvider | None = None,
+        max_tokens: int = 1024,
+    ) -> None:
+        if script is not None and provider is not None:
+            raise ConfigError("give FakeExecutor a script or a provider, not both")
         self.delay_s = delay_s
         self._respond = respond
+        self.provider: LLMProvider = provider or ScriptedProvider(
+            script if script is not None else _fake_reply
+        )
+        self.max_tokens = max_tokens
         self.calls: list[AgentTask] = []
+        self.requests: list[ChatRequest] = []
         self._running: dict[UUID, asyncio.Task[None]] = {}
+
+    async def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
+        response_schema: ResponseSchema | None = None,
+        agent: str | None = None,
+    ) -> ChatTurn:
+        request = ChatRequest(
+            tuple(messages), tuple(tools), tool_choice, response_schema, max_tokens=self.max_tokens
+        )
+        self.requests.append(request)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        name = self.provider.name
+        try:
+            completion = await self.provider.complete(request)
+        except Exception as exc:
+            return ChatTurn(request, None, classify(exc, name), 1, Usage(requests=1))
+        failure = unusable_answer(completion, request, name)
+        usage = completion.usage.model_copy(update={"requests": 1})
+        return ChatTurn(request, completion, failure, 1, usage, name)
 
     async def execute(
         self,
@@ -118,6 +176,8 @@ class AgentTestHarness:
     ``max_delegation_depth``, ...); ``grace_s`` defaults to 0 here, so tasks a test left running are cancelled
     when the block ends instead of holding the test up.
     ``timeout_s`` bounds :meth:`run` unless it is given a timeout.
+    ``script`` is the model's answers for the agents' loops: the harness's executor is then
+    ``FakeExecutor(script=script)`` (give ``executor`` or ``script``, not both).
     """
 
     def __init__(
@@ -125,6 +185,7 @@ class AgentTestHarness:
         agents: Sequence[Agent | type[Agent]],
         *,
         executor: Executor | None = None,
+        script: Script | None = None,
         bus: Bus | None = None,
         workers: int = 1,
         timeout_s: float = 30.0,
@@ -132,8 +193,10 @@ class AgentTestHarness:
     ) -> None:
         if workers < 1:
             raise ConfigError(f"workers must be at least 1, got {workers}")
+        if executor is not None and script is not None:
+            raise ConfigError("give AgentTestHarness an executor or a script, not both")
         self._agent_specs = tuple(agents)
-        self.executor: Executor = executor if executor is not None else FakeExecutor()
+        self.executor: Executor = executor if executor is not None else FakeExecutor(script=script)
         self._own_bus = bus is None
         self.bus: Bus = bus if bus is not None else MemoryBus()
         self._worker_count = workers
