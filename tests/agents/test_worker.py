@@ -29,6 +29,7 @@ from relaybus.bus.memory import MemoryBus, QueueStats
 from relaybus.exceptions import ConfigError, UsageError
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 from relaybus.testing.agents import AgentTestHarness, FakeExecutor
+from tests.eventually import eventually
 
 from . import sample_agents as sa
 
@@ -464,9 +465,8 @@ async def test_delegate_many_with_one_unroutable_task_cancels_the_others_and_rai
     probe = Probe()
     async with AgentTestHarness([Mixed(), probe]) as h:
         result = await h.run(AgentTask(topic="mixed"), timeout=10)
-        async with asyncio.timeout(5):  # the slow sibling is cancelled where it runs, not left to finish
-            while not probe.cancelled and probe.calls:
-                await asyncio.sleep(0.01)
+        # the slow sibling is cancelled where it runs, not left to finish
+        await eventually(lambda: probe.cancelled or not probe.calls, what="the sibling cancelled")
     assert result.status is ExecutionStatus.FAILURE
     assert result.error is not None
     assert result.error.type == "NoRouteError"
@@ -576,7 +576,7 @@ async def test_task_cancelled_before_it_arrives_is_answered_cancelled_without_ru
     async with AgentTestHarness([probe]) as h:
         task = probe_task("never")
         await h.cancel(task.id)
-        await asyncio.sleep(0.01)
+        await h.bus.join()  # the cancel request reached the worker's control queue
         result = await h.run(task)
     assert result.status is ExecutionStatus.CANCELLED
     assert probe.calls == []
@@ -597,9 +597,7 @@ async def test_cancelling_a_delegating_task_cancels_its_sub_task_on_the_other_ag
         await probe.started.wait()
         await h.cancel(task.id)
         result = await pending
-        async with asyncio.timeout(5):
-            while not probe.cancelled:
-                await asyncio.sleep(0.01)
+        await eventually(lambda: probe.cancelled, what="the running handle cancelled")
     assert result.status is ExecutionStatus.CANCELLED
     assert probe.cancelled[0].prompt == "sub"
 
@@ -711,7 +709,14 @@ async def test_heartbeats_announce_agents_and_load_and_one_stopped_event_at_exit
         [sa.Echo(), sa.Failing()], bus=bus, concurrency=7, heartbeat_interval_s=0.05
     ) as h:
         await h.run(AgentTask(topic=sa.topic("echo")))
-        await asyncio.sleep(0.2)
+        await eventually(
+            lambda: [
+                b
+                for e in h.events("relaybus.worker.heartbeat")
+                if (b := WorkerHeartbeat.model_validate(e.payload)).processed == 1
+            ][2:],
+            what="three heartbeats after the task",
+        )
         beats = [WorkerHeartbeat.model_validate(e.payload) for e in h.events("relaybus.worker.heartbeat")]
         assert stopped == []  # not while it runs
     assert len(beats) >= 3
@@ -755,14 +760,12 @@ async def test_a_ping_makes_every_worker_beat_at_once(bus: MemoryBus) -> None:
 
     await bus.consume("watch", keep)
     async with AgentWorker(bus, [Probe()], executor=FakeExecutor(), heartbeat_interval_s=3600):
-        await asyncio.sleep(0.05)
+        await eventually(lambda: beats, what="the heartbeat sent at start")
         before = len(beats)
         await bus.publish(
             OutgoingMessage(body=b"{}", routing_key="event.relaybus.worker.ping", mandatory=False)
         )
-        async with asyncio.timeout(5):
-            while len(beats) == before:
-                await asyncio.sleep(0.01)
+        await eventually(lambda: len(beats) > before, what="the heartbeat answering the ping")
     assert before == 1  # the one sent at start
 
 
