@@ -10,6 +10,7 @@ import argparse
 import ast
 import asyncio
 import importlib
+import os
 import re
 import shlex
 import subprocess
@@ -358,9 +359,13 @@ def test_every_test_the_readme_names_exists() -> None:
 
 def _make_dry_run(target: str, tmp_path: Path) -> str:
     # A dry run against a virtualenv that does not exist yet: the commands a fresh clone would run.
+    # Under `make test` (as in .ci/run) this make is a sub-make: without its parent's variables and with
+    # --no-print-directory it prints only the commands, not "Entering directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     proc = subprocess.run(
-        ["make", "-n", target, f"VENV={tmp_path / 'venv'}"],
+        ["make", "--no-print-directory", "-n", target, f"VENV={tmp_path / 'venv'}"],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
