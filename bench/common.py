@@ -8,6 +8,7 @@ A child says it is ready by printing one line ``READY <json>`` on stdout; its re
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -19,7 +20,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,53 @@ def timed(meter: CpuMeter, run: Any) -> Any:
         return result
 
     return wrapper()
+
+
+async def windowed_calls(
+    call: Callable[[str], Awaitable[Any]], n: int, window: int, prompt: str
+) -> RunResult:
+    """``n`` awaited ``call(prompt)`` round trips with at most ``window`` in flight, each one timed."""
+    gate = asyncio.Semaphore(window)
+    latencies: list[float] = []
+
+    async def one() -> None:
+        async with gate:
+            start = time.perf_counter()
+            await call(prompt)
+            latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(n)))
+    return RunResult(n, time.perf_counter() - start, latencies)
+
+
+async def measure_points(
+    call: Callable[[str], Awaitable[Any]], points: list[list[int]], prompt: str, server_pid: int | None
+) -> None:
+    """A client process's whole job: warm up, run each ``[n, window]`` point timed, report the results."""
+    meter = CpuMeter(server_pid)
+    await windowed_calls(call, min(50, points[0][0]), 10, prompt)  # warm-up: connections, caches
+    results = []
+    for n, window in points:
+        results.append((await timed(meter, windowed_calls(call, n, window, prompt))).summary())
+    emit_result(results)
+
+
+def rpc_peer_parser(prog: str, *, llm: bool) -> argparse.ArgumentParser:
+    """The command line every hand-written RPC peer takes: ``serve --queue Q`` and ``client --points``."""
+    parser = argparse.ArgumentParser(prog=prog)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("--queue", required=True)
+    s.add_argument("--prefetch", type=int, default=1000)
+    if llm:
+        s.add_argument("--llm-url")
+    c = sub.add_parser("client")
+    c.add_argument("--queue", required=True)
+    c.add_argument("--points", required=True, help="JSON list of [n, window] pairs")
+    c.add_argument("--prompt", default="hello")
+    c.add_argument("--server-pid", type=int, help="also report this process's CPU per task")
+    return parser
 
 
 def emit(kind: str, payload: Any) -> None:

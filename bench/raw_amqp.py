@@ -15,17 +15,15 @@ aio-pika's robust connection, so a broker restart by someone sharing it does not
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import time
 import uuid
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from bench.common import CpuMeter, RunResult, amqp_url, emit, emit_result, timed, wait_for_stop_signal
+from bench.common import amqp_url, emit, measure_points, rpc_peer_parser, wait_for_stop_signal
 
 # The arguments relaybus gives an agent's queue (DESIGN.md), so the broker does the same work for both.
 QUEUE_ARGUMENTS: dict[str, Any] = {
@@ -134,44 +132,14 @@ class RawClient:
         )
         return await future
 
-    async def run(self, n: int, window: int, prompt: str = "") -> RunResult:
-        """``n`` round trips with at most ``window`` in flight."""
-        gate = asyncio.Semaphore(window)
-        latencies: list[float] = []
-
-        async def one() -> None:
-            async with gate:
-                start = time.perf_counter()
-                await self.call(prompt)
-                latencies.append(time.perf_counter() - start)
-
-        start = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(n)))
-        return RunResult(n, time.perf_counter() - start, latencies)
-
 
 async def client(queue_name: str, points: list[list[int]], prompt: str, server_pid: int | None) -> None:
-    meter = CpuMeter(server_pid)
     async with RawClient(queue_name) as rpc:
-        await rpc.run(min(50, points[0][0]), 10, prompt)  # warm-up: connections, caches
-        results = []
-        for n, window in points:
-            results.append((await timed(meter, rpc.run(n, window, prompt))).summary())
-    emit_result(results)
+        await measure_points(rpc.call, points, prompt, server_pid)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="bench.raw_amqp")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("serve")
-    s.add_argument("--queue", required=True)
-    s.add_argument("--prefetch", type=int, default=1000)
-    s.add_argument("--llm-url")
-    c = sub.add_parser("client")
-    c.add_argument("--queue", required=True)
-    c.add_argument("--points", required=True, help="JSON list of [n, window] pairs")
-    c.add_argument("--prompt", default="hello")
-    c.add_argument("--server-pid", type=int, help="also report this process's CPU per task")
+    parser = rpc_peer_parser("bench.raw_amqp", llm=True)
     args = parser.parse_args()
     if args.cmd == "serve":
         asyncio.run(serve(args.queue, args.prefetch, args.llm_url))

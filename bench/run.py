@@ -54,6 +54,7 @@ class Sizes:
     inflight_n: int
     worker_prefetch: int = 1000
     celery: bool = True
+    faststream: bool = True
     executor_table: bool = True
 
     @property
@@ -152,6 +153,14 @@ def raw_server(children: Children, queue: str, prefetch: int, llm_url: str | Non
     return child
 
 
+def faststream_server(children: Children, queue: str, prefetch: int) -> Child:
+    child = children.python(
+        queue, "bench.faststream_peer", "serve", "--queue", queue, "--prefetch", str(prefetch)
+    )
+    child.wait_line(READY, 30)
+    return child
+
+
 def celery_worker(children: Children, queue: str, pool: str, concurrency: int, env: dict[str, str]) -> Child:
     child = children.start(
         queue,
@@ -200,10 +209,13 @@ def roundtrip(report: Report, children: Children, queues: list[str], log: Any) -
     agent = unique("bench-noop")
     raw_queue = unique("bench.raw")
     celery_queue = unique("bench.celery")
-    queues += [f"relaybus.agent.{agent}", raw_queue, celery_queue]
+    faststream_queue = unique("bench.faststream")
+    queues += [f"relaybus.agent.{agent}", raw_queue, celery_queue, faststream_queue]
     worker = relaybus_worker(children, agent, "NoopAgent", sizes.worker_prefetch, {})
     raw = raw_server(children, raw_queue, sizes.worker_prefetch)
     servers = {"relaybus": worker, "raw aio-pika": raw}
+    if sizes.faststream:
+        servers["faststream"] = faststream_server(children, faststream_queue, sizes.worker_prefetch)
     if sizes.celery:
         servers["celery"] = celery_worker(children, celery_queue, "solo", 1, {})
     report.rss["relaybus worker, idle"] = settle_rss(worker)
@@ -216,6 +228,16 @@ def roundtrip(report: Report, children: Children, queues: list[str], log: Any) -
         "raw aio-pika": ("bench.raw_amqp", "client", "--queue", raw_queue, "--points", points, *_pid(raw)),
         "relaybus MemoryBus": ("bench.relaybus_side", "memory", "--points", points),
     }
+    if "faststream" in servers:
+        clients["faststream"] = (
+            "bench.faststream_peer",
+            "client",
+            "--queue",
+            faststream_queue,
+            "--points",
+            points,
+            *_pid(servers["faststream"]),
+        )
     if "celery" in servers:
         clients["celery"] = (
             "bench.celery_peer",
@@ -398,6 +420,7 @@ def collect_env(report: Report) -> None:
             "aiormq": version("aiormq"),
             "pydantic": version("pydantic"),
             "celery": version("celery"),
+            "faststream": version("faststream"),
             "rabbitmq": asyncio.run(broker.server_version()),
         }
     )
@@ -410,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, help="repetitions of each figure (default 3, quick 2)")
     parser.add_argument("--only", choices=("roundtrip", "llm"), help="run one part")
     parser.add_argument("--no-celery", action="store_true", help="skip the Celery peer")
+    parser.add_argument("--no-faststream", action="store_true", help="skip the FastStream peer")
     parser.add_argument("--no-plot", action="store_true", help="write no PNG (no matplotlib needed)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench", help="where RESULTS.md and the PNG go")
     parser.add_argument("--logs", type=Path, help="child process logs (default: a temporary directory)")
@@ -422,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
         sizes = replace(sizes, reps=args.reps)
     if args.no_celery or not _installed("celery"):
         sizes = replace(sizes, celery=False)
+    if args.no_faststream or not _installed("faststream"):
+        sizes = replace(sizes, faststream=False)
     report = Report(sizes, mode)
     logs = args.logs or Path(tempfile.mkdtemp(prefix="relaybus-bench-"))
 

@@ -57,7 +57,7 @@ def test_tiny_bench_run_measures_every_part_and_writes_the_table(amqp_url: str, 
     assert bench.returncode == 0, stderr[-3000:]
     data = json.loads((tmp_path / "results.json").read_text())
     points = data["sizes"]["points"]
-    for framework in ("relaybus", "raw aio-pika", "relaybus MemoryBus"):
+    for framework in ("relaybus", "raw aio-pika", "faststream", "relaybus MemoryBus"):
         reps = data["roundtrip"][framework]
         assert len(reps) == 1
         assert [p["n"] for p in reps[0]] == [n for n, _ in points]
@@ -70,6 +70,6 @@ def test_tiny_bench_run_measures_every_part_and_writes_the_table(amqp_url: str, 
     assert data["seed"]["costs"]["asyncio_run_with_client_ms"] > data["seed"]["costs"]["asyncio_run_ms"]
     assert data["rss"]["relaybus worker, idle"] > 10
     results = (tmp_path / "RESULTS.md").read_text()
-    assert "### Targets (issue 6)" in results
+    assert "### Targets (issue 18)" in results
     assert "relaybus: execute_tasks -> `relaybus worker` -> result" in results
     assert not (tmp_path / "throughput.png").exists()
