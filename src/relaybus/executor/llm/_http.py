@@ -13,7 +13,7 @@ from relaybus.exceptions import ProviderResponseError
 from relaybus.messages import Usage
 from relaybus.secrets import Secret, mask_url
 
-from ..http import CappedResponse, request_capped
+from ..http import CappedResponse, open_post, post_capped
 from .base import Completion
 from .sse import SseDecoder, SseEvent
 from .stream import StreamChunk, StreamDelta
@@ -38,9 +38,7 @@ async def post_json(
     client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str], provider: str
 ) -> dict[str, Any]:
     """POST ``body``; raise ``httpx.HTTPStatusError`` on non-2xx, ``ProviderResponseError`` on a bad body."""
-    capped = await request_capped(
-        client, "POST", url, json=body, headers=headers, max_bytes=MAX_RESPONSE_BYTES
-    )
+    capped = await post_capped(client, url, body, headers, max_bytes=MAX_RESPONSE_BYTES)
     if not capped.is_success:
         capped.response.raise_for_status()
     if capped.truncated:
@@ -66,18 +64,18 @@ async def post_sse(
     error message); a body longer than :data:`MAX_RESPONSE_BYTES` raises ``ProviderResponseError``; a
     connection lost mid-body raises ``httpx.TransportError``. Closing the generator closes the response.
     """
-    async with client.stream("POST", url, json=body, headers=headers) as streamed:
+    async with open_post(client, url, body, headers) as streamed:
         if not streamed.is_success:
             content = b""
-            async for chunk in streamed.aiter_bytes():
+            async for chunk in streamed.chunks:
                 content += chunk
                 if len(content) >= _ERROR_BODY_BYTES:
                     break
-            error = CappedResponse(streamed.status_code, streamed.headers, content, streamed.request, False)
+            error = CappedResponse(streamed.status_code, streamed.headers, content, "POST", url, False)
             error.response.raise_for_status()
         decoder = SseDecoder()
         size = 0
-        async for chunk in streamed.aiter_bytes():
+        async for chunk in streamed.chunks:
             size += len(chunk)
             if size > MAX_RESPONSE_BYTES:
                 raise ProviderResponseError(f"{provider} streamed more than {MAX_RESPONSE_BYTES} bytes")
