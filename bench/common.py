@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,6 +199,24 @@ def rpc_peer_parser(prog: str, *, llm: bool) -> argparse.ArgumentParser:
     c.add_argument("--prompt", default="hello")
     c.add_argument("--server-pid", type=int, help="also report this process's CPU per task")
     return parser
+
+
+def run_measured(main: Coroutine[Any, Any, Any]) -> Any:
+    """Run a measured process's ``main`` on the loop the relaybus CLI would choose (``RELAYBUS_EVENT_LOOP``).
+
+    The driver sets the variable for every child, so relaybus and its baselines run on the same loop.
+    """
+    from relaybus.cli._common import event_loop_factory
+
+    with asyncio.Runner(loop_factory=event_loop_factory(os.environ)) as runner:
+        return runner.run(main)
+
+
+def loop_name() -> str:
+    """``uvloop`` or ``asyncio``: the loop :func:`run_measured` (and the relaybus CLI) runs on here."""
+    from relaybus.cli._common import event_loop_factory
+
+    return "asyncio" if event_loop_factory(os.environ) is None else "uvloop"
 
 
 def emit(kind: str, payload: Any) -> None:

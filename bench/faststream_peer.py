@@ -21,7 +21,7 @@ from typing import Any
 
 from faststream.rabbit import Channel, QueueType, RabbitBroker, RabbitMessage, RabbitQueue
 
-from bench.common import amqp_url, emit, measure_points, rpc_peer_parser, wait_for_stop_signal
+from bench.common import amqp_url, emit, measure_points, rpc_peer_parser, run_measured, wait_for_stop_signal
 from bench.raw_amqp import QUEUE_ARGUMENTS, REPLY_PREFETCH
 
 
@@ -100,9 +100,9 @@ def main() -> None:
     parser = rpc_peer_parser("bench.faststream_peer", llm=False)
     args = parser.parse_args()
     if args.cmd == "serve":
-        asyncio.run(serve(args.queue, args.prefetch))
+        run_measured(serve(args.queue, args.prefetch))
     else:
-        asyncio.run(client(args.queue, json.loads(args.points), args.prompt, args.server_pid))
+        run_measured(client(args.queue, json.loads(args.points), args.prompt, args.server_pid))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from bench.common import amqp_url, emit, measure_points, rpc_peer_parser, wait_for_stop_signal
+from bench.common import amqp_url, emit, measure_points, rpc_peer_parser, run_measured, wait_for_stop_signal
 
 # The arguments relaybus gives an agent's queue (DESIGN.md), so the broker does the same work for both.
 QUEUE_ARGUMENTS: dict[str, Any] = {
@@ -142,9 +142,9 @@ def main() -> None:
     parser = rpc_peer_parser("bench.raw_amqp", llm=True)
     args = parser.parse_args()
     if args.cmd == "serve":
-        asyncio.run(serve(args.queue, args.prefetch, args.llm_url))
+        run_measured(serve(args.queue, args.prefetch, args.llm_url))
     else:
-        asyncio.run(client(args.queue, json.loads(args.points), args.prompt, args.server_pid))
+        run_measured(client(args.queue, json.loads(args.points), args.prompt, args.server_pid))
 
 
 if __name__ == "__main__":

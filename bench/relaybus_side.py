@@ -19,7 +19,7 @@ import json
 import time
 
 from bench.agents import NoopAgent
-from bench.common import CpuMeter, RunResult, amqp_url, emit_result, timed
+from bench.common import CpuMeter, RunResult, amqp_url, emit_result, run_measured, timed
 from relaybus.agents.worker import AgentWorker
 from relaybus.bus.base import Bus
 from relaybus.bus.connect import connect
@@ -101,9 +101,9 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging(level="INFO", json=True)  # as the CLI does: log lines on stderr
     if args.cmd == "client":
-        asyncio.run(client(args.agent, json.loads(args.points), args.prompt, args.server_pid))
+        run_measured(client(args.agent, json.loads(args.points), args.prompt, args.server_pid))
     else:
-        asyncio.run(memory(json.loads(args.points), args.concurrency))
+        run_measured(memory(json.loads(args.points), args.concurrency))
 
 
 if __name__ == "__main__":

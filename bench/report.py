@@ -91,7 +91,8 @@ def render(report: Report, out: Path, *, plot: bool = True) -> str:
         f"{report.elapsed_s:.0f} s in all. Machine: {env.get('cpu_count')} cores, {env.get('platform')}. "
         f"Python {env.get('python')}, {env.get('rabbitmq')}, relaybus {env.get('relaybus')}, aio-pika "
         f"{env.get('aio-pika')}, aiormq {env.get('aiormq')}, pydantic {env.get('pydantic')}, Celery "
-        f"{env.get('celery')}, FastStream {env.get('faststream')}.",
+        f"{env.get('celery')}, FastStream {env.get('faststream')}; every measured process on the "
+        f"{env.get('event_loop', 'asyncio')} event loop.",
         "",
         "Each figure: median of the repetitions, (min-max) in brackets. Ratios are paired per repetition "
         "(the frameworks ran back to back, taking turns) and then summarized. Every process, the broker "

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import broker
-from bench.common import BIN, READY, RESULT, ROOT, Child, Children, amqp_url, unique
+from bench.common import BIN, READY, RESULT, ROOT, Child, Children, amqp_url, loop_name, unique
 
 AGENT_NAME_ENV = "RELAYBUS_BENCH_AGENT_NAME"
 CLIENT_TIMEOUT_S = 150.0  # one client process, all its points; the largest takes ~10 s here
@@ -421,6 +421,7 @@ def collect_env(report: Report) -> None:
             "pydantic": version("pydantic"),
             "celery": version("celery"),
             "faststream": version("faststream"),
+            "event_loop": loop_name(),
             "rabbitmq": asyncio.run(broker.server_version()),
         }
     )
@@ -434,6 +435,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("roundtrip", "llm"), help="run one part")
     parser.add_argument("--no-celery", action="store_true", help="skip the Celery peer")
     parser.add_argument("--no-faststream", action="store_true", help="skip the FastStream peer")
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        help="the event loop of every measured process (default: as the CLI, uvloop when installed)",
+    )
     parser.add_argument("--no-plot", action="store_true", help="write no PNG (no matplotlib needed)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench", help="where RESULTS.md and the PNG go")
     parser.add_argument("--logs", type=Path, help="child process logs (default: a temporary directory)")
@@ -448,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         sizes = replace(sizes, celery=False)
     if args.no_faststream or not _installed("faststream"):
         sizes = replace(sizes, faststream=False)
+    if args.loop:
+        os.environ["RELAYBUS_EVENT_LOOP"] = args.loop  # inherited by every child, relaybus's and the peers'
     report = Report(sizes, mode)
     logs = args.logs or Path(tempfile.mkdtemp(prefix="relaybus-bench-"))
 

@@ -6,7 +6,9 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,3 +109,36 @@ def assert_fits(stdout: str, width: int) -> None:
     """No line of ``stdout`` is wider than ``width`` columns."""
     too_wide = [line for line in stdout.splitlines() if len(line) > width]
     assert not too_wide, "\n".join(too_wide)
+
+
+@contextmanager
+def started_worker(
+    argv: Sequence[str], *, cwd: Path = REPO_ROOT, env: Mapping[str, str] | None = None, timeout: float = 30
+) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """Start a long-running command (``argv`` in full) and read its output until ``worker_started``.
+
+    Yields the process and the lines read so far; at the end a process still running is killed.
+    """
+    proc = subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=_env(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout
+        while not any("worker_started" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, "the worker ended before it started:\n" + "".join(lines)
+            assert time.monotonic() < deadline, f"no worker_started within {timeout:g} s:\n" + "".join(lines)
+            lines.append(line)
+        yield proc, lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

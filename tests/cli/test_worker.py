@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +11,7 @@ import pytest
 from relaybus.cli import main
 from relaybus.cli._common import CliError, load_agent
 
-from .support import one_error_line, run_cli
+from .support import one_error_line, run_cli, started_worker
 
 
 @pytest.mark.parametrize(
@@ -81,34 +78,13 @@ def test_a_module_in_the_current_directory_is_hosted_and_a_signal_stops_it_with_
         "    name = 'mine'\n"
         "    topics = ('mine.*',)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     # The console script, not `python -m` (which would put the current directory on sys.path itself).
     script = str(Path(sys.executable).with_name("relaybus"))
-    proc = subprocess.Popen(
-        [script, "--log-json", "worker", "my_agents:Mine", "--amqp-url", "memory://"],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 30
-        seen = ""
-        while "worker_started" not in seen and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            seen += line
-        assert "worker_started" in seen, seen
+    argv = [script, "--log-json", "worker", "my_agents:Mine", "--amqp-url", "memory://"]
+    with started_worker(argv, cwd=tmp_path) as (proc, lines):
+        seen = "".join(lines)
         proc.send_signal(signum)
         out, _ = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, seen + out
     assert "worker_stopped" in out
 

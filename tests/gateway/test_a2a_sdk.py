@@ -124,7 +124,7 @@ async def test_streaming_sends_the_task_then_working_then_the_artifact_and_compl
 
 async def test_a_non_blocking_send_returns_at_once_and_get_task_shows_the_result(stack: Stack) -> None:
     async with _client(stack, streaming=False) as client:
-        answered = await _send_without_waiting(client, stack, "later", {"sleep_s": 0.3})
+        answered = await _send_without_waiting(client, stack, "later", {"sleep_s": 2.0})
         assert answered.status.state in {TaskState.TASK_STATE_SUBMITTED, TaskState.TASK_STATE_WORKING}
         task_id = answered.id
         async with _client(stack, streaming=True) as streaming:

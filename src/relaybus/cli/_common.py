@@ -184,6 +184,31 @@ def _describe(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+EVENT_LOOP_ENV = "RELAYBUS_EVENT_LOOP"
+
+
+def event_loop_factory(environ: Mapping[str, str]) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop the CLI runs on: uvloop when installed (``relaybus[speed]``), else asyncio's own.
+
+    ``RELAYBUS_EVENT_LOOP=asyncio`` keeps asyncio's loop even with uvloop installed; ``uvloop`` insists on
+    it (a clear error when it is missing). ``None`` means asyncio's default loop.
+    """
+    choice = environ.get(EVENT_LOOP_ENV, "auto").strip().lower() or "auto"
+    if choice not in ("auto", "asyncio", "uvloop"):
+        raise CliError(f"{EVENT_LOOP_ENV}={choice!r} is not an event loop: use auto, asyncio or uvloop")
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise CliError(
+                f"{EVENT_LOOP_ENV}=uvloop but uvloop is not installed: pip install 'relaybus[speed]'"
+            ) from None
+        return None
+    return uvloop.new_event_loop
+
+
 def run_async(main: Callable[[], Awaitable[int]]) -> int:
     """Run ``main`` in this process's one event loop; CliError and RelaybusError become one line on stderr."""
 
@@ -191,7 +216,8 @@ def run_async(main: Callable[[], Awaitable[int]]) -> int:
         return await main()
 
     try:
-        return asyncio.run(guarded())
+        with asyncio.Runner(loop_factory=event_loop_factory(os.environ)) as runner:
+            return runner.run(guarded())
     except BadUsage:
         raise  # the command line reports it, with the sub-command's usage
     except CliError as exc:

@@ -117,7 +117,11 @@ async def _serve(args: argparse.Namespace) -> int:
     bus = await open_bus(args.amqp_url)
     # The agents' default executor is made from these settings on first use: name them at start.
     log.info(
-        "worker_starting", agents=[a.name for a in agents], llm_provider=llm.kind, llm_model=llm.model_name
+        "worker_starting",
+        agents=[a.name for a in agents],
+        llm_provider=llm.kind,
+        llm_model=llm.model_name,
+        event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
     )
     stop = asyncio.Event()
     metrics = None if args.metrics_port is None else WorkerMetrics()
