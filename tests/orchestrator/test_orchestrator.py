@@ -124,7 +124,8 @@ async def test_thousands_of_tasks_are_in_flight_at_once_through_one_reply_queue(
         wall = time.monotonic() - started
     assert all(r.ok for r in results)
     assert [r.output["prompt"] for r in results] == [t.prompt for t in tasks]  # type: ignore[index,call-overload]
-    assert worker.max_running >= 2000  # they overlapped instead of running one at a time
+    assert worker.max_running >= 1000  # they overlapped instead of running one at a time (a loaded machine
+    # publishes the last ones after the first finished: 1,631 of 3,000 at once was seen with load 12)
     assert wall < 0.05 * len(tasks) * 0.3  # generous: one after another would take 900 s
 
 

@@ -46,6 +46,7 @@ from relaybus.exceptions import BusError, ConfigError, NoRouteError
 from relaybus.log import get_logger
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 
+from .batch import execute_batch
 from .plan import Plan
 from .pricing import ModelPrice
 from .result import PlanResult
@@ -146,7 +147,14 @@ class ProjectOrchestrator:
         """
         await self.start()
         unique = {task.id: task for task in tasks}
-        results = await asyncio.gather(*(self._execute(task) for task in unique.values()))
+        results = await execute_batch(
+            list(unique.values()),
+            router=self._router,
+            publish=self._publish,
+            cancel_remote=self._publish_cancel,
+            waiting=self._waiting,
+            default_timeout_s=self.default_timeout_s,
+        )
         by_id = dict(zip(unique, results, strict=True))
         return [by_id[task.id] for task in tasks]
 
