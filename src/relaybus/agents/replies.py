@@ -79,8 +79,8 @@ class ResultCache:
 def addressed(message: OutgoingMessage, delivery: Delivery, reply_to: str) -> OutgoingMessage:
     """``message`` (a result) sent to ``reply_to`` with the task's own ``correlation_id`` echoed (a caller may
     use its own; relaybus callers use the task id). A direct reply-to (``amq.rabbitmq.reply-to.*``) is not
-    mandatory: RabbitMQ routes it without knowing whether the caller is still there (it never returns one),
-    so a missing caller cannot be told from a present one and no "reply queue is gone" letter is written."""
+    mandatory: RabbitMQ cannot tell at routing time whether its caller is still there, and 3.10 returns such
+    a message although it delivered it, which would write a spurious "reply queue is gone" letter."""
     return dataclasses.replace(
         message,
         routing_key=reply_to,
