@@ -6,12 +6,14 @@ run beside relaybus. The names, arguments and headers here are the ones docs/wir
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
@@ -100,6 +102,44 @@ def task_body(topic: str, **fields: Any) -> tuple[str, bytes]:
     return task_id, json.dumps({"id": task_id, "topic": topic, **fields}).encode()
 
 
+def serve(
+    url: str, setup: Callable[[BlockingChannel], None], ready: threading.Event, stop: threading.Event
+) -> None:
+    """Connect, declare the exchanges, let ``setup`` declare and consume, set ``ready``, and process
+    deliveries until ``stop`` is set."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        _declare_topology(channel)
+        setup(channel)
+        ready.set()
+        while not stop.is_set():
+            connection.process_data_events(time_limit=0.05)
+    finally:
+        connection.close()
+
+
+class _Runs(Protocol):
+    ready: threading.Event
+    stop: threading.Event
+
+    def run(self) -> None: ...
+
+
+@contextlib.contextmanager
+def running(thing: _Runs) -> Iterator[None]:
+    """Run ``thing`` in a thread of its own while the block runs."""
+    thread = threading.Thread(target=thing.run, daemon=True)
+    thread.start()
+    if not thing.ready.wait(20):
+        raise TimeoutError(f"{type(thing).__name__} did not start within 20 s")
+    try:
+        yield
+    finally:
+        thing.stop.set()
+        thread.join(10)
+
+
 @dataclass
 class PikaWorker:
     """Hosts agent ``name`` for ``topic_pattern``: answers each task with ``{"upper": prompt.upper()}``."""
@@ -113,25 +153,19 @@ class PikaWorker:
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
-        connection = pika.BlockingConnection(pika.URLParameters(self.url))
-        try:
-            channel = connection.channel()
-            channel.confirm_delivery()
-            _declare_topology(channel)
-            queue = f"relaybus.agent.{self.name}"
-            channel.queue_declare(queue, durable=True, arguments=AGENT_QUEUE_ARGUMENTS)
-            channel.queue_bind(queue, EXCHANGE, routing_key=f"task.{self.topic_pattern}")
-            channel.queue_bind(queue, EXCHANGE, routing_key=f"agent.{self.name}")
-            control = channel.queue_declare("", exclusive=True).method.queue
-            channel.queue_bind(control, EXCHANGE, routing_key="event.relaybus.cancel")
-            channel.basic_qos(prefetch_count=8)
-            channel.basic_consume(queue, self._on_task)
-            channel.basic_consume(control, self._on_cancel, auto_ack=True)
-            self.ready.set()
-            while not self.stop.is_set():
-                connection.process_data_events(time_limit=0.05)
-        finally:
-            connection.close()
+        serve(self.url, self._setup, self.ready, self.stop)
+
+    def _setup(self, channel: BlockingChannel) -> None:
+        channel.confirm_delivery()
+        queue = f"relaybus.agent.{self.name}"
+        channel.queue_declare(queue, durable=True, arguments=AGENT_QUEUE_ARGUMENTS)
+        channel.queue_bind(queue, EXCHANGE, routing_key=f"task.{self.topic_pattern}")
+        channel.queue_bind(queue, EXCHANGE, routing_key=f"agent.{self.name}")
+        control = channel.queue_declare("", exclusive=True).method.queue
+        channel.queue_bind(control, EXCHANGE, routing_key="event.relaybus.cancel")
+        channel.basic_qos(prefetch_count=8)
+        channel.basic_consume(queue, self._on_task)
+        channel.basic_consume(control, self._on_cancel, auto_ack=True)
 
     def _on_cancel(self, _channel: BlockingChannel, _method: Any, _props: Any, body: bytes) -> None:
         self.cancels.append(json.loads(body))
@@ -165,3 +199,31 @@ class PikaWorker:
                 ),
             )
         channel.basic_ack(method.delivery_tag)
+
+
+@dataclass
+class EventTap:
+    """A private queue bound to ``bindings`` on ``relaybus``; keeps each (routing key, headers, JSON body).
+    With ``ping``, asks every live worker for a heartbeat once the queue is bound."""
+
+    url: str
+    bindings: tuple[str, ...]
+    ping: bool = False
+    got: list[tuple[str, dict[str, Any], Any]] = field(default_factory=list)
+    ready: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        serve(self.url, self._setup, self.ready, self.stop)
+
+    def _setup(self, channel: BlockingChannel) -> None:
+        queue = channel.queue_declare("", exclusive=True).method.queue
+        for binding in self.bindings:
+            channel.queue_bind(queue, EXCHANGE, routing_key=binding)
+        channel.basic_consume(queue, self._on, auto_ack=True)
+        if self.ping:
+            properties = pika.BasicProperties(content_type="application/json", headers=SCHEMA)
+            channel.basic_publish(EXCHANGE, "event.relaybus.worker.ping", b"{}", properties)
+
+    def _on(self, _channel: BlockingChannel, method: Any, props: pika.BasicProperties, body: bytes) -> None:
+        self.got.append((method.routing_key, dict(props.headers or {}), json.loads(body)))

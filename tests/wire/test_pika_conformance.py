@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
+import jsonschema
 import pika
 import pytest
 
@@ -130,14 +131,8 @@ async def test_charset_utf8_from_pika_is_accepted(worker: str) -> None:
 @pytest.fixture
 def pika_worker(amqp_vhost_url: str) -> Iterator[pika_side.PikaWorker]:
     agent = pika_side.PikaWorker(amqp_vhost_url, name="pika-agent", topic_pattern="shout.#")
-    thread = threading.Thread(target=agent.run, daemon=True)
-    thread.start()
-    assert agent.ready.wait(20), "the pika worker did not start"
-    try:
+    with pika_side.running(agent):
         yield agent
-    finally:
-        agent.stop.set()
-        thread.join(10)
 
 
 async def test_a_pika_worker_answers_a_relaybus_orchestrator_and_gets_its_cancels(
@@ -162,3 +157,45 @@ async def test_a_pika_worker_answers_a_relaybus_orchestrator_and_gets_its_cancel
                 break
             await asyncio.sleep(0.05)
         assert pika_worker.cancels == [{"task_id": str(by_topic.id), "reason": "no longer needed"}]
+
+
+@pytest.fixture
+def tap(request: pytest.FixtureRequest, amqp_vhost_url: str) -> Iterator[pika_side.EventTap]:
+    bindings, ping = request.param
+    listener = pika_side.EventTap(amqp_vhost_url, bindings, ping=ping)
+    with pika_side.running(listener):
+        yield listener
+
+
+async def wait_for(predicate: Callable[[], bool]) -> None:
+    for _ in range(200):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("not within 10 s")
+
+
+@pytest.mark.parametrize("tap", [((f"event.{sa.topic('started')}",), False)], indirect=True)
+async def test_pika_receives_the_events_a_relaybus_agent_publishes(
+    worker: str, tap: pika_side.EventTap
+) -> None:
+    task_id, body = pika_side.task_body(sa.topic("echo"), prompt="e", input={"announce": True})
+    reply = await asyncio.to_thread(pika_side.call, worker, body, routing_key=ECHO, message_id=task_id)
+    assert reply is not None
+    assert reply.body["status"] == "success"
+    await wait_for(lambda: bool(tap.got))
+    routing_key, headers, event = tap.got[0]
+    assert routing_key == f"event.{sa.topic('started')}"
+    assert headers["relaybus-schema"] == 1
+    assert event["task_id"] == task_id
+
+
+@pytest.mark.parametrize("tap", [(("event.relaybus.worker.*",), True)], indirect=True)
+async def test_a_ping_from_pika_gets_heartbeats_valid_against_the_published_schema(
+    worker: str, tap: pika_side.EventTap
+) -> None:
+    await wait_for(lambda: any(key.endswith(".heartbeat") for key, _, _ in tap.got))
+    schemas = json.loads((Path(__file__).resolve().parents[2] / "docs" / "schemas.json").read_text())
+    heartbeat = next(body for key, _, body in tap.got if key.endswith(".heartbeat"))
+    jsonschema.validate(heartbeat, {**schemas, "$ref": "#/$defs/WorkerHeartbeat"})
+    assert sa.name("echo") in heartbeat["agents"]

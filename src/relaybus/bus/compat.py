@@ -58,7 +58,7 @@ def schema_version(headers: Mapping[str, HeaderValue]) -> tuple[int, int]:
     if raw is None:
         raise InvalidMessage(f"missing header {SCHEMA_HEADER!r}; set it to {SCHEMA_VERSION}")
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    match = _VERSION_RE.match(text.strip()) if not isinstance(raw, bool) else None
+    match = _VERSION_RE.match(text.strip())
     if match is None or int(match[1]) != SCHEMA_VERSION:
         raise InvalidMessage(
             f"unknown schema version {text[:20]!r} in {SCHEMA_HEADER!r}; "
