@@ -25,6 +25,14 @@ $(VENV)/.mutation-installed: $(VENV)/.installed
 	$(BIN)/python -m pip install -q -e '.[dev,mutation]'
 	touch $@
 
+# The AsyncAPI project's own parser (npm), for the test that validates docs/asyncapi.yaml with it; the test
+# runs this target itself when the parser is missing (needs node and npm; about a minute, 55 MB).
+ASYNCAPI_PARSER_VERSION := 3.6.3
+.tools/asyncapi/.installed:
+	mkdir -p .tools/asyncapi
+	cd .tools/asyncapi && npm install --no-audit --no-fund --no-save --silent @asyncapi/parser@$(ASYNCAPI_PARSER_VERSION)
+	touch $@
+
 demo: $(VENV)/.demo-installed
 	$(BIN)/relaybus demo
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from uuid import uuid4
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from relaybus.exceptions import ConfigError
 from relaybus.messages import AgentTask, ErrorInfo, ExecutionResult, ExecutionStatus, Usage
@@ -90,3 +92,35 @@ def test_duration_is_known_once_finished() -> None:
     )
     assert result.duration_s == pytest.approx(2.0)
     assert ExecutionResult.success(uuid.uuid4()).duration_s is None
+
+
+# -- the machine-readable contract ---------------------------------------------------------------------------
+
+
+def test_the_task_schema_requires_what_a_worker_requires_and_states_the_name_patterns() -> None:
+    import re
+
+    from relaybus.messages import NAME_RE, TOPIC_RE
+
+    schema = AgentTask.model_json_schema()
+    assert schema["required"] == ["id", "topic"]
+    assert schema["properties"]["topic"]["pattern"] == TOPIC_RE.pattern
+    for field in ("agent", "mode"):
+        assert {"type": "string", "pattern": NAME_RE.pattern} in schema["properties"][field]["anyOf"]
+    assert schema["properties"]["created_at"]["format"] == "date-time"
+    assert re.match(schema["properties"]["topic"]["pattern"], "code.review")
+
+
+@pytest.mark.parametrize(
+    ("model", "fields"),
+    [
+        (AgentTask, {"topic": "a", "created_at": datetime(2026, 1, 1)}),
+        (ExecutionResult, {"task_id": uuid4(), "status": "success", "started_at": datetime(2026, 1, 1)}),
+        (ExecutionResult, {"task_id": uuid4(), "status": "success", "finished_at": "2026-01-01T00:00:00"}),
+    ],
+)
+def test_timestamps_without_a_time_zone_are_refused(
+    model: type[BaseModel], fields: dict[str, object]
+) -> None:
+    with pytest.raises(ValidationError, match="timezone"):
+        model.model_validate(fields)

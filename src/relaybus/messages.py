@@ -1,8 +1,10 @@
 """The contract between processes: tasks, their results, cancel requests and worker heartbeats.
 
 All are frozen pydantic v2 models that travel as UTF-8 JSON (``model_dump_json``) with the AMQP header
-``relaybus-schema: 1`` (see :mod:`relaybus.bus.codec`). Unknown fields are refused, so a message from a newer,
-incompatible sender fails loudly instead of losing data silently.
+``relaybus-schema: 1`` (see :mod:`relaybus.bus.codec`). Unknown fields are refused, unless the sender declares
+a newer minor version of the schema (``relaybus-schema: 1.<minor>``): then they are ignored, so callers and
+workers can be upgraded one at a time (the rule is :mod:`relaybus.bus.compat`). Timestamps must carry a time
+zone. ``model_json_schema()`` gives what a reader requires (a task's ``id`` included) and the name patterns.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from relaybus.exceptions import ConfigError
 
 __all__ = [
+    "SCHEMA_MINOR",
     "SCHEMA_VERSION",
     "AgentTask",
     "CancelRequest",
@@ -29,13 +32,24 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-"""Version of the wire format; sent in the ``relaybus-schema`` header and checked on receipt."""
+"""Major version of the wire format; sent in the ``relaybus-schema`` header and checked on receipt."""
+SCHEMA_MINOR = 0
+"""Minor version: raised by each release that adds optional fields (see :mod:`relaybus.bus.compat`)."""
 
 _WORD = r"[A-Za-z0-9_-]+"
 TOPIC_RE = re.compile(rf"^{_WORD}(\.{_WORD})*$")
 NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$")
 MAX_TOPIC_LEN = 200
 MAX_CANCEL_REASON = 1000
+_NAME = Annotated[str, Field(json_schema_extra={"pattern": NAME_RE.pattern})]
+
+
+def _require_id(schema: dict[str, Any]) -> None:
+    # ``id`` has a default for Python callers, but a worker refuses a task without one (a redelivery would
+    # run again under a new id): on the wire it is required, and the schema says so.
+    required = schema.setdefault("required", [])
+    if "id" not in required:
+        required.insert(0, "id")
 
 
 def _now() -> datetime:
@@ -95,17 +109,21 @@ class AgentTask(_Model):
     agent by name instead (routed as ``agent.<name>``).
     """
 
+    model_config = ConfigDict(json_schema_extra=_require_id)
+
     id: UUID = Field(default_factory=uuid4)
-    topic: Annotated[str, Field(min_length=1, max_length=MAX_TOPIC_LEN)]
+    topic: Annotated[
+        str, Field(min_length=1, max_length=MAX_TOPIC_LEN, json_schema_extra={"pattern": TOPIC_RE.pattern})
+    ]
     prompt: str = ""
     input: dict[str, JsonValue] = Field(default_factory=dict)
-    agent: str | None = None
-    mode: str | None = None
+    agent: _NAME | None = None
+    mode: _NAME | None = None
     depends_on: tuple[UUID, ...] = ()
     timeout_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] | None = None
     priority: Annotated[int, Field(ge=0, le=9)] = 0
     metadata: dict[str, str] = Field(default_factory=dict)
-    created_at: datetime = Field(default_factory=_now)
+    created_at: AwareDatetime = Field(default_factory=_now)
 
     @field_validator("topic")
     @classmethod
@@ -139,8 +157,8 @@ class ExecutionResult(_Model):
     error: ErrorInfo | None = None
     agent: str | None = None
     worker: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    started_at: AwareDatetime | None = None
+    finished_at: AwareDatetime | None = None
     attempts: Annotated[int, Field(ge=0)] = 1
     usage: Usage = Field(default_factory=Usage)
 
@@ -197,4 +215,4 @@ class WorkerHeartbeat(BaseModel):
     processed: Annotated[int, Field(ge=0)] = 0
     status: Literal["running", "draining", "stopped"] = "running"
     interval_s: Annotated[float, Field(gt=0)]
-    timestamp: datetime = Field(default_factory=_now)
+    timestamp: AwareDatetime = Field(default_factory=_now)

@@ -274,14 +274,22 @@ async def test_a_mismatched_correlation_id_is_dead_lettered_naming_both(bus: Mem
     ]
 
 
-async def test_a_result_over_max_body_bytes_is_dead_lettered(bus: MemoryBus) -> None:
+async def test_a_result_over_max_body_bytes_is_dead_lettered_and_ends_its_task_invalid(
+    bus: MemoryBus,
+) -> None:
     small = ExecutionResult.success(uuid4(), "small")
     limit = len(encode_result(small, reply_to="q").body)
     async with ReplyRouter(bus, max_body_bytes=limit) as router:
         task_id = uuid4()
         future = router.expect(task_id)
         await answer(bus, router, task_id, "x" * 500)
-        assert not future.done()
+        refused = future.result()  # at once, from the correlation id: not a timeout later
+        assert (refused.status, refused.error and refused.error.type) == (
+            ExecutionStatus.FAILURE,
+            "InvalidResult",
+        )
+        assert refused.error is not None
+        assert "body too large" in refused.error.message
         await answer(bus, router, small.task_id, "small")  # exactly at the limit: accepted
         assert router.expect(small.task_id).result().output == "small"
     [reason] = await dead_letter_reasons(bus)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 import time
+from uuid import UUID
 
 from relaybus.bus.base import DEADLINE_HEADER, Delivery
 from relaybus.bus.codec import decode
 from relaybus.bus.rpc import is_reply_queue
+from relaybus.bus.salvage import readable_id
 from relaybus.exceptions import DelegationError, InvalidMessage
 from relaybus.log import FilteringBoundLogger
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
@@ -24,7 +26,15 @@ from .delegation import check_incoming, parse_chain
 from .outcomes import refused
 from .running import Run
 
-__all__ = ["MAX_TASK_S", "Admission", "deadline_of", "decode_task"]
+__all__ = ["MAX_TASK_S", "Admission", "answerable_id", "deadline_of", "decode_task"]
+
+
+def answerable_id(delivery: Delivery, max_bytes: int) -> UUID | None:
+    """The id to answer a refused ``delivery`` under, when it has a reply queue a worker may publish to and
+    an id can be read (:func:`~relaybus.bus.salvage.readable_id`); None when it can only be dead-lettered."""
+    if not delivery.reply_to or not is_reply_queue(delivery.reply_to):
+        return None
+    return readable_id(delivery.body, "id", delivery.message_id, delivery.correlation_id, max_bytes=max_bytes)
 
 
 def decode_task(delivery: Delivery, max_bytes: int) -> AgentTask | str:

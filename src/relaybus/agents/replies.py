@@ -26,6 +26,7 @@ from relaybus.bus.base import (
 )
 from relaybus.bus.codec import encode_result
 from relaybus.bus.core import dead_letter_headers
+from relaybus.bus.rpc import is_direct_reply_to
 from relaybus.exceptions import NoRouteError
 from relaybus.log import FilteringBoundLogger
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
@@ -34,7 +35,7 @@ from relaybus.telemetry.metrics import WorkerMetrics
 
 from .outcomes import refused
 
-__all__ = ["Replier", "ResultCache"]
+__all__ = ["Replier", "ResultCache", "addressed"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -73,6 +74,19 @@ class ResultCache:
                 "the caller that sent it"
             )
         return cached.message
+
+
+def addressed(message: OutgoingMessage, delivery: Delivery, reply_to: str) -> OutgoingMessage:
+    """``message`` (a result) sent to ``reply_to`` with the task's own ``correlation_id`` echoed (a caller may
+    use its own; relaybus callers use the task id). A direct reply-to (``amq.rabbitmq.reply-to.*``) is not
+    mandatory: RabbitMQ cannot tell at routing time whether its caller is still there, and 3.10 returns such
+    a message although it delivered it, which would write a spurious "reply queue is gone" letter."""
+    return dataclasses.replace(
+        message,
+        routing_key=reply_to,
+        correlation_id=delivery.correlation_id or message.correlation_id,
+        mandatory=not is_direct_reply_to(reply_to),
+    )
 
 
 def _digest(task: AgentTask) -> bytes:
@@ -144,7 +158,7 @@ class Replier:
         try:
             try:
                 try:
-                    await self._bus.publish(dataclasses.replace(message, routing_key=reply_to))
+                    await self._bus.publish(addressed(message, delivery, reply_to))
                 except NoRouteError:
                     await self._dead_letter(message, reply_to, task_id)
             except Exception as exc:
@@ -160,16 +174,24 @@ class Replier:
         await self.settle_quietly(delivery.ack(), task_id, "ack")
 
     async def refuse(
-        self, delivery: Delivery, task_id: UUID, reason: str, *, agent: str, worker: str
+        self,
+        delivery: Delivery,
+        task_id: UUID,
+        reason: str,
+        *,
+        agent: str,
+        worker: str,
+        error_type: str = "TaskIdReused",
     ) -> None:
-        """Answer ``delivery`` with a REJECTED result (type ``TaskIdReused``) when it has a reply queue, then
-        dead-letter it with ``reason``; it is not run."""
-        self._log.warning("task_id_reused", task_id=str(task_id), agent=agent, reply_to=delivery.reply_to)
+        """Answer ``delivery`` at once with a REJECTED result of type ``error_type`` giving ``reason`` when it
+        has a reply queue, then dead-letter it with ``reason``; it is not run."""
+        log_event = "task_id_reused" if error_type == "TaskIdReused" else "task_refused"
+        self._log.warning(log_event, task_id=str(task_id), agent=agent, reply_to=delivery.reply_to)
         if delivery.reply_to:
             rejected = refused(
-                task_id, ExecutionStatus.REJECTED, "TaskIdReused", reason, agent=agent, worker=worker
+                task_id, ExecutionStatus.REJECTED, error_type, reason, agent=agent, worker=worker
             )
-            message = encode_result(rejected, reply_to=delivery.reply_to)
+            message = addressed(encode_result(rejected, reply_to=""), delivery, delivery.reply_to)
             try:
                 await self._bus.publish(message)
             except Exception as exc:  # the dead letter below still says why

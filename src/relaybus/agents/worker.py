@@ -8,7 +8,9 @@ What a caller may rely on:
   consumers). At most ``concurrency`` tasks run ``handle`` at once in the whole worker; a task waiting for a
   delegated sub-task gives its slot back while it waits.
 - **Every delivery is checked** (:func:`~relaybus.bus.codec.decode`): an invalid one is
-  dead-lettered with the reason and the worker goes on.
+  dead-lettered with the reason and the worker goes on; when its id (the body's ``id``, else a UUID
+  ``message_id`` or ``correlation_id``) and a reply queue can be read, it is also answered at once with a
+  REJECTED result of type ``InvalidTask`` giving the reason.
 - **Results.** ``handle``'s return value becomes an ``ExecutionResult`` (``agent`` = the agent's name,
   ``worker`` = ``host:pid``, ``started_at`` / ``finished_at`` = the time spent in ``handle``). It is published
   to the task's ``reply_to`` and waited for (publisher confirm); *only then* is the task acked, so a crash at
@@ -19,7 +21,9 @@ What a caller may rely on:
   delivers it once the queue is back. A result larger than ``max_body_bytes`` is replaced by a FAILURE of
   type ``ResultTooLarge``.
 - **A task must carry its id.** A body without ``id`` (it would get a fresh one on every delivery, so a
-  redelivery would run again) or whose AMQP ``message_id`` names another id is dead-lettered with the reason.
+  redelivery would run again) or whose AMQP ``message_id`` names another id is dead-lettered with the reason
+  (and answered REJECTED as above). A result echoes the task's ``correlation_id`` (a caller's own, else the
+  task id); a direct reply-to (``amq.rabbitmq.reply-to``) gets its result at most once (RabbitMQ's rule).
 - **Duplicates.** The last ``result_cache_size`` results (at most ``result_cache_bytes`` of JSON) are kept by
   task id: a redelivered task whose result was already produced here is answered from the cache, not run
   again, but only for a copy of the same task (``created_at`` aside) with the same ``reply_to``; another body
@@ -86,7 +90,7 @@ from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, Worke
 from relaybus.secrets import mask_secrets
 from relaybus.telemetry.metrics import WorkerMetrics
 
-from .admission import Admission, decode_task
+from .admission import Admission, answerable_id, decode_task
 from .agent import Agent, validate_agents
 from .control import WorkerControl
 from .delegation import DEFAULT_MAX_DEPTH
@@ -326,10 +330,7 @@ class AgentWorker:
             return
         task = decode_task(delivery, self._max_body)
         if isinstance(task, str):
-            await delivery.dead_letter(task)
-            if self._metrics is not None:
-                self._metrics.dead_lettered("invalid_task")
-            self._log.warning("task_dead_lettered", agent=agent.name, message_id=delivery.message_id)
+            await self._refuse_invalid(agent, delivery, task)
             return
         cached = self._results.get(task, delivery.reply_to)
         if isinstance(cached, str):
@@ -365,6 +366,20 @@ class AgentWorker:
             return
         self.processed += 1
         await self._finish(delivery, task, outcome)
+
+    async def _refuse_invalid(self, agent: Agent, delivery: Delivery, reason: str) -> None:
+        """Dead-letter a task refused on receipt; when its id and a reply queue can be read, answer it at once
+        with REJECTED (type ``InvalidTask``) and the reason, so its caller does not wait for a timeout."""
+        if self._metrics is not None:
+            self._metrics.dead_lettered("invalid_task")
+        task_id = answerable_id(delivery, self._max_body)
+        if task_id is None:
+            await delivery.dead_letter(reason)
+            self._log.warning("task_dead_lettered", agent=agent.name, message_id=delivery.message_id)
+            return
+        await self._replies.refuse(
+            delivery, task_id, reason, agent=agent.name, worker=self.worker_id, error_type="InvalidTask"
+        )
 
     async def _finish(self, delivery: Delivery, task: AgentTask, result: ExecutionResult) -> None:
         message = self._replies.encode(result)

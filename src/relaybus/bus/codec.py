@@ -4,7 +4,8 @@ Tasks, results, events, cancel requests, worker heartbeats and pings travel as U
 ``relaybus-schema``; each has an ``encode_*`` function here, and each with a payload a decoder. A body is
 refused (``InvalidMessage`` with a reason fit for the ``relaybus-error`` header) when it is over the size
 limit, looks like pickle, is not UTF-8, is not JSON, carries no or an unknown ``relaybus-schema`` version, or
-does not validate against the model. Nothing is ever unpickled.
+does not validate against the model. Nothing is ever unpickled. Which versions and fields a reader accepts
+(the rule for rolling upgrades) is :mod:`relaybus.bus.compat`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pydantic import BaseModel, JsonValue, RootModel, TypeAdapter, ValidationErr
 from relaybus.exceptions import ConfigError, InvalidMessage
 from relaybus.messages import (
     MAX_CANCEL_REASON,
-    SCHEMA_VERSION,
+    SCHEMA_MINOR,
     TOPIC_RE,
     AgentTask,
     CancelRequest,
@@ -38,6 +39,7 @@ from .base import (
     OutgoingMessage,
     event_routing_key,
 )
+from .compat import check_content_type, ignoring_unknown_fields, schema_header_value, schema_version
 from .core import truncate
 
 __all__ = [
@@ -72,7 +74,7 @@ _MAX_REASON = 500
 _JSON: TypeAdapter[JsonValue] = TypeAdapter(JsonValue)
 # The one place a message gets its schema version; each message gets a copy (``dict(_SCHEMA_HEADERS)``), as
 # a bus or a caller may add headers to it.
-_SCHEMA_HEADERS: Mapping[str, HeaderValue] = MappingProxyType({SCHEMA_HEADER: SCHEMA_VERSION})
+_SCHEMA_HEADERS: Mapping[str, HeaderValue] = MappingProxyType({SCHEMA_HEADER: schema_header_value()})
 M = TypeVar("M", bound=BaseModel)
 
 # Pickle protocol 2+ starts with PROTO (0x80); protocols 0-1 start with an opcode such as '(' or ']' and
@@ -200,18 +202,8 @@ def decode(
         raise InvalidMessage(f"body too large: {size} bytes, the limit is {max_bytes}")
     if body.startswith(_PICKLE_START) or (body[:1] in (b"(", b"]", b"}", b"c") and body.endswith(b".")):
         raise InvalidMessage("body looks like pickle data; relaybus never unpickles, send JSON")
-    if content_type not in (None, "", "application/json"):
-        raise InvalidMessage(f"content_type {content_type!r} is not application/json")
-    version = headers.get(SCHEMA_HEADER)
-    if version is None:
-        raise InvalidMessage(f"missing header {SCHEMA_HEADER!r}; set it to {SCHEMA_VERSION}")
-    if isinstance(version, bytes):
-        version = version.decode("utf-8", "replace")
-    if str(version).strip() != str(SCHEMA_VERSION):
-        raise InvalidMessage(
-            f"unknown schema version {str(version)[:20]!r} in {SCHEMA_HEADER!r}; "
-            f"this relaybus speaks {SCHEMA_VERSION}"
-        )
+    check_content_type(content_type)
+    _, minor = schema_version(headers)
     try:
         return model.model_validate_json(body)  # refuses invalid UTF-8 itself
     except (ValueError, RecursionError) as exc:  # ValidationError, or e.g. nesting too deep for the parser
@@ -221,6 +213,8 @@ def decode(
         except UnicodeDecodeError as bad:
             raise InvalidMessage(f"body is not UTF-8: invalid byte at offset {bad.start}") from None
         if isinstance(exc, ValidationError):
+            if minor > SCHEMA_MINOR and (known := ignoring_unknown_fields(model, body, exc)) is not None:
+                return known  # a newer minor's optional fields: ignored (see relaybus.bus.compat)
             raise InvalidMessage(truncate(_validation_reason(model, exc), _MAX_REASON)) from None
         raise InvalidMessage(truncate(f"body is not valid JSON: {exc}", _MAX_REASON)) from None
 

@@ -25,8 +25,9 @@ What a caller may rely on:
   whose reply still finds no queue dead-letters the result: see :mod:`relaybus.agents.worker`.)
 - :attr:`ReplyRouter.duplicates_dropped` counts the repeated results dropped so far.
 - A body that is not a valid ``ExecutionResult`` (or whose correlation id names another task) is
-  dead-lettered with the reason. Every result is acked only after its future is resolved and ``on_result``
-  has run.
+  dead-lettered with the reason; when the task it answers can be read (correlation id, else the body's
+  ``task_id``) and is awaited, its wait ends at once with FAILURE ``InvalidResult`` giving the reason.
+  Every result is acked only after its future is resolved and ``on_result`` has run.
 - :meth:`ReplyRouter.request` never hangs past its timeout and never raises for a slow or failed task: it
   returns the worker's result, or a ``TIMEOUT`` result of its own. ``NoRouteError`` (no agent subscribes to
   the topic) and other publish errors propagate.
@@ -49,13 +50,14 @@ from typing import Self
 from uuid import UUID
 
 from relaybus._bounded import BoundedMap
-from relaybus.exceptions import BusError, ConfigError, UsageError
+from relaybus.exceptions import BusError, ConfigError, InvalidMessage, UsageError
 from relaybus.log import get_logger
 from relaybus.messages import NAME_RE, AgentTask, ExecutionResult, ExecutionStatus
 
 from .base import Bus, Delivery, HeaderValue, Subscription, check_expires
-from .codec import DEFAULT_MAX_BODY_BYTES, decode_delivery, encode_result, encode_task
+from .codec import DEFAULT_MAX_BODY_BYTES, decode, encode_result, encode_task
 from .name_lock import NameLock
+from .salvage import readable_id
 
 __all__ = [
     "DEFAULT_BARRIER_TIMEOUT_S",
@@ -65,6 +67,7 @@ __all__ = [
     "REPLY_QUEUE_PREFIX",
     "ReplyRouter",
     "ResultCallback",
+    "is_direct_reply_to",
     "is_reply_queue",
     "timeout_result",
 ]
@@ -85,6 +88,12 @@ DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 _REPLY_QUEUE_RE = re.compile(
     r"^(relaybus\.reply\.[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}|amq\.rabbitmq\.reply-to(\.[A-Za-z0-9+/=._-]{1,255})?)$"
 )
+
+
+def is_direct_reply_to(name: str) -> bool:
+    """Whether ``name`` is RabbitMQ's direct reply-to (``amq.rabbitmq.reply-to`` or, as a worker sees it,
+    ``amq.rabbitmq.reply-to.<token>``): no real queue, at-most-once, the caller's channel consumes it."""
+    return name == DIRECT_REPLY_TO or name.startswith(DIRECT_REPLY_TO + ".")
 
 
 def is_reply_queue(name: str) -> bool:
@@ -341,9 +350,16 @@ class ReplyRouter:
             )
 
     async def _on_delivery(self, delivery: Delivery) -> None:
-        result = await decode_delivery(delivery, ExecutionResult, max_bytes=self._max_body_bytes)
-        if result is None:
-            self._log.warning("reply_dead_lettered", message_id=delivery.message_id)
+        try:
+            result = decode(
+                delivery.body,
+                delivery.headers,
+                ExecutionResult,
+                content_type=delivery.content_type,
+                max_bytes=self._max_body_bytes,
+            )
+        except InvalidMessage as exc:
+            await self._refused(delivery, exc.reason)
             return
         key = result.task_id
         if delivery.correlation_id is not None and delivery.correlation_id != str(key):
@@ -364,6 +380,31 @@ class ReplyRouter:
             self._keep_unclaimed(key, result, len(delivery.body))
         await self._notify(result)
         await self._ack(delivery, key)
+
+    async def _refused(self, delivery: Delivery, reason: str) -> None:
+        """Dead-letter a result refused on receipt; when someone waits for the task it names (its
+        correlation_id, else the body's ``task_id``), end that wait now with FAILURE ``InvalidResult``."""
+        await delivery.dead_letter(reason)
+        self._log.warning("reply_dead_lettered", message_id=delivery.message_id, reason=reason)
+        key = readable_id(
+            delivery.body,
+            "task_id",
+            delivery.correlation_id,
+            delivery.message_id,
+            max_bytes=self._max_body_bytes,
+            prefix="result-",
+        )
+        if key is None:
+            return
+        failure = ExecutionResult.failed(
+            key,
+            ExecutionStatus.FAILURE,
+            "InvalidResult",
+            f"the result for task {key} was refused on receipt: {reason}; the worker that sent it speaks "
+            "another wire format (see docs/wire.md), the result is in the dead letters",
+        )
+        if self.resolve(key, failure):
+            await self._notify(failure)
 
     async def _ack(self, delivery: Delivery, key: UUID) -> None:
         try:

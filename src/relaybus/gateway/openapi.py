@@ -134,6 +134,9 @@ def openapi_document(base_url: str, *, secured: bool) -> dict[str, Any]:
         ref_template="#/components/schemas/{model}",
     )
     components: dict[str, Any] = {"schemas": {**defs.get("$defs", {}), "Problem": _PROBLEM}}
+    # On the bus a task must carry its id; over HTTP the gateway makes one when the body has none.
+    task_schema = components["schemas"]["AgentTask"]
+    task_schema["required"] = [name for name in task_schema.get("required", []) if name != "id"]
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
