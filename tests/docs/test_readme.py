@@ -24,7 +24,7 @@ import pytest
 
 import relaybus
 from relaybus.cli import build_parser
-from relaybus.cli._common import DEFAULT_AMQP_URL
+from relaybus.cli._common import DEFAULT_AMQP_URL, EVENT_LOOP_ENV
 from relaybus.executor.config import DEFAULT_MODELS, ExecutorConfig
 from relaybus.state import STATE_URL_ENV
 
@@ -322,7 +322,7 @@ def test_the_configuration_table_lists_exactly_the_variables_the_code_reads() ->
     source = (ROOT / "src/relaybus/executor/config.py").read_text(encoding="utf-8")
     read_by_executor = set(re.findall(r'"((?:RELAYBUS|OPENAI|ANTHROPIC)_[A-Z_]+)"', source))
     documented = set(_configuration_table())
-    assert documented == read_by_executor | {"RELAYBUS_AMQP_URL", STATE_URL_ENV}
+    assert documented == read_by_executor | {"RELAYBUS_AMQP_URL", STATE_URL_ENV, EVENT_LOOP_ENV}
 
 
 def test_the_configuration_defaults_are_the_codes() -> None:
