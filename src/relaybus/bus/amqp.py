@@ -20,6 +20,9 @@ what RabbitMQ 3.10 really does with quorum queues: :mod:`relaybus.bus.amqp_deliv
   publishes again, for at most ``reconnect_timeout`` seconds, then raises ``ConnectionFailed``. A publish
   whose confirm was lost is sent again: duplicates are possible (consumers drop them by message id),
   losses are not. Bodies over ``max_body_bytes`` (default 1 MiB) are refused before anything is sent.
+  Every message carries the AMQP ``user_id`` of the URL's user (RabbitMQ refuses any other value), so a
+  consumer can tell who published it (:attr:`~relaybus.bus.base.Delivery.user_id`); not with
+  ``auth=external`` (the login is the certificate's, unknown here).
 - **consume** opens one channel per consumer with ``prefetch`` as its QoS and manual acks. Each delivery runs
   its handler in its own task (so up to ``prefetch`` run at once), as :func:`relaybus.bus.core.run_handler`
   says: an exception is logged and the delivery returned with ``nack(requeue=True)`` (counting against the
@@ -343,6 +346,7 @@ class AmqpBus(BusBase):
             correlation_id=message.correlation_id,
             reply_to=message.reply_to,
             message_id=message.message_id,
+            user_id=self._link.login,
         )
         await self._publish(amqp_message, message.exchange, message.routing_key, mandatory=message.mandatory)
 

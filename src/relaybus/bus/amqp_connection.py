@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import ssl
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aiormq
@@ -68,6 +68,13 @@ def validate_amqp_url(url: str) -> None:
         raise ConfigError(f"invalid AMQP URL {shown!r}: port 0; {_URL_HINT}")
 
 
+def _login(url: str) -> str | None:
+    parts = urlsplit(url)
+    if "auth=external" in parts.query.lower():
+        return None
+    return unquote(parts.username) if parts.username else "guest"  # aio-pika's default login
+
+
 class AmqpLink:
     """Where one ``AmqpBus`` connects and how: opens its connection, watches it, words what goes wrong."""
 
@@ -90,6 +97,9 @@ class AmqpLink:
             raise ConfigError(f"TLS options given for {self.url!r}: use an amqps:// URL to connect over TLS")
         self._secret_url = Secret(url)
         self._password = Secret(urlsplit(url).password or "")
+        self.login = _login(url)
+        """The user this connection logs in as (what RabbitMQ checks the ``user_id`` property against), or
+        None when the broker decides it (``auth=external``: a TLS client certificate)."""
         self._ssl_context = ssl_context
         self._ssl_files = (ca_file, cert_file, key_file)
         self._connection_name = connection_name

@@ -23,6 +23,13 @@ What a caller may rely on:
   that finishes a task during the outage still finds it (no result is lost to a missing private queue), and
   the broker deletes it by itself ``expires_s`` after its process died without :meth:`close`. (A worker
   whose reply still finds no queue dead-letters the result: see :mod:`relaybus.agents.worker`.)
+- ``result_publishers`` (agent name -> RabbitMQ user) authenticates results where each agent's workers log
+  in as a user of their own: a result is taken only when its AMQP ``user_id`` (which RabbitMQ checks against
+  the publishing connection's login, see :class:`~relaybus.bus.amqp.AmqpBus`) is the user mapped to the
+  agent the result names; any other (a forged result, an agent not in the map) is dead-lettered with the
+  reason and the task goes on waiting for its real result. :attr:`ReplyRouter.refused` counts them.
+  (It sets agents apart from outsiders, not from each other: an agent's user can answer for that agent.)
+  For signatures instead of users see :mod:`relaybus.bus.signing`.
 - :attr:`ReplyRouter.duplicates_dropped` counts the repeated results dropped so far.
 - A body that is not a valid ``ExecutionResult`` (or whose correlation id names another task) is
   dead-lettered with the reason. Every result is acked only after its future is resolved and ``on_result``
@@ -56,6 +63,7 @@ from relaybus.messages import NAME_RE, AgentTask, ExecutionResult, ExecutionStat
 from .base import Bus, Delivery, HeaderValue, Subscription, check_expires
 from .codec import DEFAULT_MAX_BODY_BYTES, decode_delivery, encode_result, encode_task
 from .name_lock import NameLock
+from .result_auth import check_publishers, publisher_mismatch
 
 __all__ = [
     "DEFAULT_BARRIER_TIMEOUT_S",
@@ -115,8 +123,10 @@ class ReplyRouter:
         max_finished: int = 100_000,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         expires_s: float = DEFAULT_REPLY_EXPIRES_S,
+        result_publishers: Mapping[str, str] | None = None,
     ) -> None:
         check_expires(expires_s)
+        self._publishers = check_publishers(result_publishers)
         if name is not None and not NAME_RE.match(name):
             raise ConfigError(
                 f"reply router name {name!r} is invalid: use 1-100 letters, digits, '_', '-' or '.'"
@@ -130,6 +140,8 @@ class ReplyRouter:
         self._max_body_bytes = max_body_bytes
         self._expires_s = expires_s
         self.duplicates_dropped = 0
+        self.refused = 0
+        """Results dead-lettered because their publisher is not the user ``result_publishers`` expects."""
         """Results dropped because a result for the same task id had already arrived (or was discarded)."""
         self._pending: dict[UUID, asyncio.Future[ExecutionResult]] = {}
         if not max_unclaimed_age_s > 0:
@@ -351,6 +363,13 @@ class ReplyRouter:
                 f"correlation_id {delivery.correlation_id[:64]!r} does not match the result's task_id {key}"
             )
             return
+        if self._publishers is not None and key not in self._barriers:
+            reason = publisher_mismatch(self._publishers, delivery.user_id, result)
+            if reason is not None:
+                self.refused += 1
+                self._log.warning("result_refused", task_id=str(key), reason=reason)
+                await delivery.dead_letter(reason)
+                return
         future = self._pending.pop(key, None)
         if future is not None and not future.done():
             future.set_result(result)

@@ -62,6 +62,8 @@ class ProjectOrchestrator:
     Use it as ``async with ProjectOrchestrator(bus) as orchestrator:`` (or :meth:`start` and :meth:`close`);
     the first call that needs it starts it too. ``bus`` must be connected. ``prices`` (model -> price) and
     ``default_model`` feed the cost columns of :class:`PlanResult` (see :mod:`relaybus.orchestrator.pricing`).
+    ``result_publishers`` (agent name -> RabbitMQ user) accepts only results published by that agent's user
+    (see :class:`~relaybus.bus.rpc.ReplyRouter`).
     """
 
     def __init__(
@@ -72,11 +74,12 @@ class ProjectOrchestrator:
         default_timeout_s: float = DEFAULT_TIMEOUT_S,
         prices: Mapping[str, ModelPrice] | None = None,
         default_model: str | None = None,
+        result_publishers: Mapping[str, str] | None = None,
     ) -> None:
         if not default_timeout_s > 0:
             raise ConfigError(f"default_timeout_s must be > 0 seconds, got {default_timeout_s!r}")
         self._bus = bus
-        self._router = ReplyRouter(bus, name=name)
+        self._router = ReplyRouter(bus, name=name, result_publishers=result_publishers)
         self._name = name
         self.default_timeout_s = default_timeout_s
         self.prices: dict[str, ModelPrice] = dict(prices or {})
