@@ -97,6 +97,8 @@ class AmqpLink:
             raise ConfigError(f"TLS options given for {self.url!r}: use an amqps:// URL to connect over TLS")
         self._secret_url = Secret(url)
         self._password = Secret(urlsplit(url).password or "")
+        self.vhost = unquote(urlsplit(url).path[1:]) or "/"
+        """The virtual host the URL names (``/`` when it names none)."""
         self.login = _login(url)
         """The user this connection logs in as (what RabbitMQ checks the ``user_id`` property against), or
         None when the broker decides it (``auth=external``: a TLS client certificate)."""
