@@ -168,6 +168,12 @@ class AmqpBus(BusBase):
         return conn is not None and not conn.is_closed and conn.connected.is_set() and not self._closed
 
     @property
+    def blocked(self) -> str | None:
+        """RabbitMQ's reason while it blocks this bus's publishing (``connection.blocked``: a memory or disk
+        alarm), else None; see :mod:`relaybus.bus.amqp_blocked`."""
+        return self._link.blocked.reason
+
+    @property
     def reconnect_count(self) -> int:
         """How many times aio-pika restored the connection (with its channels and consumers) so far."""
         return self._link.reconnect_count

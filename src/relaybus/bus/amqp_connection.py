@@ -33,6 +33,7 @@ from relaybus.exceptions import BusError, ConfigError, ConnectionFailed
 from relaybus.log import FilteringBoundLogger
 from relaybus.secrets import Secret, mask_secrets, mask_url
 
+from .amqp_blocked import BlockedWatch
 from .core import truncate
 
 __all__ = ["TRANSIENT", "AmqpLink", "validate_amqp_url"]
@@ -112,6 +113,8 @@ class AmqpLink:
         """Why the connection last closed; publish only sees "timed out waiting", the cause is here."""
         self._up = True
         self._watching = False
+        self.blocked = BlockedWatch(log)
+        """Whether RabbitMQ blocks this connection's publishing (a memory or disk alarm), and why."""
 
     def secrets(self) -> tuple[str]:
         """What to mask in text that may quote the URL (the password)."""
@@ -176,6 +179,7 @@ class AmqpLink:
     def watch(self, conn: aio_pika.RobustConnection) -> None:
         """Count reconnections of ``conn``, log its losses and remember their cause, until :meth:`unwatch`."""
         self._watching = True
+        self.blocked.attach(conn)
         conn.reconnect_callbacks.add(self._on_reconnect)
         conn.close_callbacks.add(self._on_connection_closed)
 
@@ -194,7 +198,9 @@ class AmqpLink:
         else:
             self._log.debug("amqp_reconnect_failed", error=error)
 
-    def _on_reconnect(self, *_: Any) -> None:
+    def _on_reconnect(self, conn: Any = None, *_: Any) -> None:
+        if conn is not None:
+            self.blocked.attach(conn)  # a new underlying connection
         self._up = True
         self.reconnect_count += 1
         self._log.info("amqp_reconnected", reconnects=self.reconnect_count)

@@ -74,6 +74,7 @@ __all__ = [
     "ReplyRouter",
     "ResultCallback",
     "is_reply_queue",
+    "publish_timeout_result",
     "timeout_result",
 ]
 
@@ -319,14 +320,21 @@ class ReplyRouter:
         self._require_started()
         limit = timeout if timeout is not None else task.timeout_s
         future = self.expect(task.id)
+        message = encode_task(task, reply_to=self._queue, headers=headers)
         try:
-            await self._bus.publish(encode_task(task, reply_to=self._queue, headers=headers))
             if limit is None:
+                await self._bus.publish(message)
                 return await asyncio.shield(future)
+            published = False
             try:
-                return await asyncio.wait_for(asyncio.shield(future), limit)
+                async with asyncio.timeout(limit):  # from the call on: a publish held back counts too
+                    await self._bus.publish(message)
+                    published = True
+                    return await asyncio.shield(future)
             except TimeoutError:
                 self._log.info("reply_timeout", task_id=str(task.id), topic=task.topic, timeout_s=limit)
+                if not published:
+                    return publish_timeout_result(task, limit, getattr(self._bus, "blocked", None))
                 return timeout_result(task, limit)
         finally:
             if not future.done():  # timed out, cancelled, or the publish failed: drop a late result
@@ -431,6 +439,20 @@ class ReplyRouter:
 
     def _mark_finished(self, key: UUID) -> None:
         self._finished.put(key, None)
+
+
+def publish_timeout_result(task: AgentTask, limit_s: float, blocked: object = None) -> ExecutionResult:
+    """The retryable ``TIMEOUT`` result (``error.type == "PublishTimeout"``) of ``task`` when the broker did
+    not take it within ``limit_s`` seconds; ``blocked`` is the bus's ``connection.blocked`` reason, if any."""
+    why = f"RabbitMQ blocks publishing ({blocked})" if isinstance(blocked, str) else "the broker held it back"
+    return ExecutionResult.failed(
+        task.id,
+        ExecutionStatus.TIMEOUT,
+        "PublishTimeout",
+        f"task {task.id} was not published within {limit_s:g}s: {why}; a memory or disk alarm blocks every "
+        "publisher until it clears (free memory or disk on the broker); a result that comes later is dropped",
+        retryable=True,
+    )
 
 
 def timeout_result(task: AgentTask, limit_s: float) -> ExecutionResult:

@@ -6,9 +6,11 @@ What a caller may rely on:
   flight at once, each matched to its result by task id. The first result for a task wins; duplicates
   (at-least-once delivery) are dropped.
 - Nothing hangs and nothing raises for a failed task: every task ends with a result by its deadline
-  (``task.timeout_s``, else ``default_timeout_s``, counted from its publish). The deadline travels to the
-  worker in the ``relaybus-deadline`` header, which enforces it too; when it passes first on this side the
-  result is a ``TIMEOUT`` of type ``ReplyTimeout`` and a ``CancelRequest`` goes out so the worker stops.
+  (``task.timeout_s``, else ``default_timeout_s``, counted from the call: a publish that the broker holds
+  back, as under a memory alarm, counts, and ends as ``TIMEOUT`` of type ``PublishTimeout``). The deadline
+  travels to the worker in the ``relaybus-deadline`` header, which enforces it too; when it passes first on
+  this side the result is a ``TIMEOUT`` of type ``ReplyTimeout`` and a ``CancelRequest`` goes out so the
+  worker stops.
   A task that no agent subscribes to ends at once as ``REJECTED`` (type ``NoRouteError``, the message says
   which worker to start); a publish the broker refuses ends as ``FAILURE`` of type ``BusError`` (retryable).
 - :meth:`ProjectOrchestrator.cancel` ends the wait for a task at once with a ``CANCELLED`` result, and asks
@@ -41,7 +43,7 @@ from uuid import UUID
 
 from relaybus.bus.base import DEADLINE_HEADER, Bus
 from relaybus.bus.codec import encode_cancel, encode_task
-from relaybus.bus.rpc import ReplyRouter, timeout_result
+from relaybus.bus.rpc import ReplyRouter, publish_timeout_result, timeout_result
 from relaybus.exceptions import BusError, ConfigError, NoRouteError
 from relaybus.log import get_logger
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
@@ -188,7 +190,11 @@ class ProjectOrchestrator:
         # cancel() resolves the router's future itself, so one future and one loop timer per task suffice.
         self._waiting.add(task.id)
         try:
-            refused = await self._publish(task, deadline)
+            try:  # the deadline bounds the publish too (a broker under an alarm blocks it)
+                async with asyncio.timeout(timeout):
+                    refused = await self._publish(task, deadline)
+            except TimeoutError:
+                refused = publish_timeout_result(task, timeout, getattr(self._bus, "blocked", None))
             if refused is not None:
                 self._router.discard(task.id)
                 return refused
