@@ -4,7 +4,8 @@ Under a memory alarm RabbitMQ stops reading from publishing connections (``conne
 a task with ``timeout_s=3`` ended after 17.9 s (the publish waited up to the 60 s reconnect timeout before
 the deadline timer even started). Here three such tasks all end as ``TIMEOUT`` (``PublishTimeout``) within a
 small multiple of their 3 s, far below the bus's 60 s ``reconnect_timeout``; the blocked connection is
-logged once (not once per task) with RabbitMQ's reason, the worker's health says why it is not fit, and once
+logged once (not once per task) with RabbitMQ's reason, the worker's health and ``relaybus agents`` say why
+(the latter ends within its listening time instead of hanging on its ping), and once
 the alarm clears tasks run again and the bus is no longer blocked.
 """
 
@@ -18,6 +19,7 @@ import structlog
 
 from relaybus.agents import Agent, AgentContext, AgentWorker
 from relaybus.bus.amqp import AmqpBus
+from relaybus.cli.agents import blocked_warning, collect_heartbeats
 from relaybus.messages import AgentTask, ExecutionStatus
 from relaybus.orchestrator import ProjectOrchestrator
 from relaybus.telemetry.health import worker_health
@@ -65,6 +67,12 @@ async def test_the_deadline_bounds_a_publish_blocked_by_a_memory_alarm(private_n
             health = worker_health(bus, worker)
             assert not health.ok
             assert "blocks publishing" in health.reason
+            async with AmqpBus(private_node.url) as cli_bus:  # what `relaybus agents` does, bounded
+                beats = await asyncio.wait_for(collect_heartbeats(cli_bus, 1.0), RECONNECT_TIMEOUT_S / 4)
+                warning = blocked_warning(cli_bus)
+            assert beats == {}
+            assert warning is not None
+            assert "RabbitMQ blocks publishing" in warning
         finally:
             await asyncio.to_thread(private_node.ctl, "set_vm_memory_high_watermark", "0.4")
         await eventually(lambda: bus.blocked is None, timeout=30, what="the broker unblocked the connection")
