@@ -32,7 +32,7 @@ from .messages import SCHEMA_VERSION, AgentTask, ErrorInfo, ExecutionResult, Exe
 
 if TYPE_CHECKING:
     from .agents import Agent, AgentContext, AgentWorker, WorkerHeartbeat
-    from .bus import AmqpBus, Bus, MemoryBus, ReplyRouter, connect
+    from .bus import AmqpBus, Bus, MemoryBus, ReplyRouter, SignedBus, SigningKey, connect
     from .executor import Executor, ExecutorConfig, ProviderConfig, RetryPolicy, TaskExecutor
     from .orchestrator import Plan, PlanResult, ProjectOrchestrator, load_plan
     from .state import PostgresStore, SqliteStore, StateStore, store_from_url
@@ -75,6 +75,8 @@ __all__ = [
     "ReplyRouter",
     "RetryPolicy",
     "SchemaTooNew",
+    "SignedBus",
+    "SigningKey",
     "SqliteStore",
     "StateError",
     "StateStore",
@@ -93,7 +95,9 @@ __all__ = [
 
 _MODULE_OF = {
     **dict.fromkeys(("Agent", "AgentContext", "AgentWorker", "WorkerHeartbeat"), ".agents"),
-    **dict.fromkeys(("AmqpBus", "Bus", "MemoryBus", "ReplyRouter", "connect"), ".bus"),
+    **dict.fromkeys(
+        ("AmqpBus", "Bus", "MemoryBus", "ReplyRouter", "SignedBus", "SigningKey", "connect"), ".bus"
+    ),
     **dict.fromkeys(
         ("Executor", "ExecutorConfig", "ProviderConfig", "RetryPolicy", "TaskExecutor"), ".executor"
     ),

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from relaybus.exceptions import ExecutorError
-from relaybus.executor import ExecutorConfig, TaskExecutor
+from relaybus.executor import ExecutorConfig, ScriptArgs, TaskExecutor
 from relaybus.messages import AgentTask, ExecutionStatus
 from tests.eventually import eventually
 
@@ -28,10 +28,10 @@ def script_task(name: str, *args: str, **fields: Any) -> AgentTask:
 @pytest.fixture
 async def executor() -> Any:
     async with TaskExecutor(ExecutorConfig(script_max_output_bytes=1000)) as ex:
-        ex.register_script("printf", ["printf", "%s\\n"])
-        ex.register_script("python", [sys.executable, "-c"])
-        ex.register_script("spawn_wait", SPAWN_AND_WAIT)
-        ex.register_script("spawn_exit", SPAWN_AND_EXIT)
+        ex.register_script("printf", ["printf", "%s\\n"], args=ScriptArgs(separator=False))
+        ex.register_script("python", [sys.executable, "-c"], args=ScriptArgs(separator=False))
+        ex.register_script("spawn_wait", SPAWN_AND_WAIT, args=ScriptArgs(separator=False))
+        ex.register_script("spawn_exit", SPAWN_AND_EXIT, args=ScriptArgs(separator=False))
         yield ex
 
 

@@ -29,6 +29,7 @@ from .codec import DEFAULT_MAX_BODY_BYTES, decode, decode_delivery, encode_resul
 from .connect import AmqpOptions, BusOptions, MemoryOptions, connect
 from .memory import MemoryBus, MemoryDelivery, QueueStats
 from .rpc import ReplyRouter
+from .signing import SignedBus, SigningKey
 from .topic import topic_binding, topic_matches, topic_pattern_problem, validate_topic_pattern
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ __all__ = [
     "OutgoingMessage",
     "QueueStats",
     "ReplyRouter",
+    "SignedBus",
+    "SigningKey",
     "Subscription",
     "agent_queue_name",
     "agent_routing_key",

@@ -4,7 +4,8 @@ What a caller may rely on (the connection: :mod:`relaybus.bus.amqp_connection`; 
 what RabbitMQ 3.10 really does with quorum queues: :mod:`relaybus.bus.amqp_delivery`):
 
 - **Topology** (DESIGN.md), declared idempotently by :meth:`AmqpBus.connect`: exchange ``relaybus`` (topic,
-  durable); ``relaybus.dlx`` (fanout, durable) bound to ``relaybus.dead`` (durable quorum queue).
+  durable); ``relaybus.dlx`` (fanout, durable) bound to ``relaybus.dead`` (durable quorum queue,
+  bounded in length and age, the oldest letters dropped first: :mod:`relaybus.bus.dead_letters`).
   ``declare_queue(durable=True)`` makes a durable quorum queue with ``x-delivery-limit``,
   ``x-dead-letter-exchange: relaybus.dlx``, ``x-dead-letter-strategy: at-least-once`` and
   ``x-overflow: reject-publish`` (at-least-once dead-lettering needs reject-publish; RabbitMQ 3.10+).
@@ -20,6 +21,9 @@ what RabbitMQ 3.10 really does with quorum queues: :mod:`relaybus.bus.amqp_deliv
   publishes again, for at most ``reconnect_timeout`` seconds, then raises ``ConnectionFailed``. A publish
   whose confirm was lost is sent again: duplicates are possible (consumers drop them by message id),
   losses are not. Bodies over ``max_body_bytes`` (default 1 MiB) are refused before anything is sent.
+  Every message carries the AMQP ``user_id`` of the URL's user (RabbitMQ refuses any other value), so a
+  consumer can tell who published it (:attr:`~relaybus.bus.base.Delivery.user_id`); not with
+  ``auth=external`` (the login is the certificate's, unknown here).
 - **consume** opens one channel per consumer with ``prefetch`` as its QoS and manual acks. Each delivery runs
   its handler in its own task (so up to ``prefetch`` run at once), as :func:`relaybus.bus.core.run_handler`
   says: an exception is logged and the delivery returned with ``nack(requeue=True)`` (counting against the
@@ -60,6 +64,7 @@ from .base import (
 )
 from .codec import DEFAULT_MAX_BODY_BYTES
 from .core import BusBase, QueueDeclaration, body_too_large, check_positive_options, check_prefetch
+from .dead_letters import DEFAULT_DEAD_LETTER_LIMITS, DeadLetterLimits, declare_dead_letter_queue
 
 __all__ = ["AmqpBus", "AmqpDelivery", "AmqpSubscription", "validate_amqp_url"]
 
@@ -89,6 +94,8 @@ class AmqpBus(BusBase):
     - ``max_body_bytes``: the largest body ``publish`` sends (default 1 MiB).
     - ``ssl_context`` or ``ca_file`` / ``cert_file`` / ``key_file``: TLS for ``amqps://`` URLs.
     - ``connection_name``: shown in the RabbitMQ management UI.
+    - ``dead_letter_limits``: how many letters and how old ``relaybus.dead`` keeps, newest kept
+      (:class:`~relaybus.bus.dead_letters.DeadLetterLimits`; default 100,000 letters, 14 days).
     """
 
     def __init__(
@@ -105,6 +112,7 @@ class AmqpBus(BusBase):
         cert_file: str | None = None,
         key_file: str | None = None,
         connection_name: str = "relaybus",
+        dead_letter_limits: DeadLetterLimits = DEFAULT_DEAD_LETTER_LIMITS,
     ) -> None:
         self._log = get_logger(__name__, url=mask_url(url))
         self._link = AmqpLink(
@@ -132,6 +140,10 @@ class AmqpBus(BusBase):
         self.reconnect_interval = reconnect_interval
         self.operation_timeout = operation_timeout
         self.max_body_bytes = max_body_bytes
+        self.dead_letter_limits = dead_letter_limits
+        self.dead_letter_limited = False
+        """True once ``relaybus.dead`` is known to have ``dead_letter_limits`` (False when it existed with
+        other arguments: see :mod:`relaybus.bus.dead_letters`)."""
         self._conn: aio_pika.RobustConnection | None = None
         self._publish_channel: AbstractRobustChannel | None = None
         self._topology_channel: AbstractRobustChannel | None = None
@@ -154,6 +166,12 @@ class AmqpBus(BusBase):
         # A RobustConnection is not ``is_closed`` while it reconnects; its ``connected`` event is clear then.
         conn = self._conn
         return conn is not None and not conn.is_closed and conn.connected.is_set() and not self._closed
+
+    @property
+    def blocked(self) -> str | None:
+        """RabbitMQ's reason while it blocks this bus's publishing (``connection.blocked``: a memory or disk
+        alarm), else None; see :mod:`relaybus.bus.amqp_blocked`."""
+        return self._link.blocked.reason
 
     @property
     def reconnect_count(self) -> int:
@@ -227,13 +245,19 @@ class AmqpBus(BusBase):
             dlx = await channel.declare_exchange(
                 DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
             )
-            dead = await channel.declare_queue(
-                DEAD_LETTER_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
-            )
-            await dead.bind(dlx, routing_key="")
-            del exchange
+            del exchange, dlx
 
         await self._on_topology("declaring the relaybus topology", declare)
+        conn = self._connection()
+        try:
+            self.dead_letter_limited = await asyncio.wait_for(
+                declare_dead_letter_queue(
+                    conn, self.dead_letter_limits, vhost=self._link.vhost, log=self._log
+                ),
+                self.operation_timeout,
+            )
+        except ChannelClosed as exc:
+            raise self._link.channel_error(f"declaring queue {DEAD_LETTER_QUEUE!r}", exc) from None
 
     @staticmethod
     def _queue_arguments(
@@ -343,6 +367,7 @@ class AmqpBus(BusBase):
             correlation_id=message.correlation_id,
             reply_to=message.reply_to,
             message_id=message.message_id,
+            user_id=self._link.login,
         )
         await self._publish(amqp_message, message.exchange, message.routing_key, mandatory=message.mandatory)
 

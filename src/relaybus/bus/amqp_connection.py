@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import ssl
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aiormq
@@ -33,6 +33,7 @@ from relaybus.exceptions import BusError, ConfigError, ConnectionFailed
 from relaybus.log import FilteringBoundLogger
 from relaybus.secrets import Secret, mask_secrets, mask_url
 
+from .amqp_blocked import BlockedWatch
 from .core import truncate
 
 __all__ = ["TRANSIENT", "AmqpLink", "validate_amqp_url"]
@@ -68,6 +69,13 @@ def validate_amqp_url(url: str) -> None:
         raise ConfigError(f"invalid AMQP URL {shown!r}: port 0; {_URL_HINT}")
 
 
+def _login(url: str) -> str | None:
+    parts = urlsplit(url)
+    if "auth=external" in parts.query.lower():
+        return None
+    return unquote(parts.username) if parts.username else "guest"  # aio-pika's default login
+
+
 class AmqpLink:
     """Where one ``AmqpBus`` connects and how: opens its connection, watches it, words what goes wrong."""
 
@@ -90,6 +98,11 @@ class AmqpLink:
             raise ConfigError(f"TLS options given for {self.url!r}: use an amqps:// URL to connect over TLS")
         self._secret_url = Secret(url)
         self._password = Secret(urlsplit(url).password or "")
+        self.vhost = unquote(urlsplit(url).path[1:]) or "/"
+        """The virtual host the URL names (``/`` when it names none)."""
+        self.login = _login(url)
+        """The user this connection logs in as (what RabbitMQ checks the ``user_id`` property against), or
+        None when the broker decides it (``auth=external``: a TLS client certificate)."""
         self._ssl_context = ssl_context
         self._ssl_files = (ca_file, cert_file, key_file)
         self._connection_name = connection_name
@@ -100,6 +113,8 @@ class AmqpLink:
         """Why the connection last closed; publish only sees "timed out waiting", the cause is here."""
         self._up = True
         self._watching = False
+        self.blocked = BlockedWatch(log)
+        """Whether RabbitMQ blocks this connection's publishing (a memory or disk alarm), and why."""
 
     def secrets(self) -> tuple[str]:
         """What to mask in text that may quote the URL (the password)."""
@@ -164,6 +179,7 @@ class AmqpLink:
     def watch(self, conn: aio_pika.RobustConnection) -> None:
         """Count reconnections of ``conn``, log its losses and remember their cause, until :meth:`unwatch`."""
         self._watching = True
+        self.blocked.attach(conn)
         conn.reconnect_callbacks.add(self._on_reconnect)
         conn.close_callbacks.add(self._on_connection_closed)
 
@@ -182,7 +198,9 @@ class AmqpLink:
         else:
             self._log.debug("amqp_reconnect_failed", error=error)
 
-    def _on_reconnect(self, *_: Any) -> None:
+    def _on_reconnect(self, conn: Any = None, *_: Any) -> None:
+        if conn is not None:
+            self.blocked.attach(conn)  # a new underlying connection
         self._up = True
         self.reconnect_count += 1
         self._log.info("amqp_reconnected", reconnects=self.reconnect_count)

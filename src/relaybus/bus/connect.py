@@ -26,6 +26,8 @@ from .base import Bus
 if TYPE_CHECKING:
     import ssl
 
+    from .dead_letters import DeadLetterLimits
+
 __all__ = ["AmqpOptions", "BusOptions", "MemoryOptions", "connect"]
 
 _HINT = "use memory:// for the in-process bus or amqp://user:password@host:5672/vhost for RabbitMQ"
@@ -51,6 +53,7 @@ class AmqpOptions(TypedDict, total=False):
     cert_file: str | None
     key_file: str | None
     connection_name: str
+    dead_letter_limits: DeadLetterLimits
 
 
 class BusOptions(MemoryOptions, AmqpOptions, total=False):

@@ -331,6 +331,12 @@ class DeliveryFields(Generic[M]):
     def priority(self) -> int:
         return self._message.priority or 0
 
+    @property
+    def user_id(self) -> str | None:
+        # AMQP's user_id property; MemoryBus messages have none.
+        value = getattr(self._message, "user_id", None)
+        return value if isinstance(value, str) and value else None
+
 
 class ConsumedDelivery(Delivery, Protocol):
     """A delivery as its bus's consumer sees it: which queue it came from, and whether it is settled."""

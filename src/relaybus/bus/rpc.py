@@ -23,6 +23,13 @@ What a caller may rely on:
   that finishes a task during the outage still finds it (no result is lost to a missing private queue), and
   the broker deletes it by itself ``expires_s`` after its process died without :meth:`close`. (A worker
   whose reply still finds no queue dead-letters the result: see :mod:`relaybus.agents.worker`.)
+- ``result_publishers`` (agent name -> RabbitMQ user) authenticates results where each agent's workers log
+  in as a user of their own: a result is taken only when its AMQP ``user_id`` (which RabbitMQ checks against
+  the publishing connection's login, see :class:`~relaybus.bus.amqp.AmqpBus`) is the user mapped to the
+  agent the result names; any other (a forged result, an agent not in the map) is dead-lettered with the
+  reason and the task goes on waiting for its real result. :attr:`ReplyRouter.refused` counts them.
+  (It sets agents apart from outsiders, not from each other: an agent's user can answer for that agent.)
+  For signatures instead of users see :mod:`relaybus.bus.signing`.
 - :attr:`ReplyRouter.duplicates_dropped` counts the repeated results dropped so far.
 - A body that is not a valid ``ExecutionResult`` (or whose correlation id names another task) is
   dead-lettered with the reason; when the task it answers can be read (correlation id, else the body's
@@ -57,6 +64,7 @@ from relaybus.messages import NAME_RE, AgentTask, ExecutionResult, ExecutionStat
 from .base import Bus, Delivery, HeaderValue, Subscription, check_expires
 from .codec import DEFAULT_MAX_BODY_BYTES, decode, encode_result, encode_task
 from .name_lock import NameLock
+from .result_auth import check_publishers, publisher_mismatch
 from .salvage import readable_id
 
 __all__ = [
@@ -69,6 +77,7 @@ __all__ = [
     "ResultCallback",
     "is_direct_reply_to",
     "is_reply_queue",
+    "publish_timeout_result",
     "timeout_result",
 ]
 
@@ -124,8 +133,10 @@ class ReplyRouter:
         max_finished: int = 100_000,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         expires_s: float = DEFAULT_REPLY_EXPIRES_S,
+        result_publishers: Mapping[str, str] | None = None,
     ) -> None:
         check_expires(expires_s)
+        self._publishers = check_publishers(result_publishers)
         if name is not None and not NAME_RE.match(name):
             raise ConfigError(
                 f"reply router name {name!r} is invalid: use 1-100 letters, digits, '_', '-' or '.'"
@@ -139,6 +150,8 @@ class ReplyRouter:
         self._max_body_bytes = max_body_bytes
         self._expires_s = expires_s
         self.duplicates_dropped = 0
+        self.refused = 0
+        """Results dead-lettered because their publisher is not the user ``result_publishers`` expects."""
         """Results dropped because a result for the same task id had already arrived (or was discarded)."""
         self._pending: dict[UUID, asyncio.Future[ExecutionResult]] = {}
         if not max_unclaimed_age_s > 0:
@@ -316,14 +329,21 @@ class ReplyRouter:
         self._require_started()
         limit = timeout if timeout is not None else task.timeout_s
         future = self.expect(task.id)
+        message = encode_task(task, reply_to=self._queue, headers=headers)
         try:
-            await self._bus.publish(encode_task(task, reply_to=self._queue, headers=headers))
             if limit is None:
+                await self._bus.publish(message)
                 return await asyncio.shield(future)
+            published = False
             try:
-                return await asyncio.wait_for(asyncio.shield(future), limit)
+                async with asyncio.timeout(limit):  # from the call on: a publish held back counts too
+                    await self._bus.publish(message)
+                    published = True
+                    return await asyncio.shield(future)
             except TimeoutError:
                 self._log.info("reply_timeout", task_id=str(task.id), topic=task.topic, timeout_s=limit)
+                if not published:
+                    return publish_timeout_result(task, limit, getattr(self._bus, "blocked", None))
                 return timeout_result(task, limit)
         finally:
             if not future.done():  # timed out, cancelled, or the publish failed: drop a late result
@@ -367,6 +387,13 @@ class ReplyRouter:
                 f"correlation_id {delivery.correlation_id[:64]!r} does not match the result's task_id {key}"
             )
             return
+        if self._publishers is not None and key not in self._barriers:
+            reason = publisher_mismatch(self._publishers, delivery.user_id, result)
+            if reason is not None:
+                self.refused += 1
+                self._log.warning("result_refused", task_id=str(key), reason=reason)
+                await delivery.dead_letter(reason)
+                return
         future = self._pending.pop(key, None)
         if future is not None and not future.done():
             future.set_result(result)
@@ -453,6 +480,20 @@ class ReplyRouter:
 
     def _mark_finished(self, key: UUID) -> None:
         self._finished.put(key, None)
+
+
+def publish_timeout_result(task: AgentTask, limit_s: float, blocked: object = None) -> ExecutionResult:
+    """The retryable ``TIMEOUT`` result (``error.type == "PublishTimeout"``) of ``task`` when the broker did
+    not take it within ``limit_s`` seconds; ``blocked`` is the bus's ``connection.blocked`` reason, if any."""
+    why = f"RabbitMQ blocks publishing ({blocked})" if isinstance(blocked, str) else "the broker held it back"
+    return ExecutionResult.failed(
+        task.id,
+        ExecutionStatus.TIMEOUT,
+        "PublishTimeout",
+        f"task {task.id} was not published within {limit_s:g}s: {why}; a memory or disk alarm blocks every "
+        "publisher until it clears (free memory or disk on the broker); a result that comes later is dropped",
+        retryable=True,
+    )
 
 
 def timeout_result(task: AgentTask, limit_s: float) -> ExecutionResult:

@@ -74,6 +74,7 @@ def add_amqp_url(parser: argparse.ArgumentParser, env: Mapping[str, str] | None 
 async def open_bus(url: str) -> Bus:
     """Connect to ``url``; a bad URL or an unreachable broker becomes a :class:`CliError` (one line)."""
     from relaybus.bus.connect import connect
+    from relaybus.bus.signing import SignedBus, SigningKey
     from relaybus.secrets import mask_url
 
     scheme = url.strip().partition("://")[0].lower() if "://" in url else ""
@@ -83,8 +84,11 @@ async def open_bus(url: str) -> Bus:
             f"(or amqps://... for TLS), on the command line or in ${AMQP_URL_ENV}"
         )
     try:
+        key = SigningKey.from_env(os.environ)  # the one place that reads $RELAYBUS_SIGNING_KEY
         with _quiet_driver_logs():
-            return await connect(url)
+            bus = await connect(url)
+        # With a key, workers require signed tasks and callers signed results (relaybus.bus.signing).
+        return bus if key is None else SignedBus(bus, key)
     except ConfigError as exc:
         raise CliError(str(exc), 2) from None
     except RelaybusError as exc:

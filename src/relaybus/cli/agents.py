@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +24,7 @@ from relaybus.exceptions import InvalidMessage
 
 from ._common import CliError, add_amqp_url, open_bus, positive_float, run_async
 
-__all__ = ["collect_heartbeats", "register", "render_table"]
+__all__ = ["blocked_warning", "collect_heartbeats", "register", "render_table"]
 
 
 def register(subparsers: Any) -> None:
@@ -66,14 +67,32 @@ async def collect_heartbeats(bus: Any, listen_s: float) -> dict[str, WorkerHeart
         await delivery.ack()
 
     await bus.declare_queue(queue, bindings=(WORKER_EVENTS_PATTERN,), durable=False)
+    blocked = False
     try:
         subscription = await bus.consume(queue, on_event, prefetch=256)
-        await bus.publish(encode_ping())
+        try:
+            async with asyncio.timeout(listen_s):
+                await bus.publish(encode_ping())
+        except TimeoutError:  # a broker alarm holds publishes back (and then reads nothing from us)
+            blocked = True
+            return latest  # the queue is exclusive: it goes with the connection
         await asyncio.sleep(listen_s)
         await subscription.cancel()
     finally:
-        await bus.delete_queue(queue)
+        if not blocked:
+            await bus.delete_queue(queue)
     return latest
+
+
+def blocked_warning(bus: Any) -> str | None:
+    """What to tell the operator when RabbitMQ blocks publishing (``connection.blocked``), else None."""
+    reason = getattr(bus, "blocked", None)
+    if not isinstance(reason, str):
+        return None
+    return (
+        f"RabbitMQ blocks publishing ({reason}): a memory or disk alarm on the broker; workers cannot send "
+        "results or heartbeats until it clears (rabbitmqctl status shows the alarm)"
+    )
 
 
 def render_table(beats: list[WorkerHeartbeat], now: datetime) -> Table:
@@ -97,8 +116,11 @@ async def _list(args: argparse.Namespace) -> int:
     bus = await open_bus(args.amqp_url)
     try:
         beats = await collect_heartbeats(bus, args.listen)
+        blocked = blocked_warning(bus)
     finally:
         await bus.close()
+    if blocked is not None:
+        print(f"warning: {blocked}", file=sys.stderr)
     live = [b for b in beats.values() if b.status != "stopped"]
     if args.json:
         for beat in sorted(live, key=lambda b: b.worker):

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from .protocol import ChatTurn, Executor
     from .ratelimit import RateLimiter
     from .retry import RetryPolicy
+    from .script_args import ScriptArgs
 
 __all__ = [
     "AnthropicProvider",
@@ -70,6 +71,7 @@ __all__ = [
     "ResponseSchema",
     "RetryPolicy",
     "RunContext",
+    "ScriptArgs",
     "StreamChunk",
     "StreamDelta",
     "StreamingProvider",
@@ -84,6 +86,7 @@ __all__ = [
 ]
 
 _MODULE_OF = {
+    "ScriptArgs": ".script_args",
     "AnthropicProvider": ".llm",
     "AssistantMessage": ".llm",
     "ChatMessage": ".llm",

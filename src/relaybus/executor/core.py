@@ -36,6 +36,7 @@ from .llm.stream import DeltaCallback
 from .protocol import ChatTurn
 from .ratelimit import RateLimiter
 from .script import Script, ScriptBackend
+from .script_args import ScriptArgs
 
 __all__ = ["TaskExecutor"]
 
@@ -163,13 +164,21 @@ class TaskExecutor:
         self._backends[name] = backend
 
     def register_script(
-        self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        args: ScriptArgs | None = None,
     ) -> Script:
-        """Let ``script``-mode tasks run ``argv`` as ``name`` (see :mod:`relaybus.executor.script`).
+        """Let ``script``-mode tasks run ``argv`` as ``name`` (see :mod:`relaybus.executor.script`), with the
+        task arguments ``args`` declares (:class:`~relaybus.executor.script_args.ScriptArgs`; by default any,
+        after ``--``).
 
         Raises :class:`ExecutorError` for a bad name, a shell string instead of a list, or a missing program.
         """
-        return self.scripts.register(name, argv, env=env, cwd=cwd)
+        return self.scripts.register(name, argv, env=env, cwd=cwd, args=args)
 
     def __repr__(self) -> str:
         return (

@@ -8,8 +8,10 @@ add arguments::
 What callers may rely on:
 
 - Only registered commands run; the task's ``args`` (strings only, at most 256 of at most 8,192 characters
-  each, no NUL) are appended to the registered argv and reach the program as they are (no shell, so ``;``,
-  ``$(...)`` and globs mean nothing).
+  each, no NUL) reach the program as they are (no shell, so ``;``, ``$(...)`` and globs mean nothing), after
+  the registered argv and, by default, after ``--``: each script declares the arguments it takes
+  (:class:`~relaybus.executor.script_args.ScriptArgs`: patterns, options or not, paths confined to a
+  directory), and arguments it does not take end the task as REJECTED.
 - The process runs in its own session (process group) with stdin closed and a minimal environment
   (``PATH=os.defpath``, ``LANG=C.UTF-8``) plus the ``env`` given at registration, never the worker's own
   environment (which holds API keys).
@@ -39,10 +41,10 @@ from relaybus.exceptions import ExecutorError
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 
 from .backend import RunContext
+from .script_args import MAX_ARGS, ScriptArgs
 
 __all__ = ["Script", "ScriptBackend"]
 
-MAX_ARGS = 256
 MAX_ARG_CHARS = 8192
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 _CHUNK = 64 * 1024
@@ -50,12 +52,14 @@ _CHUNK = 64 * 1024
 
 @dataclass(frozen=True)
 class Script:
-    """A registered command: the resolved argv, its extra environment and working directory."""
+    """A registered command: the resolved argv, its extra environment, working directory and the arguments
+    it takes from a task."""
 
     name: str
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str | None = None
+    args: ScriptArgs = field(default_factory=ScriptArgs)
 
 
 class ScriptBackend:
@@ -73,9 +77,17 @@ class ScriptBackend:
         return tuple(sorted(self._scripts))
 
     def register(
-        self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        args: ScriptArgs | None = None,
     ) -> Script:
-        """Let tasks run ``argv`` (plus their args) as script ``name``; raises ExecutorError when unusable."""
+        """Let tasks run ``argv`` plus their args (as ``args`` allows: by default after ``--``) as script
+        ``name``; raises ExecutorError when unusable."""
+
         if not isinstance(name, str) or not _NAME.match(name):
             raise ExecutorError(
                 f"script name {name!r} is invalid: use 1-100 letters, digits, '_', '-' or '.'"
@@ -89,7 +101,11 @@ class ScriptBackend:
             raise ExecutorError(
                 f"script {name!r}: command {argv[0]!r} is not an executable on PATH; give an absolute path"
             )
-        script = Script(name, (program, *argv[1:]), dict(env or {}), cwd)
+        if args is not None and not isinstance(args, ScriptArgs):
+            raise ExecutorError(
+                f"script {name!r}: args must be a ScriptArgs, e.g. ScriptArgs(pattern=r'\\w+')"
+            )
+        script = Script(name, (program, *argv[1:]), dict(env or {}), cwd, args or ScriptArgs())
         self._scripts[name] = script
         return script
 
@@ -172,7 +188,10 @@ class ScriptBackend:
         for arg in args:
             if len(arg) > MAX_ARG_CHARS or "\0" in arg:
                 return f"each arg must be at most {MAX_ARG_CHARS} characters without NUL bytes"
-        return script, args
+        tail = script.args.argv_tail(args, cwd=script.cwd)
+        if isinstance(tail, str):
+            return f"script {script.name!r}: {tail}"
+        return script, tail
 
 
 class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):

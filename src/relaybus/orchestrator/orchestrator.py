@@ -6,9 +6,11 @@ What a caller may rely on:
   flight at once, each matched to its result by task id. The first result for a task wins; duplicates
   (at-least-once delivery) are dropped.
 - Nothing hangs and nothing raises for a failed task: every task ends with a result by its deadline
-  (``task.timeout_s``, else ``default_timeout_s``, counted from its publish). The deadline travels to the
-  worker in the ``relaybus-deadline`` header, which enforces it too; when it passes first on this side the
-  result is a ``TIMEOUT`` of type ``ReplyTimeout`` and a ``CancelRequest`` goes out so the worker stops.
+  (``task.timeout_s``, else ``default_timeout_s``, counted from the call: a publish that the broker holds
+  back, as under a memory alarm, counts, and ends as ``TIMEOUT`` of type ``PublishTimeout``). The deadline
+  travels to the worker in the ``relaybus-deadline`` header, which enforces it too; when it passes first on
+  this side the result is a ``TIMEOUT`` of type ``ReplyTimeout`` and a ``CancelRequest`` goes out so the
+  worker stops.
   A task that no agent subscribes to ends at once as ``REJECTED`` (type ``NoRouteError``, the message says
   which worker to start); a publish the broker refuses ends as ``FAILURE`` of type ``BusError`` (retryable).
 - :meth:`ProjectOrchestrator.cancel` ends the wait for a task at once with a ``CANCELLED`` result, and asks
@@ -41,7 +43,7 @@ from uuid import UUID
 
 from relaybus.bus.base import DEADLINE_HEADER, Bus
 from relaybus.bus.codec import encode_cancel, encode_task
-from relaybus.bus.rpc import ReplyRouter, timeout_result
+from relaybus.bus.rpc import ReplyRouter, publish_timeout_result, timeout_result
 from relaybus.exceptions import BusError, ConfigError, NoRouteError
 from relaybus.log import get_logger
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
@@ -63,6 +65,8 @@ class ProjectOrchestrator:
     Use it as ``async with ProjectOrchestrator(bus) as orchestrator:`` (or :meth:`start` and :meth:`close`);
     the first call that needs it starts it too. ``bus`` must be connected. ``prices`` (model -> price) and
     ``default_model`` feed the cost columns of :class:`PlanResult` (see :mod:`relaybus.orchestrator.pricing`).
+    ``result_publishers`` (agent name -> RabbitMQ user) accepts only results published by that agent's user
+    (see :class:`~relaybus.bus.rpc.ReplyRouter`).
     """
 
     def __init__(
@@ -73,11 +77,12 @@ class ProjectOrchestrator:
         default_timeout_s: float = DEFAULT_TIMEOUT_S,
         prices: Mapping[str, ModelPrice] | None = None,
         default_model: str | None = None,
+        result_publishers: Mapping[str, str] | None = None,
     ) -> None:
         if not default_timeout_s > 0:
             raise ConfigError(f"default_timeout_s must be > 0 seconds, got {default_timeout_s!r}")
         self._bus = bus
-        self._router = ReplyRouter(bus, name=name)
+        self._router = ReplyRouter(bus, name=name, result_publishers=result_publishers)
         self._name = name
         self.default_timeout_s = default_timeout_s
         self.prices: dict[str, ModelPrice] = dict(prices or {})
@@ -150,7 +155,7 @@ class ProjectOrchestrator:
         results = await execute_batch(
             list(unique.values()),
             router=self._router,
-            publish=self._publish,
+            publish=self._publish_in_time,
             cancel_remote=self._publish_cancel,
             waiting=self._waiting,
             default_timeout_s=self.default_timeout_s,
@@ -193,7 +198,7 @@ class ProjectOrchestrator:
         # cancel() resolves the router's future itself, so one future and one loop timer per task suffice.
         self._waiting.add(task.id)
         try:
-            refused = await self._publish(task, deadline)
+            refused = await self._publish_in_time(task, deadline)
             if refused is not None:
                 self._router.discard(task.id)
                 return refused
@@ -205,6 +210,16 @@ class ProjectOrchestrator:
             raise
         finally:
             self._waiting.discard(task.id)
+
+    async def _publish_in_time(self, task: AgentTask, deadline: float) -> ExecutionResult | None:
+        """:meth:`_publish` within the task's deadline: a publish the broker holds back (an alarm) ends the
+        task as TIMEOUT ``PublishTimeout``."""
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.time())):
+                return await self._publish(task, deadline)
+        except TimeoutError:
+            timeout = task.timeout_s or self.default_timeout_s
+            return publish_timeout_result(task, timeout, getattr(self._bus, "blocked", None))
 
     async def _publish(self, task: AgentTask, deadline: float) -> ExecutionResult | None:
         """Publish ``task`` with its deadline: None once the bus has it, else the task's REJECTED result (no

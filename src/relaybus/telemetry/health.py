@@ -1,4 +1,5 @@
-"""``/healthz``: whether a worker is fit to take tasks (connected, consuming every queue), and why not."""
+"""``/healthz``: whether a worker is fit to take tasks (connected, not blocked by a broker alarm, consuming
+every queue), and why not."""
 
 from __future__ import annotations
 
@@ -26,6 +27,13 @@ def worker_health(bus: Bus, worker: AgentWorker) -> Health:
         return Health(False, "the worker is not running (starting, draining or stopped)")
     if not bus.is_connected:
         return Health(False, f"the broker connection ({bus.url}) is down; the bus is reconnecting")
+    blocked = getattr(bus, "blocked", None)  # AmqpBus: RabbitMQ's connection.blocked reason
+    if isinstance(blocked, str):
+        return Health(
+            False,
+            f"RabbitMQ blocks publishing on this connection ({blocked}): a memory or disk alarm on the "
+            "broker; results cannot be sent until it clears",
+        )
     missing = [queue for queue in worker.queues if queue not in worker.consuming]
     if missing:
         return Health(False, f"no consumer on {', '.join(missing)}")
