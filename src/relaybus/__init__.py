@@ -28,7 +28,7 @@ from .exceptions import (
     StoreUnavailable,
     UsageError,
 )
-from .messages import SCHEMA_VERSION, AgentTask, ErrorInfo, ExecutionResult, ExecutionStatus, Usage
+from .messages import SCHEMA_VERSION, AgentTask, ErrorInfo, ExecutionResult, ExecutionStatus, TaskEvent, Usage
 
 if TYPE_CHECKING:
     from .agents import Agent, AgentContext, AgentWorker, WorkerHeartbeat
@@ -79,6 +79,7 @@ __all__ = [
     "StateError",
     "StateStore",
     "StoreUnavailable",
+    "TaskEvent",
     "TaskExecutor",
     "Tool",
     "Usage",

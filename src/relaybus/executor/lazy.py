@@ -14,6 +14,7 @@ if (
 ):  # imported when first used: it loads httpx and aiohttp (~13 MiB) that most workers never need
     from relaybus.executor.core import TaskExecutor
     from relaybus.executor.llm.chat import ChatMessage, ResponseSchema, ToolChoice
+    from relaybus.executor.llm.stream import DeltaCallback
     from relaybus.executor.protocol import ChatTurn
     from relaybus.tools.spec import ToolSpec
 
@@ -49,9 +50,10 @@ class LazyTaskExecutor:
         mode: str | None = None,
         *,
         system_prompt: str | None = None,
+        on_delta: DeltaCallback | None = None,
     ) -> ExecutionResult:
         inner = await self._get()
-        return await inner.execute(task, agent, mode, system_prompt=system_prompt)
+        return await inner.execute(task, agent, mode, system_prompt=system_prompt, on_delta=on_delta)
 
     async def chat(
         self,

@@ -10,6 +10,10 @@ conversion, delegation between agents, deadlines, cancellation and events::
             result = await h.run(AgentTask(topic="code.review", prompt="def f(): pass"))
         assert result.ok
 
+A streamed task's events (:class:`~relaybus.TaskEvent`: model text, ``ctx.emit`` lines, the agent loop's
+tool steps, a delegated agent's events, the ``result`` event last) come from :meth:`AgentTestHarness.stream`
+(``async for event in h.stream(task)``) or, all at once, from :meth:`AgentTestHarness.run_streamed`.
+
 Agents that use the default ``handle`` run on ``executor``; the default :class:`FakeExecutor` answers offline
 and records what it was asked, so no LLM is needed. Agents with tools run their agent loop on it too: give
 the model's answers as a script (``AgentTestHarness([Solver(), Counter()], script=[...])``, see
@@ -21,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -31,7 +35,7 @@ from pydantic import JsonValue
 
 from relaybus.agents.agent import Agent
 from relaybus.agents.worker import AgentWorker, default_worker_id
-from relaybus.bus.base import Bus, Delivery, HeaderValue
+from relaybus.bus.base import STREAM_HEADER, Bus, Delivery, HeaderValue
 from relaybus.bus.codec import encode_cancel, encode_task
 from relaybus.bus.memory import MemoryBus
 from relaybus.bus.rpc import ReplyRouter
@@ -41,7 +45,8 @@ from relaybus.executor.llm.base import ChatRequest, LLMProvider
 from relaybus.executor.llm.chat import ChatMessage, ResponseSchema, ToolChoice
 from relaybus.executor.llm.errors import classify, unusable_answer
 from relaybus.executor.protocol import ChatTurn, Executor
-from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, Usage
+from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, TaskEvent, Usage
+from relaybus.orchestrator.streaming import EventRelay, stream_events
 from relaybus.tools.spec import ToolSpec
 
 from .fake_llm_scripts import Script, ScriptedProvider, SeenRequest
@@ -267,6 +272,36 @@ class AgentTestHarness:
         if self._router is None:
             raise UsageError("use the harness inside `async with AgentTestHarness(...) as h:`")
         return await self._router.request(task, timeout=timeout or self.timeout_s, headers=headers)
+
+    def stream(
+        self,
+        task: AgentTask,
+        *,
+        timeout: float | None = None,
+    ) -> AsyncIterator[TaskEvent]:
+        """Send ``task`` asking for its events and yield them in ``seq`` order, the ``result`` event last
+        (its ``result`` is what :meth:`run` would return), as ``ProjectOrchestrator.stream`` does."""
+        router = self._router
+        if router is None:
+            raise UsageError("use the harness inside `async with AgentTestHarness(...) as h:`")
+
+        def execute(relay: EventRelay) -> Awaitable[ExecutionResult]:
+            headers = {STREAM_HEADER: "1"}
+            return router.request(task, timeout=timeout or self.timeout_s, headers=headers, on_event=relay)
+
+        return stream_events(task.id, execute)
+
+    async def run_streamed(
+        self,
+        task: AgentTask,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the budget becomes a TIMEOUT result
+    ) -> tuple[ExecutionResult, list[TaskEvent]]:
+        """:meth:`stream` ``task`` to its end: its result and every event (the ``result`` event last)."""
+        events = [event async for event in self.stream(task, timeout=timeout)]
+        result = events[-1].result
+        assert result is not None  # a stream always ends with the result event
+        return result, events
 
     async def run_many(
         self,
