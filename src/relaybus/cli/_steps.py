@@ -12,8 +12,11 @@ from rich.markup import escape
 from rich.progress import Progress, TaskID
 
 from relaybus.messages import TaskEvent
+from relaybus.orchestrator.scheduler import PlanProgress, ProgressCallback
 
-__all__ = ["StepRows", "latest_step"]
+from ._render import PlanProgressBar
+
+__all__ = ["StepRows", "latest_step", "streamed_progress"]
 
 _WIDTH = 60
 
@@ -37,12 +40,23 @@ def latest_step(event: TaskEvent, text: str = "") -> tuple[str, str]:
 
 
 class StepRows:
-    """Adds, updates and removes the running tasks' rows on ``progress``; ``key_of`` names a task's row."""
+    """Adds, updates and removes the running tasks' rows on ``progress``; ``key_of`` names a task's row
+    (default: the plan keys seen by :meth:`learn`, else the event's agent)."""
 
-    def __init__(self, progress: Progress, key_of: Callable[[UUID], str]) -> None:
+    def __init__(self, progress: Progress, key_of: Callable[[UUID], str] | None = None) -> None:
         self._progress = progress
+        self._keys: dict[UUID, str] = {}
         self._key_of = key_of
         self._rows: dict[UUID, tuple[TaskID, str]] = {}
+
+    def learn(self, step: PlanProgress) -> None:
+        """Note a task's plan key from ``run_plan``'s ``on_progress``, to name its row."""
+        self._keys[step.task.id] = step.key
+
+    def _label(self, event: TaskEvent) -> str:
+        if self._key_of is not None:
+            return self._key_of(event.task_id)
+        return self._keys.get(event.task_id) or event.agent or str(event.task_id)[:8]
 
     def __call__(self, event: TaskEvent) -> None:
         if event.kind == "result":
@@ -53,9 +67,25 @@ class StepRows:
         current = self._rows.get(event.task_id)
         shown, text = latest_step(event, current[1] if current else "")
         if current is None:
-            key = escape(self._key_of(event.task_id))
+            key = escape(self._label(event))
             row_id = self._progress.add_task(key, total=None, title=f"  {key}", running="", last="")
         else:
             row_id = current[0]
         self._rows[event.task_id] = (row_id, text)
         self._progress.update(row_id, last=escape(shown))
+
+
+def streamed_progress(
+    bar: PlanProgressBar | None,
+) -> tuple[ProgressCallback | None, Callable[[TaskEvent], None] | None]:
+    """``run_plan``'s ``on_progress`` and ``on_event`` for ``bar`` with a row per running task (both None
+    without a bar: nothing is shown, nothing streamed)."""
+    if bar is None:
+        return None, None
+    rows = StepRows(bar.progress)
+
+    def on_progress(step: PlanProgress) -> None:
+        rows.learn(step)
+        bar(step)
+
+    return on_progress, rows
