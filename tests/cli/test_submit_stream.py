@@ -129,3 +129,31 @@ async def test_submit_stream_json_prints_events_then_the_result(fleet: Fleet, se
     assert events[-1].result is not None
     assert events[-1].result.output == REPLY
     assert "".join(e.text for e in events if e.kind == "delta") == REPLY
+
+
+@pytest.mark.integration
+async def test_submit_stream_json_for_a_topic_nobody_serves_prints_the_rejected_result(fleet: Fleet) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "relaybus",
+        "submit",
+        "--topic",
+        fleet.topic("nobody.serves.this"),
+        "--stream",
+        "--json",
+        cwd=REPO_ROOT,
+        env=_env({"RELAYBUS_AMQP_URL": fleet.amqp_url}),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        out, err = await proc.communicate()
+    assert proc.returncode == 1
+    [line] = out.decode().splitlines()
+    only = TaskEvent.model_validate_json(line)
+    assert only.kind == "result"
+    assert only.result is not None
+    assert only.result.status.value == "rejected"
+    assert "relaybus: error:" in err.decode()

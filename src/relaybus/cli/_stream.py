@@ -10,13 +10,13 @@ line on stdout instead, the ``result`` event (with the whole result) last.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from typing import TextIO
 
-from relaybus.bus.base import STREAM_HEADER, Bus, HeaderValue
+from relaybus.bus.base import Bus, HeaderValue
 from relaybus.bus.rpc import ReplyRouter
 from relaybus.messages import AgentTask, ExecutionResult, TaskEvent
-from relaybus.orchestrator.streaming import EventRelay, stream_events
+from relaybus.orchestrator.streaming import result_event, stream_request
 
 __all__ = ["EventPrinter", "stream_task"]
 
@@ -39,8 +39,10 @@ class EventPrinter:
         self._out_tty = out.isatty()
         self._err_tty = err.isatty()
         self._mid_line = False  # text printed on out without its newline yet
+        self.ended = False  # the result event was printed
 
     def __call__(self, event: TaskEvent) -> None:
+        self.ended = self.ended or event.kind == "result"
         if self._json:
             self._out.write(event.model_dump_json(exclude_none=True) + "\n")
             self._out.flush()
@@ -56,6 +58,12 @@ class EventPrinter:
                 self._mid_line = False
         else:
             self._step(event)
+
+    def end(self, result: ExecutionResult) -> None:
+        """Print the result event of ``result`` unless the stream printed one (the task was never sent:
+        no agent for its topic, the broker refused it)."""
+        if not self.ended:
+            self(result_event(result.task_id, 1, result))
 
     def _step(self, event: TaskEvent) -> None:
         data = event.data if isinstance(event.data, Mapping) else {}
@@ -86,14 +94,9 @@ async def stream_task(
 ) -> ExecutionResult:
     """Send ``task`` asking for its events, print them with ``printer`` as they come, return the result
     (a TIMEOUT result past ``timeout``). Publish errors (``NoRouteError``, ``BusError``) propagate."""
+    result: ExecutionResult | None = None
     async with ReplyRouter(bus) as router:
-
-        def execute(relay: EventRelay) -> Awaitable[ExecutionResult]:
-            sent = {**headers, STREAM_HEADER: "1"}
-            return router.request(task, timeout=timeout, headers=sent, on_event=relay)
-
-        result: ExecutionResult | None = None
-        async for event in stream_events(task.id, execute):
+        async for event in stream_request(router, task, timeout=timeout, headers=headers):
             printer(event)
             result = event.result
     assert result is not None  # a stream always ends with the result event

@@ -185,18 +185,24 @@ async def _wait_for(
     stream: bool = False,
     as_json: bool = False,
 ) -> ExecutionResult:
-    """The task's result; a publish the broker refuses becomes a REJECTED (no route) or FAILURE result."""
+    """The task's result (its events printed as they come with ``stream``); a publish the broker refuses
+    becomes a REJECTED (no route) or FAILURE result."""
+    # A little longer than the deadline, so the worker's own TIMEOUT result (which says what it stopped)
+    # arrives before the router gives up.
+    timeout = wait_s + _REPLY_MARGIN_S
+    printer = EventPrinter(sys.stdout, sys.stderr, as_json=as_json) if stream else None
     try:
-        if stream:
-            printer = EventPrinter(sys.stdout, sys.stderr, as_json=as_json)
-            return await stream_task(
-                bus, task, timeout=wait_s + _REPLY_MARGIN_S, headers=headers, printer=printer
-            )
-        async with ReplyRouter(bus) as router:
-            # A little longer than the deadline, so the worker's own TIMEOUT result (which says what it
-            # stopped) arrives before the router gives up.
-            return await router.request(task, timeout=wait_s + _REPLY_MARGIN_S, headers=headers)
+        if printer is not None:
+            result = await stream_task(bus, task, timeout=timeout, headers=headers, printer=printer)
+        else:
+            async with ReplyRouter(bus) as router:
+                result = await router.request(task, timeout=timeout, headers=headers)
     except NoRouteError as exc:
-        return ExecutionResult.failed(task.id, ExecutionStatus.REJECTED, "NoRouteError", str(exc))
+        result = ExecutionResult.failed(task.id, ExecutionStatus.REJECTED, "NoRouteError", str(exc))
     except BusError as exc:
-        return ExecutionResult.failed(task.id, ExecutionStatus.FAILURE, "BusError", str(exc), retryable=True)
+        result = ExecutionResult.failed(
+            task.id, ExecutionStatus.FAILURE, "BusError", str(exc), retryable=True
+        )
+    if printer is not None:
+        printer.end(result)
+    return result

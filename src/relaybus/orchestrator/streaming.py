@@ -13,12 +13,24 @@ from __future__ import annotations
 import asyncio
 import collections
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-from relaybus.messages import ExecutionResult, TaskEvent
+from relaybus.bus.base import STREAM_HEADER, HeaderValue
+from relaybus.messages import AgentTask, ExecutionResult, TaskEvent
 
-__all__ = ["DEFAULT_EVENT_BUFFER", "EventHandler", "EventRelay", "result_event", "stream_events"]
+if TYPE_CHECKING:
+    from relaybus.bus.rpc import ReplyRouter
+
+__all__ = [
+    "DEFAULT_EVENT_BUFFER",
+    "EventHandler",
+    "EventRelay",
+    "result_event",
+    "stream_events",
+    "stream_request",
+]
 
 DEFAULT_EVENT_BUFFER = 10_000
 EventHandler = Callable[[TaskEvent], Awaitable[None] | None]
@@ -96,6 +108,23 @@ async def stream_events(
         if not runner.done():
             runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
+
+
+def stream_request(
+    router: ReplyRouter,
+    task: AgentTask,
+    *,
+    timeout: float | None = None,
+    headers: Mapping[str, HeaderValue] | None = None,
+) -> AsyncIterator[TaskEvent]:
+    """:func:`stream_events` of ``task`` sent by ``router.request`` with ``relaybus-stream: 1`` added to
+    ``headers`` (the harness's and ``relaybus submit --stream``'s way to stream without an orchestrator)."""
+
+    def execute(relay: EventRelay) -> Awaitable[ExecutionResult]:
+        sent = {**(headers or {}), STREAM_HEADER: "1"}
+        return router.request(task, timeout=timeout, headers=sent, on_event=relay)
+
+    return stream_events(task.id, execute)
 
 
 async def call_handler(handler: EventHandler, event: TaskEvent) -> None:

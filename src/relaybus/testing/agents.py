@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -35,7 +35,7 @@ from pydantic import JsonValue
 
 from relaybus.agents.agent import Agent
 from relaybus.agents.worker import AgentWorker, default_worker_id
-from relaybus.bus.base import STREAM_HEADER, Bus, Delivery, HeaderValue
+from relaybus.bus.base import Bus, Delivery, HeaderValue
 from relaybus.bus.codec import encode_cancel, encode_task
 from relaybus.bus.memory import MemoryBus
 from relaybus.bus.rpc import ReplyRouter
@@ -46,7 +46,7 @@ from relaybus.executor.llm.chat import ChatMessage, ResponseSchema, ToolChoice
 from relaybus.executor.llm.errors import classify, unusable_answer
 from relaybus.executor.protocol import ChatTurn, Executor
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, TaskEvent, Usage
-from relaybus.orchestrator.streaming import EventRelay, stream_events
+from relaybus.orchestrator.streaming import stream_request
 from relaybus.tools.spec import ToolSpec
 
 from .fake_llm_scripts import Script, ScriptedProvider, SeenRequest
@@ -284,12 +284,7 @@ class AgentTestHarness:
         router = self._router
         if router is None:
             raise UsageError("use the harness inside `async with AgentTestHarness(...) as h:`")
-
-        def execute(relay: EventRelay) -> Awaitable[ExecutionResult]:
-            headers = {STREAM_HEADER: "1"}
-            return router.request(task, timeout=timeout or self.timeout_s, headers=headers, on_event=relay)
-
-        return stream_events(task.id, execute)
+        return stream_request(router, task, timeout=timeout or self.timeout_s)
 
     async def run_streamed(
         self,
