@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import sys
 import uuid
 from collections.abc import AsyncIterator
 
@@ -18,7 +17,7 @@ from relaybus.testing import FakeLLMServer
 from tests.agents import processes
 from tests.agents.processes import Fleet
 
-from .support import REPO_ROOT, _env
+from .support import start_cli_async
 
 fleet = processes.fleet
 PROMPT = " ".join(f"w{i}" for i in range(40))
@@ -78,22 +77,8 @@ async def server() -> AsyncIterator[FakeLLMServer]:
 
 
 async def start_submit(fleet: Fleet, *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "relaybus",
-        "submit",
-        "--topic",
-        fleet.topic("write.cli"),
-        "--prompt",
-        PROMPT,
-        *args,
-        cwd=REPO_ROOT,
-        env=_env({"RELAYBUS_AMQP_URL": fleet.amqp_url}),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    argv = ("submit", "--topic", fleet.topic("write.cli"), "--prompt", PROMPT, *args)
+    return await start_cli_async(*argv, env={"RELAYBUS_AMQP_URL": fleet.amqp_url})
 
 
 @pytest.mark.integration
@@ -133,21 +118,8 @@ async def test_submit_stream_json_prints_events_then_the_result(fleet: Fleet, se
 
 @pytest.mark.integration
 async def test_submit_stream_json_for_a_topic_nobody_serves_prints_the_rejected_result(fleet: Fleet) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "relaybus",
-        "submit",
-        "--topic",
-        fleet.topic("nobody.serves.this"),
-        "--stream",
-        "--json",
-        cwd=REPO_ROOT,
-        env=_env({"RELAYBUS_AMQP_URL": fleet.amqp_url}),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    argv = ("submit", "--topic", fleet.topic("nobody.serves.this"), "--stream", "--json")
+    proc = await start_cli_async(*argv, env={"RELAYBUS_AMQP_URL": fleet.amqp_url})
     async with asyncio.timeout(60):
         out, err = await proc.communicate()
     assert proc.returncode == 1
