@@ -12,7 +12,13 @@ from relaybus import Agent, AgentContext, AgentTask, TaskEvent, tool
 from relaybus.bus.base import EVENT_HEADER, Delivery
 from relaybus.exceptions import ConfigError
 from relaybus.executor import ExecutorConfig, ProviderConfig, TaskExecutor
-from relaybus.testing import AgentTestHarness, FakeLLMServer, ScriptedAnswer, ScriptedToolCall
+from relaybus.testing import (
+    AgentTestHarness,
+    FakeExecutor,
+    FakeLLMServer,
+    ScriptedAnswer,
+    ScriptedToolCall,
+)
 
 
 class Narrator(Agent):
@@ -120,7 +126,8 @@ async def test_the_agent_loop_streams_its_tool_steps() -> None:
     assert result.ok
     assert result.output == "done"
     kinds = [e.kind for e in events]
-    assert kinds == ["tool_call", "tool_result", "result"]
+    assert kinds == ["tool_call", "tool_result", "delta", "result"]  # the final answer's text streamed too
+    assert events[2].text == "done"
     call, answer = events[0], events[1]
     assert call.text == "shout"
     assert call.data["arguments"] == '{"word": "hey"}'
@@ -142,6 +149,14 @@ async def test_the_models_text_streams_from_the_provider_and_joins_to_the_output
     assert deltas
     assert "".join(deltas) == result.output
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
+
+
+async def test_the_fake_executors_text_answer_streams_as_one_delta() -> None:
+    executor = FakeExecutor(respond=lambda task, agent: f"answer to {task.prompt}")
+    async with AgentTestHarness([Writer()], executor=executor) as h:
+        result, events = await h.run_streamed(AgentTask(topic="story.write", prompt="q"))
+    assert [(e.kind, e.text) for e in events[:-1]] == [("delta", "answer to q")]
+    assert result.output == "answer to q"
 
 
 async def test_emit_refuses_the_result_kind() -> None:

@@ -307,7 +307,7 @@ class _MeteredExecutor:
         *,
         system_prompt: str | None = None,
     ) -> ExecutionResult:
-        if self._on_delta is not None and _takes_on_delta(self._inner):
+        if self._on_delta is not None and _takes_on_delta(self._inner.execute):
             execute: Any = self._inner.execute
             result: ExecutionResult = await execute(
                 task, agent, mode, system_prompt=system_prompt, on_delta=self._on_delta
@@ -332,8 +332,16 @@ class _MeteredExecutor:
                 f"the worker's executor {self._inner!r} has no chat(): the agent loop needs one "
                 "(TaskExecutor and relaybus.testing.FakeExecutor have it)"
             )
+        streaming: dict[str, DeltaCallback] = {}
+        if self._on_delta is not None and _takes_on_delta(chat):
+            streaming["on_delta"] = self._on_delta
         turn: ChatTurn = await chat(
-            messages, tools=tools, tool_choice=tool_choice, response_schema=response_schema, agent=agent
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_schema=response_schema,
+            agent=agent,
+            **streaming,
         )
         self._on_usage(turn.usage)
         return turn
@@ -354,10 +362,11 @@ def _text_deltas(on_text: Callable[[str], None]) -> DeltaCallback:
     return on_delta
 
 
-def _takes_on_delta(executor: Executor) -> bool:
-    """Whether ``executor.execute`` accepts ``on_delta`` (TaskExecutor does; a custom executor may not)."""
+def _takes_on_delta(method: Callable[..., Any]) -> bool:
+    """Whether an executor's ``execute`` or ``chat`` accepts ``on_delta`` (TaskExecutor's do; a custom
+    executor's may not)."""
     try:
-        parameters = inspect.signature(executor.execute).parameters
+        parameters = inspect.signature(method).parameters
     except (TypeError, ValueError):
         return False
     return "on_delta" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())

@@ -63,10 +63,16 @@ class LazyTaskExecutor:
         tool_choice: ToolChoice = "auto",
         response_schema: ResponseSchema | None = None,
         agent: str | None = None,
+        on_delta: DeltaCallback | None = None,
     ) -> ChatTurn:
         inner = await self._get()
         return await inner.chat(
-            messages, tools=tools, tool_choice=tool_choice, response_schema=response_schema, agent=agent
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_schema=response_schema,
+            agent=agent,
+            on_delta=on_delta,
         )
 
     def cancel(self, task_id: UUID) -> bool:

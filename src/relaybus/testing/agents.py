@@ -44,6 +44,7 @@ from relaybus.exceptions import ConfigError, UsageError
 from relaybus.executor.llm.base import ChatRequest, LLMProvider
 from relaybus.executor.llm.chat import ChatMessage, ResponseSchema, ToolChoice
 from relaybus.executor.llm.errors import classify, unusable_answer
+from relaybus.executor.llm.stream import DeltaCallback, TextDelta, completion_deltas
 from relaybus.executor.protocol import ChatTurn, Executor
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, TaskEvent, Usage
 from relaybus.orchestrator.streaming import stream_request
@@ -105,6 +106,7 @@ class FakeExecutor:
         tool_choice: ToolChoice = "auto",
         response_schema: ResponseSchema | None = None,
         agent: str | None = None,
+        on_delta: DeltaCallback | None = None,
     ) -> ChatTurn:
         request = ChatRequest(
             tuple(messages), tuple(tools), tool_choice, response_schema, max_tokens=self.max_tokens
@@ -117,6 +119,9 @@ class FakeExecutor:
             completion = await self.provider.complete(request)
         except Exception as exc:
             return ChatTurn(request, None, classify(exc, name), 1, Usage(requests=1))
+        if on_delta is not None:  # streamed: the whole answer as its deltas, as a provider that cannot stream
+            for delta in completion_deltas(completion):
+                on_delta(delta)
         failure = unusable_answer(completion, request, name)
         usage = completion.usage.model_copy(update={"requests": 1})
         return ChatTurn(request, completion, failure, 1, usage, name)
@@ -128,6 +133,7 @@ class FakeExecutor:
         mode: str | None = None,
         *,
         system_prompt: str | None = None,
+        on_delta: DeltaCallback | None = None,
     ) -> ExecutionResult:
         self.calls.append(task)
         sleeper = asyncio.ensure_future(asyncio.sleep(self.delay_s))
@@ -151,6 +157,8 @@ class FakeExecutor:
             output = self._respond(task, agent)
         else:
             output = {"agent": agent, "prompt": task.prompt, "system_prompt": system_prompt}
+        if on_delta is not None and isinstance(output, str):  # streamed: a text answer as one delta
+            on_delta(TextDelta(output))
         usage = Usage(prompt_tokens=len(task.prompt.split()), completion_tokens=1, requests=1)
         return ExecutionResult.success(task.id, output, agent=agent, usage=usage)
 
