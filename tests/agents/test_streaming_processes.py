@@ -24,6 +24,9 @@ from relaybus.testing import FakeLLMServer
 from . import processes
 from . import sample_agents as sa
 from .processes import Fleet
+from .test_loop_processes import model as loop_model
+from .test_loop_processes import openai_env
+from .test_loop_processes import start_fleet as start_loop_fleet
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 fleet = processes.fleet
@@ -175,3 +178,25 @@ async def test_a_lost_event_is_a_gap_and_the_result_still_comes(amqp_url: str, s
     seqs = [e.seq for e in events]
     assert 2 not in seqs
     assert seqs[:2] == [1, 3]  # the loss shows as a gap
+
+
+async def test_a_tool_agents_steps_and_its_delegated_writers_text_reach_the_caller(fleet: Fleet) -> None:
+    async with FakeLLMServer(answers=loop_model) as server:
+        await start_loop_fleet(fleet, openai_env(server))
+        async with ProjectOrchestrator(fleet.bus) as orchestrator:
+            task = AgentTask(topic=fleet.topic("tools"), prompt="parallel", timeout_s=60)
+            events = [e async for e in orchestrator.stream(task)]
+    result = events[-1].result
+    assert result is not None
+    assert result.ok, result.error
+    assert [e.seq for e in events] == sorted({e.seq for e in events})  # in order, no copies
+    calls = [e for e in events if e.kind == "tool_call"]
+    answers = [e for e in events if e.kind == "tool_result"]
+    assert sorted(e.text for e in calls) == ["lookup", "meet", "meet", "write"]
+    assert [e.data["id"] for e in answers] == [e.data["id"] for e in calls]  # type: ignore[index]
+    assert max(e.seq for e in calls) < min(e.seq for e in answers)
+    writers = [e for e in events if e.kind == "delta" and e.sub_task_id is not None]
+    assert "".join(e.text for e in writers) == "a fine sentence"  # the writer agent, in another process
+    assert {e.agent for e in writers} == {fleet.name("writer")}
+    own = [e for e in events if e.kind == "delta" and e.sub_task_id is None]
+    assert "".join(e.text for e in own) == result.output
