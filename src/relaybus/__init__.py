@@ -28,7 +28,7 @@ from .exceptions import (
     StoreUnavailable,
     UsageError,
 )
-from .messages import SCHEMA_VERSION, AgentTask, ErrorInfo, ExecutionResult, ExecutionStatus, Usage
+from .messages import SCHEMA_VERSION, AgentTask, ErrorInfo, ExecutionResult, ExecutionStatus, TaskEvent, Usage
 
 if TYPE_CHECKING:
     from .agents import Agent, AgentContext, AgentWorker, WorkerHeartbeat
@@ -81,6 +81,7 @@ __all__ = [
     "StateError",
     "StateStore",
     "StoreUnavailable",
+    "TaskEvent",
     "TaskExecutor",
     "Tool",
     "Usage",

@@ -1,4 +1,4 @@
-"""The contract between processes: tasks, their results, cancel requests and worker heartbeats.
+"""The contract between processes: tasks, their results, task events, cancel requests and worker heartbeats.
 
 All are frozen pydantic v2 models that travel as UTF-8 JSON (``model_dump_json``) with the AMQP header
 ``relaybus-schema: 1`` (see :mod:`relaybus.bus.codec`). Unknown fields are refused, unless the sender declares
@@ -27,6 +27,8 @@ __all__ = [
     "ErrorInfo",
     "ExecutionResult",
     "ExecutionStatus",
+    "TaskEvent",
+    "TaskEventKind",
     "Usage",
     "WorkerHeartbeat",
 ]
@@ -50,6 +52,10 @@ def _require_id(schema: dict[str, Any]) -> None:
     required = schema.setdefault("required", [])
     if "id" not in required:
         required.insert(0, "id")
+
+
+MAX_EVENT_TEXT = 16_000
+"""The longest ``text`` of one :class:`TaskEvent` (characters); a worker splits or cuts longer text."""
 
 
 def _now() -> datetime:
@@ -192,6 +198,31 @@ class ExecutionResult(_Model):
             raise ConfigError("failed() needs a status other than SUCCESS; build a SUCCESS result directly")
         error = ErrorInfo(type=error_type[:200], message=message[:20_000], retryable=retryable)
         return cls(task_id=task_id, status=status, error=error, **fields)
+
+
+TaskEventKind = Literal["delta", "progress", "tool_call", "tool_result", "result"]
+"""What a :class:`TaskEvent` reports: model text, a progress line, an agent loop step, or the end."""
+
+
+class TaskEvent(_Model):
+    """One step of a running task, sent by its worker to the caller that asked to stream it.
+
+    ``seq`` numbers a task's events 1, 2, ... in the order they were sent; a missing number is an event
+    lost (events are best effort). ``kind``: ``delta`` (the next piece of the model's text), ``progress`` (a
+    line from the agent, ``ctx.emit``), ``tool_call`` / ``tool_result`` (the agent loop's steps), ``result``
+    (the last one, made by the caller from the task's result, which it carries in ``result``).
+    ``sub_task_id`` is set on the events of a delegated task forwarded to the original caller: the id of the
+    task that produced them. ``data`` is any JSON value (the tool call's name and arguments, say).
+    """
+
+    task_id: UUID
+    seq: Annotated[int, Field(ge=1)]
+    kind: TaskEventKind
+    text: Annotated[str, Field(max_length=MAX_EVENT_TEXT)] = ""
+    data: JsonValue = None
+    sub_task_id: UUID | None = None
+    agent: Annotated[str, Field(max_length=100)] | None = None
+    result: ExecutionResult | None = None
 
 
 class CancelRequest(_Model):

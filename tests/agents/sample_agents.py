@@ -148,6 +148,18 @@ class Writer(Agent):
     system_prompt = "You write short, clear prose."
 
 
+class Relay(Agent):
+    """Delegates its task to the Writer and returns the Writer's output (streaming: its events forwarded)."""
+
+    name = name("relay")
+    topics = (topic("relay"),)
+
+    async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+        await ctx.emit("progress", text="asking the writer")
+        sub = await ctx.delegate(AgentTask(topic=topic("write.relayed"), prompt=task.prompt))
+        return sub.output if sub.ok else sub
+
+
 class Announcer(Agent):
     name = name("announcer")
     topics = (topic("announce"),)
@@ -259,6 +271,7 @@ ALL = (
     Failing,
     NotJson,
     Writer,
+    Relay,
     Announcer,
     Rendezvous,
     Down,

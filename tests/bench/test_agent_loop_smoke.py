@@ -3,38 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from .support import run_bench
 
 
 @pytest.mark.integration
 def test_the_agent_loop_bench_measures_both_parts_and_writes_its_json(amqp_url: str, tmp_path: Path) -> None:
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    env = {**os.environ, "RELAYBUS_BENCH_AMQP_URL": amqp_url, "PYTHONPATH": path}
     argv = ["--reps", "1", "--cpu-tasks", "10", "--tasks", "4", "--latency", "0.05", "--out", str(tmp_path)]
-    bench = subprocess.Popen(
-        [sys.executable, "-m", "bench.agent_loop", *argv],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # on a timeout the bench and every process it started are killed together
-    )
-    try:
-        stdout, stderr = bench.communicate(timeout=180)
-    finally:
-        if bench.poll() is None:
-            os.killpg(bench.pid, signal.SIGKILL)
-            bench.wait()
-    assert bench.returncode == 0, stderr[-3000:]
+    code, stdout, stderr = run_bench("bench.agent_loop", argv, amqp_url)
+    assert code == 0, stderr[-3000:]
     data = json.loads((tmp_path / "agent_loop.json").read_text())
     assert data["cpu"]["tasks"] == 10
     assert data["cpu"]["loop_us_per_turn"]["n"] == 1

@@ -45,9 +45,9 @@ class Outcome:
     stderr: str
 
 
-async def run_cli_async(*args: str, timeout: float = 60, env: Mapping[str, str] | None = None) -> Outcome:
-    """``relaybus ARGS`` without blocking the test's event loop (for tests that also serve the bus)."""
-    proc = await asyncio.create_subprocess_exec(
+async def start_cli_async(*args: str, env: Mapping[str, str] | None = None) -> asyncio.subprocess.Process:
+    """``relaybus ARGS`` started with pipes on stdout and stderr, for a test that reads them as they come."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "relaybus",
@@ -58,6 +58,11 @@ async def run_cli_async(*args: str, timeout: float = 60, env: Mapping[str, str] 
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def run_cli_async(*args: str, timeout: float = 60, env: Mapping[str, str] | None = None) -> Outcome:
+    """``relaybus ARGS`` without blocking the test's event loop (for tests that also serve the bus)."""
+    proc = await start_cli_async(*args, env=env)
     async with asyncio.timeout(timeout):
         out, err = await proc.communicate()
     assert proc.returncode is not None

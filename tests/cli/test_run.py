@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.orchestrator.broker_plans import REPO_ROOT, SummerFleet, layered_plan, summer_fleet, wait_until
+from tests.orchestrator.broker_plans import SummerFleet, layered_plan, summer_fleet, wait_until
 
-from .support import assert_fits, one_error_line, run_cli, table_rows
+from .support import assert_fits, one_error_line, run_cli, start_cli_async, table_rows
 
 __all__ = ["summer_fleet"]  # the fixture, for the RabbitMQ tests below
 
@@ -131,17 +129,7 @@ def test_the_progress_bar_ends_complete(tmp_path: Path) -> None:
 
 
 async def run_plan_process(fleet: SummerFleet, plan: Path, *args: str) -> asyncio.subprocess.Process:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["RELAYBUS_AMQP_URL"] = fleet.amqp_url
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "relaybus", "run", str(plan), *args),
-        cwd=REPO_ROOT,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    return await start_cli_async("run", str(plan), *args, env={"RELAYBUS_AMQP_URL": fleet.amqp_url})
 
 
 @pytest.mark.integration

@@ -156,6 +156,12 @@ async def test_the_agents_with_tools_example_passes_as_written() -> None:
     assert ran == ["test_the_solver_calls_both_tools_in_one_turn"]
 
 
+async def test_the_streaming_example_passes_as_written() -> None:
+    namespace = await run_snippet(python_block("# streaming_demo.py"), "streaming_demo")
+    ran = await run_test_functions(namespace)
+    assert ran == ["test_the_reviewer_streams_its_answer"]
+
+
 async def test_the_rate_limit_test_passes_against_the_fake_llm_server() -> None:
     namespace = await run_snippet(python_block_containing("FakeLLMServer(latency_s="), "test_rate_limits")
     ran = await run_test_functions(namespace)

@@ -10,8 +10,9 @@ from relaybus.exceptions import ExecutorError
 from relaybus.executor import ChatRequest, Completion, ExecutorConfig, TaskExecutor
 from relaybus.executor.lazy import LazyTaskExecutor
 from relaybus.executor.llm.chat import FinishReason, ToolCall, UserMessage
+from relaybus.executor.llm.stream import StreamDelta, TextDelta
 from relaybus.messages import Usage
-from relaybus.testing import ScriptedAnswer, ScriptedProvider, ScriptedToolCall
+from relaybus.testing import FakeLLMServer, ScriptedAnswer, ScriptedProvider, ScriptedToolCall
 from relaybus.tools import ToolSpec
 
 HI = (UserMessage("hi"),)
@@ -128,3 +129,21 @@ async def test_the_workers_lazy_executor_chats_through_the_executor_it_makes(
     assert turn.completion is not None
     assert turn.completion.text == "echo: ping"
     assert turn.request.tools == (ADD,)
+
+
+async def test_chat_streams_the_turn_to_on_delta_and_answers_the_same() -> None:
+    async with FakeLLMServer(chunk_size=3) as server:
+        config = ExecutorConfig.from_env(
+            {"RELAYBUS_LLM_PROVIDER": "openai", "OPENAI_BASE_URL": server.openai_base_url}
+        )
+        async with TaskExecutor(config) as executor:
+            deltas: list[StreamDelta] = []
+            streamed = await executor.chat(HI, on_delta=deltas.append)
+            plain = await executor.chat(HI)
+        assert server.streams == 1
+    assert streamed.ok
+    assert streamed.completion is not None
+    assert plain.completion is not None
+    assert streamed.completion.text == plain.completion.text == "fake reply: hi"
+    assert len(deltas) > 1
+    assert "".join(d.text for d in deltas if isinstance(d, TextDelta)) == "fake reply: hi"

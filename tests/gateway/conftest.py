@@ -29,7 +29,8 @@ TOKEN = "test-token-0123456789abcdef"
 
 class EchoAgent(Agent):
     """Answers ``{"echo": prompt, "input": input}`` (or the prompt alone with ``input["text"]``) after
-    sleeping ``input["sleep_s"]``; raises with ``input["fail"]``. Records starts and cancellations."""
+    sleeping ``input["sleep_s"]``; raises with ``input["fail"]``. Records starts and cancellations. With
+    ``input["say"]`` (a list of words) it streams them instead and answers them joined."""
 
     name = "gw-echo"
     topics = ("gw.echo",)
@@ -51,6 +52,13 @@ class EchoAgent(Agent):
 
     async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
         self._event(self.started, str(task.id)).set()
+        say = task.input.get("say")
+        if isinstance(say, list):  # stream a progress line, then each word as model text, 50 ms apart
+            await ctx.emit("progress", text="saying", data={"words": len(say)})
+            for word in say:
+                await ctx.emit("delta", text=str(word))
+                await asyncio.sleep(0.05)
+            return "".join(str(word) for word in say)
         delay = task.input.get("sleep_s", 0)
         try:
             if isinstance(delay, int | float) and delay > 0:

@@ -122,6 +122,35 @@ async def test_streaming_sends_the_task_then_working_then_the_artifact_and_compl
     assert {e.status_update.task_id for e in events[1::2]} == {events[0].task.id}
 
 
+async def test_streaming_carries_the_agents_text_as_artifact_chunks_and_its_steps(stack: Stack) -> None:
+    async with _client(stack, streaming=True) as client:
+        events = await _collect(
+            client.send_message(SendMessageRequest(message=_message("words", {"say": ["Hel", "lo", "!"]})))
+        )
+    kinds = [event.WhichOneof("payload") for event in events]
+    assert kinds == [
+        "task",
+        "status_update",  # working
+        "status_update",  # the agent's progress line
+        "artifact_update",
+        "artifact_update",
+        "artifact_update",
+        "artifact_update",  # the whole output
+        "status_update",  # completed
+    ]
+    step = events[2].status_update
+    assert step.status.state == TaskState.TASK_STATE_WORKING
+    assert step.status.message.parts[0].text == "saying"
+    assert step.metadata["relaybus"]["kind"] == "progress"
+    chunks = [e.artifact_update for e in events[3:6]]
+    assert [c.artifact.artifact_id for c in chunks] == ["stream"] * 3
+    assert [c.append for c in chunks] == [False, True, True]
+    assert "".join(c.artifact.parts[0].text for c in chunks) == "Hello!"
+    assert [c.metadata["relaybus"]["seq"] for c in chunks] == [2, 3, 4]
+    assert events[6].artifact_update.artifact.parts[0].text == "Hello!"
+    assert events[7].status_update.status.state == TaskState.TASK_STATE_COMPLETED
+
+
 async def test_a_non_blocking_send_returns_at_once_and_get_task_shows_the_result(stack: Stack) -> None:
     async with _client(stack, streaming=False) as client:
         answered = await _send_without_waiting(client, stack, "later", {"sleep_s": 2.0})

@@ -65,22 +65,40 @@ async def test_posting_the_same_task_id_twice_runs_it_once(stack: Stack) -> None
     assert len(stack.agent.started) == 1
 
 
+async def _read_events(http: Any, task_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """The ``(event, data)`` pairs of the task's SSE stream, read to its end."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    async with http.stream("GET", f"/tasks/{task_id}/events") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        kind = ""
+        async for line in response.aiter_lines():
+            if line.startswith("event: "):
+                kind = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((kind, json.loads(line.removeprefix("data: "))))
+    return events
+
+
 async def test_the_event_stream_shows_each_phase_and_ends_with_the_result(stack: Stack) -> None:
     async with stack.client() as http:
         task_id = (await http.post("/tasks", json=_task(stack, "streamed", sleep_s=0.3))).json()["id"]
-        events: list[tuple[str, dict[str, Any]]] = []
-        async with http.stream("GET", f"/tasks/{task_id}/events") as response:
-            assert response.headers["content-type"].startswith("text/event-stream")
-            kind = ""
-            async for line in response.aiter_lines():
-                if line.startswith("event: "):
-                    kind = line.removeprefix("event: ")
-                elif line.startswith("data: "):
-                    events.append((kind, json.loads(line.removeprefix("data: "))))
+        events = await _read_events(http, task_id)
     assert [k for k, _ in events] == ["status", "status", "status", "result"]
     assert [e["phase"] for _, e in events[:3]] == ["submitted", "working", "finished"]
     assert events[-1][1]["status"] == "success"
     assert events[-1][1]["output"]["echo"] == "streamed"
+
+
+async def test_the_event_stream_carries_the_tasks_events_between_working_and_finished(stack: Stack) -> None:
+    async with stack.client() as http:
+        body = _task(stack, "words", say=["Hel", "lo", " there"])
+        task_id = (await http.post("/tasks", json=body)).json()["id"]
+        events = await _read_events(http, task_id)
+    kinds = [k for k, _ in events]
+    assert kinds == ["status", "status", "progress", "delta", "delta", "delta", "status", "result"]
+    assert events[2][1]["data"] == {"words": 3}
+    assert [e["seq"] for _, e in events[2:6]] == [1, 2, 3, 4]
+    assert "".join(e["text"] for k, e in events if k == "delta") == events[-1][1]["output"] == "Hello there"
 
 
 async def test_an_event_stream_resumes_after_the_last_event_id_it_saw(stack: Stack) -> None:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import Any
 
 import pytest
 
+from relaybus.agents import Agent, AgentContext
 from relaybus.bus.memory import MemoryBus
 from relaybus.exceptions import ConfigError, UsageError
 from relaybus.executor.llm.chat import UserMessage
@@ -129,3 +131,22 @@ def test_a_script_goes_with_a_fake_executor_not_with_an_executor_of_ones_own() -
         AgentTestHarness([sa.Echo()], executor=FakeExecutor(), script=["x"])
     with pytest.raises(ConfigError, match="a script or a provider, not both"):
         FakeExecutor(script=["x"], provider=FakeExecutor().provider)
+
+
+async def test_the_harness_streams_a_task_and_shows_its_events() -> None:
+    class Stepper(Agent):
+        name = "stepper"
+        topics = ("steps.run",)
+
+        async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+            await ctx.emit("progress", text="one")
+            await ctx.emit("progress", text="two")
+            return "done"
+
+    async with AgentTestHarness([Stepper()]) as h:
+        kinds = [event.kind async for event in h.stream(AgentTask(topic="steps.run"))]
+        result, events = await h.run_streamed(AgentTask(topic="steps.run"))
+        plain = await h.run(AgentTask(topic="steps.run"))
+    assert kinds == ["progress", "progress", "result"]
+    assert [e.text for e in events[:-1]] == ["one", "two"]
+    assert result.output == plain.output == "done"

@@ -9,6 +9,7 @@ bus, never by calling each other directly.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
@@ -17,12 +18,12 @@ from uuid import UUID
 
 from pydantic import BaseModel, JsonValue
 
-from relaybus.bus.base import DEADLINE_HEADER, DELEGATION_HEADER, Bus, HeaderValue
+from relaybus.bus.base import DEADLINE_HEADER, DELEGATION_HEADER, STREAM_HEADER, Bus, HeaderValue
 from relaybus.bus.codec import encode_cancel, encode_event
 from relaybus.exceptions import ConfigError
 from relaybus.executor.protocol import ChatTurn, Executor
 from relaybus.log import FilteringBoundLogger
-from relaybus.messages import AgentTask, ExecutionResult, Usage
+from relaybus.messages import AgentTask, ExecutionResult, TaskEvent, TaskEventKind, Usage
 
 from .agent import DEFAULT_MAX_TURNS
 from .delegation import check_outgoing, format_chain
@@ -30,9 +31,11 @@ from .usage import UsageTally
 
 if TYPE_CHECKING:  # the loop and the tools load only for agents that use them
     from relaybus.executor.llm.chat import ChatMessage, ResponseSchema, ToolChoice
+    from relaybus.executor.llm.stream import DeltaCallback
     from relaybus.tools import AnyTool, MCPServer, Toolbox, ToolSpec
 
     from .agent import Agent
+    from .events import EventSender
     from .loop import ToolCallRecord
 
 __all__ = ["DEFAULT_DELEGATE_TIMEOUT_S", "AgentContext", "Requester"]
@@ -50,6 +53,7 @@ class Requester(Protocol):
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - the budget becomes a TIMEOUT result
         headers: Mapping[str, HeaderValue] | None = None,
+        on_event: Callable[[TaskEvent], None] | None = None,
     ) -> ExecutionResult: ...
 
 
@@ -66,6 +70,10 @@ class AgentContext:
     accounts for its LLM calls and for those of the agents it delegated to. ``tool_calls`` lists every tool
     call the agent loop ran for this task (:class:`~relaybus.agents.loop.ToolCallRecord`), in the order the
     model asked for them.
+
+    ``streaming`` tells whether the caller asked for this task's events; :meth:`emit` sends one (a no-op
+    otherwise), and while it streams the executor streams the model's text to the caller and delegated
+    tasks stream too, their events forwarded to the caller tagged with their task id.
     """
 
     def __init__(
@@ -84,13 +92,17 @@ class AgentContext:
         release_slot: Callable[[], AbstractAsyncContextManager[None]] | None = None,
         instance: Agent | None = None,
         toolbox: Toolbox | None = None,
+        events: EventSender | None = None,
     ) -> None:
         self.task = task
         self.agent = agent
         self.worker = worker
         self._usage = UsageTally()
         self.tool_calls: list[ToolCallRecord] = []
-        self.executor: Executor = _MeteredExecutor(executor, self._add_usage)
+        self._events = events
+        self.executor: Executor = _MeteredExecutor(
+            executor, self._add_usage, None if events is None else events.delta
+        )
         self.bus = bus
         self.log = log
         self.chain = chain
@@ -108,6 +120,26 @@ class AgentContext:
 
     def _add_usage(self, usage: Usage) -> None:
         self._usage.add(usage)
+
+    @property
+    def streaming(self) -> bool:
+        """Whether the caller streams this task (sent it with ``relaybus-stream: 1``)."""
+        return self._events is not None
+
+    async def emit(self, kind: TaskEventKind, *, text: str = "", data: JsonValue = None) -> None:
+        """Send the caller a :class:`~relaybus.TaskEvent` of ``kind`` (``progress``, ``delta``, ``tool_call``
+        or ``tool_result``) with ``text`` and ``data`` (JSON); returns at once. Nothing is sent when the
+        caller does not stream. Events are best effort: never an error for the bus. Raises
+        :class:`~relaybus.ConfigError` for another kind (``result`` is the task's result itself)."""
+        from .events import EMITTABLE_KINDS
+
+        if kind not in EMITTABLE_KINDS:
+            raise ConfigError(
+                f"event kind {kind!r} cannot be emitted: use one of {', '.join(sorted(EMITTABLE_KINDS))} "
+                "(the result event is the task's result, sent when handle returns)"
+            )
+        if self._events is not None:
+            self._events.emit(kind, text, data)
 
     def remaining(self) -> float | None:
         """Seconds left before this task's deadline (never negative), or None without a deadline."""
@@ -172,9 +204,14 @@ class AgentContext:
             DEADLINE_HEADER: f"{time.time() + wait:.3f}",
         }
         self.log.debug("delegate", sub_task_id=str(task.id), topic=task.topic, to_agent=task.agent)
+        extra: dict[str, Callable[[TaskEvent], None]] = {}
+        if self._events is not None:  # the caller streams: so does the sub-task, its events passed on
+            headers[STREAM_HEADER] = "1"
+            forward = self._events.forward
+            extra["on_event"] = lambda event: forward(event, task.id)
         try:
             async with self._slot_released():
-                result = await self._requester.request(task, timeout=wait, headers=headers)
+                result = await self._requester.request(task, timeout=wait, headers=headers, **extra)
             self._add_usage(result.usage)
             return result
         except asyncio.CancelledError:
@@ -247,9 +284,15 @@ class AgentContext:
 class _MeteredExecutor:
     """The worker's executor, adding the usage of each result to the task's context."""
 
-    def __init__(self, inner: Executor, on_usage: Callable[[Usage], None]) -> None:
+    def __init__(
+        self,
+        inner: Executor,
+        on_usage: Callable[[Usage], None],
+        on_text: Callable[[str], None] | None = None,
+    ) -> None:
         self._inner = inner
         self._on_usage = on_usage
+        self._on_delta = None if on_text is None else _text_deltas(on_text)
 
     @property
     def inner(self) -> Executor:
@@ -264,7 +307,13 @@ class _MeteredExecutor:
         *,
         system_prompt: str | None = None,
     ) -> ExecutionResult:
-        result = await self._inner.execute(task, agent, mode, system_prompt=system_prompt)
+        if self._on_delta is not None and _takes_on_delta(self._inner.execute):
+            execute: Any = self._inner.execute
+            result: ExecutionResult = await execute(
+                task, agent, mode, system_prompt=system_prompt, on_delta=self._on_delta
+            )
+        else:
+            result = await self._inner.execute(task, agent, mode, system_prompt=system_prompt)
         self._on_usage(result.usage)
         return result
 
@@ -283,11 +332,41 @@ class _MeteredExecutor:
                 f"the worker's executor {self._inner!r} has no chat(): the agent loop needs one "
                 "(TaskExecutor and relaybus.testing.FakeExecutor have it)"
             )
+        streaming: dict[str, DeltaCallback] = {}
+        if self._on_delta is not None and _takes_on_delta(chat):
+            streaming["on_delta"] = self._on_delta
         turn: ChatTurn = await chat(
-            messages, tools=tools, tool_choice=tool_choice, response_schema=response_schema, agent=agent
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_schema=response_schema,
+            agent=agent,
+            **streaming,
         )
         self._on_usage(turn.usage)
         return turn
 
     def cancel(self, task_id: UUID) -> bool:
         return self._inner.cancel(task_id)
+
+
+def _text_deltas(on_text: Callable[[str], None]) -> DeltaCallback:
+    """An executor's ``on_delta`` passing the model's text pieces to ``on_text`` (tool-call deltas are not
+    text for the caller: the agent loop reports its tool calls as events of their own)."""
+    from relaybus.executor.llm.stream import TextDelta
+
+    def on_delta(delta: object) -> None:
+        if isinstance(delta, TextDelta):
+            on_text(delta.text)
+
+    return on_delta
+
+
+def _takes_on_delta(method: Callable[..., Any]) -> bool:
+    """Whether an executor's ``execute`` or ``chat`` accepts ``on_delta`` (TaskExecutor's do; a custom
+    executor's may not)."""
+    try:
+        parameters = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+    return "on_delta" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())

@@ -27,6 +27,7 @@ from relaybus.telemetry.metrics import WorkerMetrics
 
 from .agent import Agent
 from .context import AgentContext
+from .events import EventSender
 from .outcomes import handle_failed, handle_returned, interrupted
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ class Run:
     # slot is given back when the first starts and taken again when the last ends.
     waiting: int = 0
     ctx: AgentContext | None = None
+    stream_to: str | None = None  # the reply queue of a caller that streams this task
+    events: EventSender | None = None
     done: asyncio.Future[ExecutionResult | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -116,6 +119,10 @@ class TaskRunner:
                 loop.time() + (run.deadline - time.time()), self.interrupt, run, "timeout", ""
             )
         run.runner = me
+        if run.stream_to is not None:
+            run.events = EventSender(
+                self._bus, task_id=task_id, reply_to=run.stream_to, agent=run.agent.name, log=self._log
+            )
         try:
             outcome = await self._execute(run)
         except asyncio.CancelledError:
@@ -136,8 +143,12 @@ class TaskRunner:
             self.runs.pop(task_id, None)
             if self._metrics is not None:
                 self._metrics.task_ended(run.agent.name, outcome, run.metered_at)
+            if run.events is not None and outcome is None:
+                run.events.abort()
             if not run.done.done():
                 run.done.set_result(outcome)
+        if run.events is not None:  # what the task said before its result, which it never holds up for long
+            await run.events.finish()
         return outcome
 
     def _interrupted(self, run: Run) -> ExecutionResult | None:
@@ -214,6 +225,7 @@ class TaskRunner:
                 release_slot=lambda: self._slot_released(run),
                 instance=agent,
                 toolbox=self._toolboxes.get(agent.name),
+                events=run.events,
             )
             run.ctx = ctx
             started = datetime.now(UTC)

@@ -79,8 +79,8 @@ from relaybus.bus.base import (
     agent_queue_name,
     agent_routing_key,
 )
-from relaybus.bus.codec import DEFAULT_MAX_BODY_BYTES
-from relaybus.bus.rpc import ReplyRouter
+from relaybus.bus.codec import DEFAULT_MAX_BODY_BYTES, wants_stream
+from relaybus.bus.rpc import ReplyRouter, is_reply_queue
 from relaybus.bus.topic import topic_binding
 from relaybus.exceptions import ConfigError, UsageError
 from relaybus.executor.lazy import LazyTaskExecutor
@@ -359,6 +359,8 @@ class AgentWorker:
         if isinstance(run, ExecutionResult):
             await self._finish(delivery, task, run)
             return
+        if delivery.reply_to and wants_stream(delivery.headers) and is_reply_queue(delivery.reply_to):
+            run.stream_to = delivery.reply_to
         outcome = await self._runner.run(run)
         if outcome is None:
             self._log.info("task_returned_to_queue", task_id=str(task.id), agent=agent.name)

@@ -25,14 +25,17 @@ from relaybus.messages import (
     AgentTask,
     CancelRequest,
     ExecutionResult,
+    TaskEvent,
     WorkerHeartbeat,
 )
 
 from .base import (
     CANCEL_ROUTING_KEY,
     DEFAULT_EXCHANGE,
+    EVENT_HEADER,
     EXCHANGE,
     SCHEMA_HEADER,
+    STREAM_HEADER,
     WORKER_EVENT_PREFIX,
     Delivery,
     HeaderValue,
@@ -45,6 +48,7 @@ from .core import truncate
 __all__ = [
     "CONTROL_MAX_BODY_BYTES",
     "DEFAULT_MAX_BODY_BYTES",
+    "EVENT_MAX_BODY_BYTES",
     "HEARTBEAT_ROUTING_KEY",
     "PING_ROUTING_KEY",
     "STOPPED_ROUTING_KEY",
@@ -54,17 +58,23 @@ __all__ = [
     "decode_delivery",
     "decode_event",
     "decode_heartbeat",
+    "decode_task_event",
     "encode_cancel",
     "encode_event",
     "encode_heartbeat",
     "encode_ping",
     "encode_result",
     "encode_task",
+    "encode_task_event",
+    "is_task_event",
+    "wants_stream",
 ]
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 CONTROL_MAX_BODY_BYTES = 64 * 1024
 """Size limit of a cancel request or a heartbeat: small by nature, so a big one is refused early."""
+EVENT_MAX_BODY_BYTES = 128 * 1024
+"""Size limit of a task event (its text is at most 16,000 characters, its data a few KiB)."""
 HEARTBEAT_ROUTING_KEY = f"{WORKER_EVENT_PREFIX}.heartbeat"
 STOPPED_ROUTING_KEY = f"{WORKER_EVENT_PREFIX}.stopped"
 PING_ROUTING_KEY = f"{WORKER_EVENT_PREFIX}.ping"
@@ -136,6 +146,48 @@ def encode_event(
         headers=dict(_SCHEMA_HEADERS),
         mandatory=False,
     )
+
+
+def encode_task_event(event: TaskEvent, *, reply_to: str) -> OutgoingMessage:
+    """The message that carries ``event`` to the caller's ``reply_to``: ``correlation_id`` = the task id,
+    header ``relaybus-event: <kind>``; best effort, so neither mandatory nor persistent."""
+    headers = dict(_SCHEMA_HEADERS)
+    headers[EVENT_HEADER] = event.kind
+    return OutgoingMessage(
+        body=event.model_dump_json(exclude_defaults=True).encode(),
+        routing_key=reply_to,
+        exchange=DEFAULT_EXCHANGE,
+        message_id=f"event-{event.task_id}-{event.seq}",
+        correlation_id=str(event.task_id),
+        headers=headers,
+        mandatory=False,
+        persistent=False,
+    )
+
+
+def is_task_event(headers: Mapping[str, HeaderValue]) -> bool:
+    """Whether a message on a reply queue is a task event (it has the ``relaybus-event`` header) rather than
+    a result."""
+    return EVENT_HEADER in headers
+
+
+def wants_stream(headers: Mapping[str, HeaderValue]) -> bool:
+    """Whether a task's headers ask for its events (``relaybus-stream: 1``)."""
+    value = headers.get(STREAM_HEADER)
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return value is not None and str(value).strip().lower() in ("1", "true", "yes")
+
+
+def decode_task_event(
+    body: bytes, headers: Mapping[str, HeaderValue], *, content_type: str | None = "application/json"
+) -> TaskEvent:
+    """A received task event (see :func:`encode_task_event`); raise :class:`InvalidMessage` if refused, also
+    when it claims to be the ``result`` (a result travels as a result message, never as an event)."""
+    event = decode(body, headers, TaskEvent, content_type=content_type, max_bytes=EVENT_MAX_BODY_BYTES)
+    if event.kind == "result" or event.result is not None:
+        raise InvalidMessage("a task event must not carry a result: results travel as result messages")
+    return event
 
 
 def encode_cancel(task_id: UUID, reason: str) -> OutgoingMessage:

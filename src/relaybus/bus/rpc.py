@@ -39,6 +39,10 @@ What a caller may rely on:
   returns the worker's result, or a ``TIMEOUT`` result of its own. ``NoRouteError`` (no agent subscribes to
   the topic) and other publish errors propagate.
 - :meth:`ReplyRouter.close` resolves the futures still waiting with a ``CANCELLED`` result.
+- Task events (messages with the ``relaybus-event`` header, :class:`~relaybus.messages.TaskEvent`) go to the
+  callback registered for their task id (:meth:`ReplyRouter.listen`, or ``request(..., on_event=...)``),
+  synchronously and in arrival order; events for an id nobody listens to (any more) are acked and dropped,
+  counted in :attr:`ReplyRouter.events_dropped`. An invalid one is dead-lettered with the reason.
 - A bad ``name`` or a task id that is not a UUID raises :class:`~relaybus.ConfigError`; ``request`` before
   ``start`` raises :class:`~relaybus.UsageError`.
 """
@@ -62,8 +66,9 @@ from relaybus.log import get_logger
 from relaybus.messages import NAME_RE, AgentTask, ExecutionResult, ExecutionStatus
 
 from .base import Bus, Delivery, HeaderValue, Subscription, check_expires
-from .codec import DEFAULT_MAX_BODY_BYTES, decode, encode_result, encode_task
+from .codec import DEFAULT_MAX_BODY_BYTES, decode, encode_result, encode_task, is_task_event
 from .name_lock import NameLock
+from .reply_events import EventCallback, EventRoutes
 from .result_auth import check_publishers, publisher_mismatch
 from .salvage import readable_id
 
@@ -167,10 +172,25 @@ class ReplyRouter:
         self._finished: BoundedMap[UUID, None] = BoundedMap(
             max_finished
         )  # answered or discarded: drop repeats
+        self._events = EventRoutes(self._queue)
         self._barriers: set[UUID] = set()  # markers of expect_all in flight: not results, not for on_result
         self._subscription: Subscription | None = None
         self._lock = None if name is None else NameLock(bus, name, f"the reply router of {self._queue}")
         self._log = get_logger("relaybus.bus.rpc", reply_queue=self._queue)
+
+    @property
+    def events_dropped(self) -> int:
+        """Task events that arrived for a task id nobody listened to (not streamed, or already answered)."""
+        return self._events.dropped
+
+    def listen(self, task_id: UUID | str, on_event: EventCallback) -> None:
+        """Pass the task events of ``task_id`` to ``on_event`` (synchronously: keep it quick, e.g. put the
+        event in a queue) until :meth:`unlisten`; register before publishing the task."""
+        self._events.listen(_as_uuid(task_id), on_event)
+
+    def unlisten(self, task_id: UUID | str) -> None:
+        """Stop passing the events of ``task_id`` on; later ones are dropped."""
+        self._events.unlisten(_as_uuid(task_id))
 
     @property
     def queue(self) -> str:
@@ -319,8 +339,10 @@ class ReplyRouter:
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - the caller's budget, turned into a TIMEOUT result
         headers: Mapping[str, HeaderValue] | None = None,
+        on_event: EventCallback | None = None,
     ) -> ExecutionResult:
-        """Publish ``task`` and wait for its result.
+        """Publish ``task`` and wait for its result; ``on_event`` gets the task's events meanwhile (the
+        task must be sent with ``relaybus-stream: 1`` in ``headers`` for the worker to send any).
 
         ``timeout`` defaults to ``task.timeout_s``; with neither, wait until a result comes or the router
         closes. On timeout returns a ``TIMEOUT`` result (``error.type == "ReplyTimeout"``) and drops a late
@@ -330,6 +352,8 @@ class ReplyRouter:
         limit = timeout if timeout is not None else task.timeout_s
         future = self.expect(task.id)
         message = encode_task(task, reply_to=self._queue, headers=headers)
+        if on_event is not None:
+            self.listen(task.id, on_event)
         try:
             if limit is None:
                 await self._bus.publish(message)
@@ -346,6 +370,8 @@ class ReplyRouter:
                     return publish_timeout_result(task, limit, getattr(self._bus, "blocked", None))
                 return timeout_result(task, limit)
         finally:
+            if on_event is not None:
+                self.unlisten(task.id)
             if not future.done():  # timed out, cancelled, or the publish failed: drop a late result
                 self.discard(task.id)
 
@@ -370,6 +396,9 @@ class ReplyRouter:
             )
 
     async def _on_delivery(self, delivery: Delivery) -> None:
+        if is_task_event(delivery.headers):
+            await self._events.route(delivery)
+            return
         try:
             result = decode(
                 delivery.body,

@@ -92,6 +92,11 @@ class PlanProgressBar:
             last=f"[{style}]{event.key} {status.value}[/]",
         )
 
+    @property
+    def progress(self) -> Progress:
+        """The rich progress display the bar is a row of (others may add rows: the running tasks' steps)."""
+        return self._progress
+
     def __enter__(self) -> Self:
         # The clock starts here, not when the bar is built (a demo first waits for its workers).
         self._task = self._progress.add_task(

@@ -29,6 +29,7 @@ from relaybus.testing import FakeLLMServer, ScriptedProvider
 from ._common import AMQP_URL_ENV, CliError, non_negative_float, open_bus, run_async
 from ._render import PlanProgressBar, make_console
 from ._report import speedup
+from ._steps import streamed_progress
 from .run import add_output_options, default_model_from_env, print_results
 
 __all__ = ["register"]
@@ -157,11 +158,13 @@ async def _in_memory(latency: float, bar: PlanProgressBar | None) -> PlanResult:
         scripted = ScriptedProvider(editor_model, model="demo-editor", latency_s=latency)
         editor_executor = TaskExecutor(ExecutorConfig(), provider=scripted)
     async with executor, editor_executor or contextlib.nullcontext():
+        on_progress, on_event = streamed_progress(bar)
         run = run_in_memory(
             executor,
             editor_executor=editor_executor,
-            on_progress=bar,
+            on_progress=on_progress,
             default_model=default_model_from_env(),
+            on_event=on_event,
         )
         if bar is None:
             return await run
@@ -182,7 +185,10 @@ async def _on_broker(url: str, latency: float, bar: PlanProgressBar | None) -> P
             env_of = {f"{Editor.__module__}:{Editor.__qualname__}": editor_env}
             async with WorkerProcesses([[spec] for spec in specs], env=env, env_of=env_of) as workers:
                 await workers.wait_ready(bus)
-                run = run_on_bus(bus, on_progress=bar, default_model=default_model_from_env())
+                on_progress, on_event = streamed_progress(bar)
+                run = run_on_bus(
+                    bus, on_progress=on_progress, default_model=default_model_from_env(), on_event=on_event
+                )
                 if bar is None:
                     return await run
                 with bar:

@@ -1,7 +1,9 @@
 """``relaybus run plan.yaml``: run a plan file on the broker, with a progress bar and a results table.
 
 ``--json`` prints the whole ``PlanResult`` instead (every task's result, outputs and errors in full) as one
-JSON document on stdout; the progress bar, unless ``--no-progress``, still goes to stderr.
+JSON document on stdout; the progress bar, unless ``--no-progress``, still goes to stderr. With the progress
+bar, the tasks are streamed: each running task has a row under the bar with its latest step (see
+:mod:`relaybus.cli._steps`).
 
 Exit codes: 0 every task succeeded; 1 a task did not (or the broker is unreachable); 2 the plan file or a flag
 is wrong (one line naming the file, the task and the problem).
@@ -29,6 +31,7 @@ from relaybus.orchestrator.orchestrator import DEFAULT_TIMEOUT_S
 from ._common import CliError, add_amqp_url, open_bus, positive_float, positive_int, run_async
 from ._render import PlanProgressBar, agents_table, make_console, results_table, summary_lines
 from ._report import plan_document, task_agents
+from ._steps import StepRows
 
 __all__ = ["add_output_options", "default_model_from_env", "print_results", "register"]
 
@@ -123,8 +126,9 @@ async def _run(args: argparse.Namespace) -> int:
                 result = await orchestrator.run_plan(plan, max_in_flight=args.max_in_flight)
             else:
                 with PlanProgressBar(len(plan.tasks), title=plan.name) as bar:
+                    steps = StepRows(bar.progress, lambda task_id: plan.keys.get(task_id, str(task_id)))
                     result = await orchestrator.run_plan(
-                        plan, on_progress=bar, max_in_flight=args.max_in_flight
+                        plan, on_progress=bar, max_in_flight=args.max_in_flight, on_event=steps
                     )
     finally:
         await bus.close()

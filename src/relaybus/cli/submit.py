@@ -6,6 +6,10 @@ the result and prints it, an ``ExecutionResult``, as JSON on stdout in every out
 succeeded, 1 otherwise. A task no agent subscribes to is a REJECTED result (type ``NoRouteError``, also said
 in one line on stderr); no result within ``--timeout`` seconds is a TIMEOUT result (type ``ReplyTimeout``)
 whose message names that timeout. ``--agent NAME`` addresses one agent; ``--topic`` then defaults to the name.
+
+``--stream`` (implies ``--wait``) prints the task's text as it arrives and its steps on stderr (see
+:mod:`relaybus.cli._stream`), then nothing else on success; ``--stream --json`` prints every event as a JSON
+line instead, the ``result`` event last. The exit status is the same as with ``--wait``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from relaybus.exceptions import BusError, NoRouteError
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 
 from ._common import BadUsage, add_amqp_url, open_bus, positive_float, run_async
+from ._stream import EventPrinter, stream_task
 
 __all__ = ["DEFAULT_WAIT_S", "build_task", "register"]
 
@@ -83,6 +88,14 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--wait", action="store_true", help="wait for the result and print it as JSON")
     parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="wait, printing the task's text as it arrives (its steps on stderr)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="with --stream: one JSON line per event, the result last"
+    )
+    parser.add_argument(
         "--timeout",
         type=positive_float,
         default=None,
@@ -135,6 +148,7 @@ def _timed_out(task: AgentTask, wait_s: float, defaulted: bool) -> ExecutionResu
 
 async def _submit(args: argparse.Namespace, task: AgentTask) -> int:
     wait_s: float = args.timeout or DEFAULT_WAIT_S
+    args.wait = args.wait or args.stream
     headers: dict[str, HeaderValue] = {}
     if args.wait or args.timeout is not None:
         headers[DEADLINE_HEADER] = f"{time.time() + wait_s:.3f}"
@@ -148,12 +162,13 @@ async def _submit(args: argparse.Namespace, task: AgentTask) -> int:
                 return 1
             print(json.dumps({"task_id": str(task.id), "routing_key": task.routing_key}))
             return 0
-        result = await _wait_for(bus, task, wait_s, headers)
+        result = await _wait_for(bus, task, wait_s, headers, stream=args.stream, as_json=args.json)
     finally:
         await bus.close()
     if result.error is not None and result.error.type == "ReplyTimeout":
         result = _timed_out(task, wait_s, defaulted=args.timeout is None)
-    print(result.model_dump_json(indent=2))
+    if not args.stream:
+        print(result.model_dump_json(indent=2))
     if result.ok:
         return 0
     why = f": {' '.join(result.error.message.split())[:300]}" if result.error else ""
@@ -162,15 +177,32 @@ async def _submit(args: argparse.Namespace, task: AgentTask) -> int:
 
 
 async def _wait_for(
-    bus: Any, task: AgentTask, wait_s: float, headers: dict[str, HeaderValue]
+    bus: Any,
+    task: AgentTask,
+    wait_s: float,
+    headers: dict[str, HeaderValue],
+    *,
+    stream: bool = False,
+    as_json: bool = False,
 ) -> ExecutionResult:
-    """The task's result; a publish the broker refuses becomes a REJECTED (no route) or FAILURE result."""
+    """The task's result (its events printed as they come with ``stream``); a publish the broker refuses
+    becomes a REJECTED (no route) or FAILURE result."""
+    # A little longer than the deadline, so the worker's own TIMEOUT result (which says what it stopped)
+    # arrives before the router gives up.
+    timeout = wait_s + _REPLY_MARGIN_S
+    printer = EventPrinter(sys.stdout, sys.stderr, as_json=as_json) if stream else None
     try:
-        async with ReplyRouter(bus) as router:
-            # A little longer than the deadline, so the worker's own TIMEOUT result (which says what it
-            # stopped) arrives before the router gives up.
-            return await router.request(task, timeout=wait_s + _REPLY_MARGIN_S, headers=headers)
+        if printer is not None:
+            result = await stream_task(bus, task, timeout=timeout, headers=headers, printer=printer)
+        else:
+            async with ReplyRouter(bus) as router:
+                result = await router.request(task, timeout=timeout, headers=headers)
     except NoRouteError as exc:
-        return ExecutionResult.failed(task.id, ExecutionStatus.REJECTED, "NoRouteError", str(exc))
+        result = ExecutionResult.failed(task.id, ExecutionStatus.REJECTED, "NoRouteError", str(exc))
     except BusError as exc:
-        return ExecutionResult.failed(task.id, ExecutionStatus.FAILURE, "BusError", str(exc), retryable=True)
+        result = ExecutionResult.failed(
+            task.id, ExecutionStatus.FAILURE, "BusError", str(exc), retryable=True
+        )
+    if printer is not None:
+        printer.end(result)
+    return result

@@ -11,7 +11,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self
@@ -24,6 +24,7 @@ from relaybus.bus.memory import MemoryBus
 from relaybus.exceptions import InvalidMessage, RelaybusError
 from relaybus.executor.protocol import Executor
 from relaybus.log import get_logger
+from relaybus.messages import TaskEvent
 from relaybus.orchestrator import PlanResult, ProgressCallback, ProjectOrchestrator
 
 from .agents import DEMO_AGENTS, Editor
@@ -46,6 +47,7 @@ async def run_in_memory(
     on_progress: ProgressCallback | None = None,
     default_model: str | None = None,
     concurrency: int = 32,
+    on_event: Callable[[TaskEvent], None] | None = None,
 ) -> PlanResult:
     """The demo plan with every agent hosted in this process on a fresh ``MemoryBus``; the editor in a worker
     of its own on ``editor_executor`` when given (its model, e.g. the scripted one), else on ``executor``."""
@@ -55,15 +57,21 @@ async def run_in_memory(
         if editor_executor is not None:
             editor = AgentWorker(bus, [Editor()], executor=editor_executor, concurrency=concurrency)
             await stack.enter_async_context(editor)
-        return await run_on_bus(bus, on_progress=on_progress, default_model=default_model)
+        return await run_on_bus(bus, on_progress=on_progress, default_model=default_model, on_event=on_event)
 
 
 async def run_on_bus(
-    bus: Bus, *, on_progress: ProgressCallback | None = None, default_model: str | None = None
+    bus: Bus,
+    *,
+    on_progress: ProgressCallback | None = None,
+    default_model: str | None = None,
+    on_event: Callable[[TaskEvent], None] | None = None,
 ) -> PlanResult:
-    """The demo plan on ``bus``, whose workers must already be running; a fresh run id each time."""
+    """The demo plan on ``bus``, whose workers must already be running; a fresh run id each time.
+    ``on_event`` streams the tasks (the reviewer's answer, the writers' text, the editor's tool calls)."""
     async with ProjectOrchestrator(bus, default_model=default_model) as orchestrator:
-        return await orchestrator.run_plan(demo_plan(run_id=uuid4().hex), on_progress=on_progress)
+        plan = demo_plan(run_id=uuid4().hex)
+        return await orchestrator.run_plan(plan, on_progress=on_progress, on_event=on_event)
 
 
 class WorkerProcesses:

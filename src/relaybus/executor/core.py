@@ -281,6 +281,7 @@ class TaskExecutor:
         response_schema: ResponseSchema | None = None,
         agent: str | None = None,
         timeout_s: float | None = None,
+        on_delta: DeltaCallback | None = None,
     ) -> ChatTurn:
         """One model turn through the ``llm`` mode's providers (rate limit, retries, fallback); never raises
         for a failed call.
@@ -291,6 +292,7 @@ class TaskExecutor:
         failure is ``Timeout``. An answer that cannot be used is the turn's failure, see
         :class:`~relaybus.executor.protocol.ChatTurn`. Raises :class:`~relaybus.ConfigError` for a request
         that is not valid (e.g. two tools with one name) and :class:`ExecutorError` once closed.
+        ``on_delta`` streams the turn (see :meth:`LlmBackend.chat <relaybus.executor.llm.LlmBackend.chat>`).
         """
         if self._closed:
             raise ExecutorError("this TaskExecutor is closed; create a new one (or chat before close())")
@@ -313,7 +315,7 @@ class TaskExecutor:
                 ctx._scope = scope
             try:
                 async with scope:
-                    outcome = await llm.chat(request, ctx)
+                    outcome = await llm.chat(request, ctx, on_delta=on_delta)
             except TimeoutError:
                 timeout = CallFailure(
                     "Timeout",

@@ -14,6 +14,7 @@ if (
 ):  # imported when first used: it loads httpx and aiohttp (~13 MiB) that most workers never need
     from relaybus.executor.core import TaskExecutor
     from relaybus.executor.llm.chat import ChatMessage, ResponseSchema, ToolChoice
+    from relaybus.executor.llm.stream import DeltaCallback
     from relaybus.executor.protocol import ChatTurn
     from relaybus.tools.spec import ToolSpec
 
@@ -49,9 +50,10 @@ class LazyTaskExecutor:
         mode: str | None = None,
         *,
         system_prompt: str | None = None,
+        on_delta: DeltaCallback | None = None,
     ) -> ExecutionResult:
         inner = await self._get()
-        return await inner.execute(task, agent, mode, system_prompt=system_prompt)
+        return await inner.execute(task, agent, mode, system_prompt=system_prompt, on_delta=on_delta)
 
     async def chat(
         self,
@@ -61,10 +63,16 @@ class LazyTaskExecutor:
         tool_choice: ToolChoice = "auto",
         response_schema: ResponseSchema | None = None,
         agent: str | None = None,
+        on_delta: DeltaCallback | None = None,
     ) -> ChatTurn:
         inner = await self._get()
         return await inner.chat(
-            messages, tools=tools, tool_choice=tool_choice, response_schema=response_schema, agent=agent
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_schema=response_schema,
+            agent=agent,
+            on_delta=on_delta,
         )
 
     def cancel(self, task_id: UUID) -> bool:

@@ -8,7 +8,9 @@ version, gets ``VersionNotSupportedError`` (-32009). Errors are JSON-RPC error o
 the official SDK's server; 1.0 errors carry a ``google.rpc.ErrorInfo`` detail with the A2A reason.
 
 ``SendMessage`` waits for the task to end unless ``configuration.returnImmediately`` (1.0) is true or
-``configuration.blocking`` (0.3) is false. Streams begin with the whole Task and end after its final status.
+``configuration.blocking`` (0.3) is false. Streams begin with the whole Task and end after its final status;
+between them come the task's events (model text as chunks of the ``stream`` artifact, steps as WORKING
+status updates: see :mod:`~relaybus.gateway.a2a_events`).
 On the shared endpoint a request names its agent in ``tenant`` or ``metadata.agent``; with neither, the one
 live agent is meant, and with several the request is refused with their names.
 """
@@ -23,8 +25,9 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from relaybus.log import get_logger
-from relaybus.messages import NAME_RE
+from relaybus.messages import NAME_RE, TaskEvent
 
+from .a2a_events import EventMapper
 from .a2a_mapping import (
     TERMINAL_STATES,
     a2a_task,
@@ -281,11 +284,15 @@ class A2AEndpoint:
         try:
             await events.open()
             await events.send(first)
-            async for transition in self._registry.transitions(record, seen, idle_s=self._keepalive_s):
-                if transition is None:
+            mapped = EventMapper(record)
+            async for update in self._registry.progress(record, seen, idle_s=self._keepalive_s):
+                if update is None:
                     await events.comment()
                     continue
-                for event in stream_events(record, transition):
+                responses = (
+                    [mapped(update)] if isinstance(update, TaskEvent) else stream_events(record, update)
+                )
+                for event in responses:
                     await events.send(call.envelope(to_v03(event) if call.v03 else event))
             await events.close()
         except ConnectionResetError:

@@ -11,8 +11,10 @@ What a caller may rely on:
   ``Retry-After`` when the gateway already waits for its maximum of tasks.
 - ``GET /tasks/{id}``: the view (with ``result`` once finished) while the result is kept, else 404.
 - ``GET /tasks/{id}/events``: one ``status`` event per phase change (``id:`` numbers them, and a
-  ``Last-Event-ID`` resumes after one), then one ``result`` event with the ``ExecutionResult``; then the
-  stream ends. Comments keep an idle stream open.
+  ``Last-Event-ID`` resumes after one), between them the task's :class:`~relaybus.TaskEvent` s as they come
+  (SSE event ``delta``, ``progress``, ``tool_call`` or ``tool_result``, data the TaskEvent as JSON, no
+  ``id:``; a stream resumed past ``working`` gets only the new ones), then one ``result`` event with the
+  ``ExecutionResult``; then the stream ends. Comments keep an idle stream open.
 - ``DELETE /tasks/{id}``: cancels it (the worker running it is told to stop); 200 with the finished view,
   409 when it had already ended, 404 when unknown.
 """
@@ -26,7 +28,7 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from relaybus.messages import AgentTask, ExecutionResult
+from relaybus.messages import AgentTask, ExecutionResult, TaskEvent
 
 from .tasks import TaskPhase, TaskRecord, TaskRegistry, TooManyTasks
 from .web import EventStream, HttpProblem, json_response, read_body, validation_details
@@ -142,9 +144,15 @@ class RestHandlers:
         await stream.open()
         index = start
         try:
-            async for transition in self._registry.transitions(record, start, idle_s=self._keepalive_s):
+            events_from = 0 if start <= 1 else len(record.events)  # a resumed stream past WORKING: new ones
+            async for transition in self._registry.progress(
+                record, start, events_from, idle_s=self._keepalive_s
+            ):
                 if transition is None:
                     await stream.comment()
+                    continue
+                if isinstance(transition, TaskEvent):  # a step of the running task
+                    await stream.send(transition, event=transition.kind)
                     continue
                 view = TaskView.of(record, with_result=False).model_copy(
                     update={"phase": transition.phase, "updated_at": transition.at}

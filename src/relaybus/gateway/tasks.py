@@ -15,6 +15,9 @@ What a caller may rely on:
 - :meth:`TaskRegistry.cancel` ends a task as ``CANCELLED`` and asks the worker running it to stop
   (:meth:`~relaybus.ProjectOrchestrator.cancel`); a task not yet handed to the bus is never published.
 - :meth:`TaskRegistry.stop_waiting` (the gateway is shutting down) wakes every waiter and stream at once.
+- With ``stream=True`` (the default) every task is sent streaming and its
+  :class:`~relaybus.TaskEvent` s are kept on its record (at most ``max_events``; more are dropped, a gap in
+  ``seq``); :meth:`TaskRegistry.progress` yields them between the WORKING and FINISHED transitions.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from uuid import UUID
 
 from relaybus.exceptions import ConfigError, RelaybusError
 from relaybus.log import get_logger
-from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
+from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, TaskEvent
 from relaybus.orchestrator import ProjectOrchestrator
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
 DEFAULT_RESULT_TTL_S = 3600.0
 DEFAULT_MAX_RESULTS = 10_000
 DEFAULT_MAX_IN_FLIGHT = 10_000
+DEFAULT_MAX_EVENTS = 2_000
 _CANCEL_SETTLE_S = 5.0  # how long cancel() waits for the orchestrator's CANCELLED result to land
 
 
@@ -88,6 +92,8 @@ class TaskRecord:
     transitions: list[Transition] = field(default_factory=lambda: [Transition(TaskPhase.SUBMITTED, _now())])
     result: ExecutionResult | None = None
     cancel_reason: str | None = None
+    events: list[TaskEvent] = field(default_factory=list)
+    max_events: int = DEFAULT_MAX_EVENTS
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
@@ -105,6 +111,12 @@ class TaskRecord:
     @property
     def updated_at(self) -> datetime:
         return self.transitions[-1].at
+
+    def add_event(self, event: TaskEvent) -> None:
+        """Keep a task event of this task (the ``result`` event is not kept: it is ``result``)."""
+        if event.kind != "result" and len(self.events) < self.max_events and not self.is_finished:
+            self.events.append(event)
+            self._wake()
 
     def _move(self, phase: TaskPhase) -> None:
         self.transitions.append(Transition(phase, _now()))
@@ -127,6 +139,7 @@ class TaskRegistry:
         max_results: int = DEFAULT_MAX_RESULTS,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         clock: Callable[[], float] = time.monotonic,
+        stream: bool = True,
     ) -> None:
         if not result_ttl_s > 0:
             raise ConfigError(f"result_ttl_s must be > 0 seconds, got {result_ttl_s!r}")
@@ -139,6 +152,7 @@ class TaskRegistry:
         self._max_results = max_results
         self._max_in_flight = max_in_flight
         self._clock = clock
+        self._stream = stream
         self._active: dict[UUID, TaskRecord] = {}
         self._finished: OrderedDict[UUID, tuple[float, TaskRecord]] = OrderedDict()  # oldest first
         self._runners: set[asyncio.Task[None]] = set()
@@ -198,7 +212,8 @@ class TaskRegistry:
         # started), so a cancel() either finds the task SUBMITTED or finds the orchestrator waiting for it.
         record._move(TaskPhase.WORKING)
         try:
-            result = await self._orchestrator.execute_task(record.task)
+            on_event = record.add_event if self._stream else None
+            result = await self._orchestrator.execute_task(record.task, on_event=on_event)
         except RelaybusError as exc:  # the orchestrator was closed under us: the gateway is stopping
             result = ExecutionResult.failed(
                 record.id, ExecutionStatus.FAILURE, type(exc).__name__, str(exc), retryable=True
@@ -255,15 +270,30 @@ class TaskRegistry:
         """Each transition of ``record`` from index ``start`` on, in order, as it happens, and None after
         every ``idle_s`` seconds without one (for keep-alives); ends after FINISHED, or early when the
         gateway stops."""
+        async for update in self.progress(record, start, len(record.events), idle_s=idle_s):
+            if not isinstance(update, TaskEvent):
+                yield update
+
+    async def progress(
+        self, record: TaskRecord, start: int = 0, events_from: int = 0, *, idle_s: float | None = None
+    ) -> AsyncIterator[Transition | TaskEvent | None]:
+        """Like :meth:`transitions`, with the task's events (from index ``events_from`` of ``record.events``)
+        after WORKING and before FINISHED, each as it comes."""
+        sent = events_from
         index = start
         while True:
-            while index < len(record.transitions):
-                transition = record.transitions[index]
+            while (
+                index < len(record.transitions) and record.transitions[index].phase is not TaskPhase.FINISHED
+            ):
                 index += 1
-                yield transition
-                if transition.phase is TaskPhase.FINISHED:
-                    return
-            if record.is_finished or self._waking:  # resumed past the end, or the gateway stops
+                yield record.transitions[index - 1]
+            while sent < len(record.events):
+                sent += 1
+                yield record.events[sent - 1]
+            if index < len(record.transitions):  # FINISHED: no event comes after it
+                yield record.transitions[index]
+                return
+            if record.is_finished or self._waking:
                 return
             changed = record._changed
             try:

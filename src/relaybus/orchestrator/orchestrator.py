@@ -20,6 +20,11 @@ What a caller may rely on:
   publishing anything, runs every task as soon as its dependencies succeeded, gives it their outputs in
   ``input["dependencies"]`` (keyed by the dependency's task id as a string), and ends the dependents of a
   task that did not succeed as ``CANCELLED`` (type ``DependencyFailed``) without publishing them.
+- Streaming: :meth:`ProjectOrchestrator.stream` (``async for event in orchestrator.stream(task)``),
+  ``execute_task(task, on_event=...)`` and ``run_plan(..., on_event=...)`` send the task with
+  ``relaybus-stream: 1`` and pass on its :class:`~relaybus.TaskEvent` s in ``seq`` order, ending with the
+  ``result`` event that carries the result (see :mod:`relaybus.orchestrator.streaming`). The result is the
+  same with or without streaming; events are best effort, a lost one is a gap in ``seq``.
 
 Restart of a named orchestrator (``name="x"``, durable reply queue ``relaybus.reply.x``): results that arrive
 while it is down wait in that queue. Run the same plan again (a plan file loaded with the same run id has the
@@ -36,23 +41,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Self
 from uuid import UUID
 
-from relaybus.bus.base import DEADLINE_HEADER, Bus
+from relaybus.bus.base import DEADLINE_HEADER, STREAM_HEADER, Bus, HeaderValue
 from relaybus.bus.codec import encode_cancel, encode_task
 from relaybus.bus.rpc import ReplyRouter, publish_timeout_result, timeout_result
 from relaybus.exceptions import BusError, ConfigError, NoRouteError
 from relaybus.log import get_logger
-from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
+from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, TaskEvent
 
 from .batch import execute_batch
 from .plan import Plan
 from .pricing import ModelPrice
 from .result import PlanResult
 from .scheduler import PlanScheduler, ProgressCallback
+from .streaming import EventHandler, EventRelay, call_handler, stream_events
 
 __all__ = ["DEFAULT_TIMEOUT_S", "ProjectOrchestrator"]
 
@@ -139,10 +145,34 @@ class ProjectOrchestrator:
         await self.close()
 
     # -- single tasks ------------------------------------------------------------------------------------
-    async def execute_task(self, task: AgentTask) -> ExecutionResult:
-        """Publish ``task`` and return its result; never raises for a task that fails or times out."""
-        await self.start()
-        return await self._execute(task)
+    async def execute_task(self, task: AgentTask, *, on_event: EventHandler | None = None) -> ExecutionResult:
+        """Publish ``task`` and return its result; never raises for a task that fails or times out.
+
+        With ``on_event`` the task is streamed: ``on_event`` gets each of its events in order, the
+        ``result`` event last (awaited when it returns an awaitable), as :meth:`stream` yields them."""
+        if on_event is None:
+            await self.start()
+            return await self._execute(task)
+        result: ExecutionResult | None = None
+        async for event in self.stream(task):
+            await call_handler(on_event, event)
+            result = event.result
+        assert result is not None  # the stream always ends with the result event
+        return result
+
+    def stream(self, task: AgentTask) -> AsyncIterator[TaskEvent]:
+        """Publish ``task`` asking for its events and yield them in ``seq`` order as they arrive: model text
+        (``delta``), ``progress``, the agent loop's ``tool_call`` / ``tool_result``, those of delegated tasks
+        (``sub_task_id`` set), and last the ``result`` event, whose ``result`` is what
+        :meth:`execute_task` returns. Closing the iterator early (leave ``async with
+        contextlib.aclosing(orchestrator.stream(task)) as events: async for event in events: ...``) stops
+        waiting for the result; a plain ``break`` stops it only once the iterator is garbage-collected."""
+
+        async def execute(relay: EventRelay) -> ExecutionResult:
+            await self.start()
+            return await self._execute(task, relay=relay)
+
+        return stream_events(task.id, execute)
 
     async def execute_tasks(self, tasks: Sequence[AgentTask]) -> list[ExecutionResult]:
         """Run ``tasks`` concurrently; the results come back in the order of ``tasks``.
@@ -187,18 +217,21 @@ class ProjectOrchestrator:
         *,
         waiting: asyncio.Future[ExecutionResult] | None = None,
         on_publish: Callable[[], None] | None = None,
+        relay: EventRelay | None = None,
     ) -> ExecutionResult:
         """Publish and await one task. ``waiting`` is a future from an earlier ``expect`` (a resumed plan):
-        when it already holds a result the task is not published again."""
+        when it already holds a result the task is not published again. ``relay`` streams the task."""
         future = waiting if waiting is not None else self._router.expect(task.id)
         if future.done() and not future.cancelled():
             return future.result()
+        if relay is not None:
+            self._router.listen(task.id, relay)
         timeout = task.timeout_s or self.default_timeout_s
         deadline = time.time() + timeout
         # cancel() resolves the router's future itself, so one future and one loop timer per task suffice.
         self._waiting.add(task.id)
         try:
-            refused = await self._publish_in_time(task, deadline)
+            refused = await self._publish_in_time(task, deadline, stream=relay is not None)
             if refused is not None:
                 self._router.discard(task.id)
                 return refused
@@ -210,21 +243,31 @@ class ProjectOrchestrator:
             raise
         finally:
             self._waiting.discard(task.id)
+            if relay is not None:
+                self._router.unlisten(task.id)
 
-    async def _publish_in_time(self, task: AgentTask, deadline: float) -> ExecutionResult | None:
+    async def _publish_in_time(
+        self, task: AgentTask, deadline: float, *, stream: bool = False
+    ) -> ExecutionResult | None:
         """:meth:`_publish` within the task's deadline: a publish the broker holds back (an alarm) ends the
         task as TIMEOUT ``PublishTimeout``."""
         try:
             async with asyncio.timeout(max(0.0, deadline - time.time())):
-                return await self._publish(task, deadline)
+                return await self._publish(task, deadline, stream=stream)
         except TimeoutError:
             timeout = task.timeout_s or self.default_timeout_s
             return publish_timeout_result(task, timeout, getattr(self._bus, "blocked", None))
 
-    async def _publish(self, task: AgentTask, deadline: float) -> ExecutionResult | None:
-        """Publish ``task`` with its deadline: None once the bus has it, else the task's REJECTED result (no
-        agent subscribes) or retryable FAILURE (the broker refused it)."""
-        message = encode_task(task, reply_to=self._router.queue, headers={DEADLINE_HEADER: f"{deadline:.3f}"})
+    async def _publish(
+        self, task: AgentTask, deadline: float, *, stream: bool = False
+    ) -> ExecutionResult | None:
+        """Publish ``task`` with its deadline (and ``relaybus-stream: 1`` when ``stream``): None once the bus
+        has it, else the task's REJECTED result (no agent subscribes) or retryable FAILURE (the broker
+        refused it)."""
+        headers: dict[str, HeaderValue] = {DEADLINE_HEADER: f"{deadline:.3f}"}
+        if stream:
+            headers[STREAM_HEADER] = "1"
+        message = encode_task(task, reply_to=self._router.queue, headers=headers)
         try:
             await self._bus.publish(message)
         except NoRouteError as exc:
@@ -267,19 +310,27 @@ class ProjectOrchestrator:
         *,
         on_progress: ProgressCallback | None = None,
         max_in_flight: int | None = None,
+        on_event: Callable[[TaskEvent], None] | None = None,
     ) -> PlanResult:
         """Run a DAG of tasks and aggregate the results; see the module docstring.
 
         Raises :class:`~relaybus.PlanError` (before publishing anything) for a cycle, a missing dependency or
         duplicate ids. ``max_in_flight`` bounds how many tasks are published and unanswered at once
         (default: no bound). ``on_progress`` is called (synchronously, keep it quick) at each publish and
-        each result.
+        each result. ``on_event`` streams every task: it gets their events (``event.task_id`` tells which
+        task), each task's ``result`` event last; it too is called synchronously.
         """
         plan = Plan.of(plan)
         waiting: dict[UUID, asyncio.Future[ExecutionResult]] = {}
 
-        def run_task(task: AgentTask, on_publish: Callable[[], None]) -> Awaitable[ExecutionResult]:
-            return self._execute(task, waiting=waiting.get(task.id), on_publish=on_publish)
+        async def run_task(task: AgentTask, on_publish: Callable[[], None]) -> ExecutionResult:
+            relay = None if on_event is None else EventRelay(task.id, on_event)
+            result = await self._execute(
+                task, waiting=waiting.get(task.id), on_publish=on_publish, relay=relay
+            )
+            if relay is not None:
+                relay.finish(result)
+            return result
 
         scheduler = PlanScheduler(
             plan,

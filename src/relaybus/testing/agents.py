@@ -10,6 +10,10 @@ conversion, delegation between agents, deadlines, cancellation and events::
             result = await h.run(AgentTask(topic="code.review", prompt="def f(): pass"))
         assert result.ok
 
+A streamed task's events (:class:`~relaybus.TaskEvent`: model text, ``ctx.emit`` lines, the agent loop's
+tool steps, a delegated agent's events, the ``result`` event last) come from :meth:`AgentTestHarness.stream`
+(``async for event in h.stream(task)``) or, all at once, from :meth:`AgentTestHarness.run_streamed`.
+
 Agents that use the default ``handle`` run on ``executor``; the default :class:`FakeExecutor` answers offline
 and records what it was asked, so no LLM is needed. Agents with tools run their agent loop on it too: give
 the model's answers as a script (``AgentTestHarness([Solver(), Counter()], script=[...])``, see
@@ -21,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -40,8 +44,10 @@ from relaybus.exceptions import ConfigError, UsageError
 from relaybus.executor.llm.base import ChatRequest, LLMProvider
 from relaybus.executor.llm.chat import ChatMessage, ResponseSchema, ToolChoice
 from relaybus.executor.llm.errors import classify, unusable_answer
+from relaybus.executor.llm.stream import DeltaCallback, TextDelta, completion_deltas
 from relaybus.executor.protocol import ChatTurn, Executor
-from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, Usage
+from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, TaskEvent, Usage
+from relaybus.orchestrator.streaming import stream_request
 from relaybus.tools.spec import ToolSpec
 
 from .fake_llm_scripts import Script, ScriptedProvider, SeenRequest
@@ -100,6 +106,7 @@ class FakeExecutor:
         tool_choice: ToolChoice = "auto",
         response_schema: ResponseSchema | None = None,
         agent: str | None = None,
+        on_delta: DeltaCallback | None = None,
     ) -> ChatTurn:
         request = ChatRequest(
             tuple(messages), tuple(tools), tool_choice, response_schema, max_tokens=self.max_tokens
@@ -112,6 +119,9 @@ class FakeExecutor:
             completion = await self.provider.complete(request)
         except Exception as exc:
             return ChatTurn(request, None, classify(exc, name), 1, Usage(requests=1))
+        if on_delta is not None:  # streamed: the whole answer as its deltas, as a provider that cannot stream
+            for delta in completion_deltas(completion):
+                on_delta(delta)
         failure = unusable_answer(completion, request, name)
         usage = completion.usage.model_copy(update={"requests": 1})
         return ChatTurn(request, completion, failure, 1, usage, name)
@@ -123,6 +133,7 @@ class FakeExecutor:
         mode: str | None = None,
         *,
         system_prompt: str | None = None,
+        on_delta: DeltaCallback | None = None,
     ) -> ExecutionResult:
         self.calls.append(task)
         sleeper = asyncio.ensure_future(asyncio.sleep(self.delay_s))
@@ -146,6 +157,8 @@ class FakeExecutor:
             output = self._respond(task, agent)
         else:
             output = {"agent": agent, "prompt": task.prompt, "system_prompt": system_prompt}
+        if on_delta is not None and isinstance(output, str):  # streamed: a text answer as one delta
+            on_delta(TextDelta(output))
         usage = Usage(prompt_tokens=len(task.prompt.split()), completion_tokens=1, requests=1)
         return ExecutionResult.success(task.id, output, agent=agent, usage=usage)
 
@@ -267,6 +280,31 @@ class AgentTestHarness:
         if self._router is None:
             raise UsageError("use the harness inside `async with AgentTestHarness(...) as h:`")
         return await self._router.request(task, timeout=timeout or self.timeout_s, headers=headers)
+
+    def stream(
+        self,
+        task: AgentTask,
+        *,
+        timeout: float | None = None,
+    ) -> AsyncIterator[TaskEvent]:
+        """Send ``task`` asking for its events and yield them in ``seq`` order, the ``result`` event last
+        (its ``result`` is what :meth:`run` would return), as ``ProjectOrchestrator.stream`` does."""
+        router = self._router
+        if router is None:
+            raise UsageError("use the harness inside `async with AgentTestHarness(...) as h:`")
+        return stream_request(router, task, timeout=timeout or self.timeout_s)
+
+    async def run_streamed(
+        self,
+        task: AgentTask,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the budget becomes a TIMEOUT result
+    ) -> tuple[ExecutionResult, list[TaskEvent]]:
+        """:meth:`stream` ``task`` to its end: its result and every event (the ``result`` event last)."""
+        events = [event async for event in self.stream(task, timeout=timeout)]
+        result = events[-1].result
+        assert result is not None  # a stream always ends with the result event
+        return result, events
 
     async def run_many(
         self,

@@ -21,6 +21,7 @@ from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 from relaybus.tools import AnyTool, MCPServer, Toolbox
 
 from .calls import run_tool_calls
+from .steps import emit_calls, emit_results
 from .structured import structured_output
 
 if TYPE_CHECKING:
@@ -97,9 +98,13 @@ class _Loop:
                         output=completion.text or None,
                     )
                 messages.append(completion.message)
+                if ctx.streaming:
+                    await emit_calls(ctx, calls, turn)
                 done = await run_tool_calls(
                     self.toolbox, calls, delegate=ctx.delegate, turn=turn, log=ctx.log
                 )
+                if ctx.streaming:
+                    await emit_results(ctx, done.records)
                 messages.extend(done.messages)
                 ctx.tool_calls.extend(done.records)
                 self.usage.add(done.usage)
