@@ -44,6 +44,8 @@ What a caller may rely on:
   type ``DelegationError`` (see :mod:`relaybus.agents.delegation`).
 - **Liveness.** A :class:`~relaybus.messages.WorkerHeartbeat` every ``heartbeat_interval_s`` on
   ``event.relaybus.worker.heartbeat``, and a last one on ``event.relaybus.worker.stopped`` at exit.
+- **State** (``state=``, a :class:`~relaybus.state.StateStore`): each task id runs once across the workers
+  sharing the store, unless its worker dies mid-run (:mod:`~relaybus.agents.claims`, leases of ``lease_s``).
 - **Lifecycle.** ``async with AgentWorker(...)`` starts each agent's tools (one
   :class:`~relaybus.tools.Toolbox` per agent: its MCP servers' sessions opened, so a server that cannot
   start fails the start with :class:`~relaybus.MCPConnectionError` naming the agent), calls each agent's
@@ -88,10 +90,14 @@ from relaybus.telemetry.metrics import WorkerMetrics
 
 from .admission import Admission, decode_task
 from .agent import Agent, validate_agents
+from .claims import DEFAULT_LEASE_S, TaskClaims
 from .control import WorkerControl
 from .delegation import DEFAULT_MAX_DEPTH
 from .replies import Replier, ResultCache
 from .running import TaskRunner
+
+if TYPE_CHECKING:
+    from relaybus.state import StateStore
 
 if TYPE_CHECKING:
     from relaybus.tools import Toolbox
@@ -127,6 +133,8 @@ class AgentWorker:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         worker_id: str | None = None,
         metrics: WorkerMetrics | None = None,
+        state: StateStore | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
     ) -> None:
         self._agents = validate_agents(agents)
         if concurrency < 1:
@@ -166,6 +174,12 @@ class AgentWorker:
             log=self._log,
         )
         self._results = ResultCache(result_cache_size, result_cache_bytes)
+        self.state = state
+        self.claims = (
+            None
+            if state is None
+            else TaskClaims(state, worker=self.worker_id, log=self._log, lease_s=lease_s)
+        )
         self._stack: AsyncExitStack | None = None
         self._subscriptions: list[Subscription] = []
         self._status: Literal["running", "draining", "stopped"] = "stopped"
@@ -227,6 +241,8 @@ class AgentWorker:
         grace = self.grace_s if grace_s is None else grace_s
         self._stopping = True
         self._status = "draining"
+        if self.claims is not None:
+            self.claims.stop()
         self._log.info("worker_draining", in_flight=self.in_flight, grace_s=grace)
         subscriptions, self._subscriptions = self._subscriptions, []
         # Cancelling a subscription stops deliveries at once but waits for running handlers: let it wait in
@@ -276,6 +292,9 @@ class AgentWorker:
 
     async def _start(self, stack: AsyncExitStack) -> None:
         stack.push_async_callback(self._publish_stopped)
+        if self.state is not None and not self.state.is_open:  # opened here, so closed here
+            await self.state.open()
+            stack.push_async_callback(self.state.close)
         executor = self._executor_arg
         if executor is None:
             lazy = LazyTaskExecutor()
@@ -358,7 +377,19 @@ class AgentWorker:
         if isinstance(run, ExecutionResult):
             await self._finish(delivery, task, run)
             return
-        outcome = await self._runner.run(run)
+        if self.claims is None:
+            outcome = await self._runner.run(run)
+        else:
+            claimed = await self.claims.execute(task, self._runner, run)
+            if claimed.refused is not None:
+                await self._replies.refuse(
+                    delivery, task.id, claimed.refused, agent=agent.name, worker=self.worker_id
+                )
+                return
+            if claimed.result is not None and not claimed.ran:  # answered from the stored result
+                await self._finish(delivery, task, claimed.result)
+                return
+            outcome = claimed.result
         if outcome is None:
             self._log.info("task_returned_to_queue", task_id=str(task.id), agent=agent.name)
             await self._replies.settle_quietly(delivery.nack(requeue=True), task.id, "nack")

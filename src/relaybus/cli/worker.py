@@ -2,7 +2,9 @@
 
 SIGTERM or SIGINT (Ctrl-C): stop taking tasks, let running ones finish for up to ``--grace`` seconds, return
 the rest to their queue, exit 0. A second signal returns the running tasks to their queue at once.
-``--metrics-port PORT`` serves Prometheus ``/metrics`` and the ``/healthz`` probe on ``--metrics-host``.
+``--state-url URL`` (or ``$RELAYBUS_STATE_URL``) shares a state store with the other workers: each task id
+runs once (see :mod:`relaybus.agents.claims`). ``--metrics-port PORT`` serves Prometheus ``/metrics`` and
+the ``/healthz`` probe on ``--metrics-host``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ._common import (
     positive_int,
     run_async,
 )
+from ._state import add_state_url, optional_store
 
 if TYPE_CHECKING:
     from relaybus.bus.base import Bus
@@ -91,6 +94,7 @@ def register(subparsers: Any) -> None:
         metavar="HOST",
         help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 in a container)",
     )
+    add_state_url(parser, "claim each task before it runs, so a task id runs once across workers")
     parser.set_defaults(func=run)
 
 
@@ -129,6 +133,7 @@ async def _serve(args: argparse.Namespace) -> int:
         heartbeat_interval_s=args.heartbeat,
         max_delegation_depth=args.max_delegation_depth,
         metrics=metrics,
+        state=optional_store(args),
     )
 
     def on_signal(signum: int) -> None:
