@@ -30,6 +30,7 @@ from .context import AgentContext
 from .outcomes import handle_failed, handle_returned, interrupted
 
 if TYPE_CHECKING:
+    from relaybus.state import StateStore
     from relaybus.tools import Toolbox
 
 __all__ = ["Reason", "Run", "TaskRunner"]
@@ -75,8 +76,10 @@ class TaskRunner:
         max_depth: int,
         log: FilteringBoundLogger,
         metrics: WorkerMetrics | None = None,
+        state: StateStore | None = None,
     ) -> None:
         self._bus = bus
+        self._state = state
         self._metrics = metrics
         self._worker = worker
         self._max_depth = max_depth
@@ -214,6 +217,7 @@ class TaskRunner:
                 release_slot=lambda: self._slot_released(run),
                 instance=agent,
                 toolbox=self._toolboxes.get(agent.name),
+                state=self._state,
             )
             run.ctx = ctx
             started = datetime.now(UTC)

@@ -163,6 +163,7 @@ class AgentWorker:
             max_depth=max_delegation_depth,
             log=self._log,
             metrics=metrics,
+            state=state,
         )
         self._replies = Replier(bus, max_body=max_body_bytes, log=self._log, metrics=metrics)
         self._control = WorkerControl(

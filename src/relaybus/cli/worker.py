@@ -16,6 +16,7 @@ import os
 import signal
 from typing import TYPE_CHECKING, Any
 
+from relaybus.agents.claims import DEFAULT_LEASE_S
 from relaybus.agents.delegation import DEFAULT_MAX_DEPTH
 from relaybus.agents.worker import AgentWorker
 from relaybus.exceptions import ConfigError
@@ -95,6 +96,14 @@ def register(subparsers: Any) -> None:
         help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 in a container)",
     )
     add_state_url(parser, "claim each task before it runs, so a task id runs once across workers")
+    parser.add_argument(
+        "--lease",
+        type=positive_float,
+        default=DEFAULT_LEASE_S,
+        metavar="SECONDS",
+        help="with --state-url: a task's claim lasts this long unless renewed (every third of it) while it "
+        f"runs; a worker that died is replaced after at most this (default {DEFAULT_LEASE_S:g})",
+    )
     parser.set_defaults(func=run)
 
 
@@ -134,6 +143,7 @@ async def _serve(args: argparse.Namespace) -> int:
         max_delegation_depth=args.max_delegation_depth,
         metrics=metrics,
         state=optional_store(args),
+        lease_s=args.lease,
     )
 
     def on_signal(signum: int) -> None:
