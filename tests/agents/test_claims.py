@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,19 +38,6 @@ class Counting(Agent):
 
 def count_task(prompt: str, sleep_s: float = 0) -> AgentTask:
     return AgentTask(topic="count.run", prompt=prompt, input={"sleep_s": sleep_s})
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    url: str = request.getfixturevalue("postgres_database_url")
-    return url
 
 
 @pytest.fixture

@@ -49,19 +49,6 @@ async def server() -> AsyncIterator[FakeLLMServer]:
         yield fake
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    url: str = request.getfixturevalue("postgres_database_url")
-    return url
-
-
 @pytest.fixture
 async def store(state_url: str) -> AsyncIterator[StateStore]:
     async with store_from_url(state_url) as opened:

@@ -12,6 +12,9 @@ task it would run:
 - **Store the result before the reply.** The result is stored (:meth:`~relaybus.state.StateStore.complete`)
   before it is published, so a crash between the two gives the same result on redelivery, not a re-run; the
   first stored result wins, and it is the one published.
+- **A run stopped from outside** (its deadline passed, or a cancel request: TIMEOUT ``DeadlineExceeded``,
+  CANCELLED ``Cancelled``) is answered but not stored: the claim is released, so that the same task
+  published again (a plan resumed after Ctrl-C) runs, replaying its journal.
 - **A lease lost mid-run** (renewals failed for ``lease_s``, and another worker took the task over) stops
   this run: the task goes back to its queue, where its copy is answered from the other run's result.
 - **A store that is down** is retried with backoff (doubling to 5 s): a task never runs unclaimed. A result
@@ -39,6 +42,8 @@ __all__ = ["DEFAULT_LEASE_S", "ClaimedRun", "TaskClaims"]
 
 DEFAULT_LEASE_S = 30.0
 _MAX_BACKOFF_S = 5.0
+# The error types of a run stopped from outside (its deadline passed, a cancel request): not stored.
+_INTERRUPTED = frozenset({"DeadlineExceeded", "Cancelled"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +133,9 @@ class TaskClaims:
         if outcome is None:
             await self._release(task)
             return ClaimedRun(None, ran=True, attempt=claim.attempt)
+        if outcome.error is not None and outcome.error.type in _INTERRUPTED:
+            await self._release(task)  # not a result of the task's own: a resumed plan may run it again
+            return ClaimedRun(outcome, ran=True, attempt=claim.attempt)
         if lease.is_lost:  # finished anyway (the interrupt came too late): the first stored result wins
             self._log.warning("result_after_lease_lost", task_id=str(task.id))
         return ClaimedRun(await self._complete(outcome), ran=True, attempt=claim.attempt)
