@@ -120,15 +120,15 @@ class TaskClaims:
         if claim.attempt > 1:
             self.taken_over += 1
             self._log.info("task_taken_over", task_id=str(task.id), attempt=claim.attempt)
-        async with LeaseKeeper(self.store, task.id, worker=self.worker, lease_s=self.lease_s) as lease:
-            watcher = asyncio.ensure_future(lease.lost.wait())
-            watcher.add_done_callback(
-                lambda w: None if w.cancelled() else runner.interrupt(run, "shutdown", "its lease was lost")
-            )
-            try:
-                outcome = await runner.run(run)
-            finally:
-                watcher.cancel()
+        lease = LeaseKeeper(
+            self.store,
+            task.id,
+            worker=self.worker,
+            lease_s=self.lease_s,
+            on_lost=lambda: runner.interrupt(run, "shutdown", "its lease was lost"),
+        )
+        async with lease:
+            outcome = await runner.run(run)
         self.ran += 1
         if outcome is None:
             await self._release(task)
