@@ -13,7 +13,7 @@ from relaybus.agents import Agent, AgentContext, AgentWorker
 from relaybus.bus.codec import encode_task
 from relaybus.bus.memory import MemoryBus
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
-from relaybus.state import StateStore, store_from_url, task_digest
+from relaybus.state import StateStore, StoreUnavailable, store_from_url, task_digest
 from tests.eventually import eventually
 
 from .test_worker import Results
@@ -181,3 +181,42 @@ async def test_without_a_store_a_worker_has_no_claims(bus: MemoryBus) -> None:
     plain = AgentWorker(bus, [Counting({})])
     assert plain.claims is None
     assert plain.state is None
+
+
+class FlakyStore:
+    """A store whose first ``down`` claims and completes fail as if the database were unreachable."""
+
+    def __init__(self, inner: StateStore, down: int) -> None:
+        self._inner = inner
+        self.down = {"claim": down, "complete": down}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def _maybe_down(self, what: str) -> None:
+        if self.down[what] > 0:
+            self.down[what] -= 1
+            raise StoreUnavailable(f"the state store at {self._inner.url} does not answer (test)")
+
+    async def claim(self, *args: Any, **kwargs: Any) -> Any:
+        await self._maybe_down("claim")
+        return await self._inner.claim(*args, **kwargs)
+
+    async def complete(self, *args: Any, **kwargs: Any) -> Any:
+        await self._maybe_down("complete")
+        return await self._inner.complete(*args, **kwargs)
+
+
+async def test_a_store_down_mid_run_makes_the_task_wait_and_retry_not_run_unclaimed(
+    bus: MemoryBus, results: Results, store: StateStore
+) -> None:
+    runs: dict[str, int] = {}
+    flaky = FlakyStore(store, down=2)
+    task = count_task("patient")
+    async with AgentWorker(bus, [Counting(runs)], state=flaky, worker_id="w1"):  # type: ignore[arg-type]
+        await bus.publish(encode_task(task, reply_to=results.queue))
+        result = (await results.wait_for(1))[0]
+    assert flaky.down == {"claim": 0, "complete": 0}  # both retried until the store answered
+    assert runs == {"patient": 1}
+    assert result.ok
+    assert await store.result(task.id) == result  # stored once the store was back

@@ -156,3 +156,16 @@ def test_a_store_that_is_down_is_one_line_naming_it_with_the_password_masked() -
     assert proc.returncode == 1
     assert "127.0.0.1:1" in proc.stderr
     assert "s3cret" not in proc.stderr
+
+
+def test_a_worker_whose_store_is_down_at_start_refuses_to_start_naming_it() -> None:
+    url = "postgresql://relaybus:s3cret@127.0.0.1:1/relaybus"
+    proc = run_cli(
+        "worker", "tests.agents.sample_agents:Echo", "--amqp-url", "memory://", "--state-url", url, timeout=60
+    )
+    assert proc.returncode == 1, proc.stderr
+    error = [line for line in proc.stderr.splitlines() if line.startswith("relaybus: error:")]
+    assert error, proc.stderr
+    assert "127.0.0.1:1" in error[0]
+    assert "s3cret" not in proc.stderr
+    assert "RELAYBUS_STATE_URL" in error[0]  # the fix
