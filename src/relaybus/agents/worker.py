@@ -98,8 +98,6 @@ from .running import TaskRunner
 
 if TYPE_CHECKING:
     from relaybus.state import StateStore
-
-if TYPE_CHECKING:
     from relaybus.tools import Toolbox
 
 __all__ = ["AgentWorker", "default_worker_id"]

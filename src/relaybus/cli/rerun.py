@@ -43,8 +43,9 @@ async def finished_run(store: StateStore, run_id: str) -> RunDetail | None:
 
 
 def _again(args: argparse.Namespace) -> str:
+    name = f" --name {args.name}" if args.name else ""
     return (
-        f"to run it again: relaybus run {args.plan} --name {args.name} --new (a new run with new task ids), "
+        f"to run it again: relaybus run {args.plan}{name} --new (a new run with new task ids), "
         f"or --run-id ID to give that run an id"
     )
 
