@@ -18,6 +18,7 @@ import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -197,3 +198,17 @@ def postgres_database_url(postgres_url: str) -> Iterator[str]:
         yield urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
     finally:
         _run_sql_on(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A state store URL on a database of the test's own: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    url: str = request.getfixturevalue("postgres_database_url")
+    return url

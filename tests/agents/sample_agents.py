@@ -259,6 +259,26 @@ class McpUser(Agent):
     tools = (MCPServer.stdio([sys.executable, "-m", "examples.mcp_server"], cwd=REPO_ROOT, name="example"),)
 
 
+@tool
+async def stall(note: str) -> str:
+    """Writes the file ``$RELAYBUS_TEST_STALL_FILE`` and, when that variable is set, hangs (to be killed)."""
+    marker = os.environ.get("RELAYBUS_TEST_STALL_FILE")
+    if marker:
+        Path(marker).write_text(note)
+        await asyncio.sleep(3600)
+    return f"went on after {note}"
+
+
+class Journaled(Agent):
+    """A loop of several turns whose third turn's tool hangs where ``RELAYBUS_TEST_STALL_FILE`` is set: the
+    worker is killed there, and another resumes the loop from the journal."""
+
+    name = name("journaled")
+    topics = (topic("journal"),)
+    max_turns = 6
+    tools = (lookup, stall)
+
+
 ALL = (
     Echo,
     ChainA,
@@ -278,6 +298,7 @@ ALL = (
     ToolUser,
     Judge,
     McpUser,
+    Journaled,
 )
 
 

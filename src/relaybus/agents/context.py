@@ -32,6 +32,7 @@ from .usage import UsageTally
 if TYPE_CHECKING:  # the loop and the tools load only for agents that use them
     from relaybus.executor.llm.chat import ChatMessage, ResponseSchema, ToolChoice
     from relaybus.executor.llm.stream import DeltaCallback
+    from relaybus.state import StateStore
     from relaybus.tools import AnyTool, MCPServer, Toolbox, ToolSpec
 
     from .agent import Agent
@@ -93,6 +94,7 @@ class AgentContext:
         instance: Agent | None = None,
         toolbox: Toolbox | None = None,
         events: EventSender | None = None,
+        state: StateStore | None = None,
     ) -> None:
         self.task = task
         self.agent = agent
@@ -112,6 +114,9 @@ class AgentContext:
         self._release_slot = release_slot
         self._instance = instance
         self._toolbox = toolbox
+        self.state = state
+        """The worker's state store, or None: the agent loop journals its steps there."""
+        self.journaled = False  # whether a loop of this context took the journal (only the first does)
 
     @property
     def usage(self) -> Usage:

@@ -31,6 +31,7 @@ from .events import EventSender
 from .outcomes import handle_failed, handle_returned, interrupted
 
 if TYPE_CHECKING:
+    from relaybus.state import StateStore
     from relaybus.tools import Toolbox
 
 __all__ = ["Reason", "Run", "TaskRunner"]
@@ -78,8 +79,10 @@ class TaskRunner:
         max_depth: int,
         log: FilteringBoundLogger,
         metrics: WorkerMetrics | None = None,
+        state: StateStore | None = None,
     ) -> None:
         self._bus = bus
+        self._state = state
         self._metrics = metrics
         self._worker = worker
         self._max_depth = max_depth
@@ -226,6 +229,7 @@ class TaskRunner:
                 instance=agent,
                 toolbox=self._toolboxes.get(agent.name),
                 events=run.events,
+                state=self._state,
             )
             run.ctx = ctx
             started = datetime.now(UTC)

@@ -48,6 +48,8 @@ What a caller may rely on:
   type ``DelegationError`` (see :mod:`relaybus.agents.delegation`).
 - **Liveness.** A :class:`~relaybus.messages.WorkerHeartbeat` every ``heartbeat_interval_s`` on
   ``event.relaybus.worker.heartbeat``, and a last one on ``event.relaybus.worker.stopped`` at exit.
+- **State** (``state=``, a :class:`~relaybus.state.StateStore`): each task id runs once across the workers
+  sharing the store, unless its worker dies mid-run (:mod:`~relaybus.agents.claims`, leases of ``lease_s``).
 - **Lifecycle.** ``async with AgentWorker(...)`` starts each agent's tools (one
   :class:`~relaybus.tools.Toolbox` per agent: its MCP servers' sessions opened, so a server that cannot
   start fails the start with :class:`~relaybus.MCPConnectionError` naming the agent), calls each agent's
@@ -92,12 +94,14 @@ from relaybus.telemetry.metrics import WorkerMetrics
 
 from .admission import Admission, answerable_id, decode_task
 from .agent import Agent, validate_agents
+from .claims import DEFAULT_LEASE_S, TaskClaims
 from .control import WorkerControl
 from .delegation import DEFAULT_MAX_DEPTH
 from .replies import Replier, ResultCache
 from .running import TaskRunner
 
 if TYPE_CHECKING:
+    from relaybus.state import StateStore
     from relaybus.tools import Toolbox
 
 __all__ = ["AgentWorker", "default_worker_id"]
@@ -131,6 +135,8 @@ class AgentWorker:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         worker_id: str | None = None,
         metrics: WorkerMetrics | None = None,
+        state: StateStore | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
     ) -> None:
         self._agents = validate_agents(agents)
         if concurrency < 1:
@@ -159,6 +165,7 @@ class AgentWorker:
             max_depth=max_delegation_depth,
             log=self._log,
             metrics=metrics,
+            state=state,
         )
         self._replies = Replier(bus, max_body=max_body_bytes, log=self._log, metrics=metrics)
         self._control = WorkerControl(
@@ -170,6 +177,12 @@ class AgentWorker:
             log=self._log,
         )
         self._results = ResultCache(result_cache_size, result_cache_bytes)
+        self.state = state
+        self.claims = (
+            None
+            if state is None
+            else TaskClaims(state, worker=self.worker_id, log=self._log, lease_s=lease_s)
+        )
         self._stack: AsyncExitStack | None = None
         self._subscriptions: list[Subscription] = []
         self._status: Literal["running", "draining", "stopped"] = "stopped"
@@ -231,6 +244,8 @@ class AgentWorker:
         grace = self.grace_s if grace_s is None else grace_s
         self._stopping = True
         self._status = "draining"
+        if self.claims is not None:
+            self.claims.stop()
         self._log.info("worker_draining", in_flight=self.in_flight, grace_s=grace)
         subscriptions, self._subscriptions = self._subscriptions, []
         # Cancelling a subscription stops deliveries at once but waits for running handlers: let it wait in
@@ -280,6 +295,9 @@ class AgentWorker:
 
     async def _start(self, stack: AsyncExitStack) -> None:
         stack.push_async_callback(self._publish_stopped)
+        if self.state is not None and not self.state.is_open:  # opened here, so closed here
+            await self.state.open()
+            stack.push_async_callback(self.state.close)
         executor = self._executor_arg
         if executor is None:
             lazy = LazyTaskExecutor()
@@ -361,7 +379,19 @@ class AgentWorker:
             return
         if delivery.reply_to and wants_stream(delivery.headers) and is_reply_queue(delivery.reply_to):
             run.stream_to = delivery.reply_to
-        outcome = await self._runner.run(run)
+        if self.claims is None:
+            outcome = await self._runner.run(run)
+        else:
+            claimed = await self.claims.execute(task, self._runner, run)
+            if claimed.refused is not None:
+                await self._replies.refuse(
+                    delivery, task.id, claimed.refused, agent=agent.name, worker=self.worker_id
+                )
+                return
+            if claimed.result is not None and not claimed.ran:  # answered from the stored result
+                await self._finish(delivery, task, claimed.result)
+                return
+            outcome = claimed.result
         if outcome is None:
             self._log.info("task_returned_to_queue", task_id=str(task.id), agent=agent.name)
             await self._replies.settle_quietly(delivery.nack(requeue=True), task.id, "nack")

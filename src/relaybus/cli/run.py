@@ -11,6 +11,12 @@ is wrong (one line naming the file, the task and the problem).
 ``--name NAME`` makes the orchestrator named: its results queue ``relaybus.reply.NAME`` is durable and its
 task ids are derived from the plan and the name, so running the same command again after a crash collects
 what finished meanwhile and runs only the rest. ``--run-id`` starts a fresh run under the same name.
+
+Running a named run again after it finished (see :mod:`relaybus.cli.rerun`) runs nothing and says so: with
+a state store (``--state-url`` / ``$RELAYBUS_STATE_URL``) the finished run is reported with its date and the
+way to run it again, ``--new`` (a new run id, printed on stderr so that run can be resumed with
+``--run-id``) or ``--run-id ID``; without a store the results the workers answered from their duplicate
+caches are shown with a note saying so. With a store every run is recorded (``relaybus runs list``).
 """
 
 from __future__ import annotations
@@ -18,20 +24,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import uuid
+import sys
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relaybus.agents.agent import Agent
 from relaybus.exceptions import PlanError
-from relaybus.orchestrator import PlanResult, ProjectOrchestrator, load_plan
+from relaybus.orchestrator import Plan, PlanResult, ProjectOrchestrator, load_plan
 from relaybus.orchestrator.orchestrator import DEFAULT_TIMEOUT_S
 
-from ._common import CliError, add_amqp_url, open_bus, positive_float, positive_int, run_async
+from ._common import BadUsage, CliError, add_amqp_url, open_bus, positive_float, positive_int, run_async
 from ._render import PlanProgressBar, agents_table, make_console, results_table, summary_lines
 from ._report import plan_document, task_agents
+from ._state import add_state_url, optional_store
 from ._steps import StepRows
+from .rerun import finished_run, new_run_id, note_replayed, report_finished
+
+if TYPE_CHECKING:
+    from relaybus.state import StateStore
 
 __all__ = ["add_output_options", "default_model_from_env", "print_results", "register"]
 
@@ -57,6 +69,12 @@ def register(subparsers: Any) -> None:
         metavar="ID",
         help="the run whose task ids to use (default: the --name, else a new run each time)",
     )
+    parser.add_argument(
+        "--new",
+        action="store_true",
+        help="with --name: start a new run (new task ids) even if a run of that name finished before",
+    )
+    add_state_url(parser, "record the run (relaybus runs list), resume it, and report a finished named run")
     parser.add_argument(
         "--timeout",
         type=positive_float,
@@ -111,26 +129,54 @@ def print_results(result: PlanResult, *, as_json: bool = False, known: Iterable[
 
 
 async def _run(args: argparse.Namespace) -> int:
+    if args.new and args.run_id:
+        raise BadUsage("--new and --run-id exclude each other: --new makes a new run id, --run-id names one")
     # Check the plan before connecting: a typo in the file should not wait for a broker.
-    run_id = args.run_id or args.name or uuid.uuid4().hex
+    run_id = args.run_id or (None if args.new else args.name) or new_run_id()
+    if args.new and args.name:
+        print(f"run id {run_id}: resume this run with --name {args.name} --run-id {run_id}", file=sys.stderr)
     try:
         plan = load_plan(args.plan, run_id=run_id)
     except PlanError as exc:
         raise CliError(str(exc), 2) from None
+    store = optional_store(args)
+    if store is not None:
+        await store.open()
+    try:
+        if store is not None and not args.new and (args.name or args.run_id):
+            finished = await finished_run(store, run_id)
+            if finished is not None:
+                report_finished(finished, args, as_json=args.json)
+                return 0
+        started = datetime.now(UTC)
+        result = await _run_plan(args, plan, run_id, store)
+    finally:
+        if store is not None:
+            await store.close()
+    print_results(result, as_json=args.json)
+    if args.name and not args.json:
+        note_replayed(result, args, started)
+    return 0 if result.ok else 1
+
+
+async def _run_plan(
+    args: argparse.Namespace, plan: Plan, run_id: str, store: StateStore | None
+) -> PlanResult:
     bus = await open_bus(args.amqp_url)
     try:
         async with ProjectOrchestrator(
-            bus, name=args.name, default_timeout_s=args.timeout, default_model=default_model_from_env()
+            bus,
+            name=args.name,
+            default_timeout_s=args.timeout,
+            default_model=default_model_from_env(),
+            state=store,
         ) as orchestrator:
             if args.no_progress:
-                result = await orchestrator.run_plan(plan, max_in_flight=args.max_in_flight)
-            else:
-                with PlanProgressBar(len(plan.tasks), title=plan.name) as bar:
-                    steps = StepRows(bar.progress, lambda task_id: plan.keys.get(task_id, str(task_id)))
-                    result = await orchestrator.run_plan(
-                        plan, on_progress=bar, max_in_flight=args.max_in_flight, on_event=steps
-                    )
+                return await orchestrator.run_plan(plan, max_in_flight=args.max_in_flight, run_id=run_id)
+            with PlanProgressBar(len(plan.tasks), title=plan.name) as bar:
+                steps = StepRows(bar.progress, lambda task_id: plan.keys.get(task_id, str(task_id)))
+                return await orchestrator.run_plan(
+                    plan, on_progress=bar, max_in_flight=args.max_in_flight, run_id=run_id, on_event=steps
+                )
     finally:
         await bus.close()
-    print_results(result, as_json=args.json)
-    return 0 if result.ok else 1

@@ -2,7 +2,9 @@
 
 SIGTERM or SIGINT (Ctrl-C): stop taking tasks, let running ones finish for up to ``--grace`` seconds, return
 the rest to their queue, exit 0. A second signal returns the running tasks to their queue at once.
-``--metrics-port PORT`` serves Prometheus ``/metrics`` and the ``/healthz`` probe on ``--metrics-host``.
+``--state-url URL`` (or ``$RELAYBUS_STATE_URL``) shares a state store with the other workers: each task id
+runs once (see :mod:`relaybus.agents.claims`). ``--metrics-port PORT`` serves Prometheus ``/metrics`` and
+the ``/healthz`` probe on ``--metrics-host``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import signal
 from typing import TYPE_CHECKING, Any
 
+from relaybus.agents.claims import DEFAULT_LEASE_S
 from relaybus.agents.delegation import DEFAULT_MAX_DEPTH
 from relaybus.agents.worker import AgentWorker
 from relaybus.exceptions import ConfigError
@@ -32,6 +35,7 @@ from ._common import (
     positive_int,
     run_async,
 )
+from ._state import add_state_url, optional_store
 
 if TYPE_CHECKING:
     from relaybus.bus.base import Bus
@@ -91,6 +95,15 @@ def register(subparsers: Any) -> None:
         metavar="HOST",
         help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 in a container)",
     )
+    add_state_url(parser, "claim each task before it runs, so a task id runs once across workers")
+    parser.add_argument(
+        "--lease",
+        type=positive_float,
+        default=DEFAULT_LEASE_S,
+        metavar="SECONDS",
+        help="with --state-url: a task's claim lasts this long unless renewed (every third of it) while it "
+        f"runs; a worker that died is replaced after at most this (default {DEFAULT_LEASE_S:g})",
+    )
     parser.set_defaults(func=run)
 
 
@@ -133,6 +146,8 @@ async def _serve(args: argparse.Namespace) -> int:
         heartbeat_interval_s=args.heartbeat,
         max_delegation_depth=args.max_delegation_depth,
         metrics=metrics,
+        state=optional_store(args),
+        lease_s=args.lease,
     )
 
     def on_signal(signum: int) -> None:

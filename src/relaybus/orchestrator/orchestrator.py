@@ -41,9 +41,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 from uuid import UUID
 
 from relaybus.bus.base import DEADLINE_HEADER, STREAM_HEADER, Bus, HeaderValue
@@ -54,11 +55,15 @@ from relaybus.log import get_logger
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, TaskEvent
 
 from .batch import execute_batch
+from .history import RunRecorder, both
 from .plan import Plan
 from .pricing import ModelPrice
 from .result import PlanResult
 from .scheduler import PlanScheduler, ProgressCallback
 from .streaming import EventHandler, EventRelay, call_handler, stream_events
+
+if TYPE_CHECKING:
+    from relaybus.state import StateStore
 
 __all__ = ["DEFAULT_TIMEOUT_S", "ProjectOrchestrator"]
 
@@ -84,6 +89,7 @@ class ProjectOrchestrator:
         prices: Mapping[str, ModelPrice] | None = None,
         default_model: str | None = None,
         result_publishers: Mapping[str, str] | None = None,
+        state: StateStore | None = None,
     ) -> None:
         if not default_timeout_s > 0:
             raise ConfigError(f"default_timeout_s must be > 0 seconds, got {default_timeout_s!r}")
@@ -93,6 +99,9 @@ class ProjectOrchestrator:
         self.default_timeout_s = default_timeout_s
         self.prices: dict[str, ModelPrice] = dict(prices or {})
         self.default_model = default_model
+        self.state = state
+        """The state store plan runs are recorded in (opened at start unless open already), or None."""
+        self._owns_state = False
         self._start_lock = asyncio.Lock()
         self._waiting: set[UUID] = set()  # published by ``_execute``, result not in yet: what cancel() ends
         self._plan_runs: set[PlanScheduler] = set()  # running plans: cancel() reaches their unpublished tasks
@@ -126,11 +135,17 @@ class ProjectOrchestrator:
     async def start(self) -> None:
         """Declare the reply queue and start collecting results (idempotent)."""
         async with self._start_lock:
+            if self.state is not None and not self.state.is_open:
+                await self.state.open()
+                self._owns_state = True
             await self._router.start()
 
     async def close(self) -> None:
         """Stop collecting results; tasks still waiting end as CANCELLED. A named reply queue is kept."""
         await self._router.close()
+        if self._owns_state and self.state is not None:
+            self._owns_state = False
+            await self.state.close()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -311,6 +326,7 @@ class ProjectOrchestrator:
         on_progress: ProgressCallback | None = None,
         max_in_flight: int | None = None,
         on_event: Callable[[TaskEvent], None] | None = None,
+        run_id: str | None = None,
     ) -> PlanResult:
         """Run a DAG of tasks and aggregate the results; see the module docstring.
 
@@ -319,6 +335,9 @@ class ProjectOrchestrator:
         (default: no bound). ``on_progress`` is called (synchronously, keep it quick) at each publish and
         each result. ``on_event`` streams every task: it gets their events (``event.task_id`` tells which
         task), each task's ``result`` event last; it too is called synchronously.
+        each result. With a state store the run is recorded under ``run_id`` (default: a new id), and a run id
+        recorded before resumes: its tasks a worker finished are answered from the store, not published
+        (:mod:`relaybus.orchestrator.history`).
         """
         plan = Plan.of(plan)
         waiting: dict[UUID, asyncio.Future[ExecutionResult]] = {}
@@ -332,6 +351,17 @@ class ProjectOrchestrator:
                 relay.finish(result)
             return result
 
+        recorder = None
+        if self.state is not None:
+            recorder = RunRecorder(
+                self.state,
+                run_id or uuid.uuid4().hex,
+                plan,
+                log=self._log,
+                prices=self.prices,
+                default_model=self.default_model,
+            )
+            on_progress = both(recorder.on_progress, on_progress)
         scheduler = PlanScheduler(
             plan,
             run_task,
@@ -342,13 +372,18 @@ class ProjectOrchestrator:
             default_model=self.default_model,
         )
         await self.start()
+        stored = {} if recorder is None else await recorder.begin()
         # Every id registered first: a resumed plan's results waiting in a named reply queue are collected.
         waiting.update(await self._router.expect_all(task.id for task in scheduler.order))
+        for task_id, result in stored.items():  # finished in an earlier attempt of this run
+            self._router.resolve(task_id, result)
         self._plan_runs.add(scheduler)
         try:
             return await scheduler.run()
         finally:
             self._plan_runs.discard(scheduler)
+            if recorder is not None:
+                await recorder.close()
             for task_id, future in waiting.items():  # never published, or the run was cancelled
                 if not future.done():
                     self._router.discard(task_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 from uuid import UUID
@@ -70,12 +71,22 @@ class LeaseKeeper:
     """``async with LeaseKeeper(store, task_id, worker=..., lease_s=...)``: renews the lease every
     ``lease_s / 3`` seconds until the block ends.
 
-    ``lost`` is set when a renewal answers that the lease is no longer this worker's (taken over after it
-    expired, or the result is stored by another); the task may then stop, as its result would be ignored.
-    A store that is down is retried at the next renewal (logged); the lease may expire meanwhile.
+    ``lost`` is set (and ``on_lost`` called) when a renewal answers that the lease is no longer this
+    worker's (taken over after it expired, or the result is stored by another); the task may then stop, as
+    its result would be ignored. A store that is down is retried at the next renewal (logged); the lease may
+    expire meanwhile. Nothing runs until the first renewal is due (a timer, not a task): a task shorter than
+    ``lease_s / 3`` costs no renewal at all.
     """
 
-    def __init__(self, store: StateStore, task_id: UUID, *, worker: str, lease_s: float) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        task_id: UUID,
+        *,
+        worker: str,
+        lease_s: float,
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
         check_lease(lease_s)
         self.store = store
         self.task_id = task_id
@@ -84,6 +95,9 @@ class LeaseKeeper:
         self.interval_s = lease_s / 3
         self.lost = asyncio.Event()
         self.renewals = 0
+        self._on_lost = on_lost
+        self._entered = False
+        self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -91,29 +105,39 @@ class LeaseKeeper:
         return self.lost.is_set()
 
     async def __aenter__(self) -> Self:
-        if self._task is not None:
+        if self._entered:
             raise UsageError("a LeaseKeeper is entered once")
-        self._task = asyncio.create_task(self._renew_until_cancelled(), name=f"lease-{self.task_id}")
+        self._entered = True
+        self._timer = asyncio.get_running_loop().call_later(self.interval_s, self._begin)
         return self
+
+    def _begin(self) -> None:
+        self._timer = None
+        self._task = asyncio.create_task(self._renew_until_cancelled(), name=f"lease-{self.task_id}")
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
     async def _renew_until_cancelled(self) -> None:
-        while not self.lost.is_set():
-            await asyncio.sleep(self.interval_s)
+        while True:
             try:
                 held = await self.store.renew(self.task_id, self.worker, self.lease_s)
             except StoreUnavailable as exc:
                 _log.warning("lease_renewal_failed", task_id=str(self.task_id), error=str(exc))
-                continue
-            if held:
-                self.renewals += 1
             else:
-                _log.warning("lease_lost", task_id=str(self.task_id), worker=self.worker)
-                self.lost.set()
+                if not held:
+                    _log.warning("lease_lost", task_id=str(self.task_id), worker=self.worker)
+                    self.lost.set()
+                    if self._on_lost is not None:
+                        self._on_lost()
+                    return
+                self.renewals += 1
+            await asyncio.sleep(self.interval_s)

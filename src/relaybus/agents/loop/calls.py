@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from relaybus.agents.usage import UsageTally
 from relaybus.executor.llm.chat import ToolCall, ToolResultMessage
@@ -13,6 +14,9 @@ from relaybus.log import FilteringBoundLogger
 from relaybus.messages import Usage
 from relaybus.secrets import mask_secrets
 from relaybus.tools import Delegate, Toolbox, ToolOutcome
+
+if TYPE_CHECKING:
+    from .journal import LoopJournal
 
 __all__ = ["ToolCallRecord", "TurnCalls", "run_tool_calls"]
 
@@ -48,17 +52,27 @@ async def run_tool_calls(
     delegate: Delegate,
     turn: int,
     log: FilteringBoundLogger,
+    journal: LoopJournal | None = None,
+    first_step: int = 0,
 ) -> TurnCalls:
     """Run every call in ``calls`` concurrently (one call: inline) and gather their outcomes in order.
 
     A cancellation (the task's deadline, a cancel request) cancels every call still running, delegated tasks
     included (``ctx.delegate`` cancels them remotely), and is raised once they have stopped. ``usage`` is the
-    delegated results' (which ``delegate`` already added to the task's context).
+    delegated results' (which ``delegate`` already added to the task's context). With a ``journal``, call
+    ``i`` is step ``first_step + i``: answered from the journal when recorded there, else run and recorded.
     """
     if len(calls) == 1:
-        results = [await _call(toolbox, calls[0], delegate, log)]
+        results = [await _call(toolbox, calls[0], delegate, log, journal, first_step)]
     else:
-        results = list(await asyncio.gather(*(_call(toolbox, call, delegate, log) for call in calls)))
+        results = list(
+            await asyncio.gather(
+                *(
+                    _call(toolbox, call, delegate, log, journal, first_step + i)
+                    for i, call in enumerate(calls)
+                )
+            )
+        )
     usage = UsageTally()
     messages: list[ToolResultMessage] = []
     records: list[ToolCallRecord] = []
@@ -74,8 +88,16 @@ async def run_tool_calls(
 
 
 async def _call(
-    toolbox: Toolbox, call: ToolCall, delegate: Delegate, log: FilteringBoundLogger
+    toolbox: Toolbox,
+    call: ToolCall,
+    delegate: Delegate,
+    log: FilteringBoundLogger,
+    journal: LoopJournal | None,
+    step: int,
 ) -> tuple[ToolOutcome, float]:
+    replayed = None if journal is None else journal.tool_result(step, call)
+    if replayed is not None:
+        return replayed, 0.0
     started = time.perf_counter()
     try:
         outcome = await toolbox.call(call.name, call.arguments, delegate=delegate)
@@ -83,4 +105,7 @@ async def _call(
         # Tools report their faults as outcomes; one that raises anyway must not take its siblings down.
         log.error("tool_call_raised", tool=call.name, error=mask_secrets(repr(exc)))
         outcome = ToolOutcome.error(f"{call.name} failed: {type(exc).__name__}: {mask_secrets(str(exc))}")
-    return outcome, time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    if journal is not None:
+        await journal.record_tool(step, call, outcome)
+    return outcome, seconds

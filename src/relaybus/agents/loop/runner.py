@@ -21,6 +21,7 @@ from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 from relaybus.tools import AnyTool, MCPServer, Toolbox
 
 from .calls import run_tool_calls
+from .journal import LoopJournal, open_journal
 from .steps import emit_calls, emit_results
 from .structured import structured_output
 
@@ -43,10 +44,11 @@ async def run_agent_loop(
 ) -> ExecutionResult:
     """Run the loop for ``task``; ``toolbox`` is the worker's started one for ``tools``, or None to make (and,
     for MCP servers, start) one for this run."""
+    journal = await open_journal(ctx, task)
     if toolbox is not None:
-        return await _Loop(ctx, task, toolbox, max_turns, output_schema).run(system_prompt)
+        return await _Loop(ctx, task, toolbox, max_turns, output_schema, journal).run(system_prompt)
     async with Toolbox(tools) as own:
-        return await _Loop(ctx, task, own, max_turns, output_schema).run(system_prompt)
+        return await _Loop(ctx, task, own, max_turns, output_schema, journal).run(system_prompt)
 
 
 class _Loop:
@@ -59,8 +61,10 @@ class _Loop:
         toolbox: Toolbox,
         max_turns: int,
         output_schema: type[BaseModel] | None,
+        journal: LoopJournal | None = None,
     ) -> None:
         self.ctx = ctx
+        self.journal = journal
         self.task = task
         self.toolbox = toolbox
         self.max_turns = max_turns
@@ -75,16 +79,26 @@ class _Loop:
         response_schema = structured.response_schema if structured is not None else None
         repaired = False
         turn = 0
+        step = 0  # the journal's: each model answer, then each of its tool calls
         while True:
             turn += 1
-            chat = await ctx.executor.chat(
-                messages, tools=specs, response_schema=response_schema, agent=ctx.agent
-            )
-            self.usage.add(chat.usage)
-            self.attempts += chat.attempts
-            completion = chat.completion
-            if chat.failure is not None or completion is None:
-                return self._failed_turn(chat)
+            replayed = None if self.journal is None else self.journal.model_turn(step)
+            if replayed is not None:
+                completion = replayed.completion
+                self.usage.add(replayed.usage)
+                self.attempts += replayed.attempts
+            else:
+                chat = await ctx.executor.chat(
+                    messages, tools=specs, response_schema=response_schema, agent=ctx.agent
+                )
+                self.usage.add(chat.usage)
+                self.attempts += chat.attempts
+                if chat.failure is not None or chat.completion is None:
+                    return self._failed_turn(chat)
+                completion = chat.completion
+                if self.journal is not None:
+                    await self.journal.record_model(step, completion, chat.usage, chat.attempts)
+            step += 1
             calls = completion.tool_calls
             ctx.log.debug("loop_turn", turn=turn, tool_calls=len(calls))
             if calls:
@@ -101,10 +115,17 @@ class _Loop:
                 if ctx.streaming:
                     await emit_calls(ctx, calls, turn)
                 done = await run_tool_calls(
-                    self.toolbox, calls, delegate=ctx.delegate, turn=turn, log=ctx.log
+                    self.toolbox,
+                    calls,
+                    delegate=ctx.delegate,
+                    turn=turn,
+                    log=ctx.log,
+                    journal=self.journal,
+                    first_step=step,
                 )
                 if ctx.streaming:
                     await emit_results(ctx, done.records)
+                step += len(calls)
                 messages.extend(done.messages)
                 ctx.tool_calls.extend(done.records)
                 self.usage.add(done.usage)
