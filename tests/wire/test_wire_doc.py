@@ -16,7 +16,8 @@ from relaybus.bus.codec import (
     PING_ROUTING_KEY,
     STOPPED_ROUTING_KEY,
 )
-from relaybus.bus.rpc import DEFAULT_REPLY_EXPIRES_S, DIRECT_REPLY_TO, REPLY_QUEUE_PREFIX
+from relaybus.bus.replies import DIRECT_REPLY_TO, REPLY_QUEUE_PREFIX
+from relaybus.bus.rpc import DEFAULT_REPLY_EXPIRES_S
 from relaybus.contract.schemas import model_schemas
 from relaybus.contract.tables import FIELD_NOTES, replace_tables, tables
 

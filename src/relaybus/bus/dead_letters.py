@@ -8,7 +8,7 @@ at-least-once dead-lettering instead).
 
 **An existing queue** (a broker where relaybus.dead was declared before these limits, or with others):
 RabbitMQ refuses to re-declare a queue with other arguments (``PRECONDITION_FAILED``). Then the bus goes on
-with the queue as it is, logs one warning ``dead_letter_queue_limits_not_applied`` with the command that
+with the queue as it is, logs ``dead_letter_queue_limits_not_applied`` once (at INFO) with the command that
 applies the limits without deleting anything (a policy, which RabbitMQ applies to an existing queue)::
 
     rabbitmqctl set_policy -p VHOST relaybus-dead '^relaybus\\.dead$' \\
@@ -111,7 +111,9 @@ async def declare_dead_letter_queue(
             )
         except ChannelPreconditionFailed:
             limited = False
-            log.warning(
+            # INFO, not WARNING: every command of every upgraded deployment would print it (one-shot commands
+            # show WARNING); a worker logs it at start, and the README's Dead letters section says what to do.
+            log.info(
                 "dead_letter_queue_limits_not_applied",
                 queue=DEAD_LETTER_QUEUE,
                 reason="the queue exists with other arguments (declared by an older relaybus or by hand)",

@@ -50,10 +50,7 @@ What a caller may rely on:
 from __future__ import annotations
 
 import asyncio
-import collections
 import inspect
-import re
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
@@ -68,9 +65,17 @@ from relaybus.messages import NAME_RE, AgentTask, ExecutionResult, ExecutionStat
 from .base import Bus, Delivery, HeaderValue, Subscription, check_expires
 from .codec import DEFAULT_MAX_BODY_BYTES, decode, encode_result, encode_task, is_task_event
 from .name_lock import NameLock
+from .replies import (
+    REPLY_QUEUE_PREFIX,
+    is_direct_reply_to,
+    is_reply_queue,
+    publish_timeout_result,
+    timeout_result,
+)
 from .reply_events import EventCallback, EventRoutes
 from .result_auth import check_publishers, publisher_mismatch
 from .salvage import readable_id
+from .unclaimed import UnclaimedResults
 
 __all__ = [
     "DEFAULT_BARRIER_TIMEOUT_S",
@@ -86,7 +91,6 @@ __all__ = [
     "timeout_result",
 ]
 
-REPLY_QUEUE_PREFIX = "relaybus.reply."
 DEFAULT_REPLY_EXPIRES_S = 300.0
 DEFAULT_MAX_UNCLAIMED_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_UNCLAIMED_AGE_S = 3600.0
@@ -96,25 +100,6 @@ queue's name (it is in every task's ``reply_to``) can send results to it."""
 DEFAULT_BARRIER_TIMEOUT_S = 30.0
 """How long :meth:`ReplyRouter.expect_all` waits for the results already in a durable reply queue."""
 ResultCallback = Callable[[ExecutionResult], Awaitable[None] | None]
-DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
-# A router's queue (``relaybus.reply.<name>``, ``<name>`` as NAME_RE), or RabbitMQ's direct reply-to, which a
-# worker sees with the broker's channel token appended (``amq.rabbitmq.reply-to.g1h...``).
-_REPLY_QUEUE_RE = re.compile(
-    r"^(relaybus\.reply\.[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}|amq\.rabbitmq\.reply-to(\.[A-Za-z0-9+/=._-]{1,255})?)$"
-)
-
-
-def is_direct_reply_to(name: str) -> bool:
-    """Whether ``name`` is RabbitMQ's direct reply-to (``amq.rabbitmq.reply-to`` or, as a worker sees it,
-    ``amq.rabbitmq.reply-to.<token>``): no real queue, at-most-once, the caller's channel consumes it."""
-    return name == DIRECT_REPLY_TO or name.startswith(DIRECT_REPLY_TO + ".")
-
-
-def is_reply_queue(name: str) -> bool:
-    """Whether ``name`` is a queue a worker may publish a result to: ``relaybus.reply.<name>`` (what every
-    :class:`ReplyRouter` uses) or RabbitMQ's direct reply-to (``amq.rabbitmq.reply-to[.<token>]``). Anything
-    else (another agent's task queue, ``relaybus.dead``) is refused by workers."""
-    return _REPLY_QUEUE_RE.match(name) is not None
 
 
 class ReplyRouter:
@@ -151,7 +136,6 @@ class ReplyRouter:
         self._queue = REPLY_QUEUE_PREFIX + (name if name is not None else uuid.uuid4().hex)
         self._on_result = on_result
         self._prefetch = prefetch
-        self._max_unclaimed = max_unclaimed
         self._max_body_bytes = max_body_bytes
         self._expires_s = expires_s
         self.duplicates_dropped = 0
@@ -161,14 +145,8 @@ class ReplyRouter:
         self._pending: dict[UUID, asyncio.Future[ExecutionResult]] = {}
         if not max_unclaimed_age_s > 0:
             raise ConfigError(f"max_unclaimed_age_s must be > 0 seconds, got {max_unclaimed_age_s!r}")
-        self._unclaimed: BoundedMap[UUID, ExecutionResult] = BoundedMap(
-            max_unclaimed, max_bytes=max_unclaimed_bytes, on_evict=self._unclaimed_dropped
-        )
-        self._max_unclaimed_age_s = max_unclaimed_age_s
-        # (arrival, id) of unclaimed results, oldest first: what ages out (a claimed id is skipped).
-        self._unclaimed_arrivals: collections.deque[tuple[float, UUID, ExecutionResult]] = collections.deque(
-            maxlen=max_unclaimed
-        )
+        self._log = get_logger("relaybus.bus.rpc", reply_queue=self._queue)
+        self._unclaimed = UnclaimedResults(max_unclaimed, max_unclaimed_bytes, max_unclaimed_age_s, self._log)
         self._finished: BoundedMap[UUID, None] = BoundedMap(
             max_finished
         )  # answered or discarded: drop repeats
@@ -176,7 +154,6 @@ class ReplyRouter:
         self._barriers: set[UUID] = set()  # markers of expect_all in flight: not results, not for on_result
         self._subscription: Subscription | None = None
         self._lock = None if name is None else NameLock(bus, name, f"the reply router of {self._queue}")
-        self._log = get_logger("relaybus.bus.rpc", reply_queue=self._queue)
 
     @property
     def events_dropped(self) -> int:
@@ -433,7 +410,7 @@ class ReplyRouter:
             await self._ack(delivery, key)
             return
         else:
-            self._keep_unclaimed(key, result, len(delivery.body))
+            self._unclaimed.put(key, result, len(delivery.body))
         await self._notify(result)
         await self._ack(delivery, key)
 
@@ -488,55 +465,8 @@ class ReplyRouter:
         """How many results are kept for ids nobody expects yet (at most ``max_unclaimed``)."""
         return len(self._unclaimed)
 
-    def _keep_unclaimed(self, key: UUID, result: ExecutionResult, size: int) -> None:
-        now = time.monotonic()
-        arrivals = self._unclaimed_arrivals
-        while arrivals and now - arrivals[0][0] > self._max_unclaimed_age_s:
-            _, old_key, old = arrivals.popleft()
-            if self._unclaimed.get(old_key) is old:  # still unclaimed: too old to keep
-                self._unclaimed.pop(old_key)
-                self._unclaimed_dropped(old_key, old)
-        self._unclaimed.put(key, result, size)
-        arrivals.append((now, key, result))
-
-    def _unclaimed_dropped(self, key: UUID, _result: ExecutionResult) -> None:
-        self._log.warning(
-            "unclaimed_result_dropped",
-            task_id=str(key),
-            max_unclaimed=self._max_unclaimed,
-            hint="call expect() for the tasks you wait for, or raise max_unclaimed / max_unclaimed_bytes",
-        )
-
     def _mark_finished(self, key: UUID) -> None:
         self._finished.put(key, None)
-
-
-def publish_timeout_result(task: AgentTask, limit_s: float, blocked: object = None) -> ExecutionResult:
-    """The retryable ``TIMEOUT`` result (``error.type == "PublishTimeout"``) of ``task`` when the broker did
-    not take it within ``limit_s`` seconds; ``blocked`` is the bus's ``connection.blocked`` reason, if any."""
-    why = f"RabbitMQ blocks publishing ({blocked})" if isinstance(blocked, str) else "the broker held it back"
-    return ExecutionResult.failed(
-        task.id,
-        ExecutionStatus.TIMEOUT,
-        "PublishTimeout",
-        f"task {task.id} was not published within {limit_s:g}s: {why}; a memory or disk alarm blocks every "
-        "publisher until it clears (free memory or disk on the broker); a result that comes later is dropped",
-        retryable=True,
-    )
-
-
-def timeout_result(task: AgentTask, limit_s: float) -> ExecutionResult:
-    """The retryable ``TIMEOUT`` result (``error.type == "ReplyTimeout"``) of ``task`` when no result came
-    within ``limit_s`` seconds; its message names the agent or topic and what to do about it."""
-    target = f"agent {task.agent!r}" if task.agent else f"topic {task.topic!r}"
-    return ExecutionResult.failed(
-        task.id,
-        ExecutionStatus.TIMEOUT,
-        "ReplyTimeout",
-        f"no result for task {task.id} within {limit_s:g}s; a worker for {target} may be slow, overloaded or "
-        "down: raise the timeout (the task's timeout_s) or start more workers",
-        retryable=True,
-    )
 
 
 def _as_uuid(task_id: UUID | str) -> UUID:

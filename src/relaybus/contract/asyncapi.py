@@ -34,7 +34,7 @@ from relaybus.bus.codec import (
     PING_ROUTING_KEY,
     STOPPED_ROUTING_KEY,
 )
-from relaybus.bus.rpc import DIRECT_REPLY_TO, REPLY_QUEUE_PREFIX
+from relaybus.bus.replies import DIRECT_REPLY_TO, REPLY_QUEUE_PREFIX
 from relaybus.messages import NAME_RE, SCHEMA_MINOR, SCHEMA_VERSION, TOPIC_RE
 
 from .schemas import model_schemas
