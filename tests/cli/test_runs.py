@@ -3,6 +3,7 @@ processes, with ``relaybus worker`` processes on RabbitMQ sharing the store; and
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -118,6 +119,8 @@ async def test_without_a_store_a_named_run_run_again_says_its_results_are_old(
         async with summer_fleet.processes(1) as workers:
             await workers.wait_ready(summer_fleet.bus)
             first = await cli(summer_fleet, None, "run", str(path), "--name", name, "--no-progress")
+            # The note allows a second of clock skew between hosts: a run again within it is not "before".
+            await asyncio.sleep(1.5)
             again = await cli(summer_fleet, None, "run", str(path), "--name", name, "--no-progress")
     finally:
         await summer_fleet.bus.delete_queue(f"relaybus.reply.{name}")
