@@ -12,6 +12,7 @@ from relaybus.executor.llm.chat import ToolCall, ToolResultMessage
 from relaybus.log import FilteringBoundLogger
 from relaybus.messages import Usage
 from relaybus.secrets import mask_secrets
+from relaybus.telemetry.hooks import traced_tool_call
 from relaybus.tools import Delegate, Toolbox, ToolOutcome
 
 __all__ = ["ToolCallRecord", "TurnCalls", "run_tool_calls"]
@@ -73,6 +74,7 @@ async def run_tool_calls(
     return TurnCalls(tuple(messages), tuple(records), usage.usage())
 
 
+@traced_tool_call
 async def _call(
     toolbox: Toolbox, call: ToolCall, delegate: Delegate, log: FilteringBoundLogger
 ) -> tuple[ToolOutcome, float]:
