@@ -6,6 +6,9 @@ JSON document on stdout; the progress bar, unless ``--no-progress``, still goes 
 Exit codes: 0 every task succeeded; 1 a task did not (or the broker is unreachable); 2 the plan file or a flag
 is wrong (one line naming the file, the task and the problem).
 
+The plan runs in one trace (the caller's, else a new one), whose id goes to stderr first
+(``relaybus: plan 'NAME' trace_id=<32 hex>``): every task's spans and log lines carry it.
+
 ``--name NAME`` makes the orchestrator named: its results queue ``relaybus.reply.NAME`` is durable and its
 task ids are derived from the plan and the name, so running the same command again after a crash collects
 what finished meanwhile and runs only the rest. ``--run-id`` starts a fresh run under the same name.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,6 +29,7 @@ from relaybus.agents.agent import Agent
 from relaybus.exceptions import PlanError
 from relaybus.orchestrator import PlanResult, ProjectOrchestrator, load_plan
 from relaybus.orchestrator.orchestrator import DEFAULT_TIMEOUT_S
+from relaybus.telemetry.tracing import start_trace
 
 from ._common import CliError, add_amqp_url, open_bus, positive_float, positive_int, run_async
 from ._render import PlanProgressBar, agents_table, make_console, results_table, summary_lines
@@ -119,13 +124,15 @@ async def _run(args: argparse.Namespace) -> int:
         async with ProjectOrchestrator(
             bus, name=args.name, default_timeout_s=args.timeout, default_model=default_model_from_env()
         ) as orchestrator:
-            if args.no_progress:
-                result = await orchestrator.run_plan(plan, max_in_flight=args.max_in_flight)
-            else:
-                with PlanProgressBar(len(plan.tasks), title=plan.name) as bar:
-                    result = await orchestrator.run_plan(
-                        plan, on_progress=bar, max_in_flight=args.max_in_flight
-                    )
+            with start_trace(f"run {plan.name}") as trace_id:
+                print(f"relaybus: plan {plan.name!r} trace_id={trace_id}", file=sys.stderr)
+                if args.no_progress:
+                    result = await orchestrator.run_plan(plan, max_in_flight=args.max_in_flight)
+                else:
+                    with PlanProgressBar(len(plan.tasks), title=plan.name) as bar:
+                        result = await orchestrator.run_plan(
+                            plan, on_progress=bar, max_in_flight=args.max_in_flight
+                        )
     finally:
         await bus.close()
     print_results(result, as_json=args.json)

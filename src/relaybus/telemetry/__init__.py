@@ -1,4 +1,5 @@
-"""Telemetry of a worker: Prometheus metrics, the ``/metrics`` + ``/healthz`` server, the health check."""
+"""Telemetry: Prometheus metrics, the ``/metrics`` + ``/healthz`` server, the health check, and tracing
+(``start_trace``, ``current_trace_id``; the spans are made by :mod:`relaybus.telemetry.tracing`)."""
 
 from typing import TYPE_CHECKING
 
@@ -8,6 +9,8 @@ if TYPE_CHECKING:
     from .health import Health, worker_health
     from .metrics import DEAD_LETTER_REASONS, DURATION_BUCKETS_S, WorkerMetrics
     from .server import MetricsServer
+    from .trace_context import current_trace_id
+    from .tracing import start_trace
 
 __all__ = [
     "DEAD_LETTER_REASONS",
@@ -15,6 +18,8 @@ __all__ = [
     "Health",
     "MetricsServer",
     "WorkerMetrics",
+    "current_trace_id",
+    "start_trace",
     "worker_health",
 ]
 
@@ -29,5 +34,7 @@ __getattr__, __dir__ = lazy_exports(
         "worker_health": ".health",
         "WorkerMetrics": ".metrics",
         "MetricsServer": ".server",
+        "current_trace_id": ".trace_context",
+        "start_trace": ".tracing",
     },
 )

@@ -19,7 +19,8 @@ exception event.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import context as otel_context
@@ -29,7 +30,15 @@ from opentelemetry.trace import Link, NoOpTracerProvider, ProxyTracerProvider, S
 from relaybus.bus.base import WORKER_EVENT_PREFIX, Delivery, Handler, HeaderValue, OutgoingMessage
 from relaybus.bus.core import DeliveryFields
 
-from .trace_context import TRACEPARENT_HEADER, context_from_headers, has_trace, replace_trace_headers
+from .trace_context import (
+    TRACEPARENT_HEADER,
+    context_from_headers,
+    current_trace_id,
+    format_trace_id,
+    has_trace,
+    new_trace_context,
+    replace_trace_headers,
+)
 
 if TYPE_CHECKING:
     from relaybus.agents.agent import Agent
@@ -38,7 +47,15 @@ if TYPE_CHECKING:
     from relaybus.messages import AgentTask
     from relaybus.tools import ToolOutcome
 
-__all__ = ["chat_attempt", "consumer", "execute_tool", "invoke_agent", "publish", "tracing_enabled"]
+__all__ = [
+    "chat_attempt",
+    "consumer",
+    "execute_tool",
+    "invoke_agent",
+    "publish",
+    "start_trace",
+    "tracing_enabled",
+]
 
 T = TypeVar("T")
 B = TypeVar("B")
@@ -49,6 +66,25 @@ SYSTEM = "rabbitmq"
 def tracing_enabled() -> bool:
     """True once the application has set a tracer provider (the OpenTelemetry SDK's, in practice)."""
     return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider)
+
+
+@contextmanager
+def start_trace(name: str) -> Iterator[str]:
+    """Run the block in a trace and give its id (32 hex digits): the current trace if there is one; else a
+    new root span ``name`` when tracing, else a new trace context (what ``relaybus submit`` and ``relaybus
+    run`` print, so that every task they publish is found under one trace id)."""
+    current = current_trace_id()
+    if current is not None:
+        yield current
+    elif tracing_enabled():
+        with _TRACER.start_as_current_span(name) as span:
+            yield format_trace_id(span.get_span_context().trace_id)
+    else:
+        token = otel_context.attach(new_trace_context(otel_context.get_current()))
+        try:
+            yield str(current_trace_id())
+        finally:
+            otel_context.detach(token)
 
 
 def _control(routing_key: str) -> bool:
