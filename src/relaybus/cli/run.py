@@ -6,8 +6,11 @@ JSON document on stdout; the progress bar, unless ``--no-progress``, still goes 
 Exit codes: 0 every task succeeded; 1 a task did not (or the broker is unreachable); 2 the plan file or a flag
 is wrong (one line naming the file, the task and the problem).
 
-The plan runs in one trace (the caller's, else a new one), whose id goes to stderr first
-(``relaybus: plan 'NAME' trace_id=<32 hex>``): every task's spans and log lines carry it.
+``--metrics-port PORT`` serves the plan's Prometheus metrics (``relaybus_plan_*``: tasks by agent and
+status, publish-to-result seconds, in flight, pending, tokens) at ``/metrics`` while it runs, and ``/healthz``
+(200 while the broker connection is up). The plan runs in one trace (the caller's, else a new one), whose id
+goes to stderr first (``relaybus: plan 'NAME' trace_id=<32 hex>``): every task's spans and log lines carry
+it.
 
 ``--name NAME`` makes the orchestrator named: its results queue ``relaybus.reply.NAME`` is durable and its
 task ids are derived from the plan and the name, so running the same command again after a crash collects
@@ -17,6 +20,7 @@ what finished meanwhile and runs only the rest. ``--run-id`` starts a fresh run 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -27,11 +31,14 @@ from typing import Any
 
 from relaybus.agents.agent import Agent
 from relaybus.exceptions import PlanError
-from relaybus.orchestrator import PlanResult, ProjectOrchestrator, load_plan
+from relaybus.orchestrator import PlanProgress, PlanResult, ProgressCallback, ProjectOrchestrator, load_plan
 from relaybus.orchestrator.orchestrator import DEFAULT_TIMEOUT_S
+from relaybus.telemetry.health import bus_health
+from relaybus.telemetry.plan_metrics import PlanMetrics
 from relaybus.telemetry.tracing import start_trace
 
 from ._common import CliError, add_amqp_url, open_bus, positive_float, positive_int, run_async
+from ._metrics import add_metrics_options, serve_metrics
 from ._render import PlanProgressBar, agents_table, make_console, results_table, summary_lines
 from ._report import plan_document, task_agents
 
@@ -73,6 +80,7 @@ def register(subparsers: Any) -> None:
         help="tasks published and unanswered at once (default no limit)",
     )
     add_output_options(parser)
+    add_metrics_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -89,6 +97,14 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     return run_async(lambda: _run(args))
+
+
+def _both(first: ProgressCallback, second: ProgressCallback) -> ProgressCallback:
+    def both(event: PlanProgress) -> None:
+        first(event)
+        second(event)
+
+    return both
 
 
 def default_model_from_env() -> str:
@@ -120,19 +136,32 @@ async def _run(args: argparse.Namespace) -> int:
     except PlanError as exc:
         raise CliError(str(exc), 2) from None
     bus = await open_bus(args.amqp_url)
+    metrics = None if args.metrics_port is None else PlanMetrics()
     try:
-        async with ProjectOrchestrator(
-            bus, name=args.name, default_timeout_s=args.timeout, default_model=default_model_from_env()
-        ) as orchestrator:
-            with start_trace(f"run {plan.name}") as trace_id:
-                print(f"relaybus: plan {plan.name!r} trace_id={trace_id}", file=sys.stderr)
-                if args.no_progress:
-                    result = await orchestrator.run_plan(plan, max_in_flight=args.max_in_flight)
-                else:
-                    with PlanProgressBar(len(plan.tasks), title=plan.name) as bar:
-                        result = await orchestrator.run_plan(
-                            plan, on_progress=bar, max_in_flight=args.max_in_flight
-                        )
+        async with contextlib.AsyncExitStack() as stack:
+            if metrics is not None:
+                server = await serve_metrics(args, metrics, lambda: bus_health(bus), "run")
+                stack.push_async_callback(server.close)
+            orchestrator = await stack.enter_async_context(
+                ProjectOrchestrator(
+                    bus,
+                    name=args.name,
+                    default_timeout_s=args.timeout,
+                    default_model=default_model_from_env(),
+                )
+            )
+            trace_id = stack.enter_context(start_trace(f"run {plan.name}"))
+            print(f"relaybus: plan {plan.name!r} trace_id={trace_id}", file=sys.stderr)
+            if args.no_progress:
+                result = await orchestrator.run_plan(
+                    plan, on_progress=metrics, max_in_flight=args.max_in_flight
+                )
+            else:
+                bar = stack.enter_context(PlanProgressBar(len(plan.tasks), title=plan.name))
+                progress = bar if metrics is None else _both(bar, metrics)
+                result = await orchestrator.run_plan(
+                    plan, on_progress=progress, max_in_flight=args.max_in_flight
+                )
     finally:
         await bus.close()
     print_results(result, as_json=args.json)
