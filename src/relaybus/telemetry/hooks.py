@@ -22,6 +22,7 @@ __all__ = ["invoke_agent", "traced_chat_attempt", "traced_consume", "traced_publ
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
+@functools.cache
 def _tracing() -> ModuleType:
     from . import tracing
 

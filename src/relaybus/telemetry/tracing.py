@@ -61,11 +61,31 @@ T = TypeVar("T")
 B = TypeVar("B")
 _TRACER = trace.get_tracer("relaybus")  # a proxy: it follows whatever provider the application sets later
 SYSTEM = "rabbitmq"
+_UNKNOWN = object()
+_MESSAGE_FIELDS = tuple(f.name for f in dataclasses.fields(OutgoingMessage))
 
 
 def tracing_enabled() -> bool:
-    """True once the application has set a tracer provider (the OpenTelemetry SDK's, in practice)."""
-    return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider)
+    """True once the application has set a tracer provider (the OpenTelemetry SDK's, in practice).
+
+    Read straight from the API's global when it has one (``get_tracer_provider`` looks the environment up on
+    every call, which cost more than the rest of a publish's tracing). A provider named only by
+    ``OTEL_PYTHON_TRACER_PROVIDER`` counts once the API has loaded it (the first ``get_tracer_provider``)."""
+    provider = getattr(trace, "_TRACER_PROVIDER", _UNKNOWN)
+    if provider is None:
+        return False
+    if provider is _UNKNOWN:
+        provider = trace.get_tracer_provider()
+    return not isinstance(provider, ProxyTracerProvider | NoOpTracerProvider)
+
+
+def _with_headers(message: OutgoingMessage, headers: dict[str, HeaderValue]) -> OutgoingMessage:
+    """``message`` with other headers (what ``dataclasses.replace`` does, without its checks' cost)."""
+    copy = object.__new__(OutgoingMessage)
+    for name in _MESSAGE_FIELDS:
+        object.__setattr__(copy, name, getattr(message, name))
+    object.__setattr__(copy, "headers", headers)
+    return copy
 
 
 @contextmanager
@@ -85,10 +105,6 @@ def start_trace(name: str) -> Iterator[str]:
             yield str(current_trace_id())
         finally:
             otel_context.detach(token)
-
-
-def _control(routing_key: str) -> bool:
-    return routing_key.startswith(WORKER_EVENT_PREFIX)
 
 
 # -- messaging ---------------------------------------------------------------------------------------------
@@ -120,23 +136,23 @@ async def publish(
     The parent is the current trace; outside any, the trace the message already carries (a dead letter
     replayed keeps its trace); else the message starts a trace of its own.
     """
-    if _control(message.routing_key):
+    if message.routing_key.startswith(WORKER_EVENT_PREFIX):  # control traffic: no trace
         await fn(bus, message)
         return
     parent = otel_context.get_current()
-    if not has_trace(parent) and TRACEPARENT_HEADER in message.headers:
+    if TRACEPARENT_HEADER in message.headers and not has_trace(parent):
         parent = context_from_headers(message.headers, parent)
     headers: dict[str, HeaderValue] = dict(message.headers)
     if not tracing_enabled():
         replace_trace_headers(headers, parent)
-        await fn(bus, dataclasses.replace(message, headers=headers))
+        await fn(bus, _with_headers(message, headers))
         return
     destination = message.exchange or "amq.default"
     attributes = _messaging_attributes("publish", "send", destination, message)
     span = _TRACER.start_span(f"publish {destination}", parent, kind=SpanKind.PRODUCER, attributes=attributes)
     replace_trace_headers(headers, trace.set_span_in_context(span, parent))
     with trace.use_span(span, end_on_exit=True):
-        await fn(bus, dataclasses.replace(message, headers=headers))
+        await fn(bus, _with_headers(message, headers))
 
 
 class _Settling(DeliveryFields[Delivery]):
@@ -177,7 +193,7 @@ def consumer(queue: str, handler: Handler) -> Handler:
     """``handler`` run inside the trace each delivery carries, in a ``process <queue>`` span when tracing."""
 
     async def traced(delivery: Delivery) -> None:
-        if _control(delivery.routing_key):
+        if delivery.routing_key.startswith(WORKER_EVENT_PREFIX):  # control traffic: no trace
             await handler(delivery)
             return
         parent = context_from_headers(delivery.headers)
