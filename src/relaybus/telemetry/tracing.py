@@ -59,7 +59,7 @@ __all__ = [
 
 T = TypeVar("T")
 B = TypeVar("B")
-_TRACER = trace.get_tracer("relaybus")  # a proxy: it follows whatever provider the application sets later
+_last_tracer: list[Any] = [None, None]  # the provider relaybus's tracer was last taken from, and that tracer
 SYSTEM = "rabbitmq"
 _UNKNOWN = object()
 _MESSAGE_FIELDS = tuple(f.name for f in dataclasses.fields(OutgoingMessage))
@@ -77,6 +77,17 @@ def tracing_enabled() -> bool:
     if provider is _UNKNOWN:
         provider = trace.get_tracer_provider()
     return not isinstance(provider, ProxyTracerProvider | NoOpTracerProvider)
+
+
+def _tracer() -> trace.Tracer:
+    """relaybus's tracer from the current provider (taken again when the provider changes; the API's proxy
+    tracer would keep the first provider's for good)."""
+    provider = trace.get_tracer_provider()
+    if _last_tracer[0] is not provider:
+        _last_tracer[1] = provider.get_tracer("relaybus")
+        _last_tracer[0] = provider
+    tracer: trace.Tracer = _last_tracer[1]
+    return tracer
 
 
 def _with_headers(message: OutgoingMessage, headers: dict[str, HeaderValue]) -> OutgoingMessage:
@@ -97,7 +108,7 @@ def start_trace(name: str) -> Iterator[str]:
     if current is not None:
         yield current
     elif tracing_enabled():
-        with _TRACER.start_as_current_span(name) as span:
+        with _tracer().start_as_current_span(name) as span:
             yield format_trace_id(span.get_span_context().trace_id)
     else:
         token = otel_context.attach(new_trace_context(otel_context.get_current()))
@@ -149,7 +160,9 @@ async def publish(
         return
     destination = message.exchange or "amq.default"
     attributes = _messaging_attributes("publish", "send", destination, message)
-    span = _TRACER.start_span(f"publish {destination}", parent, kind=SpanKind.PRODUCER, attributes=attributes)
+    span = _tracer().start_span(
+        f"publish {destination}", parent, kind=SpanKind.PRODUCER, attributes=attributes
+    )
     replace_trace_headers(headers, trace.set_span_in_context(span, parent))
     with trace.use_span(span, end_on_exit=True):
         await fn(bus, _with_headers(message, headers))
@@ -208,7 +221,7 @@ def consumer(queue: str, handler: Handler) -> Handler:
         attributes = _messaging_attributes("process", "process", queue, delivery)
         if delivery.delivery_count:
             attributes["messaging.rabbitmq.message.delivery_count"] = delivery.delivery_count
-        span = _TRACER.start_span(
+        span = _tracer().start_span(
             f"process {queue}",
             parent,
             kind=SpanKind.CONSUMER,
@@ -239,7 +252,7 @@ async def invoke_agent(agent: Agent, task: AgentTask, ctx: AgentContext) -> Any:
         "relaybus.task.topic": task.topic,
         "relaybus.worker": ctx.worker,
     }
-    with _TRACER.start_as_current_span(f"invoke_agent {agent.name}", attributes=attributes) as span:
+    with _tracer().start_as_current_span(f"invoke_agent {agent.name}", attributes=attributes) as span:
         try:
             return await agent.handle(task, ctx)
         except BaseException as exc:
@@ -273,7 +286,9 @@ async def chat_attempt(
     }
     if request.temperature is not None:
         attributes["gen_ai.request.temperature"] = request.temperature
-    with _TRACER.start_as_current_span(f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes) as span:
+    with _tracer().start_as_current_span(
+        f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes
+    ) as span:
         answer = await fn(provider, request, relay)
         if isinstance(answer, Exception):
             status = getattr(getattr(answer, "response", None), "status_code", None)
@@ -301,7 +316,7 @@ async def execute_tool(
         "gen_ai.tool.call.id": call.id,
         "gen_ai.tool.type": "function",
     }
-    with _TRACER.start_as_current_span(f"execute_tool {call.name}", attributes=attributes) as span:
+    with _tracer().start_as_current_span(f"execute_tool {call.name}", attributes=attributes) as span:
         outcome, seconds = await fn(toolbox, call, *rest)
         if outcome.is_error:
             span.set_attribute("error.type", "tool_error")
