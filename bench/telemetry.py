@@ -1,20 +1,31 @@
-"""CPU per task of a worker's telemetry: metrics on or off, and the cost of one ``task_done`` log line.
+"""CPU per task of a worker's telemetry: metrics and tracing on or off, and the cost of one log line.
 
-    python -m bench.telemetry [--n 5000] [--window 200] [--repeat 3]
+    python -m bench.telemetry [--n 5000] [--window 200] [--repeat 3] [--modes untraced,plain,metrics,tracing]
 
 One process, one MemoryBus: an AgentWorker hosting a no-op agent answers ``n`` tasks sent ``window`` at a
-time through a ReplyRouter (both sides' CPU counted, as ``time.process_time``), logging not configured
-(what a library user gets). Modes ``plain`` (no metrics) and ``metrics`` (a WorkerMetrics) run interleaved
-``repeat`` times; the best of each is printed in microseconds of CPU per task. Then the direct costs: the
-metrics calls a task makes, and one ``task_done`` line rendered as JSON / console to a file, or dropped.
+time through a ReplyRouter (both sides' CPU counted, as ``time.process_time``, the SDK's export thread
+included), logging not configured (what a library user gets). Modes, run interleaved ``repeat`` times, the
+best of each printed in microseconds of CPU per task:
+
+- ``untraced``: the tracing hooks bypassed (what relaybus cost before trace context went on the wire);
+- ``plain``: the default, no SDK set up: no spans, but the trace context is propagated on every message;
+- ``metrics``: plain with a WorkerMetrics;
+- ``tracing``: the OpenTelemetry SDK set up (a BatchSpanProcessor into an in-memory exporter): the spans of
+  a task (the caller's publish, the worker's process, invoke_agent, the result's publish and the caller's
+  process of it).
+
+Then the direct costs: the metrics calls a task makes, and one ``task_done`` line rendered as JSON / console
+to a file, or dropped.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -26,7 +37,9 @@ from relaybus.log import configure_logging, get_logger
 from relaybus.messages import AgentTask, ExecutionResult
 from relaybus.telemetry import WorkerMetrics
 
-MODES = ("plain", "metrics")
+MODES = ("untraced", "plain", "metrics", "tracing")
+_PROVIDER: Any = None
+EXPORTER: Any = None  # the tracing mode's spans
 
 
 class Noop(Agent):
@@ -55,9 +68,55 @@ async def cpu_per_task(n: int, window: int, metrics: WorkerMetrics | None) -> fl
             return (time.process_time() - start) / n * 1e6
 
 
+def _sdk() -> Any:
+    """One SDK tracer provider for the whole run (OpenTelemetry lets a process set one once)."""
+    global _PROVIDER, EXPORTER
+    if _PROVIDER is None:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        EXPORTER = InMemorySpanExporter()
+        _PROVIDER = TracerProvider()
+        _PROVIDER.add_span_processor(BatchSpanProcessor(EXPORTER))
+    return _PROVIDER
+
+
+@contextlib.contextmanager
+def tracing_as(mode: str) -> Iterator[None]:
+    """The SDK set as the global provider (``tracing``), or the hooks bypassed (``untraced``), for a run."""
+    from opentelemetry import trace
+
+    from relaybus.telemetry import tracing
+
+    saved = dict(vars(tracing))
+    if mode == "tracing":
+        trace._TRACER_PROVIDER = _sdk()
+    if mode == "untraced":
+
+        async def publish(fn: Any, bus: Any, message: Any) -> None:
+            await fn(bus, message)
+
+        async def invoke_agent(agent: Any, task: Any, ctx: Any) -> Any:
+            return await agent.handle(task, ctx)
+
+        tracing.publish = publish  # type: ignore[assignment]
+        tracing.consumer = lambda queue, handler: handler  # type: ignore[assignment]
+        tracing.invoke_agent = invoke_agent  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        trace._TRACER_PROVIDER = None
+        vars(tracing).update(saved)
+
+
 def run_mode(mode: str, n: int, window: int) -> float:
     metrics = WorkerMetrics() if mode == "metrics" else None
-    return asyncio.run(cpu_per_task(n, window, metrics))
+    with tracing_as(mode):
+        us = asyncio.run(cpu_per_task(n, window, metrics))
+        if mode == "tracing":
+            _sdk().force_flush()  # the export thread's CPU belongs to these tasks
+    return us
 
 
 def direct_costs(n: int = 20000) -> dict[str, float]:
@@ -102,10 +161,11 @@ def main() -> None:
             runs[mode].append(run_mode(mode, args.n, args.window))
     results = {mode: min(values) for mode, values in runs.items()}
     plain = results.get("plain")
-    print(f"{'mode':<10} {'CPU us/task':>12} {'vs plain':>10}")
+    print(f"{'mode':<10} {'CPU us/task':>12} {'vs plain':>10} {'ratio':>6}")
     for mode, us in results.items():
         delta = "" if plain is None or mode == "plain" else f"{us - plain:+.1f} us"
-        print(f"{mode:<10} {us:>12.1f} {delta:>10}")
+        ratio = "" if plain is None else f"{us / plain:.2f}"
+        print(f"{mode:<10} {us:>12.1f} {delta:>10} {ratio:>6}")
     print("direct costs (CPU us per task):")
     for name, us in direct_costs().items():
         print(f"  {name:<30} {us:>6.1f}")

@@ -8,6 +8,7 @@ plan file must load. The Dockerfile must copy only paths that exist and run rela
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import yaml
 from relaybus.agents import Agent
 from relaybus.cli import build_parser
 from relaybus.orchestrator import load_plan
+from relaybus.telemetry import WorkerMetrics
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "compose" / "docker-compose.yml"
@@ -113,3 +115,107 @@ def test_the_dockerfile_copies_existing_paths_and_runs_relaybus() -> None:
 
 def test_the_compose_file_documents_how_to_scale() -> None:
     assert "--scale worker=" in COMPOSE.read_text()
+
+
+# -- observability: Prometheus, Grafana, the OpenTelemetry collector ---------------------------------------
+
+COMPOSE_DIR = COMPOSE.parent
+
+
+def test_every_file_a_service_mounts_exists(compose: dict[str, Any]) -> None:
+    mounts = [
+        str(volume).split(":")[0]
+        for service in compose["services"].values()
+        for volume in service.get("volumes", [])
+        if str(volume).startswith("./")
+    ]
+    assert len(mounts) >= 4
+    for source in mounts:
+        assert (COMPOSE_DIR / source).exists(), f"{source}: mounted but not in compose/"
+
+
+def option(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def test_prometheus_scrapes_every_metrics_port_the_relaybus_services_open(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    config = yaml.safe_load((COMPOSE_DIR / "prometheus.yml").read_text())
+    targets: set[tuple[str, int]] = set()
+    for job in config["scrape_configs"]:
+        for sd in job.get("dns_sd_configs", []):
+            targets |= {(name, int(sd["port"])) for name in sd["names"]}
+        for static in job.get("static_configs", []):
+            targets |= {(t.split(":")[0], int(t.split(":")[1])) for t in static["targets"]}
+    served = {
+        (name, int(option(argv, "--metrics-port")))
+        for name, argv in relaybus_commands(compose).items()
+        if "--metrics-port" in argv
+    }
+    assert {"worker", "orchestrator"} <= {name for name, _ in served}
+    assert served == targets
+    for name, port in served:
+        assert option(relaybus_commands(compose)[name], "--metrics-host") == "0.0.0.0"
+        assert str(port) in services[name]["expose"]
+
+
+def dashboard_exprs() -> list[str]:
+    dashboard = json.loads((COMPOSE_DIR / "grafana" / "dashboards" / "relaybus.json").read_text())
+    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+
+
+def test_the_grafana_dashboard_shows_only_metrics_relaybus_exports() -> None:
+    text = WorkerMetrics().render().decode()
+    exported = set(re.findall(r"^# TYPE (\w+) (\w+)", text, re.M))
+    names = set()
+    for name, kind in exported:
+        names |= {name, f"{name}_total"} if kind == "counter" else {name}
+        if kind == "histogram":
+            names |= {f"{name}_bucket", f"{name}_count", f"{name}_sum"}
+    exprs = dashboard_exprs()
+    used = {m for expr in exprs for m in re.findall(r"\brelaybus_\w+", expr)}
+    assert used <= names, f"the dashboard queries metrics nobody exports: {used - names}"
+    for wanted in (
+        "relaybus_tasks_total",
+        "relaybus_task_duration_seconds_bucket",
+        "relaybus_llm_tokens_total",
+        "relaybus_tasks_in_flight",
+        "relaybus_dead_letters_total",
+    ):
+        assert wanted in used
+    assert any("histogram_quantile(0.99" in e for e in exprs)
+    assert any("histogram_quantile(0.5" in e for e in exprs)
+
+
+def test_grafana_is_provisioned_with_the_prometheus_source_the_dashboard_names(
+    compose: dict[str, Any],
+) -> None:
+    source = yaml.safe_load((COMPOSE_DIR / "grafana/provisioning/datasources/prometheus.yml").read_text())
+    (datasource,) = source["datasources"]
+    assert datasource["url"] == "http://prometheus:9090"
+    assert "prometheus" in compose["services"]
+    dashboard = json.loads((COMPOSE_DIR / "grafana" / "dashboards" / "relaybus.json").read_text())
+    assert {p["datasource"]["uid"] for p in dashboard["panels"]} == {datasource["uid"]}
+    provider = yaml.safe_load((COMPOSE_DIR / "grafana/provisioning/dashboards/relaybus.yml").read_text())
+    path = provider["providers"][0]["options"]["path"]
+    assert any(str(v).endswith(f":{path}:ro") for v in compose["services"]["grafana"]["volumes"])
+
+
+def test_spans_go_to_the_collector_whose_pipeline_is_complete(compose: dict[str, Any]) -> None:
+    environment = compose["x-relaybus"]["environment"]
+    endpoint = environment["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    assert endpoint == "http://otel-collector:4318"
+    assert environment["OTEL_TRACES_EXPORTER"] == "otlp"
+    assert "4318" in compose["services"]["otel-collector"]["expose"]
+    config = yaml.safe_load((COMPOSE_DIR / "otel-collector.yaml").read_text())
+    assert config["receivers"]["otlp"]["protocols"]["http"]["endpoint"].endswith(":4318")
+    pipeline = config["service"]["pipelines"]["traces"]
+    assert set(pipeline["receivers"]) <= set(config["receivers"])
+    assert set(pipeline["processors"]) <= set(config["processors"])
+    assert set(pipeline["exporters"]) <= set(config["exporters"])
+    jaeger = config["exporters"]["otlp/jaeger"]["endpoint"].split(":")[0]
+    assert jaeger in compose["services"]
+
+
+def test_the_image_has_the_otel_extra() -> None:
+    assert 'pip install ".[otel]"' in DOCKERFILE.read_text()

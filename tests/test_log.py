@@ -6,6 +6,7 @@ Each case runs in a child process: logging set-up is process-wide, and these tes
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -81,6 +82,23 @@ def test_after_configure_logging_json_every_line_on_stderr_is_json_with_the_boun
     assert done["failure"]["agent"] == sa_name("failing")
     assert isinstance(done["failure"]["duration_ms"], float)
     assert not any(e["level"] == "debug" for e in events)
+
+
+def test_each_tasks_lines_carry_its_trace_id_and_span_id_and_lines_outside_a_task_none() -> None:
+    proc = run("from relaybus.log import configure_logging\nconfigure_logging(level='INFO', json=True)\n")
+    events = json_lines(proc.stderr)
+    by_task: dict[object, set[object]] = {}
+    for event in events:
+        if "task_id" in event:
+            assert re.fullmatch(r"[0-9a-f]{32}", str(event["trace_id"])), event
+            assert re.fullmatch(r"[0-9a-f]{16}", str(event["span_id"])), event
+            by_task.setdefault(event["task_id"], set()).add(event["trace_id"])
+    assert all(len(traces) == 1 for traces in by_task.values())  # a task's lines: one trace
+    assert len({next(iter(t)) for t in by_task.values()}) == len(
+        by_task
+    )  # each task outside a trace: its own
+    started = next(e for e in events if e["event"] == "worker_started")
+    assert "trace_id" not in started
 
 
 def test_at_debug_every_task_done_is_written_and_successes_after_the_first_are_debug() -> None:

@@ -43,11 +43,21 @@ def _to_stdlib(logger: WrappedLogger, method_name: str, event_dict: EventDict) -
     return (_Event(event_dict),), {"extra": {"_logger": logger, "_name": method_name}}
 
 
+def _add_trace_ids(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """``trace_id`` and ``span_id`` of the current span, if any. No trace exists before relaybus's trace
+    context module is loaded (on the first publish or delivery), so until then this costs a dict lookup."""
+    context = sys.modules.get("relaybus.telemetry.trace_context")
+    if context is not None:
+        context.add_trace_ids(event_dict)
+    return event_dict
+
+
 def _structlog_config(wrapper_class: type[FilteringBoundLogger], *, cache: bool) -> dict[str, Any]:
     return {
         "processors": [
             structlog.stdlib.filter_by_level,  # stdlib's level decides, before any work is done
             structlog.contextvars.merge_contextvars,
+            _add_trace_ids,
             _to_stdlib,
         ],
         "wrapper_class": wrapper_class,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import uuid
 
@@ -11,8 +12,10 @@ import pytest
 
 from relaybus.bus.base import Delivery
 from relaybus.bus.connect import connect
+from relaybus.telemetry.trace_context import trace_id_of
 from tests.agents import processes
 from tests.agents.processes import Fleet
+from tests.eventually import eventually
 
 from .support import Outcome, run_cli, run_cli_async, usage_error
 
@@ -50,6 +53,12 @@ async def test_wait_prints_the_result_as_json_and_exits_0(fleet: Fleet) -> None:
     assert result["status"] == "success"
     assert result["output"] == {"echo": "ping"}
     assert result["worker"] == worker.worker_id
+    # the trace id on stderr is the one the worker's log line of the task carries
+    found = re.search(rf"task {result['task_id']} trace_id=([0-9a-f]{{32}})", outcome.stderr)
+    assert found is not None, outcome.stderr
+    await eventually(lambda: '"task_done"' in worker.log())
+    done = [json.loads(line) for line in worker.log().splitlines() if '"task_done"' in line]
+    assert [line["trace_id"] for line in done] == [found.group(1)]
 
 
 @pytest.mark.integration
@@ -88,7 +97,8 @@ async def test_without_wait_it_prints_the_task_id_and_the_worker_runs_it(fleet: 
     outcome = await submit(fleet, "--agent", fleet.name("echo"), "--input", '{"announce": true}')
     assert outcome.code == 0, outcome.stderr
     printed = json.loads(outcome.stdout)
-    assert set(printed) == {"task_id", "routing_key"}  # what the README and `relaybus submit --help` promise
+    # what the README and `relaybus submit --help` promise
+    assert set(printed) == {"task_id", "routing_key", "trace_id"}
     assert printed["routing_key"] == f"agent.{fleet.name('echo')}"
     key = f"event.{fleet.topic('started')}"
     await fleet.wait_for(
@@ -103,6 +113,7 @@ async def test_without_wait_it_prints_the_task_id_and_the_worker_runs_it(fleet: 
 async def test_priority_and_the_agents_name_as_topic_travel_in_the_task(amqp_url: str) -> None:
     name = f"cli-submit-{uuid.uuid4().hex[:8]}"
     bodies: list[dict[str, object]] = []
+    traces: list[str | None] = []
     async with await connect(amqp_url) as bus:
         queue = f"relaybus.test.{name}"
         await bus.declare_queue(queue, bindings=(f"agent.{name}",), durable=False)
@@ -110,6 +121,7 @@ async def test_priority_and_the_agents_name_as_topic_travel_in_the_task(amqp_url
 
             async def take(delivery: Delivery) -> None:
                 bodies.append(json.loads(delivery.body))
+                traces.append(trace_id_of(delivery.headers))
                 await delivery.ack()
 
             await bus.consume(queue, take)
@@ -122,7 +134,9 @@ async def test_priority_and_the_agents_name_as_topic_travel_in_the_task(amqp_url
                     await asyncio.sleep(0.05)
         finally:
             await bus.delete_queue(queue)
-    assert bodies[0]["id"] == json.loads(outcome.stdout)["task_id"]
+    printed = json.loads(outcome.stdout)
+    assert bodies[0]["id"] == printed["task_id"]
+    assert traces == [printed["trace_id"]]  # the task went out in the trace the command printed
     assert bodies[0]["priority"] == 7
     assert bodies[0]["agent"] == name
     assert bodies[0]["topic"] == name

@@ -23,6 +23,7 @@ from relaybus.executor.protocol import Executor
 from relaybus.log import FilteringBoundLogger
 from relaybus.messages import AgentTask, ExecutionResult
 from relaybus.secrets import mask_secrets
+from relaybus.telemetry.hooks import invoke_agent
 from relaybus.telemetry.metrics import WorkerMetrics
 
 from .agent import Agent
@@ -235,7 +236,7 @@ class TaskRunner:
             started = datetime.now(UTC)
             log.debug("task_started", topic=task.topic)
             try:
-                value = await agent.handle(task, ctx)
+                value = await invoke_agent(agent, task, ctx)
             except Exception as exc:
                 log.warning("task_failed", error_type=type(exc).__name__, error=mask_secrets(str(exc))[:500])
                 return handle_failed(

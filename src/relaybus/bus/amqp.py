@@ -50,6 +50,7 @@ from aio_pika.exceptions import ChannelClosed, DeliveryError, PublishError
 from relaybus.exceptions import BusError, NoRouteError
 from relaybus.log import get_logger
 from relaybus.secrets import mask_url
+from relaybus.telemetry.hooks import traced_consume, traced_publish
 
 from .amqp_connection import TRANSIENT, AmqpLink, validate_amqp_url
 from .amqp_delivery import AmqpDelivery, AmqpSubscription
@@ -349,6 +350,7 @@ class AmqpBus(BusBase):
 
     # -- publish and consume --------------------------------------------------------------------------
 
+    @traced_publish
     async def publish(self, message: OutgoingMessage) -> None:
         """See :meth:`Bus.publish` and the module docstring (confirms, retries, size cap)."""
         size = len(message.body)
@@ -420,6 +422,7 @@ class AmqpBus(BusBase):
                 self._log.debug("publish_waiting_for_connection", error=type(exc).__name__)
                 await asyncio.sleep(min(self.reconnect_interval, 0.2 * attempt))
 
+    @traced_consume
     async def consume(self, queue: str, handler: Handler, *, prefetch: int = 16) -> AmqpSubscription:
         """See :meth:`Bus.consume`; the consumer comes back by itself after a reconnect."""
         check_prefetch(prefetch)

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING
 
 from relaybus.exceptions import BusError, NoRouteError
 from relaybus.log import get_logger
+from relaybus.telemetry.hooks import traced_consume, traced_publish
 
 from .base import (
     DEAD_LETTER_EXCHANGE,
@@ -196,6 +197,7 @@ class MemoryBus(BusBase):
         self._notify()
         return count
 
+    @traced_publish
     async def publish(self, message: OutgoingMessage) -> None:
         """Route ``message`` to its queues; returns once they hold it (the in-memory publisher confirm)."""
         self._require_connected()
@@ -213,6 +215,7 @@ class MemoryBus(BusBase):
         # A network publish always yields to the loop; doing the same keeps producers and consumers fair.
         await asyncio.sleep(0)
 
+    @traced_consume
     async def consume(self, queue: str, handler: Handler, *, prefetch: int = 16) -> MemorySubscription:
         """Call ``handler`` for each delivery of ``queue``, at most ``prefetch`` unsettled at once."""
         self._require_connected()

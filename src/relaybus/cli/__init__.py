@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ._common import BadUsage
 from ._options import CommandParser, add_global_options, chosen_parser
@@ -87,12 +88,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     log_format = getattr(args, "log_format", None)
     configure_logging(level=log_level_of(args), json=None if log_format is None else log_format == "json")
+    shutdown_tracing = _tracing(args, command_parser)
     try:
         return int(args.func(args))
     except BadUsage as exc:
         command_parser.error(exc.message)
     except KeyboardInterrupt:
         return 130
+    finally:
+        if shutdown_tracing is not None:
+            shutdown_tracing()
+
+
+def _tracing(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Callable[[], None] | None:
+    """The OpenTelemetry SDK set up from ``OTEL_*`` if they ask for it (see relaybus.telemetry.otel_setup)."""
+    from relaybus.exceptions import ConfigError
+    from relaybus.telemetry.otel_setup import configure_tracing
+
+    try:
+        return configure_tracing(os.environ, service=f"relaybus-{args.command}")
+    except ConfigError as exc:
+        parser.error(str(exc))
 
 
 if __name__ == "__main__":  # pragma: no cover

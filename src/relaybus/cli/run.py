@@ -8,6 +8,12 @@ bar, the tasks are streamed: each running task has a row under the bar with its 
 Exit codes: 0 every task succeeded; 1 a task did not (or the broker is unreachable); 2 the plan file or a flag
 is wrong (one line naming the file, the task and the problem).
 
+``--metrics-port PORT`` serves the plan's Prometheus metrics (``relaybus_plan_*``: tasks by agent and
+status, publish-to-result seconds, in flight, pending, tokens) at ``/metrics`` while it runs, and ``/healthz``
+(200 while the broker connection is up). The plan runs in one trace (the caller's, else a new one), whose id
+goes to stderr first (``relaybus: plan 'NAME' trace_id=<32 hex>``): every task's spans and log lines carry
+it.
+
 ``--name NAME`` makes the orchestrator named: its results queue ``relaybus.reply.NAME`` is durable and its
 task ids are derived from the plan and the name, so running the same command again after a crash collects
 what finished meanwhile and runs only the rest. ``--run-id`` starts a fresh run under the same name.
@@ -22,6 +28,7 @@ caches are shown with a note saying so. With a store every run is recorded (``re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -32,10 +39,21 @@ from typing import TYPE_CHECKING, Any
 
 from relaybus.agents.agent import Agent
 from relaybus.exceptions import PlanError
-from relaybus.orchestrator import Plan, PlanResult, ProjectOrchestrator, load_plan
+from relaybus.orchestrator import (
+    Plan,
+    PlanProgress,
+    PlanResult,
+    ProgressCallback,
+    ProjectOrchestrator,
+    load_plan,
+)
 from relaybus.orchestrator.orchestrator import DEFAULT_TIMEOUT_S
+from relaybus.telemetry.health import bus_health
+from relaybus.telemetry.plan_metrics import PlanMetrics
+from relaybus.telemetry.tracing import start_trace
 
 from ._common import BadUsage, CliError, add_amqp_url, open_bus, positive_float, positive_int, run_async
+from ._metrics import add_metrics_options, serve_metrics
 from ._render import PlanProgressBar, agents_table, make_console, results_table, summary_lines
 from ._report import plan_document, task_agents
 from ._state import add_state_url, optional_store
@@ -89,6 +107,7 @@ def register(subparsers: Any) -> None:
         help="tasks published and unanswered at once (default no limit)",
     )
     add_output_options(parser)
+    add_metrics_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -105,6 +124,14 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     return run_async(lambda: _run(args))
+
+
+def _both(first: ProgressCallback, second: ProgressCallback) -> ProgressCallback:
+    def both(event: PlanProgress) -> None:
+        first(event)
+        second(event)
+
+    return both
 
 
 def default_model_from_env() -> str:
@@ -163,20 +190,32 @@ async def _run_plan(
     args: argparse.Namespace, plan: Plan, run_id: str, store: StateStore | None
 ) -> PlanResult:
     bus = await open_bus(args.amqp_url)
+    metrics = None if args.metrics_port is None else PlanMetrics()
     try:
-        async with ProjectOrchestrator(
-            bus,
-            name=args.name,
-            default_timeout_s=args.timeout,
-            default_model=default_model_from_env(),
-            state=store,
-        ) as orchestrator:
-            if args.no_progress:
-                return await orchestrator.run_plan(plan, max_in_flight=args.max_in_flight, run_id=run_id)
-            with PlanProgressBar(len(plan.tasks), title=plan.name) as bar:
-                steps = StepRows(bar.progress, lambda task_id: plan.keys.get(task_id, str(task_id)))
-                return await orchestrator.run_plan(
-                    plan, on_progress=bar, max_in_flight=args.max_in_flight, run_id=run_id, on_event=steps
+        async with contextlib.AsyncExitStack() as stack:
+            if metrics is not None:
+                server = await serve_metrics(args, metrics, lambda: bus_health(bus), "run")
+                stack.push_async_callback(server.close)
+            orchestrator = await stack.enter_async_context(
+                ProjectOrchestrator(
+                    bus,
+                    name=args.name,
+                    default_timeout_s=args.timeout,
+                    default_model=default_model_from_env(),
+                    state=store,
                 )
+            )
+            trace_id = stack.enter_context(start_trace(f"run {plan.name}"))
+            print(f"relaybus: plan {plan.name!r} trace_id={trace_id}", file=sys.stderr)
+            if args.no_progress:
+                return await orchestrator.run_plan(
+                    plan, on_progress=metrics, max_in_flight=args.max_in_flight, run_id=run_id
+                )
+            bar = stack.enter_context(PlanProgressBar(len(plan.tasks), title=plan.name))
+            progress = bar if metrics is None else _both(bar, metrics)
+            steps = StepRows(bar.progress, lambda task_id: plan.keys.get(task_id, str(task_id)))
+            return await orchestrator.run_plan(
+                plan, on_progress=progress, max_in_flight=args.max_in_flight, run_id=run_id, on_event=steps
+            )
     finally:
         await bus.close()

@@ -1,11 +1,13 @@
 """``relaybus submit --topic TOPIC --prompt TEXT [--agent NAME] [--input JSON] [--priority N] [--wait]``.
 
 Without ``--wait``: publishes the task (confirmed by the broker), prints one JSON line
-``{"task_id": ..., "routing_key": ...}`` and exits 0; nobody receives its result. With ``--wait``: waits for
-the result and prints it, an ``ExecutionResult``, as JSON on stdout in every outcome; exits 0 when it
-succeeded, 1 otherwise. A task no agent subscribes to is a REJECTED result (type ``NoRouteError``, also said
-in one line on stderr); no result within ``--timeout`` seconds is a TIMEOUT result (type ``ReplyTimeout``)
-whose message names that timeout. ``--agent NAME`` addresses one agent; ``--topic`` then defaults to the name.
+``{"task_id": ..., "routing_key": ..., "trace_id": ...}`` and exits 0; nobody receives its result. With
+``--wait``: waits for the result and prints it, an ``ExecutionResult``, as JSON on stdout in every outcome;
+exits 0 when it succeeded, 1 otherwise. A task no agent subscribes to is a REJECTED result (type
+``NoRouteError``, also said in one line on stderr); no result within ``--timeout`` seconds is a TIMEOUT
+result (type ``ReplyTimeout``) whose message names that timeout. With ``--wait`` the trace id goes to stderr
+(``relaybus: task <id> trace_id=<32 hex>``): every span and log line of the task carries it. ``--agent
+NAME`` addresses one agent; ``--topic`` then defaults to the name.
 
 ``--stream`` (implies ``--wait``) prints the task's text as it arrives and its steps on stderr (see
 :mod:`relaybus.cli._stream`), then nothing else on success; ``--stream --json`` prints every event as a JSON
@@ -27,6 +29,7 @@ from relaybus.bus.codec import encode_task
 from relaybus.bus.rpc import ReplyRouter
 from relaybus.exceptions import BusError, NoRouteError
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
+from relaybus.telemetry.tracing import start_trace
 
 from ._common import BadUsage, add_amqp_url, open_bus, positive_float, run_async
 from ._stream import EventPrinter, stream_task
@@ -154,15 +157,18 @@ async def _submit(args: argparse.Namespace, task: AgentTask) -> int:
         headers[DEADLINE_HEADER] = f"{time.time() + wait_s:.3f}"
     bus = await open_bus(args.amqp_url)
     try:
-        if not args.wait:
-            try:
-                await bus.publish(encode_task(task, reply_to=None, headers=headers))
-            except NoRouteError as exc:
-                print(f"relaybus: error: {exc}", file=sys.stderr)
-                return 1
-            print(json.dumps({"task_id": str(task.id), "routing_key": task.routing_key}))
-            return 0
-        result = await _wait_for(bus, task, wait_s, headers, stream=args.stream, as_json=args.json)
+        with start_trace(f"submit {task.routing_key}") as trace_id:
+            if not args.wait:
+                try:
+                    await bus.publish(encode_task(task, reply_to=None, headers=headers))
+                except NoRouteError as exc:
+                    print(f"relaybus: error: {exc}", file=sys.stderr)
+                    return 1
+                sent = {"task_id": str(task.id), "routing_key": task.routing_key, "trace_id": trace_id}
+                print(json.dumps(sent))
+                return 0
+            print(f"relaybus: task {task.id} trace_id={trace_id}", file=sys.stderr)
+            result = await _wait_for(bus, task, wait_s, headers, stream=args.stream, as_json=args.json)
     finally:
         await bus.close()
     if result.error is not None and result.error.type == "ReplyTimeout":

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from relaybus.agents.claims import DEFAULT_LEASE_S
 from relaybus.agents.delegation import DEFAULT_MAX_DEPTH
@@ -35,11 +35,8 @@ from ._common import (
     positive_int,
     run_async,
 )
+from ._metrics import add_metrics_options, serve_metrics
 from ._state import add_state_url, optional_store
-
-if TYPE_CHECKING:
-    from relaybus.bus.base import Bus
-    from relaybus.telemetry.server import MetricsServer
 
 __all__ = ["register"]
 
@@ -82,19 +79,7 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help=f"refuse delegation chains longer than N hops (default {DEFAULT_MAX_DEPTH})",
     )
-    parser.add_argument(
-        "--metrics-port",
-        type=_port,
-        default=None,
-        metavar="PORT",
-        help="serve Prometheus /metrics and the /healthz probe (200 or 503) on this port (default: off)",
-    )
-    parser.add_argument(
-        "--metrics-host",
-        default="127.0.0.1",
-        metavar="HOST",
-        help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 in a container)",
-    )
+    add_metrics_options(parser)
     add_state_url(parser, "claim each task before it runs, so a task id runs once across workers")
     parser.add_argument(
         "--lease",
@@ -105,13 +90,6 @@ def register(subparsers: Any) -> None:
         f"runs; a worker that died is replaced after at most this (default {DEFAULT_LEASE_S:g})",
     )
     parser.set_defaults(func=run)
-
-
-def _port(text: str) -> int:
-    port = positive_int(text)
-    if port > 65535:
-        raise argparse.ArgumentTypeError(f"a port is 1..65535, got {port}")
-    return port
 
 
 def run(args: argparse.Namespace) -> int:
@@ -169,7 +147,7 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         async with contextlib.AsyncExitStack() as stack:
             if metrics is not None:
-                server = await _serve_metrics(args, metrics, bus, worker)
+                server = await serve_metrics(args, metrics, lambda: worker_health(bus, worker), "worker")
                 stack.push_async_callback(server.close)
             async with worker:
                 await stop.wait()
@@ -178,21 +156,3 @@ async def _serve(args: argparse.Namespace) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     return 0
-
-
-async def _serve_metrics(
-    args: argparse.Namespace, metrics: WorkerMetrics, bus: Bus, worker: AgentWorker
-) -> MetricsServer:
-    """The started ``/metrics`` + ``/healthz`` server (before the worker starts: a probe sees 503 until it
-    consumes); a taken port is a one-line CliError."""
-    from relaybus.telemetry.server import MetricsServer
-
-    server = MetricsServer(
-        metrics, lambda: worker_health(bus, worker), host=args.metrics_host, port=args.metrics_port
-    )
-    try:
-        await server.start()
-    except OSError as exc:
-        raise CliError(f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {exc}", 1) from None
-    get_logger("relaybus.cli.worker").info("metrics_serving", url=server.url)
-    return server

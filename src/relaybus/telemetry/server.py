@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -12,9 +12,14 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from relaybus.exceptions import ConfigError, UsageError
 
 from .health import Health
-from .metrics import WorkerMetrics
 
 __all__ = ["MetricsServer"]
+
+
+class Rendered(Protocol):
+    """Metrics that render their Prometheus text (:class:`WorkerMetrics`, :class:`PlanMetrics`)."""
+
+    def render(self) -> bytes: ...
 
 
 class MetricsServer:
@@ -25,7 +30,7 @@ class MetricsServer:
     """
 
     def __init__(
-        self, metrics: WorkerMetrics, health: Callable[[], Health], *, host: str = "127.0.0.1", port: int = 0
+        self, metrics: Rendered, health: Callable[[], Health], *, host: str = "127.0.0.1", port: int = 0
     ) -> None:
         if not 0 <= port <= 65535:
             raise ConfigError(f"metrics port must be 0..65535, got {port}")

@@ -13,6 +13,7 @@ from relaybus.executor.llm.chat import ToolCall, ToolResultMessage
 from relaybus.log import FilteringBoundLogger
 from relaybus.messages import Usage
 from relaybus.secrets import mask_secrets
+from relaybus.telemetry.hooks import traced_tool_call
 from relaybus.tools import Delegate, Toolbox, ToolOutcome
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ async def run_tool_calls(
     return TurnCalls(tuple(messages), tuple(records), usage.usage())
 
 
+@traced_tool_call
 async def _call(
     toolbox: Toolbox,
     call: ToolCall,

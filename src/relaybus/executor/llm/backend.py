@@ -11,6 +11,7 @@ from relaybus.exceptions import ProviderResponseError
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, Usage
 from relaybus.secrets import Secret
 from relaybus.telemetry import metrics
+from relaybus.telemetry.hooks import traced_chat_attempt
 
 from ..backend import RunContext
 from ..ratelimit import RateLimiter
@@ -254,6 +255,7 @@ class _Relay:
         self.on_delta(delta)
 
 
+@traced_chat_attempt
 async def _attempt(
     provider: LLMProvider, request: ChatRequest, relay: _Relay | None
 ) -> Completion | Exception:
