@@ -11,8 +11,8 @@ is wrong (one line naming the file, the task and the problem).
 ``--metrics-port PORT`` serves the plan's Prometheus metrics (``relaybus_plan_*``: tasks by agent and
 status, publish-to-result seconds, in flight, pending, tokens) at ``/metrics`` while it runs, and ``/healthz``
 (200 while the broker connection is up). The plan runs in one trace (the caller's, else a new one), whose id
-goes to stderr first (``relaybus: plan 'NAME' trace_id=<32 hex>``): every task's spans and log lines carry
-it.
+ends the summary (``trace_id: <32 hex>``, and ``"trace_id"`` in ``--json``) and is logged at the start
+(``plan_started``, INFO): every task's spans and log lines carry it.
 
 ``--name NAME`` makes the orchestrator named: its results queue ``relaybus.reply.NAME`` is durable and its
 task ids are derived from the plan and the name, so running the same command again after a crash collects
@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from relaybus.agents.agent import Agent
 from relaybus.exceptions import PlanError
+from relaybus.log import get_logger
 from relaybus.orchestrator import (
     Plan,
     PlanProgress,
@@ -140,19 +141,31 @@ def default_model_from_env() -> str:
     return os.environ.get("RELAYBUS_LLM_MODEL") or provider
 
 
-def print_results(result: PlanResult, *, as_json: bool = False, known: Iterable[type[Agent]] = ()) -> None:
+def print_results(
+    result: PlanResult,
+    *,
+    as_json: bool = False,
+    known: Iterable[type[Agent]] = (),
+    trace_id: str | None = None,
+) -> None:
     """The results on stdout: the tables and the summary, or with ``as_json`` one JSON document.
 
-    ``known``: agents the caller knows of, to name the agent of a task that never ran (see ``_report``)."""
+    ``known``: agents the caller knows of, to name the agent of a task that never ran (see ``_report``);
+    ``trace_id``: the run's trace, the summary's last line (a ``trace_id`` key in JSON)."""
     agents = task_agents(result, known)
     if as_json:
-        print(json.dumps(plan_document(result, agents), indent=2, ensure_ascii=False))
+        document = plan_document(result, agents)
+        if trace_id is not None:
+            document["trace_id"] = trace_id
+        print(json.dumps(document, indent=2, ensure_ascii=False))
         return
     out = make_console()
     out.print(results_table(result, width=out.width, agents=agents))
     out.print(agents_table(result, agents))
     for line in summary_lines(result):
         out.print(line)
+    if trace_id is not None:
+        out.print(f"trace_id: {trace_id}")
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -176,11 +189,11 @@ async def _run(args: argparse.Namespace) -> int:
                 report_finished(finished, args, as_json=args.json)
                 return 0
         started = datetime.now(UTC)
-        result = await _run_plan(args, plan, run_id, store)
+        result, trace_id = await _run_plan(args, plan, run_id, store)
     finally:
         if store is not None:
             await store.close()
-    print_results(result, as_json=args.json)
+    print_results(result, as_json=args.json, trace_id=trace_id)
     if args.name and not args.json:
         note_replayed(result, args, started)
     return 0 if result.ok else 1
@@ -188,7 +201,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 async def _run_plan(
     args: argparse.Namespace, plan: Plan, run_id: str, store: StateStore | None
-) -> PlanResult:
+) -> tuple[PlanResult, str]:
     bus = await open_bus(args.amqp_url)
     metrics = None if args.metrics_port is None else PlanMetrics()
     try:
@@ -206,16 +219,19 @@ async def _run_plan(
                 )
             )
             trace_id = stack.enter_context(start_trace(f"run {plan.name}"))
-            print(f"relaybus: plan {plan.name!r} trace_id={trace_id}", file=sys.stderr)
+            log = get_logger("relaybus.cli.run")
+            log.info("plan_started", plan=plan.name, run_id=run_id, trace_id=trace_id)
             if args.no_progress:
-                return await orchestrator.run_plan(
+                result = await orchestrator.run_plan(
                     plan, on_progress=metrics, max_in_flight=args.max_in_flight, run_id=run_id
                 )
+                return result, trace_id
             bar = stack.enter_context(PlanProgressBar(len(plan.tasks), title=plan.name))
             progress = bar if metrics is None else _both(bar, metrics)
             steps = StepRows(bar.progress, lambda task_id: plan.keys.get(task_id, str(task_id)))
-            return await orchestrator.run_plan(
+            result = await orchestrator.run_plan(
                 plan, on_progress=progress, max_in_flight=args.max_in_flight, run_id=run_id, on_event=steps
             )
+            return result, trace_id
     finally:
         await bus.close()
