@@ -23,6 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import structlog
 
+from tests.rabbitmq_nodes import PrivateCluster, PrivateNode, rabbitmq_available
+
 DEFAULT_TEST_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_TEST_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -103,6 +105,36 @@ def amqp_vhost_url(amqp_url: str) -> Iterator[str]:
         yield urlunsplit((parts.scheme, parts.netloc, "/" + vhost, "", ""))
     finally:
         _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture
+def private_node() -> Iterator[PrivateNode]:
+    """A private RabbitMQ node of the test's own (tests/rabbitmq_nodes.py), started; stopped and removed
+    afterwards whatever happened. Break it at will (kill, alarms): the shared broker is not touched."""
+    why = rabbitmq_available()
+    if why:
+        _no_broker(f"cannot start a private RabbitMQ node: {why}")
+    with PrivateNode.create("rbpriv") as node:
+        yield node
+
+
+@pytest.fixture(scope="session")
+def private_cluster() -> Iterator[PrivateCluster]:
+    """A 3-node private RabbitMQ cluster for the session (started once: it takes half a minute), removed at
+    the end whatever happened. Tests take it through ``cluster`` (which restarts nodes a test left down)."""
+    why = rabbitmq_available()
+    if why:
+        _no_broker(f"cannot start a private RabbitMQ cluster: {why}")
+    with PrivateCluster.create(3, "rbclu") as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster(private_cluster: PrivateCluster) -> Iterator[PrivateCluster]:
+    """The session's private cluster with every node running, before and after the test."""
+    private_cluster.ensure_running()
+    yield private_cluster
+    private_cluster.ensure_running()
 
 
 def _no_postgres(reason: str) -> None:
