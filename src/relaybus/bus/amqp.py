@@ -12,11 +12,15 @@ what RabbitMQ 3.10 really does with quorum queues: :mod:`relaybus.bus.amqp_deliv
   re-declared with its bindings after a reconnect). It is deliberately *not* auto-delete: auto-delete would
   drop the queue and its waiting messages the moment its last consumer cancels. ``expires_s`` adds
   ``x-expires`` (milliseconds); RabbitMQ 3.10 quorum queues honour it (deleted after that long without a
-  consumer), and keep it across a broker restart.
+  consumer), and keep it across a broker restart. On a cluster (several URLs) quorum queues, reply queues and
+  ``relaybus.dead`` get ``x-quorum-initial-group-size`` (``quorum_group_size``; by default the number of
+  URLs, as :func:`~relaybus.bus.amqp_cluster.quorum_group_size` rounds it); one URL declares them as before.
 - **publish** uses one channel with publisher confirms and returns only after the broker's ack. Messages
   are persistent unless asked otherwise. An unroutable ``mandatory`` message raises
-  :class:`~relaybus.NoRouteError`; a broker ``basic.nack`` (e.g. a full queue with ``reject-publish``) raises
-  :class:`~relaybus.BusError`. While the connection is down, publish waits for aio-pika to restore it and
+  :class:`~relaybus.NoRouteError`. A broker ``basic.nack`` is sent again on a fresh channel until
+  ``reconnect_timeout`` (RabbitMQ 3.10 nacks publishes on an existing channel for a minute or more after the
+  node leading a quorum queue dies), then raises :class:`~relaybus.BusError` (also what a queue full with
+  ``reject-publish`` gives). While the connection is down, publish waits for aio-pika to restore it and
   publishes again, for at most ``reconnect_timeout`` seconds, then raises ``ConnectionFailed``. A publish
   whose confirm was lost is sent again: duplicates are possible (consumers drop them by message id),
   losses are not. Bodies over ``max_body_bytes`` (default 1 MiB) are refused before anything is sent.
@@ -35,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +51,15 @@ from relaybus.exceptions import BusError, NoRouteError
 from relaybus.log import get_logger
 from relaybus.secrets import mask_url
 
+from .amqp_cluster import (
+    GROUP_SIZE_ARG,
+    ClusterConnection,
+    group_args,
+    keep_existing_group_size,
+    queue_arguments,
+    split_urls,
+)
+from .amqp_cluster import quorum_group_size as _group_size
 from .amqp_connection import TRANSIENT, AmqpLink, validate_amqp_url
 from .amqp_delivery import AmqpDelivery, AmqpSubscription
 from .base import (
@@ -89,11 +102,16 @@ class AmqpBus(BusBase):
     - ``max_body_bytes``: the largest body ``publish`` sends (default 1 MiB).
     - ``ssl_context`` or ``ca_file`` / ``cert_file`` / ``key_file``: TLS for ``amqps://`` URLs.
     - ``connection_name``: shown in the RabbitMQ management UI.
+    - ``quorum_group_size``: ``x-quorum-initial-group-size`` of the quorum queues this bus declares (default:
+      none for one URL; for several, their number rounded down to an odd one, at most 5).
+
+    ``url`` may name several nodes of a cluster (comma-separated, or a list): see
+    :mod:`relaybus.bus.amqp_cluster`.
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         connect_timeout: float = 10.0,
         reconnect_timeout: float = 60.0,
@@ -105,7 +123,10 @@ class AmqpBus(BusBase):
         cert_file: str | None = None,
         key_file: str | None = None,
         connection_name: str = "relaybus",
+        quorum_group_size: int | None = None,
     ) -> None:
+        if not isinstance(url, str):
+            url = ",".join(split_urls(url))
         self._log = get_logger(__name__, url=mask_url(url))
         self._link = AmqpLink(
             url,
@@ -127,18 +148,21 @@ class AmqpBus(BusBase):
             },
         )
         self._url = self._link.url
+        self.quorum_group_size = _group_size(len(self._link.endpoints), quorum_group_size)
+        """``x-quorum-initial-group-size`` of the quorum queues this bus declares (``None``: not set)."""
         self.connect_timeout = connect_timeout
         self.reconnect_timeout = reconnect_timeout
         self.reconnect_interval = reconnect_interval
         self.operation_timeout = operation_timeout
         self.max_body_bytes = max_body_bytes
-        self._conn: aio_pika.RobustConnection | None = None
+        self._conn: ClusterConnection | None = None
         self._publish_channel: AbstractRobustChannel | None = None
         self._topology_channel: AbstractRobustChannel | None = None
         self._queues: dict[str, AbstractRobustQueue] = {}
         self._specs: dict[str, _QueueSpec] = {}
         self._subscriptions: set[AmqpSubscription] = set()
         self._connect_lock = asyncio.Lock()
+        self._renew_lock = asyncio.Lock()
         self._closed = False
 
     # -- identity and lifecycle -----------------------------------------------------------------------
@@ -154,6 +178,12 @@ class AmqpBus(BusBase):
         # A RobustConnection is not ``is_closed`` while it reconnects; its ``connected`` event is clear then.
         conn = self._conn
         return conn is not None and not conn.is_closed and conn.connected.is_set() and not self._closed
+
+    @property
+    def node(self) -> str | None:
+        """``host:port`` of the broker node the bus is connected to now (``None`` while down or closed)."""
+        conn = self._conn
+        return None if conn is None or self._closed else conn.address
 
     @property
     def reconnect_count(self) -> int:
@@ -227,37 +257,17 @@ class AmqpBus(BusBase):
             dlx = await channel.declare_exchange(
                 DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
             )
-            dead = await channel.declare_queue(
-                DEAD_LETTER_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
-            )
+            dead = await channel.declare_queue(DEAD_LETTER_QUEUE, durable=True, arguments=dead_args)
             await dead.bind(dlx, routing_key="")
             del exchange
 
-        await self._on_topology("declaring the relaybus topology", declare)
-
-    @staticmethod
-    def _queue_arguments(
-        durable: bool, delivery_limit: int | None, expires_s: float | None
-    ) -> dict[str, Any]:
-        args: dict[str, Any] = {"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE}
-        if expires_s is not None:
-            args["x-expires"] = max(1, round(expires_s * 1000))
-        if durable:
-            args.update(
-                {
-                    "x-queue-type": "quorum",
-                    "x-dead-letter-strategy": "at-least-once",
-                    "x-overflow": "reject-publish",
-                }
-            )
-            if delivery_limit is not None:
-                args["x-delivery-limit"] = delivery_limit
-        return args
+        dead_args = {"x-queue-type": "quorum", **group_args(self.quorum_group_size)}
+        await self._on_topology("declaring the relaybus topology", declare, dead_args)
 
     async def _declare_queue(self, queue: QueueDeclaration) -> None:
         """See :meth:`Bus.declare_queue`; re-declared (with bindings) after a reconnect."""
         name, durable = queue.name, queue.durable
-        arguments = self._queue_arguments(durable, queue.delivery_limit, queue.expires_s)
+        arguments = queue_arguments(queue, self.quorum_group_size)
 
         async def declare(channel: AbstractRobustChannel) -> None:
             known = self._queues.get(name)
@@ -271,7 +281,7 @@ class AmqpBus(BusBase):
             for pattern in queue.bindings:
                 await known.bind(EXCHANGE, routing_key=pattern)
 
-        await self._on_topology(f"declaring queue {name!r}", declare)
+        await self._on_topology(f"declaring queue {name!r}", declare, arguments)
         spec = self._specs.setdefault(name, _QueueSpec(durable, arguments))
         spec.bindings.update(queue.bindings)
 
@@ -298,8 +308,9 @@ class AmqpBus(BusBase):
         count: int = await self._on_topology(f"purging queue {name!r}", purge)
         return count
 
-    async def _on_topology(self, what: str, op: Any) -> Any:
-        """Run ``op(channel)`` on the topology channel, waiting out connection losses."""
+    async def _on_topology(self, what: str, op: Any, arguments: dict[str, Any] | None = None) -> Any:
+        """Run ``op(channel)`` on the topology channel, waiting out connection losses; when it declares a
+        queue with ``arguments``, adopt an existing queue's group size (``keep_existing_group_size``)."""
         self._connection()
         channel = self._topology_channel
         assert channel is not None
@@ -310,7 +321,9 @@ class AmqpBus(BusBase):
                 await self._wait_ready(channel, deadline)
                 return await asyncio.wait_for(op(channel), self.operation_timeout)
             except ChannelClosed as exc:
-                raise self._link.channel_error(what, exc) from None
+                if arguments is None or not keep_existing_group_size(str(exc), arguments):
+                    raise self._link.channel_error(what, exc) from None
+                self._log.info("quorum_group_size_kept", what=what, size=arguments.get(GROUP_SIZE_ARG))
             except TRANSIENT as exc:
                 last = exc
                 if self._closed or asyncio.get_running_loop().time() >= deadline:
@@ -355,6 +368,7 @@ class AmqpBus(BusBase):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.reconnect_timeout
         last: BaseException | None = None
+        nack: DeliveryError | None = None
         attempt = 0
         while True:
             attempt += 1
@@ -379,21 +393,55 @@ class AmqpBus(BusBase):
             except PublishError:
                 raise NoRouteError(routing_key, exchange) from None
             except DeliveryError as exc:
-                what = _publishing(exchange, routing_key)  # worded only on failure
-                raise BusError(
-                    f"{what}: RabbitMQ refused the message (basic.nack, {self._link.describe(exc)}); a queue "
-                    "it routes to is full (x-overflow reject-publish) or unavailable: drain it and retry"
-                ) from None
+                # After the loss of a quorum queue's leader, RabbitMQ 3.10 nacks publishes on the channels
+                # that had published to it for a minute or more; a new channel is confirmed once a new
+                # leader is elected. A queue full with reject-publish nacks too: until the deadline.
+                last = nack = exc
+                pause = min(self.reconnect_interval, 0.2 * attempt)
+                if self._closed or loop.time() + pause >= deadline:
+                    raise self._refused(exchange, routing_key, nack) from None
+                self._log.info("publish_nacked", routing_key=routing_key, attempt=attempt)
+                channel = await self._fresh_publish_channel(channel)
+                await asyncio.sleep(pause)
             except ChannelClosed as exc:
                 what = _publishing(exchange, routing_key)
                 raise self._link.channel_error(what, exc) from None
             except TRANSIENT as exc:
                 last = exc
                 if self._closed or loop.time() >= deadline:
+                    if nack is not None and isinstance(exc, TimeoutError):
+                        raise self._refused(exchange, routing_key, nack) from None
                     what = _publishing(exchange, routing_key)
                     raise self._link.outage(what, last, self.reconnect_timeout) from None
                 self._log.debug("publish_waiting_for_connection", error=type(exc).__name__)
                 await asyncio.sleep(min(self.reconnect_interval, 0.2 * attempt))
+
+    def _refused(self, exchange: str, routing_key: str, nack: BaseException) -> BusError:
+        return BusError(
+            f"{_publishing(exchange, routing_key)}: RabbitMQ refused the message (basic.nack, "
+            f"{self._link.describe(nack)}) for {self.reconnect_timeout:g} s; a queue it routes to is full "
+            "(x-overflow reject-publish) or has no quorum: drain it, or bring its nodes back, and retry"
+        )
+
+    async def _fresh_publish_channel(self, nacked: AbstractRobustChannel) -> AbstractRobustChannel:
+        """Replace the publish channel that was nacked, once for all the publishes it nacked; if no new one
+        opens now (the connection is down), keep the old one: aio-pika restores it."""
+        async with self._renew_lock:
+            current = self._publish_channel
+            assert current is not None
+            if current is not nacked:
+                return current
+            fresh = self._connection().channel(publisher_confirms=True, on_return_raises=True)
+            try:
+                await asyncio.wait_for(fresh.initialize(), self.operation_timeout)
+            except (*TRANSIENT, ChannelClosed):
+                with contextlib.suppress(Exception):
+                    await fresh.close()
+                return nacked
+            self._publish_channel = fresh
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nacked.close(), self.operation_timeout)
+        return fresh
 
     async def consume(self, queue: str, handler: Handler, *, prefetch: int = 16) -> AmqpSubscription:
         """See :meth:`Bus.consume`; the consumer comes back by itself after a reconnect."""
