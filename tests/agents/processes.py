@@ -169,10 +169,12 @@ class Fleet:
             await delivery.ack()
 
 
-@pytest.fixture
-async def fleet(amqp_url: str, tmp_path: Path) -> AsyncIterator[Fleet]:
+@contextlib.asynccontextmanager
+async def running_fleet(amqp_url: str, tmp_path: Path, **options: Any) -> AsyncIterator[Fleet]:
+    """A :class:`Fleet` on ``amqp_url`` (one URL or several: a cluster), its bus connected with ``options``;
+    its workers are killed and its queues deleted at the end."""
     suffix = f"-{uuid.uuid4().hex[:8]}"
-    bus = await connect(amqp_url)
+    bus = await connect(amqp_url, **options)
     watch = f"relaybus.test.watch{suffix}"
     fleet = Fleet(amqp_url=amqp_url, suffix=suffix, tmp=tmp_path, bus=bus)
     try:
@@ -190,3 +192,9 @@ async def fleet(amqp_url: str, tmp_path: Path) -> AsyncIterator[Fleet]:
             await bus.delete_queue(agent_queue_name(agent.name + suffix))
         await bus.delete_queue(watch)
         await bus.close()
+
+
+@pytest.fixture
+async def fleet(amqp_url: str, tmp_path: Path) -> AsyncIterator[Fleet]:
+    async with running_fleet(amqp_url, tmp_path) as fleet:
+        yield fleet

@@ -4,7 +4,6 @@ a fresh channel, and quorum queues are sized for the cluster."""
 
 from __future__ import annotations
 
-import json
 import socket
 import uuid
 
@@ -216,14 +215,6 @@ async def test_a_publish_nacked_until_the_deadline_fails_with_the_reason(amqp_ur
             await bus.publish(OutgoingMessage(routing_key="nowhere", body=b"x", exchange=""))
 
 
-def _queue_members(cluster: PrivateCluster, queue: str) -> list[str]:
-    done = cluster.nodes[0].ctl("list_queues", "name", "members", "--formatter", "json")
-    for row in json.loads(done.stdout):
-        if row["name"] == queue:
-            return sorted(row["members"])
-    raise AssertionError(f"no queue {queue!r}")
-
-
 @pytest.mark.cluster
 @pytest.mark.slow
 async def test_a_bus_on_a_cluster_sizes_its_quorum_queues_and_moves_to_the_next_node_on_loss(
@@ -235,7 +226,7 @@ async def test_a_bus_on_a_cluster_sizes_its_quorum_queues_and_moves_to_the_next_
     async with bus:
         assert bus.node == f"127.0.0.1:{first.amqp_port}"
         await bus.declare_queue(queue)
-        assert _queue_members(cluster, queue) == sorted(node.name for node in cluster.nodes)
+        assert sorted(cluster.queue(queue)["members"]) == sorted(node.name for node in cluster.nodes)
         got: list[bytes] = []
 
         async def handler(delivery: object) -> None:

@@ -400,7 +400,7 @@ class AmqpBus(BusBase):
                 pause = min(self.reconnect_interval, 0.2 * attempt)
                 if self._closed or loop.time() + pause >= deadline:
                     raise self._refused(exchange, routing_key, nack) from None
-                self._log.info("publish_nacked", routing_key=routing_key, attempt=attempt)
+                self._log.warning("publish_nacked", routing_key=routing_key, attempt=attempt)
                 channel = await self._fresh_publish_channel(channel)
                 await asyncio.sleep(pause)
             except ChannelClosed as exc:
