@@ -60,7 +60,7 @@ from .amqp_cluster import (
     split_urls,
 )
 from .amqp_cluster import quorum_group_size as _group_size
-from .amqp_connection import TRANSIENT, AmqpLink, validate_amqp_url
+from .amqp_connection import TRANSIENT, AmqpLink, lost_connection, validate_amqp_url
 from .amqp_delivery import AmqpDelivery, AmqpSubscription
 from .base import (
     DEAD_LETTER_EXCHANGE,
@@ -406,7 +406,9 @@ class AmqpBus(BusBase):
             except ChannelClosed as exc:
                 what = _publishing(exchange, routing_key)
                 raise self._link.channel_error(what, exc) from None
-            except TRANSIENT as exc:
+            except (*TRANSIENT, asyncio.CancelledError) as exc:
+                if not lost_connection(exc):  # a real cancellation of this task
+                    raise
                 last = exc
                 if self._closed or loop.time() >= deadline:
                     if nack is not None and isinstance(exc, TimeoutError):

@@ -38,7 +38,7 @@ from relaybus.secrets import mask_secrets, mask_url
 from .amqp_cluster import ClusterConnection, Endpoints, split_urls
 from .core import truncate
 
-__all__ = ["TRANSIENT", "AmqpLink", "validate_amqp_url"]
+__all__ = ["TRANSIENT", "AmqpLink", "lost_connection", "validate_amqp_url"]
 
 _SCHEMES = ("amqp", "amqps")
 _START_HINT = "start RabbitMQ (rabbitmq-server -detached) or pass --amqp-url / RELAYBUS_AMQP_URL"
@@ -53,6 +53,16 @@ TRANSIENT = (
 )
 """Errors that mean "the connection or channel went away", not "the broker refused this": worth waiting for
 aio-pika to restore the connection and trying again."""
+
+
+def lost_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` means the connection went away: one of :data:`TRANSIENT`, or a ``CancelledError`` in
+    a task that nobody cancelled (aiormq cancels the pending confirms of a connection it found stuck, as in
+    a network partition)."""
+    if isinstance(exc, asyncio.CancelledError):
+        task = asyncio.current_task()
+        return task is not None and task.cancelling() == 0
+    return isinstance(exc, TRANSIENT)
 
 
 def validate_amqp_url(url: str) -> None:
