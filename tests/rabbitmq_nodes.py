@@ -368,18 +368,18 @@ class PrivateCluster(_Started):
 
     @classmethod
     def create(
-        cls, size: int = 3, prefix: str = "rbwt", *, listen: Sequence[str] = ("127.0.0.1",), config: str = ""
+        cls, size: int = 3, prefix: str = "rbwt", *, addresses: Sequence[str] = (), config: str = ""
     ) -> PrivateCluster:
-        """``size`` nodes (not started: use as ``with``, or call :meth:`start`) in one base directory."""
+        """``size`` nodes (not started: use as ``with``, or call :meth:`start`) in one base directory, each
+        listening on 127.0.0.1 and, if given, on its own one of ``addresses`` (for network namespaces)."""
         home = _new_home()
         taken: set[int] = set()
         run = secrets.token_hex(2)
-        nodes = [
-            PrivateNode(
-                f"{prefix}{run}n{i}@localhost", free_port(taken), free_port(taken), home, listen, config
-            )
-            for i in range(1, size + 1)
-        ]
+        nodes = []
+        for i in range(1, size + 1):
+            listen = ("127.0.0.1", addresses[i - 1]) if addresses else ("127.0.0.1",)
+            name = f"{prefix}{run}n{i}@localhost"
+            nodes.append(PrivateNode(name, free_port(taken), free_port(taken), home, listen, config))
         return cls(nodes)
 
     @property
