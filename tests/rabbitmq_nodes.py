@@ -301,6 +301,13 @@ class PrivateNode(_Started):
             return None
         return pid
 
+    def _await_pid_file(self, timeout: float = 20.0) -> None:
+        """A node removed while still booting writes its pid file late: wait for it, so it is not left
+        running (a pid file already there, even stale, ends the wait at once)."""
+        deadline = time.monotonic() + timeout
+        while not self.pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
     def running(self) -> bool:
         """Whether the node's OS process is alive."""
         return self.pid() is not None
@@ -344,6 +351,7 @@ class PrivateNode(_Started):
     def remove(self) -> None:
         """Stop (or kill) the node and delete its base directory."""
         if self._started:
+            self._await_pid_file()
             self.stop()
             self.kill()
         shutil.rmtree(self.home, ignore_errors=True)
@@ -442,6 +450,7 @@ class PrivateCluster(_Started):
         for node in self.nodes:
             with contextlib.suppress(Exception):
                 if node._started:
+                    node._await_pid_file()
                     node.stop(timeout=30)
             node.kill()
         if self.nodes:
