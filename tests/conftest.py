@@ -12,6 +12,7 @@ skipped with the reason, or fails when ``RELAYBUS_REQUIRE_POSTGRES=1`` (as in .c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import structlog
 
+from tests.netns import NodeAddresses, netns_available
 from tests.rabbitmq_nodes import PrivateCluster, PrivateNode, rabbitmq_available
 
 DEFAULT_TEST_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -122,12 +124,17 @@ def private_node() -> Iterator[PrivateNode]:
 @pytest.fixture(scope="session")
 def private_cluster() -> Iterator[PrivateCluster]:
     """A 3-node private RabbitMQ cluster for the session (started once: it takes half a minute), removed at
-    the end whatever happened. Tests take it through ``cluster`` (which restarts nodes a test left down)."""
+    the end whatever happened. Where network namespaces can be made, node i also listens on
+    ``node.listen[1]``, an address of its own on ``lo`` (tests/netns.py). Tests take it through ``cluster``
+    (which restarts nodes a test left down)."""
     why = rabbitmq_available()
     if why:
         _no_broker(f"cannot start a private RabbitMQ cluster: {why}")
-    with PrivateCluster.create(3, "rbclu") as cluster:
-        yield cluster
+    with contextlib.ExitStack() as stack:
+        addresses: list[str] = []
+        if netns_available() is None:  # each node also listens on an address of its own, for namespaces
+            addresses = stack.enter_context(NodeAddresses(3)).addresses
+        yield stack.enter_context(PrivateCluster.create(3, "rbclu", addresses=addresses))
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 __all__ = ["NodeUnavailable", "PrivateCluster", "PrivateNode", "free_port", "rabbitmq_available"]
 
@@ -230,6 +230,12 @@ class PrivateNode(_Started):
         if starting.returncode != 0:
             raise NodeUnavailable(f"{self.name} did not start: {err.strip()[-800:]}")
         self.wait_ready(timeout)
+        self.heal()
+
+    def heal(self) -> None:
+        """Restart RabbitMQ 3.10.8's at-least-once dead-letter supervisor if a restart lost it (as .ci/run
+        does for the shared node; rabbitmq-server#16652); harmless when it runs."""
+        self.ctl("eval", "supervisor:restart_child(rabbit_sup, rabbit_fifo_dlx_sup).", check=False)
 
     def start_async(self) -> subprocess.Popen[str]:
         """Start the node detached without waiting (see :meth:`wait_ready`), to start several at once."""
@@ -248,6 +254,19 @@ class PrivateNode(_Started):
             stderr=subprocess.PIPE,
             text=True,
         )
+
+    def launch(self, tries: int = 3, within: float = 30.0) -> None:
+        """Start the node detached and wait only until its OS process runs (its pid file), so that several
+        nodes boot at once; a start that leaves no process (seen when nodes start at the same moment) is
+        tried again."""
+        for _ in range(tries):
+            self.start_async().communicate(timeout=60)
+            deadline = time.monotonic() + within
+            while time.monotonic() < deadline:
+                if self.running():
+                    return
+                time.sleep(0.2)
+        raise NodeUnavailable(f"{self.name} did not start in {tries} tries; {self.log_tail()}")
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Wait until the rabbit application runs (``await_startup``) and the AMQP port accepts."""
@@ -281,6 +300,13 @@ class PrivateNode(_Started):
         except ProcessLookupError:
             return None
         return pid
+
+    def _await_pid_file(self, timeout: float = 20.0) -> None:
+        """A node removed while still booting writes its pid file late: wait for it, so it is not left
+        running (a pid file already there, even stale, ends the wait at once)."""
+        deadline = time.monotonic() + timeout
+        while not self.pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
 
     def running(self) -> bool:
         """Whether the node's OS process is alive."""
@@ -325,6 +351,7 @@ class PrivateNode(_Started):
     def remove(self) -> None:
         """Stop (or kill) the node and delete its base directory."""
         if self._started:
+            self._await_pid_file()
             self.stop()
             self.kill()
         shutil.rmtree(self.home, ignore_errors=True)
@@ -349,18 +376,18 @@ class PrivateCluster(_Started):
 
     @classmethod
     def create(
-        cls, size: int = 3, prefix: str = "rbwt", *, listen: Sequence[str] = ("127.0.0.1",), config: str = ""
+        cls, size: int = 3, prefix: str = "rbwt", *, addresses: Sequence[str] = (), config: str = ""
     ) -> PrivateCluster:
-        """``size`` nodes (not started: use as ``with``, or call :meth:`start`) in one base directory."""
+        """``size`` nodes (not started: use as ``with``, or call :meth:`start`) in one base directory, each
+        listening on 127.0.0.1 and, if given, on its own one of ``addresses`` (for network namespaces)."""
         home = _new_home()
         taken: set[int] = set()
         run = secrets.token_hex(2)
-        nodes = [
-            PrivateNode(
-                f"{prefix}{run}n{i}@localhost", free_port(taken), free_port(taken), home, listen, config
-            )
-            for i in range(1, size + 1)
-        ]
+        nodes = []
+        for i in range(1, size + 1):
+            listen = ("127.0.0.1", addresses[i - 1]) if addresses else ("127.0.0.1",)
+            name = f"{prefix}{run}n{i}@localhost"
+            nodes.append(PrivateNode(name, free_port(taken), free_port(taken), home, listen, config))
         return cls(nodes)
 
     @property
@@ -371,9 +398,8 @@ class PrivateCluster(_Started):
     def start(self, timeout: float = START_TIMEOUT) -> None:
         """Start every node (at once), then join nodes 2.. to node 1 (``stop_app``, ``join_cluster``,
         ``start_app``)."""
-        starting = [node.start_async() for node in self.nodes]
-        for proc in starting:
-            proc.communicate(timeout=60)
+        for node in self.nodes:
+            node.launch()
         for node in self.nodes:
             node.wait_ready(timeout)
         first = self.nodes[0]
@@ -392,6 +418,27 @@ class PrivateCluster(_Started):
                     return sorted(json.loads(done.stdout)["running_nodes"])
         return []
 
+    def queue(self, name: str, vhost: str = "/") -> dict[str, Any]:
+        """A quorum queue as the cluster reports it: ``leader``, ``members``, ``online`` (node names), and
+        ``messages``; ``{}`` when no running node knows it."""
+        for node in self.nodes:
+            if not node.running():
+                continue
+            done = node.ctl(
+                "list_queues", "-p", vhost, "name", "leader", "members", "online", "messages",
+                "--formatter", "json", check=False,
+            )  # fmt: skip
+            if done.returncode == 0:
+                for row in json.loads(done.stdout):
+                    if row.get("name") == name:
+                        return dict(row)
+                return {}
+        return {}
+
+    def node_named(self, name: str) -> PrivateNode:
+        """The node called ``name`` (e.g. a queue's leader)."""
+        return next(node for node in self.nodes if node.name == name)
+
     def ensure_running(self, timeout: float = START_TIMEOUT) -> None:
         """Start every node that is down (a node killed by a test rejoins from its data directory)."""
         for node in self.nodes:
@@ -403,6 +450,7 @@ class PrivateCluster(_Started):
         for node in self.nodes:
             with contextlib.suppress(Exception):
                 if node._started:
+                    node._await_pid_file()
                     node.stop(timeout=30)
             node.kill()
         if self.nodes:

@@ -219,3 +219,35 @@ def test_spans_go_to_the_collector_whose_pipeline_is_complete(compose: dict[str,
 
 def test_the_image_has_the_otel_extra() -> None:
     assert 'pip install ".[otel]"' in DOCKERFILE.read_text()
+
+
+CLUSTER = ROOT / "compose" / "cluster.yml"
+
+
+def test_the_cluster_file_runs_three_rabbitmq_nodes_with_one_cookie_that_find_each_other() -> None:
+    data = yaml.safe_load(CLUSTER.read_text())
+    nodes = {name: s for name, s in data["services"].items() if name.startswith("rabbitmq-")}
+    assert sorted(nodes) == ["rabbitmq-1", "rabbitmq-2", "rabbitmq-3"]
+    assert len({s["environment"]["RABBITMQ_ERLANG_COOKIE"] for s in nodes.values()}) == 1
+    conf = (CLUSTER.parent / data["configs"]["rabbitmq-conf"]["file"]).read_text()
+    for name, service in nodes.items():
+        assert f"rabbit@{service['hostname']}" in conf, f"{name} is not in the peer discovery list"
+    assert "consumer_timeout" in conf
+
+
+def test_the_cluster_files_relaybus_services_name_every_node_and_parse() -> None:
+    data = yaml.safe_load(CLUSTER.read_text())
+    commands = relaybus_commands(data)
+    assert {"worker", "orchestrator"} <= set(commands)
+    from relaybus.bus.amqp_cluster import split_urls
+
+    url = data["services"]["worker"]["environment"]["RELAYBUS_AMQP_URL"]
+    assert [u.split("@")[1] for u in split_urls(url)] == [f"rabbitmq-{i}:5672/" for i in (1, 2, 3)]
+    parser = build_parser()
+    for name, argv in commands.items():
+        try:
+            parser.parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"{name}: `relaybus {' '.join(argv)}` does not parse")
+    for depends in ("rabbitmq-1", "rabbitmq-2", "rabbitmq-3"):
+        assert data["services"]["worker"]["depends_on"][depends]["condition"] == "service_healthy"

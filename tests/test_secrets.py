@@ -28,6 +28,7 @@ from relaybus.testing import FakeLLMServer
         ("amqps://u:p%40ss@[::1]:5671/", "amqps://u:***@[::1]:5671/"),
         ("amqp://host/", "amqp://host/"),
         ("memory://", "memory://"),
+        ("amqp://u:p1@h1:5672/,amqps://v:p2@h2/vh", "amqp://u:***@h1:5672/,amqps://v:***@h2/vh"),
     ],
 )
 def test_mask_url(url: str, masked: str) -> None:

@@ -247,3 +247,6 @@ class WorkerHeartbeat(BaseModel):
     status: Literal["running", "draining", "stopped"] = "running"
     interval_s: Annotated[float, Field(gt=0)]
     timestamp: AwareDatetime = Field(default_factory=_now)
+    broker: Annotated[str | None, Field(max_length=300)] = None
+    """``host:port`` of the RabbitMQ node the worker is connected to (a cluster: which one); left out of the
+    JSON when unknown (an in-process bus), so such heartbeats read as before."""

@@ -11,7 +11,10 @@ _MASK = "***"
 
 
 def mask_url(url: str) -> str:
-    """Return ``url`` with its password (if any) replaced by ``***``; never raises."""
+    """Return ``url`` with its password (if any) replaced by ``***``; never raises. A comma-separated list of
+    URLs (``amqp://a,amqp://b``: a cluster) has every password masked."""
+    if "," in url and url.count("://") > 1:
+        return ",".join(mask_url(part) for part in url.split(","))
     try:
         parts = urlsplit(url)
     except ValueError:

@@ -87,30 +87,24 @@ class Fleet:
         log_level: str = "INFO",
         env: dict[str, str] | None = None,
         amqp_url: str | None = None,
+        inside: Callable[[list[str]], list[str]] | None = None,
     ) -> WorkerProcess:
         """Start ``relaybus worker tests.agents.sample_agents:<Class> ...``; wait for its first heartbeat.
 
         ``env`` adds to (or overrides) this process's environment; ``log_level`` is the worker's. The broker
-        URL (``amqp_url``, default the fleet's) goes in ``RELAYBUS_AMQP_URL``, never on the command line."""
+        URL (``amqp_url``, default the fleet's) goes in ``RELAYBUS_AMQP_URL``, never on the command line.
+        ``inside`` wraps the command (e.g. to run it in a network namespace)."""
         specs = [f"tests.agents.sample_agents:{c}" for c in classes]
         log_path = self.tmp / f"worker-{len(self.workers)}.log"
         child_env = {**os.environ, "RELAYBUS_TEST_AGENT_SUFFIX": self.suffix}
         child_env.pop("PYTHONPATH", None)  # the current directory alone must make the test module importable
         child_env["RELAYBUS_AMQP_URL"] = amqp_url or self.amqp_url
         child_env.update(env or {})
+        argv = [sys.executable, "-m", "relaybus", "--log-json", "--log-level", log_level, "worker", *specs]
+        argv += ["--heartbeat", "1", *args]
         with log_path.open("wb") as log:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "relaybus",
-                "--log-json",
-                "--log-level",
-                log_level,
-                "worker",
-                *specs,
-                "--heartbeat",
-                "1",
-                *args,
+                *(inside(argv) if inside else argv),
                 cwd=REPO_ROOT,
                 env=child_env,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -169,10 +163,12 @@ class Fleet:
             await delivery.ack()
 
 
-@pytest.fixture
-async def fleet(amqp_url: str, tmp_path: Path) -> AsyncIterator[Fleet]:
+@contextlib.asynccontextmanager
+async def running_fleet(amqp_url: str, tmp_path: Path, **options: Any) -> AsyncIterator[Fleet]:
+    """A :class:`Fleet` on ``amqp_url`` (one URL or several: a cluster), its bus connected with ``options``;
+    its workers are killed and its queues deleted at the end."""
     suffix = f"-{uuid.uuid4().hex[:8]}"
-    bus = await connect(amqp_url)
+    bus = await connect(amqp_url, **options)
     watch = f"relaybus.test.watch{suffix}"
     fleet = Fleet(amqp_url=amqp_url, suffix=suffix, tmp=tmp_path, bus=bus)
     try:
@@ -190,3 +186,9 @@ async def fleet(amqp_url: str, tmp_path: Path) -> AsyncIterator[Fleet]:
             await bus.delete_queue(agent_queue_name(agent.name + suffix))
         await bus.delete_queue(watch)
         await bus.close()
+
+
+@pytest.fixture
+async def fleet(amqp_url: str, tmp_path: Path) -> AsyncIterator[Fleet]:
+    async with running_fleet(amqp_url, tmp_path) as fleet:
+        yield fleet

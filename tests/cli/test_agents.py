@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import pytest
 from rich.console import Console
 
 from relaybus.agents import AgentWorker, WorkerHeartbeat
+from relaybus.bus.codec import encode_heartbeat
 from relaybus.bus.memory import MemoryBus
 from relaybus.cli.agents import collect_heartbeats, render_table
 from relaybus.testing.agents import FakeExecutor
@@ -63,6 +65,31 @@ def test_table_shows_worker_agents_load_and_heartbeat_age() -> None:
         assert expected in text
 
 
+def test_table_shows_the_broker_node_each_worker_is_connected_to_when_they_report_one() -> None:
+    now = datetime.now(UTC)
+    fields = {"host": "h", "pid": 1, "agents": ("a",), "in_flight": 0, "capacity": 1, "interval_s": 5}
+    beats = [
+        WorkerHeartbeat(worker="w1", broker="10.0.0.1:5672", timestamp=now, **fields),  # type: ignore[arg-type]
+        WorkerHeartbeat(worker="w2", timestamp=now, **fields),  # type: ignore[arg-type]
+    ]
+    console = Console(width=200, record=True)
+    console.print(render_table(beats, now))
+    text = console.export_text()
+    assert "NODE" in text
+    assert "10.0.0.1:5672" in text
+    console = Console(width=200, record=True)
+    console.print(render_table(beats[1:], now))
+    assert "NODE" not in console.export_text()
+
+
+def test_a_heartbeat_without_a_node_is_encoded_as_before_and_one_with_a_node_carries_it() -> None:
+    fields = {"host": "h", "pid": 1, "agents": ("a",), "in_flight": 0, "capacity": 1, "interval_s": 5}
+    plain = json.loads(encode_heartbeat(WorkerHeartbeat(worker="w", **fields)).body)  # type: ignore[arg-type]
+    assert "broker" not in plain
+    beat = WorkerHeartbeat(worker="w", broker="n1:5672", **fields)  # type: ignore[arg-type]
+    assert json.loads(encode_heartbeat(beat).body)["broker"] == "n1:5672"
+
+
 def test_no_live_worker_exits_1_with_one_line() -> None:
     proc = run_cli("agents", "--amqp-url", "memory://", "--listen", "0.1")
     assert proc.returncode == 1
@@ -78,5 +105,7 @@ async def test_lists_a_worker_process_on_rabbitmq(fleet: Fleet) -> None:
     mine = [b for b in beats if b.worker == worker.worker_id]  # the broker is shared: others may be there
     assert len(mine) == 1
     assert mine[0].agents == (fleet.name("echo"), fleet.name("chain-c"))
+    where = urlsplit(fleet.amqp_url)
+    assert mine[0].broker == f"{where.hostname}:{where.port or 5672}"
     assert mine[0].capacity == 5
     assert mine[0].pid == worker.pid

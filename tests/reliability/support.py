@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from relaybus.agents.heartbeat import HEARTBEAT_ROUTING_KEY, PING_ROUTING_KEY
 from relaybus.bus.base import OutgoingMessage
@@ -42,6 +43,16 @@ def failure_kinds(results: Iterable[ExecutionResult], most: int = 3) -> list[tup
         if not r.ok
     )
     return kinds.most_common(most)
+
+
+def outcome(results: Mapping[Any, ExecutionResult], finished: Counter[str], tasks: int) -> dict[str, object]:
+    """The figures every reliability run reports: tasks, succeeded, lost, seen twice."""
+    return {
+        "tasks": tasks,
+        "succeeded": status_counts(results.values()).get("success", 0),
+        "lost": tasks - len(results),
+        "seen_twice": sum(1 for n in finished.values() if n > 1),
+    }
 
 
 def figures(title: str, **values: object) -> str:

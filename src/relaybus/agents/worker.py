@@ -289,6 +289,7 @@ class AgentWorker:
             processed=self.processed,
             status=self._status,
             interval_s=self._heartbeat_s,
+            broker=getattr(self._bus, "node", None),  # AmqpBus: the node connected to now
         )
 
     # -- start and stop -------------------------------------------------------------------------------------

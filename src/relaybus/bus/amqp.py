@@ -13,11 +13,15 @@ what RabbitMQ 3.10 really does with quorum queues: :mod:`relaybus.bus.amqp_deliv
   re-declared with its bindings after a reconnect). It is deliberately *not* auto-delete: auto-delete would
   drop the queue and its waiting messages the moment its last consumer cancels. ``expires_s`` adds
   ``x-expires`` (milliseconds); RabbitMQ 3.10 quorum queues honour it (deleted after that long without a
-  consumer), and keep it across a broker restart.
+  consumer), and keep it across a broker restart. On a cluster (several URLs) quorum queues, reply queues and
+  ``relaybus.dead`` get ``x-quorum-initial-group-size`` (``quorum_group_size``; by default the number of
+  URLs, as :func:`~relaybus.bus.amqp_cluster.quorum_group_size` rounds it); one URL declares them as before.
 - **publish** uses one channel with publisher confirms and returns only after the broker's ack. Messages
   are persistent unless asked otherwise. An unroutable ``mandatory`` message raises
-  :class:`~relaybus.NoRouteError`; a broker ``basic.nack`` (e.g. a full queue with ``reject-publish``) raises
-  :class:`~relaybus.BusError`. While the connection is down, publish waits for aio-pika to restore it and
+  :class:`~relaybus.NoRouteError`. A broker ``basic.nack`` is sent again on a fresh channel until
+  ``reconnect_timeout`` (RabbitMQ 3.10 nacks publishes on an existing channel for a minute or more after the
+  node leading a quorum queue dies), then raises :class:`~relaybus.BusError` (also what a queue full with
+  ``reject-publish`` gives). While the connection is down, publish waits for aio-pika to restore it and
   publishes again, for at most ``reconnect_timeout`` seconds, then raises ``ConnectionFailed``. A publish
   whose confirm was lost is sent again: duplicates are possible (consumers drop them by message id),
   losses are not. Bodies over ``max_body_bytes`` (default 1 MiB) are refused before anything is sent.
@@ -39,7 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -52,8 +56,18 @@ from relaybus.log import get_logger
 from relaybus.secrets import mask_url
 from relaybus.telemetry.hooks import traced_consume, traced_publish
 
-from .amqp_connection import TRANSIENT, AmqpLink, validate_amqp_url
+from .amqp_cluster import (
+    GROUP_SIZE_ARG,
+    ClusterConnection,
+    group_args,
+    keep_existing_group_size,
+    queue_arguments,
+    split_urls,
+)
+from .amqp_cluster import quorum_group_size as _group_size
+from .amqp_connection import TRANSIENT, AmqpLink, lost_connection, validate_amqp_url
 from .amqp_delivery import AmqpDelivery, AmqpSubscription
+from .amqp_publish import PublishChannel, amqp_message, publishing, refused
 from .base import (
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
@@ -68,10 +82,6 @@ from .core import BusBase, QueueDeclaration, body_too_large, check_positive_opti
 from .dead_letters import DEFAULT_DEAD_LETTER_LIMITS, DeadLetterLimits, declare_dead_letter_queue
 
 __all__ = ["AmqpBus", "AmqpDelivery", "AmqpSubscription", "validate_amqp_url"]
-
-
-def _publishing(exchange: str, routing_key: str) -> str:
-    return f"publishing to exchange {exchange!r} with routing key {routing_key!r}"
 
 
 @dataclass(frozen=True)
@@ -97,11 +107,17 @@ class AmqpBus(BusBase):
     - ``connection_name``: shown in the RabbitMQ management UI.
     - ``dead_letter_limits``: how many letters and how old ``relaybus.dead`` keeps, newest kept
       (:class:`~relaybus.bus.dead_letters.DeadLetterLimits`; default 100,000 letters, 14 days).
+
+    - ``quorum_group_size``: ``x-quorum-initial-group-size`` of the quorum queues this bus declares (default:
+      none for one URL; for several, their number rounded down to an odd one, at most 5).
+
+    ``url`` may name several nodes of a cluster (comma-separated, or a list): see
+    :mod:`relaybus.bus.amqp_cluster`.
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         connect_timeout: float = 10.0,
         reconnect_timeout: float = 60.0,
@@ -114,7 +130,10 @@ class AmqpBus(BusBase):
         key_file: str | None = None,
         connection_name: str = "relaybus",
         dead_letter_limits: DeadLetterLimits = DEFAULT_DEAD_LETTER_LIMITS,
+        quorum_group_size: int | None = None,
     ) -> None:
+        if not isinstance(url, str):
+            url = ",".join(split_urls(url))
         self._log = get_logger(__name__, url=mask_url(url))
         self._link = AmqpLink(
             url,
@@ -136,6 +155,8 @@ class AmqpBus(BusBase):
             },
         )
         self._url = self._link.url
+        self.quorum_group_size = _group_size(len(self._link.endpoints), quorum_group_size)
+        """``x-quorum-initial-group-size`` of the quorum queues this bus declares (``None``: not set)."""
         self.connect_timeout = connect_timeout
         self.reconnect_timeout = reconnect_timeout
         self.reconnect_interval = reconnect_interval
@@ -145,8 +166,8 @@ class AmqpBus(BusBase):
         self.dead_letter_limited = False
         """True once ``relaybus.dead`` is known to have ``dead_letter_limits`` (False when it existed with
         other arguments: see :mod:`relaybus.bus.dead_letters`)."""
-        self._conn: aio_pika.RobustConnection | None = None
-        self._publish_channel: AbstractRobustChannel | None = None
+        self._conn: ClusterConnection | None = None
+        self._publisher = PublishChannel(operation_timeout)
         self._topology_channel: AbstractRobustChannel | None = None
         self._queues: dict[str, AbstractRobustQueue] = {}
         self._specs: dict[str, _QueueSpec] = {}
@@ -175,6 +196,12 @@ class AmqpBus(BusBase):
         return self._link.blocked.reason
 
     @property
+    def node(self) -> str | None:
+        """``host:port`` of the broker node the bus is connected to now (``None`` while down or closed)."""
+        conn = self._conn
+        return None if conn is None or self._closed else conn.address
+
+    @property
     def reconnect_count(self) -> int:
         """How many times aio-pika restored the connection (with its channels and consumers) so far."""
         return self._link.reconnect_count
@@ -201,8 +228,7 @@ class AmqpBus(BusBase):
                 connect_timeout=self.connect_timeout, reconnect_interval=self.reconnect_interval
             )
             try:
-                self._publish_channel = conn.channel(publisher_confirms=True, on_return_raises=True)
-                await self._publish_channel
+                await self._publisher.open(conn)
                 self._topology_channel = conn.channel(publisher_confirms=False)
                 await self._topology_channel
                 self._conn = conn
@@ -253,36 +279,21 @@ class AmqpBus(BusBase):
         try:
             self.dead_letter_limited = await asyncio.wait_for(
                 declare_dead_letter_queue(
-                    conn, self.dead_letter_limits, vhost=self._link.vhost, log=self._log
+                    conn,
+                    self.dead_letter_limits,
+                    vhost=self._link.vhost,
+                    log=self._log,
+                    extra_arguments=group_args(self.quorum_group_size),
                 ),
                 self.operation_timeout,
             )
         except ChannelClosed as exc:
             raise self._link.channel_error(f"declaring queue {DEAD_LETTER_QUEUE!r}", exc) from None
 
-    @staticmethod
-    def _queue_arguments(
-        durable: bool, delivery_limit: int | None, expires_s: float | None
-    ) -> dict[str, Any]:
-        args: dict[str, Any] = {"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE}
-        if expires_s is not None:
-            args["x-expires"] = max(1, round(expires_s * 1000))
-        if durable:
-            args.update(
-                {
-                    "x-queue-type": "quorum",
-                    "x-dead-letter-strategy": "at-least-once",
-                    "x-overflow": "reject-publish",
-                }
-            )
-            if delivery_limit is not None:
-                args["x-delivery-limit"] = delivery_limit
-        return args
-
     async def _declare_queue(self, queue: QueueDeclaration) -> None:
         """See :meth:`Bus.declare_queue`; re-declared (with bindings) after a reconnect."""
         name, durable = queue.name, queue.durable
-        arguments = self._queue_arguments(durable, queue.delivery_limit, queue.expires_s)
+        arguments = queue_arguments(queue, self.quorum_group_size)
 
         async def declare(channel: AbstractRobustChannel) -> None:
             known = self._queues.get(name)
@@ -296,7 +307,7 @@ class AmqpBus(BusBase):
             for pattern in queue.bindings:
                 await known.bind(EXCHANGE, routing_key=pattern)
 
-        await self._on_topology(f"declaring queue {name!r}", declare)
+        await self._on_topology(f"declaring queue {name!r}", declare, arguments)
         spec = self._specs.setdefault(name, _QueueSpec(durable, arguments))
         spec.bindings.update(queue.bindings)
 
@@ -323,8 +334,9 @@ class AmqpBus(BusBase):
         count: int = await self._on_topology(f"purging queue {name!r}", purge)
         return count
 
-    async def _on_topology(self, what: str, op: Any) -> Any:
-        """Run ``op(channel)`` on the topology channel, waiting out connection losses."""
+    async def _on_topology(self, what: str, op: Any, arguments: dict[str, Any] | None = None) -> Any:
+        """Run ``op(channel)`` on the topology channel, waiting out connection losses; when it declares a
+        queue with ``arguments``, adopt an existing queue's group size (``keep_existing_group_size``)."""
         self._connection()
         channel = self._topology_channel
         assert channel is not None
@@ -335,7 +347,9 @@ class AmqpBus(BusBase):
                 await self._wait_ready(channel, deadline)
                 return await asyncio.wait_for(op(channel), self.operation_timeout)
             except ChannelClosed as exc:
-                raise self._link.channel_error(what, exc) from None
+                if arguments is None or not keep_existing_group_size(str(exc), arguments):
+                    raise self._link.channel_error(what, exc) from None
+                self._log.info("quorum_group_size_kept", what=what, size=arguments.get(GROUP_SIZE_ARG))
             except TRANSIENT as exc:
                 last = exc
                 if self._closed or asyncio.get_running_loop().time() >= deadline:
@@ -356,32 +370,19 @@ class AmqpBus(BusBase):
         size = len(message.body)
         if size > self.max_body_bytes:
             raise body_too_large(size, self.max_body_bytes, message.routing_key)
-        amqp_message = aio_pika.Message(
-            body=message.body,
-            headers=dict(message.headers),
-            content_type=message.content_type,
-            delivery_mode=(
-                aio_pika.DeliveryMode.PERSISTENT
-                if message.persistent
-                else aio_pika.DeliveryMode.NOT_PERSISTENT
-            ),
-            priority=message.priority,
-            correlation_id=message.correlation_id,
-            reply_to=message.reply_to,
-            message_id=message.message_id,
-            user_id=self._link.login,
-        )
-        await self._publish(amqp_message, message.exchange, message.routing_key, mandatory=message.mandatory)
+        outgoing = amqp_message(message, self._link.login)
+        await self._publish(outgoing, message.exchange, message.routing_key, mandatory=message.mandatory)
 
     async def _publish(
         self, message: aio_pika.Message, exchange: str, routing_key: str, *, mandatory: bool
     ) -> None:
         self._connection()
-        channel = self._publish_channel
+        channel = self._publisher.channel
         assert channel is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.reconnect_timeout
         last: BaseException | None = None
+        nack: DeliveryError | None = None
         attempt = 0
         while True:
             attempt += 1
@@ -406,18 +407,31 @@ class AmqpBus(BusBase):
             except PublishError:
                 raise NoRouteError(routing_key, exchange) from None
             except DeliveryError as exc:
-                what = _publishing(exchange, routing_key)  # worded only on failure
-                raise BusError(
-                    f"{what}: RabbitMQ refused the message (basic.nack, {self._link.describe(exc)}); a queue "
-                    "it routes to is full (x-overflow reject-publish) or unavailable: drain it and retry"
-                ) from None
+                # After the loss of a quorum queue's leader, RabbitMQ 3.10 nacks publishes on the channels
+                # that had published to it for a minute or more; a new channel is confirmed once a new
+                # leader is elected. A queue full with reject-publish nacks too: until the deadline.
+                last = nack = exc
+                pause = min(self.reconnect_interval, 0.2 * attempt)
+                if self._closed or loop.time() + pause >= deadline:
+                    raise refused(
+                        exchange, routing_key, self._link.describe(nack), self.reconnect_timeout
+                    ) from None
+                self._log.warning("publish_nacked", routing_key=routing_key, attempt=attempt)
+                channel = await self._publisher.renew(self._connection(), channel)
+                await asyncio.sleep(pause)
             except ChannelClosed as exc:
-                what = _publishing(exchange, routing_key)
+                what = publishing(exchange, routing_key)
                 raise self._link.channel_error(what, exc) from None
-            except TRANSIENT as exc:
+            except (*TRANSIENT, asyncio.CancelledError) as exc:
+                if not lost_connection(exc):  # a real cancellation of this task
+                    raise
                 last = exc
                 if self._closed or loop.time() >= deadline:
-                    what = _publishing(exchange, routing_key)
+                    if nack is not None and isinstance(exc, TimeoutError):
+                        raise refused(
+                            exchange, routing_key, self._link.describe(nack), self.reconnect_timeout
+                        ) from None
+                    what = publishing(exchange, routing_key)
                     raise self._link.outage(what, last, self.reconnect_timeout) from None
                 self._log.debug("publish_waiting_for_connection", error=type(exc).__name__)
                 await asyncio.sleep(min(self.reconnect_interval, 0.2 * attempt))

@@ -4,7 +4,9 @@
   itself and re-declares every exchange, queue, binding, QoS and consumer the bus made; relaybus adds no
   second reconnection layer. The *first* connect is not retried: :meth:`AmqpLink.open` fails within
   ``connect_timeout`` with :class:`~relaybus.ConnectionFailed` naming the URL (password masked) and the fix.
-- Every message worded here names the URL with its password masked; the URL itself is kept in a
+- **Several URLs** (a cluster: ``"amqp://node1,amqp://node2"`` or a list): the first that answers is used,
+  and on loss the connection moves to the next (:mod:`relaybus.bus.amqp_cluster` says how and why).
+- Every message worded here names the URL(s) with every password masked; the URL itself is kept in a
   :class:`~relaybus.secrets.Secret`, so neither shows in ``repr`` or ``vars()``.
 """
 
@@ -13,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aiormq
-from aio_pika.connection import make_url
 from aio_pika.exceptions import (
     AuthenticationError,
     ChannelClosed,
@@ -31,12 +33,13 @@ from aiormq.exceptions import ChannelAccessRefused
 
 from relaybus.exceptions import BusError, ConfigError, ConnectionFailed
 from relaybus.log import FilteringBoundLogger
-from relaybus.secrets import Secret, mask_secrets, mask_url
+from relaybus.secrets import mask_secrets, mask_url
 
 from .amqp_blocked import BlockedWatch
+from .amqp_cluster import ClusterConnection, Endpoints, split_urls
 from .core import truncate
 
-__all__ = ["TRANSIENT", "AmqpLink", "validate_amqp_url"]
+__all__ = ["TRANSIENT", "AmqpLink", "lost_connection", "validate_amqp_url"]
 
 _SCHEMES = ("amqp", "amqps")
 _START_HINT = "start RabbitMQ (rabbitmq-server -detached) or pass --amqp-url / RELAYBUS_AMQP_URL"
@@ -51,6 +54,16 @@ TRANSIENT = (
 )
 """Errors that mean "the connection or channel went away", not "the broker refused this": worth waiting for
 aio-pika to restore the connection and trying again."""
+
+
+def lost_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` means the connection went away: one of :data:`TRANSIENT`, or a ``CancelledError`` in
+    a task that nobody cancelled (aiormq cancels the pending confirms of a connection it found stuck, as in
+    a network partition)."""
+    if isinstance(exc, asyncio.CancelledError):
+        task = asyncio.current_task()
+        return task is not None and task.cancelling() == 0
+    return isinstance(exc, TRANSIENT)
 
 
 def validate_amqp_url(url: str) -> None:
@@ -81,7 +94,7 @@ class AmqpLink:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         ssl_context: ssl.SSLContext | None,
         ca_file: str | None,
@@ -90,17 +103,20 @@ class AmqpLink:
         connection_name: str,
         log: FilteringBoundLogger,
     ) -> None:
-        validate_amqp_url(url)
-        self.url = mask_url(url)
-        """The URL with its password masked."""
-        self._tls = urlsplit(url).scheme == "amqps"
+        urls = split_urls(url)
+        for one in urls:
+            validate_amqp_url(one)
+        self.endpoints = Endpoints(urls, self._tls_context)
+        """Where this bus may connect, in order (one URL, or the nodes of a cluster)."""
+        self.url = self.endpoints.shown
+        """The URL(s) with every password masked."""
+        self._tls = any(urlsplit(one).scheme == "amqps" for one in urls)
         if (ssl_context or ca_file or cert_file) and not self._tls:
             raise ConfigError(f"TLS options given for {self.url!r}: use an amqps:// URL to connect over TLS")
-        self._secret_url = Secret(url)
-        self._password = Secret(urlsplit(url).password or "")
-        self.vhost = unquote(urlsplit(url).path[1:]) or "/"
+        # Every node of a cluster has the same users and virtual hosts: the first URL says which.
+        self.vhost = unquote(urlsplit(urls[0]).path[1:]) or "/"
         """The virtual host the URL names (``/`` when it names none)."""
-        self.login = _login(url)
+        self.login = _login(urls[0])
         """The user this connection logs in as (what RabbitMQ checks the ``user_id`` property against), or
         None when the broker decides it (``auth=external``: a TLS client certificate)."""
         self._ssl_context = ssl_context
@@ -116,9 +132,9 @@ class AmqpLink:
         self.blocked = BlockedWatch(log)
         """Whether RabbitMQ blocks this connection's publishing (a memory or disk alarm), and why."""
 
-    def secrets(self) -> tuple[str]:
-        """What to mask in text that may quote the URL (the password)."""
-        return (self._password.reveal(),)
+    def secrets(self) -> tuple[str, ...]:
+        """What to mask in text that may quote the URL (every URL's password)."""
+        return self.endpoints.secrets()
 
     def describe(self, exc: BaseException) -> str:
         """``exc`` in one line for an error message: its type and text, password masked, cut to 1000."""
@@ -142,39 +158,61 @@ class AmqpLink:
             ) from None
         return context
 
-    async def open(self, *, connect_timeout: float, reconnect_interval: float) -> aio_pika.RobustConnection:
-        """A new connected ``RobustConnection``, or ``ConnectionFailed`` within ``connect_timeout``."""
-        conn = aio_pika.RobustConnection(
-            make_url(self._secret_url.reveal()),
-            ssl_context=self._tls_context(),
-            client_properties={"connection_name": self._connection_name},
-            reconnect_interval=reconnect_interval,
-        )
-        try:
-            await asyncio.wait_for(conn.connect(timeout=connect_timeout), connect_timeout + 1.0)
-        except (Exception, asyncio.CancelledError) as exc:
-            with contextlib.suppress(Exception):
-                await conn.close()
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            raise self._connect_error(exc, connect_timeout) from None
-        return conn
+    async def open(self, *, connect_timeout: float, reconnect_interval: float) -> ClusterConnection:
+        """A new connected robust connection to the first URL that answers (each gets ``connect_timeout``),
+        or ``ConnectionFailed`` naming every URL tried and why it failed."""
+        failures: list[tuple[str, BaseException]] = []
+        for index, shown in enumerate(self.endpoints.masked):
+            conn = ClusterConnection(
+                self.endpoints,
+                index,
+                client_properties={"connection_name": self._connection_name},
+                reconnect_interval=reconnect_interval,
+            )
+            try:
+                await asyncio.wait_for(conn.connect(timeout=connect_timeout), connect_timeout + 1.0)
+            except (Exception, asyncio.CancelledError) as exc:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                if isinstance(exc, ConfigError):
+                    raise
+                failures.append((shown, exc))
+                if len(self.endpoints) > 1:
+                    self._log.warning("amqp_node_unreachable", node=shown, error=self.describe(exc))
+                continue
+            return conn
+        raise self._connect_error(failures, connect_timeout) from None
 
-    def _connect_error(self, exc: BaseException, connect_timeout: float) -> ConnectionFailed:
+    def _connect_error(
+        self, failures: list[tuple[str, BaseException]], connect_timeout: float
+    ) -> ConnectionFailed:
+        if len(failures) > 1:
+            causes = "; ".join(f"{shown}: {self._cause(exc, connect_timeout)}" for shown, exc in failures)
+            return ConnectionFailed(
+                f"cannot connect to RabbitMQ at any of {len(failures)} URLs ({causes}): "
+                f"{self._fix(failures[0][1])}"
+            )
+        exc = failures[0][1]
+        cause = self._cause(exc, connect_timeout)
+        return ConnectionFailed(f"cannot connect to RabbitMQ at {self.url} ({cause}): {self._fix(exc)}")
+
+    def _cause(self, exc: BaseException, connect_timeout: float) -> str:
+        if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+            return f"no answer within {connect_timeout:g} s"
+        return self.describe(exc)
+
+    def _fix(self, exc: BaseException) -> str:
         cause = self.describe(exc)
         if isinstance(exc, AuthenticationError | ProbableAuthenticationError):
-            fix = "check the user name and password in the URL"
-        elif isinstance(exc, ssl.SSLError) or "SSL" in cause:
-            fix = (
+            return "check the user name and password in the URL"
+        if isinstance(exc, ssl.SSLError) or "SSL" in cause:
+            return (
                 "check that the port speaks TLS (RabbitMQ's TLS port is usually 5671) and the TLS settings "
                 "(ca_file, ssl_context)"
             )
-        elif isinstance(exc, asyncio.TimeoutError | TimeoutError):
-            cause = f"no answer within {connect_timeout:g} s"
-            fix = _START_HINT
-        else:
-            fix = _START_HINT
-        return ConnectionFailed(f"cannot connect to RabbitMQ at {self.url} ({cause}): {fix}")
+        return _START_HINT
 
     def watch(self, conn: aio_pika.RobustConnection) -> None:
         """Count reconnections of ``conn``, log its losses and remember their cause, until :meth:`unwatch`."""

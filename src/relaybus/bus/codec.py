@@ -206,7 +206,7 @@ def encode_heartbeat(beat: WorkerHeartbeat) -> OutgoingMessage:
     """The event carrying ``beat``, on ``event.relaybus.worker.stopped`` for a stopped worker and on
     ``event.relaybus.worker.heartbeat`` otherwise: not mandatory (nobody may be listening), not persistent."""
     return OutgoingMessage(
-        body=beat.model_dump_json().encode(),
+        body=beat.model_dump_json(exclude={"broker"} if beat.broker is None else None).encode(),
         routing_key=STOPPED_ROUTING_KEY if beat.status == "stopped" else HEARTBEAT_ROUTING_KEY,
         message_id=f"heartbeat-{beat.worker}-{beat.timestamp.timestamp():.3f}",
         headers=dict(_SCHEMA_HEADERS),

@@ -4,7 +4,9 @@
   it takes the :class:`MemoryOptions`.
 - ``amqp://user:password@host:port/vhost`` and ``amqps://...`` -> :class:`~relaybus.bus.amqp.AmqpBus`; it
   takes the :class:`AmqpOptions` (``connect_timeout``, ``reconnect_timeout``, ``ssl_context``, ``ca_file``,
-  ``max_body_bytes``, ...), passed to its constructor.
+  ``max_body_bytes``, ...), passed to its constructor. Several URLs (the nodes of a cluster), comma-separated
+  or as a list, make one bus that connects to the first that answers and moves to the next on loss
+  (:mod:`relaybus.bus.amqp_cluster`).
 
 A malformed URL, an unknown scheme, or an option the URL's bus does not take (``close_timeout`` for RabbitMQ,
 ``ca_file`` for ``memory://``) raises :class:`~relaybus.ConfigError`; a broker that does not answer raises
@@ -14,7 +16,7 @@ the URL with its password masked and says what to do.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TypedDict, Unpack, cast
 from urllib.parse import urlsplit
 
@@ -54,6 +56,7 @@ class AmqpOptions(TypedDict, total=False):
     key_file: str | None
     connection_name: str
     dead_letter_limits: DeadLetterLimits
+    quorum_group_size: int | None
 
 
 class BusOptions(MemoryOptions, AmqpOptions, total=False):
@@ -79,8 +82,12 @@ def _check_options(url: str, kind: str, options: Mapping[str, object]) -> None:
         )
 
 
-async def connect(url: str, **options: Unpack[BusOptions]) -> Bus:
+async def connect(url: str | Sequence[str], **options: Unpack[BusOptions]) -> Bus:
     """Return a connected bus for ``url`` (usable as ``async with``; ``close()`` it when done)."""
+    if isinstance(url, list | tuple):
+        from .amqp_cluster import split_urls
+
+        url = ",".join(split_urls(url))
     if not isinstance(url, str) or not url.strip():
         raise ConfigError(f"no bus URL given: {_HINT}")
     url = url.strip()

@@ -95,10 +95,16 @@ DEFAULT_DEAD_LETTER_LIMITS = DeadLetterLimits()
 
 
 async def declare_dead_letter_queue(
-    conn: AbstractRobustConnection, limits: DeadLetterLimits, *, vhost: str, log: FilteringBoundLogger
+    conn: AbstractRobustConnection,
+    limits: DeadLetterLimits,
+    *,
+    vhost: str,
+    log: FilteringBoundLogger,
+    extra_arguments: dict[str, Any] | None = None,
 ) -> bool:
-    """Declare relaybus.dead with ``limits`` and bind it to relaybus.dlx; True when the limits are the
-    queue's. A queue that exists with other arguments is kept as it is (False, one warning with the fix).
+    """Declare relaybus.dead with ``limits`` (and ``extra_arguments``, e.g. a cluster's quorum group size)
+    and bind it to relaybus.dlx; True when the limits are the queue's. A queue that exists with other
+    arguments is kept as it is (False, and the fix logged once).
 
     Runs on channels of its own (a refused declaration closes its channel) and not robust: the queue and
     its binding are durable, and a reconnect must not re-declare arguments the broker refuses."""
@@ -107,7 +113,10 @@ async def declare_dead_letter_queue(
     try:
         try:
             queue = await channel.declare_queue(
-                DEAD_LETTER_QUEUE, durable=True, arguments=limits.arguments(), robust=False
+                DEAD_LETTER_QUEUE,
+                durable=True,
+                arguments={**limits.arguments(), **(extra_arguments or {})},
+                robust=False,
             )
         except ChannelPreconditionFailed:
             limited = False

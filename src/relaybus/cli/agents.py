@@ -97,7 +97,8 @@ def blocked_warning(bus: Any) -> str | None:
 
 def render_table(beats: list[WorkerHeartbeat], now: datetime) -> Table:
     table = Table(title="relaybus workers")
-    for column in ("WORKER", "AGENTS", "LOAD", "PROCESSED", "STATUS", "LAST HEARTBEAT"):
+    nodes = any(beat.broker for beat in beats)  # the broker node column, when workers report one
+    for column in ("WORKER", "AGENTS", "LOAD", "PROCESSED", "STATUS", "LAST HEARTBEAT", *["NODE"] * nodes):
         table.add_column(column)
     for beat in sorted(beats, key=lambda b: b.worker):
         age = max(0.0, (now - beat.timestamp).total_seconds())
@@ -108,6 +109,7 @@ def render_table(beats: list[WorkerHeartbeat], now: datetime) -> Table:
             str(beat.processed),
             beat.status,
             f"{age:.1f}s ago",
+            *[beat.broker or "-"] * nodes,
         )
     return table
 
