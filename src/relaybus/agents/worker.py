@@ -13,11 +13,12 @@ What a caller may rely on:
   ``worker`` = ``host:pid``, ``started_at`` / ``finished_at`` = the time spent in ``handle``). It is published
   to the task's ``reply_to`` and waited for (publisher confirm); *only then* is the task acked, so a crash at
   any point means the broker redelivers the task (at-least-once). A task without ``reply_to`` runs and is
-  acked after. A result whose reply queue no longer exists (the broker answers "no route") is not dropped:
-  it is dead-lettered, the result itself with ``relaybus-error: reply queue <name> is gone ...`` and
+  acked after. A result whose named reply queue no longer exists (the broker answers "no route") is not
+  dropped: it is dead-lettered, the result itself with ``relaybus-error: reply queue <name> is gone ...`` and
   ``relaybus-original-routing-key`` = the reply queue, so ``relaybus dlq list`` shows it and ``replay``
-  delivers it once the queue is back. A result larger than ``max_body_bytes`` is replaced by a FAILURE of
-  type ``ResultTooLarge``.
+  delivers it once the queue is back; but an anonymous caller's queue never comes back, so such a result is
+  dropped, logged as ``result_orphaned`` and counted in ``relaybus_results_orphaned_total{agent}``. A
+  result larger than ``max_body_bytes`` is replaced by a FAILURE of type ``ResultTooLarge``.
 - **A task must carry its id.** A body without ``id`` (it would get a fresh one on every delivery, so a
   redelivery would run again) or whose AMQP ``message_id`` names another id is dead-lettered with the reason.
 - **Duplicates.** The last ``result_cache_size`` results (at most ``result_cache_bytes`` of JSON) are kept by
@@ -36,7 +37,9 @@ What a caller may rely on:
   rabbitmq.conf above your longest task.
 - **Deadlines** travel in the ``relaybus-deadline`` header (Unix seconds). When there is none, the task's
   ``timeout_s`` counted from receipt applies. A task past its deadline gets a TIMEOUT result and its
-  ``handle`` (with the executor call or delegation it awaits) is cancelled.
+  ``handle`` (with the executor call or delegation it awaits) is cancelled. A task whose deadline passed
+  before it started (in the queue, or waiting for a slot) is dropped: acked without a result (its caller
+  stopped waiting), logged as ``task_expired`` and counted in ``relaybus_tasks_expired_total{agent}``.
 - **Cancellation.** Each worker has a private queue bound to ``event.relaybus.cancel``; a
   :class:`~relaybus.messages.CancelRequest` cancels the named task if it runs here (CANCELLED result), and a
   task cancelled before it reached this worker is answered CANCELLED without running.
@@ -86,7 +89,7 @@ from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, Worke
 from relaybus.secrets import mask_secrets
 from relaybus.telemetry.metrics import WorkerMetrics
 
-from .admission import Admission, decode_task
+from .admission import Admission, Expired, decode_task
 from .agent import Agent, validate_agents
 from .control import WorkerControl
 from .delegation import DEFAULT_MAX_DEPTH
@@ -337,7 +340,7 @@ class AgentWorker:
             return
         if cached is not None:
             self._log.info("duplicate_task_answered_from_cache", task_id=str(task.id), agent=agent.name)
-            await self._replies.reply(delivery, cached, task.id)
+            await self._replies.reply(delivery, cached, task.id, agent.name)
             return
         running = self._runner.runs.get(task.id)
         if running is not None:
@@ -352,19 +355,32 @@ class AgentWorker:
                     delivery, task.id, message, agent=agent.name, worker=self.worker_id
                 )
             else:
-                await self._replies.reply(delivery, message, task.id)
+                await self._replies.reply(delivery, message, task.id, agent.name)
             return
         run = self._admission.admit(agent, task, delivery, self._control.cancelled.get(task.id))
         if isinstance(run, ExecutionResult):
             await self._finish(delivery, task, run)
+            return
+        if isinstance(run, Expired):
+            await self._expired(delivery, task, agent, run.late_s)
             return
         outcome = await self._runner.run(run)
         if outcome is None:
             self._log.info("task_returned_to_queue", task_id=str(task.id), agent=agent.name)
             await self._replies.settle_quietly(delivery.nack(requeue=True), task.id, "nack")
             return
+        if not run.started and outcome.status is ExecutionStatus.TIMEOUT:  # expired waiting for a slot
+            await self._expired(delivery, task, agent, 0.0)
+            return
         self.processed += 1
         await self._finish(delivery, task, outcome)
+
+    async def _expired(self, delivery: Delivery, task: AgentTask, agent: Agent, late_s: float) -> None:
+        """The task's deadline passed before it started: its caller gave up, so no result and no letter."""
+        if self._metrics is not None:
+            self._metrics.task_expired(agent.name)
+        self._log.info("task_expired", task_id=str(task.id), agent=agent.name, late_s=round(late_s, 3))
+        await self._replies.settle_quietly(delivery.ack(), task.id, "ack")
 
     async def _finish(self, delivery: Delivery, task: AgentTask, result: ExecutionResult) -> None:
         message = self._replies.encode(result)
@@ -384,4 +400,4 @@ class AgentWorker:
             duration_ms=None if duration is None else round(duration * 1000, 1),
             **({"successes_not_shown": shown} if shown else {}),
         )
-        await self._replies.reply(delivery, message, task.id)
+        await self._replies.reply(delivery, message, task.id, result.agent or "")

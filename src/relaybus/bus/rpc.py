@@ -22,7 +22,9 @@ What a caller may rely on:
   ``expires_s`` (default 300 s): it survives a broker restart and the reconnect that follows, so a worker
   that finishes a task during the outage still finds it (no result is lost to a missing private queue), and
   the broker deletes it by itself ``expires_s`` after its process died without :meth:`close`. (A worker
-  whose reply still finds no queue dead-letters the result: see :mod:`relaybus.agents.worker`.)
+  whose reply still finds no queue drops the result, counted and logged: that caller is gone for good. A
+  result for a named router's missing queue is dead-lettered instead: see :mod:`relaybus.agents.worker`.)
+  A name of 32 hex digits, the anonymous form, is refused with :class:`~relaybus.ConfigError`.
 - :attr:`ReplyRouter.duplicates_dropped` counts the repeated results dropped so far.
 - A body that is not a valid ``ExecutionResult`` (or whose correlation id names another task) is
   dead-lettered with the reason. Every result is acked only after its future is resolved and ``on_result``
@@ -65,6 +67,7 @@ __all__ = [
     "REPLY_QUEUE_PREFIX",
     "ReplyRouter",
     "ResultCallback",
+    "is_private_reply_queue",
     "is_reply_queue",
     "timeout_result",
 ]
@@ -85,6 +88,17 @@ DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 _REPLY_QUEUE_RE = re.compile(
     r"^(relaybus\.reply\.[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}|amq\.rabbitmq\.reply-to(\.[A-Za-z0-9+/=._-]{1,255})?)$"
 )
+
+
+# An anonymous router's queue: ``relaybus.reply.`` and 32 hex digits (names of that form are refused).
+_PRIVATE_RE = re.compile(r"^(relaybus\.reply\.[0-9a-f]{32}|amq\.rabbitmq\.reply-to(\..*)?)$")
+
+
+def is_private_reply_queue(name: str) -> bool:
+    """Whether ``name`` is a reply queue that never comes back once gone: an anonymous router's
+    (``relaybus.reply.<32 hex digits>``, deleted at its close or when it expires) or RabbitMQ's direct
+    reply-to. A named router's queue (``relaybus.reply.<name>``) is not: its process declares it again."""
+    return _PRIVATE_RE.match(name) is not None
 
 
 def is_reply_queue(name: str) -> bool:
@@ -120,6 +134,11 @@ class ReplyRouter:
         if name is not None and not NAME_RE.match(name):
             raise ConfigError(
                 f"reply router name {name!r} is invalid: use 1-100 letters, digits, '_', '-' or '.'"
+            )
+        if name is not None and is_private_reply_queue(REPLY_QUEUE_PREFIX + name):
+            raise ConfigError(
+                f"reply router name {name!r} is 32 hex digits, the form of anonymous reply queues (whose "
+                "results are dropped once the queue is gone): give a name with another character in it"
             )
         self._bus = bus
         self._name = name

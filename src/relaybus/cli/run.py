@@ -9,11 +9,16 @@ is wrong (one line naming the file, the task and the problem).
 ``--name NAME`` makes the orchestrator named: its results queue ``relaybus.reply.NAME`` is durable and its
 task ids are derived from the plan and the name, so running the same command again after a crash collects
 what finished meanwhile and runs only the rest. ``--run-id`` starts a fresh run under the same name.
+
+Ctrl-C (exit 130) publishes no more tasks. An anonymous run cancels the tasks it published and has no result
+for, since nobody could read their results; a named run leaves them running (their results wait in its
+queue) and says how to collect them (the same command again) or stop them (``relaybus cancel``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import uuid
@@ -27,6 +32,7 @@ from relaybus.orchestrator import PlanResult, ProjectOrchestrator, load_plan
 from relaybus.orchestrator.orchestrator import DEFAULT_TIMEOUT_S
 
 from ._common import CliError, add_amqp_url, open_bus, positive_float, positive_int, run_async
+from ._interrupt import interrupted_run, taken_back
 from ._render import PlanProgressBar, agents_table, make_console, results_table, summary_lines
 from ._report import plan_document, task_agents
 
@@ -119,13 +125,18 @@ async def _run(args: argparse.Namespace) -> int:
         async with ProjectOrchestrator(
             bus, name=args.name, default_timeout_s=args.timeout, default_model=default_model_from_env()
         ) as orchestrator:
-            if args.no_progress:
-                result = await orchestrator.run_plan(plan, max_in_flight=args.max_in_flight)
-            else:
-                with PlanProgressBar(len(plan.tasks), title=plan.name) as bar:
-                    result = await orchestrator.run_plan(
-                        plan, on_progress=bar, max_in_flight=args.max_in_flight
-                    )
+            try:
+                if args.no_progress:
+                    result = await orchestrator.run_plan(plan, max_in_flight=args.max_in_flight)
+                else:
+                    with PlanProgressBar(len(plan.tasks), title=plan.name) as bar:
+                        result = await orchestrator.run_plan(
+                            plan, on_progress=bar, max_in_flight=args.max_in_flight
+                        )
+            except asyncio.CancelledError:  # Ctrl-C
+                taken_back()
+                unfinished = orchestrator.waiting_ids
+                return await interrupted_run(bus, unfinished, plan_file=args.plan, name=args.name)
     finally:
         await bus.close()
     print_results(result, as_json=args.json)

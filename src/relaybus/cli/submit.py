@@ -6,11 +6,13 @@ the result and prints it, an ``ExecutionResult``, as JSON on stdout in every out
 succeeded, 1 otherwise. A task no agent subscribes to is a REJECTED result (type ``NoRouteError``, also said
 in one line on stderr); no result within ``--timeout`` seconds is a TIMEOUT result (type ``ReplyTimeout``)
 whose message names that timeout. ``--agent NAME`` addresses one agent; ``--topic`` then defaults to the name.
+Ctrl-C while waiting cancels the task (it says so on stderr), prints its CANCELLED result and exits 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import time
@@ -25,6 +27,7 @@ from relaybus.exceptions import BusError, NoRouteError
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 
 from ._common import BadUsage, add_amqp_url, open_bus, positive_float, run_async
+from ._interrupt import INTERRUPTED, cancel_tasks, say, taken_back
 
 __all__ = ["DEFAULT_WAIT_S", "build_task", "register"]
 
@@ -148,7 +151,11 @@ async def _submit(args: argparse.Namespace, task: AgentTask) -> int:
                 return 1
             print(json.dumps({"task_id": str(task.id), "routing_key": task.routing_key}))
             return 0
-        result = await _wait_for(bus, task, wait_s, headers)
+        try:
+            result = await _wait_for(bus, task, wait_s, headers)
+        except asyncio.CancelledError:  # Ctrl-C: nobody will read the result, so stop the task
+            taken_back()
+            return await _interrupted(bus, task)
     finally:
         await bus.close()
     if result.error is not None and result.error.type == "ReplyTimeout":
@@ -159,6 +166,19 @@ async def _submit(args: argparse.Namespace, task: AgentTask) -> int:
     why = f": {' '.join(result.error.message.split())[:300]}" if result.error else ""
     print(f"relaybus: error: task {task.id} ended {result.status.value}{why}", file=sys.stderr)
     return 1
+
+
+async def _interrupted(bus: Any, task: AgentTask) -> int:
+    """The wait was interrupted: cancel the task, print its CANCELLED result, exit 130."""
+    reason = "the caller was interrupted (Ctrl-C on relaybus submit --wait)"
+    failed = await cancel_tasks(bus, [task.id], reason)
+    result = ExecutionResult.failed(task.id, ExecutionStatus.CANCELLED, "Interrupted", reason)
+    print(result.model_dump_json(indent=2))
+    if failed:
+        say(f"interrupted: the cancel request for task {task.id} was not sent ({failed[task.id]})")
+    else:
+        say(f"interrupted: cancelled task {task.id}")
+    return INTERRUPTED
 
 
 async def _wait_for(
