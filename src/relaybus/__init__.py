@@ -31,9 +31,9 @@ from .exceptions import (
 from .messages import SCHEMA_VERSION, AgentTask, ErrorInfo, ExecutionResult, ExecutionStatus, Usage
 
 if TYPE_CHECKING:
-    from .agents import Agent, AgentContext, AgentWorker, WorkerHeartbeat
+    from .agents import Agent, AgentContext, AgentWorker, StartContext, WorkerHeartbeat
     from .bus import AmqpBus, Bus, MemoryBus, ReplyRouter, connect
-    from .executor import Executor, ExecutorConfig, ProviderConfig, RetryPolicy, TaskExecutor
+    from .executor import Executor, ExecutorConfig, ProviderConfig, RetryPolicy, Script, TaskExecutor
     from .orchestrator import Plan, PlanResult, ProjectOrchestrator, load_plan
     from .state import PostgresStore, SqliteStore, StateStore, store_from_url
     from .tools import AgentTool, MCPServer, Tool, tool
@@ -75,7 +75,9 @@ __all__ = [
     "ReplyRouter",
     "RetryPolicy",
     "SchemaTooNew",
+    "Script",
     "SqliteStore",
+    "StartContext",
     "StateError",
     "StateStore",
     "StoreUnavailable",
@@ -92,10 +94,10 @@ __all__ = [
 ]
 
 _MODULE_OF = {
-    **dict.fromkeys(("Agent", "AgentContext", "AgentWorker", "WorkerHeartbeat"), ".agents"),
+    **dict.fromkeys(("Agent", "AgentContext", "AgentWorker", "StartContext", "WorkerHeartbeat"), ".agents"),
     **dict.fromkeys(("AmqpBus", "Bus", "MemoryBus", "ReplyRouter", "connect"), ".bus"),
     **dict.fromkeys(
-        ("Executor", "ExecutorConfig", "ProviderConfig", "RetryPolicy", "TaskExecutor"), ".executor"
+        ("Executor", "ExecutorConfig", "ProviderConfig", "RetryPolicy", "Script", "TaskExecutor"), ".executor"
     ),
     **dict.fromkeys(("Plan", "PlanResult", "ProjectOrchestrator", "load_plan"), ".orchestrator"),
     **dict.fromkeys(("PostgresStore", "SqliteStore", "StateStore", "store_from_url"), ".state"),

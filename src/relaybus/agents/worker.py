@@ -49,10 +49,12 @@ What a caller may rely on:
   ``event.relaybus.worker.heartbeat``, and a last one on ``event.relaybus.worker.stopped`` at exit.
 - **Lifecycle.** ``async with AgentWorker(...)`` starts each agent's tools (one
   :class:`~relaybus.tools.Toolbox` per agent: its MCP servers' sessions opened, so a server that cannot
-  start fails the start with :class:`~relaybus.MCPConnectionError` naming the agent), calls each agent's
-  ``on_start``, consumes until the block ends, then drains: it stops taking tasks, lets running ones finish
-  for up to ``grace_s`` seconds, returns the rest to their queue (``nack`` with requeue, no result
-  published), and calls each ``on_stop`` and closes the tools.
+  start fails the start with :class:`~relaybus.MCPConnectionError` naming the agent), registers the scripts
+  and modes the agents declare on the executor (:mod:`~relaybus.agents.startup`), calls each agent's
+  ``on_start`` (with a :class:`~relaybus.agents.startup.StartContext` holding the executor), consumes
+  until the block ends, then drains: it stops taking tasks, lets running ones finish for up to ``grace_s``
+  seconds, returns the rest to their queue (``nack`` with requeue, no result published), and calls each
+  ``on_stop`` and closes the tools.
 
 The work is done in rooms: :mod:`~relaybus.agents.admission` decides whether a task runs,
 :mod:`~relaybus.agents.running` runs it within slots and deadlines, :mod:`~relaybus.agents.replies` sends the
@@ -95,6 +97,7 @@ from .control import WorkerControl
 from .delegation import DEFAULT_MAX_DEPTH
 from .replies import Replier, ResultCache
 from .running import TaskRunner
+from .startup import StartContext, register_declared, start_agent
 
 if TYPE_CHECKING:
     from relaybus.tools import Toolbox
@@ -293,8 +296,10 @@ class AgentWorker:
 
             toolboxes = await open_toolboxes(self._agents, stack)
         self._runner.bind(executor, router, toolboxes)
+        await register_declared(self._agents, executor)
+        start = StartContext(executor=executor, bus=self._bus, worker=self.worker_id)
         for agent in self._agents:
-            await agent.on_start()
+            await start_agent(agent, start)
             stack.push_async_callback(self._agent_stopped, agent)
         await self._control.open(stack)
         for agent in self._agents:

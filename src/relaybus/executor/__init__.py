@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from .protocol import ChatTurn, Executor
     from .ratelimit import RateLimiter
     from .retry import RetryPolicy
+    from .script import Script
 
 __all__ = [
     "AnthropicProvider",
@@ -70,6 +71,7 @@ __all__ = [
     "ResponseSchema",
     "RetryPolicy",
     "RunContext",
+    "Script",
     "StreamChunk",
     "StreamDelta",
     "StreamingProvider",
@@ -106,6 +108,7 @@ _MODULE_OF = {
     "ResponseSchema": ".llm",
     "RetryPolicy": ".retry",
     "RunContext": ".backend",
+    "Script": ".script",
     "StreamChunk": ".llm",
     "StreamDelta": ".llm",
     "StreamingProvider": ".llm",
