@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ._lazy import lazy_exports
 from .exceptions import (
+    BrokerRefused,
     BusError,
     ConfigError,
     ConnectionFailed,
@@ -48,6 +49,7 @@ __all__ = [
     "AgentTool",
     "AgentWorker",
     "AmqpBus",
+    "BrokerRefused",
     "Bus",
     "BusError",
     "ConfigError",

@@ -62,7 +62,8 @@ def test_an_agent_class_that_needs_arguments_is_refused_with_the_reason(tmp_path
 
 def test_unreachable_broker_gives_one_line_with_the_password_masked() -> None:
     proc = run_cli(
-        "worker", "tests.agents.sample_agents:Echo", "--amqp-url", "amqp://guest:s3cret@127.0.0.1:1/"
+        *("worker", "tests.agents.sample_agents:Echo", "--amqp-url", "amqp://guest:s3cret@127.0.0.1:1/"),
+        "--exit-if-down",
     )
     assert proc.returncode == 1
     line = one_error_line(proc)

@@ -3,7 +3,9 @@
 - **One robust connection.** aio-pika's ``RobustConnection`` (what ``connect_robust`` builds) reconnects by
   itself and re-declares every exchange, queue, binding, QoS and consumer the bus made; relaybus adds no
   second reconnection layer. The *first* connect is not retried: :meth:`AmqpLink.open` fails within
-  ``connect_timeout`` with :class:`~relaybus.ConnectionFailed` naming the URL (password masked) and the fix.
+  ``connect_timeout`` with :class:`~relaybus.ConnectionFailed` naming the URL (password masked) and the fix;
+  :class:`~relaybus.exceptions.BrokerRefused` when the broker answered and refused (the credentials, or the
+  vhost: missing or not permitted, which RabbitMQ does not tell apart on the wire).
 - Every message worded here names the URL with its password masked; the URL itself is kept in a
   :class:`~relaybus.secrets.Secret`, so neither shows in ``repr`` or ``vars()``.
 """
@@ -14,7 +16,7 @@ import asyncio
 import contextlib
 import ssl
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aiormq
@@ -27,9 +29,9 @@ from aio_pika.exceptions import (
     ChannelPreconditionFailed,
     ProbableAuthenticationError,
 )
-from aiormq.exceptions import ChannelAccessRefused
+from aiormq.exceptions import ChannelAccessRefused, InvalidFrameError
 
-from relaybus.exceptions import BusError, ConfigError, ConnectionFailed
+from relaybus.exceptions import BrokerRefused, BusError, ConfigError, ConnectionFailed
 from relaybus.log import FilteringBoundLogger
 from relaybus.secrets import Secret, mask_secrets, mask_url
 
@@ -50,6 +52,12 @@ TRANSIENT = (
 )
 """Errors that mean "the connection or channel went away", not "the broker refused this": worth waiting for
 aio-pika to restore the connection and trying again."""
+
+
+def _vhost_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` is aiormq's account of RabbitMQ closing the connection in answer to Connection.Open."""
+    text = str(exc)
+    return isinstance(exc, InvalidFrameError) and "Connection.OpenOk" in text and "Connection.Close" in text
 
 
 def validate_amqp_url(url: str) -> None:
@@ -148,8 +156,20 @@ class AmqpLink:
     def _connect_error(self, exc: BaseException, connect_timeout: float) -> ConnectionFailed:
         cause = self.describe(exc)
         if isinstance(exc, AuthenticationError | ProbableAuthenticationError):
-            fix = "check the user name and password in the URL"
-        elif isinstance(exc, ssl.SSLError) or "SSL" in cause:
+            return BrokerRefused(
+                f"cannot connect to RabbitMQ at {self.url} ({cause}): check the user name and password in "
+                "the URL"
+            )
+        if _vhost_refused(exc):
+            # RabbitMQ answers Connection.Open with Connection.Close (530 NOT_ALLOWED) both for a vhost that
+            # does not exist and for one the user has no permissions on; aiormq keeps neither reply text.
+            vhost, user = self.vhost, urlsplit(self._secret_url.reveal()).username or "guest"
+            return BrokerRefused(
+                f"RabbitMQ at {self.url} refused vhost {vhost!r} to user {user!r}: the vhost does not exist "
+                f"or the user has no permissions on it; see `rabbitmqctl list_vhosts` and `rabbitmqctl "
+                f"list_permissions -p {vhost}`, or fix the vhost in the URL"
+            )
+        if isinstance(exc, ssl.SSLError) or "SSL" in cause:
             fix = (
                 "check that the port speaks TLS (RabbitMQ's TLS port is usually 5671) and the TLS settings "
                 "(ca_file, ssl_context)"
@@ -160,6 +180,12 @@ class AmqpLink:
         else:
             fix = _START_HINT
         return ConnectionFailed(f"cannot connect to RabbitMQ at {self.url} ({cause}): {fix}")
+
+    @property
+    def vhost(self) -> str:
+        """The virtual host the URL names (``/`` when it names none), as RabbitMQ spells it."""
+        path = urlsplit(self._secret_url.reveal()).path
+        return unquote(path[1:]) if len(path) > 1 else "/"
 
     def watch(self, conn: aio_pika.RobustConnection) -> None:
         """Count reconnections of ``conn``, log its losses and remember their cause, until :meth:`unwatch`."""

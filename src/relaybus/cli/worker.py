@@ -3,6 +3,10 @@
 SIGTERM or SIGINT (Ctrl-C): stop taking tasks, let running ones finish for up to ``--grace`` seconds, return
 the rest to their queue, exit 0. A second signal returns the running tasks to their queue at once.
 ``--metrics-port PORT`` serves Prometheus ``/metrics`` and the ``/healthz`` probe on ``--metrics-host``.
+
+A broker that does not answer at start is waited for: tried again with backoff (1 s doubling to 30 s), a
+``waiting_for_broker`` warning each time, SIGTERM meanwhile exits 0; ``--exit-if-down`` exits 1 at once
+instead. A broker that answers and refuses (user, password, vhost) is never waited for.
 """
 
 from __future__ import annotations
@@ -91,7 +95,30 @@ def register(subparsers: Any) -> None:
         metavar="HOST",
         help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 in a container)",
     )
+    parser.add_argument(
+        "--exit-if-down",
+        action="store_true",
+        help="exit 1 at once when the broker does not answer, instead of waiting for it with backoff "
+        "(for scripts)",
+    )
     parser.set_defaults(func=run)
+
+
+async def _open_bus_until_stopped(args: argparse.Namespace) -> Bus | None:
+    """The bus, waiting for a broker that is down unless ``--exit-if-down``; None: SIGTERM while waiting."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    loop.add_signal_handler(signal.SIGTERM, main.cancel)
+    try:
+        return await open_bus(args.amqp_url, wait=not args.exit_if_down)
+    except asyncio.CancelledError:
+        if main.uncancel() > 0:  # not our SIGTERM: Ctrl-C (asyncio.run's) or another cancellation
+            raise
+        get_logger("relaybus.cli.worker").info("stopped_while_waiting_for_broker")
+        return None
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _port(text: str) -> int:
@@ -114,7 +141,9 @@ async def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise CliError(f"{exc} (from the environment; fix the variable or unset it)") from None
     log = get_logger("relaybus.cli.worker")
-    bus = await open_bus(args.amqp_url)
+    bus = await _open_bus_until_stopped(args)
+    if bus is None:
+        return 0
     # The agents' default executor is made from these settings on first use: name them at start.
     log.info(
         "worker_starting", agents=[a.name for a in agents], llm_provider=llm.kind, llm_model=llm.model_name
