@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -317,7 +318,7 @@ class MemoryBus(BusBase):
             headers[FIRST_DEATH_REASON_HEADER] = reason
             headers[FIRST_DEATH_QUEUE_HEADER] = queue.name
             headers[FIRST_DEATH_EXCHANGE_HEADER] = message.exchange
-        fill_death_headers(headers, routing_key=message.routing_key)
+        fill_death_headers(headers, routing_key=message.routing_key, died_at=time.time())
         self._to_dead_letter_queue(message.copy(exchange=DEAD_LETTER_EXCHANGE, headers=headers))
 
     def _to_dead_letter_queue(self, message: StoredMessage) -> None:
