@@ -183,8 +183,14 @@ class CancelRequest(_Model):
     reason: Annotated[str, Field(max_length=MAX_CANCEL_REASON)] = "cancelled by the orchestrator"
 
 
+MAX_HEARTBEAT_TASKS = 50
+"""At most this many running task ids in one heartbeat (``running``); ``in_flight`` still counts them all."""
+
+
 class WorkerHeartbeat(BaseModel):
-    """What a worker says about itself. ``status`` is ``running``, ``draining`` or ``stopped``."""
+    """What a worker says about itself. ``status`` is ``running``, ``draining`` or ``stopped``; ``llm`` the
+    provider and model its executor uses (``openai/gpt-4o-mini``) where known; ``running`` the ids of (up to
+    :data:`MAX_HEARTBEAT_TASKS` of) the tasks it holds."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -198,3 +204,5 @@ class WorkerHeartbeat(BaseModel):
     status: Literal["running", "draining", "stopped"] = "running"
     interval_s: Annotated[float, Field(gt=0)]
     timestamp: datetime = Field(default_factory=_now)
+    llm: Annotated[str, Field(max_length=300)] | None = None
+    running: Annotated[tuple[UUID, ...], Field(max_length=MAX_HEARTBEAT_TASKS)] = ()

@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import os
 import socket
 from collections.abc import Sequence
@@ -87,7 +88,13 @@ from relaybus.exceptions import ConfigError, UsageError
 from relaybus.executor.lazy import LazyTaskExecutor
 from relaybus.executor.protocol import Executor
 from relaybus.log import IntervalSampler, get_logger
-from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, WorkerHeartbeat
+from relaybus.messages import (
+    MAX_HEARTBEAT_TASKS,
+    AgentTask,
+    ExecutionResult,
+    ExecutionStatus,
+    WorkerHeartbeat,
+)
 from relaybus.secrets import mask_secrets
 from relaybus.telemetry.metrics import WorkerMetrics
 
@@ -115,7 +122,8 @@ class AgentWorker:
 
     ``executor`` runs tasks for agents using the default ``handle``; when None, a ``TaskExecutor`` configured
     from the environment is created on first use and closed when the worker stops. ``metrics``, when given,
-    counts tasks, durations, LLM calls and dead letters (:class:`~relaybus.telemetry.WorkerMetrics`).
+    counts tasks, durations, LLM calls and dead letters (:class:`~relaybus.telemetry.WorkerMetrics`). ``llm``
+    (``provider/model``) is what heartbeats say the executor uses.
     """
 
     def __init__(
@@ -133,6 +141,7 @@ class AgentWorker:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         worker_id: str | None = None,
         metrics: WorkerMetrics | None = None,
+        llm: str | None = None,
     ) -> None:
         self._agents = validate_agents(agents)
         if concurrency < 1:
@@ -148,6 +157,8 @@ class AgentWorker:
         self._heartbeat_s = heartbeat_interval_s
         self._max_body = max_body_bytes
         self.worker_id = worker_id or default_worker_id()
+        self.llm = llm
+        """The executor's provider and model as heartbeats report them (``relaybus agents`` shows it)."""
         self._host = socket.gethostname()
         self._log = get_logger("relaybus.worker", worker=self.worker_id)
         self._metrics = metrics
@@ -276,6 +287,8 @@ class AgentWorker:
             processed=self.processed,
             status=self._status,
             interval_s=self._heartbeat_s,
+            llm=self.llm,
+            running=tuple(itertools.islice(self._runner.runs, MAX_HEARTBEAT_TASKS)),
         )
 
     # -- start and stop -------------------------------------------------------------------------------------

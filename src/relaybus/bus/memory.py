@@ -230,6 +230,10 @@ class MemoryBus(BusBase):
     def queue_names(self) -> list[str]:
         return sorted(self._queues)
 
+    async def queue_backlog(self, name: str) -> int:
+        """How many messages wait in ``name``, ready for a consumer (as ``AmqpBus.queue_backlog``)."""
+        return self.stats(name).ready
+
     def stats(self, name: str) -> QueueStats:
         """Messages ``name`` holds ready, deliveries not yet settled, and consumers, right now."""
         return self._get_queue(name).stats()

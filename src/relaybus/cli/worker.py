@@ -158,6 +158,7 @@ async def _serve(args: argparse.Namespace) -> int:
         heartbeat_interval_s=args.heartbeat,
         max_delegation_depth=args.max_delegation_depth,
         metrics=metrics,
+        llm=f"{llm.kind}/{llm.model_name}" if llm.model_name != llm.kind else llm.kind,
     )
 
     def on_signal(signum: int) -> None:
