@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ._lazy import lazy_exports
 from .exceptions import (
+    BrokerRefused,
     BusError,
     ConfigError,
     ConnectionFailed,
@@ -31,9 +32,9 @@ from .exceptions import (
 from .messages import SCHEMA_VERSION, AgentTask, ErrorInfo, ExecutionResult, ExecutionStatus, TaskEvent, Usage
 
 if TYPE_CHECKING:
-    from .agents import Agent, AgentContext, AgentWorker, WorkerHeartbeat
+    from .agents import Agent, AgentContext, AgentWorker, StartContext, WorkerHeartbeat
     from .bus import AmqpBus, Bus, MemoryBus, ReplyRouter, SignedBus, SigningKey, connect
-    from .executor import Executor, ExecutorConfig, ProviderConfig, RetryPolicy, TaskExecutor
+    from .executor import Executor, ExecutorConfig, ProviderConfig, RetryPolicy, Script, TaskExecutor
     from .orchestrator import Plan, PlanResult, ProjectOrchestrator, load_plan
     from .state import PostgresStore, SqliteStore, StateStore, store_from_url
     from .tools import AgentTool, MCPServer, Tool, tool
@@ -48,6 +49,7 @@ __all__ = [
     "AgentTool",
     "AgentWorker",
     "AmqpBus",
+    "BrokerRefused",
     "Bus",
     "BusError",
     "ConfigError",
@@ -75,9 +77,11 @@ __all__ = [
     "ReplyRouter",
     "RetryPolicy",
     "SchemaTooNew",
+    "Script",
     "SignedBus",
     "SigningKey",
     "SqliteStore",
+    "StartContext",
     "StateError",
     "StateStore",
     "StoreUnavailable",
@@ -95,12 +99,12 @@ __all__ = [
 ]
 
 _MODULE_OF = {
-    **dict.fromkeys(("Agent", "AgentContext", "AgentWorker", "WorkerHeartbeat"), ".agents"),
+    **dict.fromkeys(("Agent", "AgentContext", "AgentWorker", "StartContext", "WorkerHeartbeat"), ".agents"),
     **dict.fromkeys(
         ("AmqpBus", "Bus", "MemoryBus", "ReplyRouter", "SignedBus", "SigningKey", "connect"), ".bus"
     ),
     **dict.fromkeys(
-        ("Executor", "ExecutorConfig", "ProviderConfig", "RetryPolicy", "TaskExecutor"), ".executor"
+        ("Executor", "ExecutorConfig", "ProviderConfig", "RetryPolicy", "Script", "TaskExecutor"), ".executor"
     ),
     **dict.fromkeys(("Plan", "PlanResult", "ProjectOrchestrator", "load_plan"), ".orchestrator"),
     **dict.fromkeys(("PostgresStore", "SqliteStore", "StateStore", "store_from_url"), ".state"),

@@ -14,34 +14,54 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import time
 from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass, field
 
 from relaybus.bus.base import (
+    DEAD_AT_HEADER,
     DEAD_LETTER_QUEUE,
+    DEFAULT_EXCHANGE,
     ERROR_HEADER,
     EXCHANGE,
     ORIGINAL_EXCHANGE_HEADER,
     ORIGINAL_QUEUE_HEADER,
     ORIGINAL_ROUTING_KEY_HEADER,
+    SCHEMA_HEADER,
     Bus,
     Delivery,
     HeaderValue,
     OutgoingMessage,
 )
+from relaybus.bus.rpc import REPLY_QUEUE_PREFIX, is_private_reply_queue, is_reply_queue
 from relaybus.exceptions import BusError, ConfigError, NoRouteError
 
-__all__ = ["DeadLetter", "ReplayReport", "list_dead_letters", "purge_dead_letters", "replay_dead_letters"]
+__all__ = [
+    "DeadLetter",
+    "ReplayReport",
+    "list_dead_letters",
+    "purge_dead_letters",
+    "replay_dead_letters",
+    "show_dead_letter",
+]
 
 _PREVIEW_CHARS = 200
 # Headers that describe the death, not the message: dropped when a message is sent back.
-_DEATH_HEADER_PREFIXES = ("x-death", "x-first-death-", "x-last-death-", "relaybus-original-", ERROR_HEADER)
+_DEATH_HEADER_PREFIXES = (
+    "x-death",
+    "x-first-death-",
+    "x-last-death-",
+    "relaybus-original-",
+    ERROR_HEADER,
+    DEAD_AT_HEADER,
+)
 MAX_BATCH = 10_000
 
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """One dead letter as read from ``relaybus.dead``."""
+    """One dead letter as read from ``relaybus.dead``: where it came from, why, when, the whole message."""
 
     message_id: str | None
     reason: str
@@ -51,6 +71,12 @@ class DeadLetter:
     size: int
     preview: str
     headers: Mapping[str, HeaderValue] = field(repr=False)
+    died_at: float | None = None
+    """When it was dead-lettered (Unix seconds), where the ``relaybus-dead-at`` header says so."""
+    body: bytes = field(default=b"", repr=False)
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    content_type: str | None = None
 
     @classmethod
     def from_delivery(cls, delivery: Delivery) -> DeadLetter:
@@ -68,7 +94,57 @@ class DeadLetter:
             size=len(delivery.body),
             preview=delivery.body[:_PREVIEW_CHARS].decode("utf-8", "replace"),
             headers=dict(headers),
+            died_at=_seconds(headers.get(DEAD_AT_HEADER)),
+            body=delivery.body,
+            correlation_id=delivery.correlation_id,
+            reply_to=delivery.reply_to,
+            content_type=delivery.content_type,
         )
+
+    def age_s(self, now: float | None = None) -> float | None:
+        """Seconds since it was dead-lettered, None when that is not known."""
+        if self.died_at is None:
+            return None
+        return max(0.0, (time.time() if now is None else now) - self.died_at)
+
+    @property
+    def is_result(self) -> bool:
+        """Whether it is a result that found its caller's reply queue gone."""
+        return self.exchange == DEFAULT_EXCHANGE and is_reply_queue(self.routing_key)
+
+    @property
+    def is_task(self) -> bool:
+        """Whether it is a task (sent to the relaybus exchange as ``task.<topic>`` or ``agent.<name>``)."""
+        return self.exchange == EXCHANGE and self.routing_key.startswith(("task.", "agent."))
+
+    @property
+    def hint(self) -> str:
+        """What to do with it."""
+        key = self.message_id or "ID"
+        if self.is_result:
+            if is_private_reply_queue(self.routing_key):
+                return (
+                    f"a result for an anonymous caller whose queue {self.routing_key} is gone for good: "
+                    "nobody can receive it, purge it"
+                )
+            name = self.routing_key.removeprefix(REPLY_QUEUE_PREFIX)
+            return (
+                f"a result for the orchestrator named {name!r}: once it runs again (relaybus run PLAN --name "
+                f"{name}) its queue {self.routing_key} exists, then relaybus dlq replay --id {key}"
+            )
+        if self.is_task:
+            return (
+                f"a task: fix what the reason says, then relaybus dlq replay --id {key} (--body FILE to send "
+                "a corrected body, --wait to see its result)"
+            )
+        return f"fix what the reason says, then relaybus dlq replay --id {key}"
+
+
+def _seconds(value: HeaderValue) -> float | None:
+    try:
+        return float(value) if value is not None and not isinstance(value, bool) else None
+    except ValueError:
+        return None
 
 
 @dataclass(slots=True)
@@ -77,6 +153,8 @@ class ReplayReport:
 
     replayed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    tasks: dict[str, str] = field(default_factory=dict)
+    """Of the letters replayed, the tasks: letter id -> the task id its result will carry."""
 
 
 @contextlib.asynccontextmanager
@@ -91,14 +169,16 @@ async def _taken(bus: Bus, limit: int, idle_s: float) -> AsyncIterator[list[Deli
     taken: list[Delivery] = []
     arrived = asyncio.Event()
     release = asyncio.Event()
+    closing = False
 
     async def handler(delivery: Delivery) -> None:
-        if len(taken) >= limit:
-            await delivery.nack(requeue=True)
+        if closing or len(taken) >= limit:  # one too many, or a letter returned below coming round again
+            await _give_back(delivery)
             return
         taken.append(delivery)
         arrived.set()
         await release.wait()  # keep it unsettled: the caller settles it
+        await _give_back(delivery)  # what the caller left unsettled goes back to the queue
 
     subscription = await bus.consume(DEAD_LETTER_QUEUE, handler, prefetch=limit)
     try:
@@ -110,11 +190,19 @@ async def _taken(bus: Bus, limit: int, idle_s: float) -> AsyncIterator[list[Deli
                 break
         yield list(taken)
     finally:
-        for delivery in taken:
-            with contextlib.suppress(BusError):
-                await delivery.nack(requeue=True)  # no-op error for those already settled
+        # Stop the consumer first, so the letters given back are not delivered to it again (each such
+        # redelivery was a handler left waiting, logged as unsettled, one line per other letter).
+        closing = True
+        cancelling = asyncio.ensure_future(subscription.cancel())
+        await asyncio.sleep(0)
         release.set()
-        await subscription.cancel()
+        await cancelling
+
+
+async def _give_back(delivery: Delivery) -> None:
+    if not getattr(delivery, "settled", False):  # every bus's deliveries say (ConsumedDelivery)
+        with contextlib.suppress(BusError):  # the channel is gone: the broker returns it by itself
+            await delivery.nack(requeue=True)
 
 
 async def list_dead_letters(bus: Bus, *, limit: int = 100, idle_s: float = 1.0) -> list[DeadLetter]:
@@ -127,6 +215,17 @@ def _replay_headers(headers: Mapping[str, HeaderValue]) -> dict[str, HeaderValue
     return {k: v for k, v in headers.items() if not k.startswith(_DEATH_HEADER_PREFIXES)}
 
 
+async def show_dead_letter(
+    bus: Bus, message_id: str, *, limit: int = 100, idle_s: float = 1.0
+) -> DeadLetter | None:
+    """The first dead letter with ``message_id`` among the first ``limit``; it stays in ``relaybus.dead``."""
+    async with _taken(bus, limit, idle_s) as deliveries:
+        for delivery in deliveries:
+            if delivery.message_id == message_id:
+                return DeadLetter.from_delivery(delivery)
+    return None
+
+
 async def replay_dead_letters(
     bus: Bus,
     *,
@@ -134,12 +233,16 @@ async def replay_dead_letters(
     limit: int = 100,
     idle_s: float = 1.0,
     replace_body: bytes | None = None,
+    reply_to: str | None = None,
 ) -> ReplayReport:
     """Send dead letters back where they came from (their original exchange and routing key).
 
     ``ids``: only those message ids (None: every dead letter, up to ``limit``). ``replace_body``: a fixed body
-    to send instead (only with exactly one id). A letter is removed from ``relaybus.dead`` only after the
-    broker confirmed the re-publish; one that cannot be routed stays there and is reported in ``failed``.
+    to send instead (only with exactly one id); a task's body carries its id, which then becomes the message
+    id, and the ``relaybus-schema`` header is added when the letter had none. ``reply_to``: where the results
+    of the tasks among them go instead of their own ``reply_to`` (to wait for them; see
+    :attr:`ReplayReport.tasks`). A letter is removed from ``relaybus.dead`` only after the broker confirmed
+    the re-publish; one that cannot be routed stays there and is reported in ``failed``.
     """
     if replace_body is not None and (ids is None or len(ids) != 1):
         raise ConfigError("a replacement body needs exactly one message id (--id ID)")
@@ -148,21 +251,28 @@ async def replay_dead_letters(
     async with _taken(bus, limit, idle_s) as deliveries:
         for delivery in deliveries:
             if wanted is None or delivery.message_id in wanted:
-                await _replay_one(bus, delivery, replace_body, report)
+                await _replay_one(bus, delivery, replace_body, reply_to, report)
     return report
 
 
-async def _replay_one(bus: Bus, delivery: Delivery, replace_body: bytes | None, report: ReplayReport) -> None:
+async def _replay_one(
+    bus: Bus, delivery: Delivery, replace_body: bytes | None, reply_to: str | None, report: ReplayReport
+) -> None:
     letter = DeadLetter.from_delivery(delivery)
     key = letter.message_id or f"(no id, routing key {letter.routing_key})"
+    headers = _replay_headers(delivery.headers)
+    message_id = delivery.message_id
+    if replace_body is not None:
+        message_id = _body_id(replace_body) or message_id
+        headers.setdefault(SCHEMA_HEADER, "1")
     message = OutgoingMessage(
         body=replace_body if replace_body is not None else delivery.body,
         routing_key=letter.routing_key,
         exchange=letter.exchange,
-        message_id=delivery.message_id,
+        message_id=message_id,
         correlation_id=delivery.correlation_id,
-        reply_to=delivery.reply_to,
-        headers=_replay_headers(delivery.headers),
+        reply_to=reply_to if reply_to is not None and letter.is_task else delivery.reply_to,
+        headers=headers,
         priority=delivery.priority,
         content_type=delivery.content_type,
         mandatory=True,
@@ -170,10 +280,22 @@ async def _replay_one(bus: Bus, delivery: Delivery, replace_body: bytes | None, 
     try:
         await bus.publish(message)
     except (NoRouteError, BusError) as exc:
-        report.failed[key] = str(exc)
+        report.failed[key] = f"{exc}; {letter.hint}"
         return  # left unsettled: returned to the dead queue
     await delivery.ack()
     report.replayed.append(key)
+    if letter.is_task and message_id:
+        report.tasks[key] = message_id
+
+
+def _body_id(body: bytes) -> str | None:
+    """The ``id`` a JSON object body (a task) carries."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    task_id = value.get("id") if isinstance(value, dict) else None
+    return task_id if isinstance(task_id, str) and task_id else None
 
 
 async def purge_dead_letters(bus: Bus) -> int:

@@ -7,6 +7,7 @@ how to fix it; URLs in them have their passwords masked (see :func:`relaybus.sec
 from __future__ import annotations
 
 __all__ = [
+    "BrokerRefused",
     "BusError",
     "ConfigError",
     "ConnectionFailed",
@@ -49,6 +50,11 @@ class BusError(RelaybusError):
 
 class ConnectionFailed(BusError):
     """The broker could not be reached, or the connection was lost for longer than allowed."""
+
+
+class BrokerRefused(ConnectionFailed):
+    """The broker answered and refused the connection (credentials, vhost, permissions, TLS): waiting for it
+    will not help, unlike a broker that does not answer."""
 
 
 class NoRouteError(BusError):

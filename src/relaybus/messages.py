@@ -232,8 +232,14 @@ class CancelRequest(_Model):
     reason: Annotated[str, Field(max_length=MAX_CANCEL_REASON)] = "cancelled by the orchestrator"
 
 
+MAX_HEARTBEAT_TASKS = 50
+"""At most this many running task ids in one heartbeat (``running``); ``in_flight`` still counts them all."""
+
+
 class WorkerHeartbeat(BaseModel):
-    """What a worker says about itself. ``status`` is ``running``, ``draining`` or ``stopped``."""
+    """What a worker says about itself. ``status`` is ``running``, ``draining`` or ``stopped``; ``llm`` the
+    provider and model its executor uses (``openai/gpt-4o-mini``) where known; ``running`` the ids of (up to
+    :data:`MAX_HEARTBEAT_TASKS` of) the tasks it holds."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -250,3 +256,5 @@ class WorkerHeartbeat(BaseModel):
     broker: Annotated[str | None, Field(max_length=300)] = None
     """``host:port`` of the RabbitMQ node the worker is connected to (a cluster: which one); left out of the
     JSON when unknown (an in-process bus), so such heartbeats read as before."""
+    llm: Annotated[str, Field(max_length=300)] | None = None
+    running: Annotated[tuple[UUID, ...], Field(max_length=MAX_HEARTBEAT_TASKS)] = ()

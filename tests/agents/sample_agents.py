@@ -15,8 +15,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from relaybus import AgentTask, AgentTool, ExecutionResult, MCPServer, tool
+from relaybus import AgentTask, AgentTool, ExecutionResult, MCPServer, Script, tool
 from relaybus.agents import Agent, AgentContext
+from relaybus.executor import RunContext
 
 SUFFIX = os.environ.get("RELAYBUS_TEST_AGENT_SUFFIX", "")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -279,6 +280,23 @@ class Journaled(Agent):
     tools = (lookup, stall)
 
 
+class Shout:
+    """A custom execution mode: the prompt in capitals."""
+
+    async def run(self, task: AgentTask, ctx: RunContext) -> ExecutionResult:
+        return ExecutionResult.success(task.id, task.prompt.upper())
+
+
+class Scripted(Agent):
+    """Declares a script (``say``: ``echo`` with the task's args) and a custom mode (``shout``); the task
+    names the mode."""
+
+    name = name("scripted")
+    topics = (topic("scripted"),)
+    scripts = (Script("say", ("echo", "said:")),)
+    modes: ClassVar[dict[str, Any]] = {"shout": Shout()}
+
+
 ALL = (
     Echo,
     ChainA,
@@ -299,6 +317,7 @@ ALL = (
     Judge,
     McpUser,
     Journaled,
+    Scripted,
 )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from relaybus.agents import Agent
-from relaybus.agents.admission import MAX_TASK_S, Admission, decode_task
+from relaybus.agents.admission import MAX_TASK_S, Admission, Expired, decode_task
 from relaybus.agents.running import Run
 from relaybus.bus.base import DEADLINE_HEADER, DELEGATION_HEADER, HeaderValue
 from relaybus.bus.codec import encode_task
@@ -99,7 +99,6 @@ async def test_a_task_cancelled_before_it_came_is_answered_cancelled(admission: 
         ({DELEGATION_HEADER: "not a name"}, ExecutionStatus.FAILURE, "DelegationError", "not an agent name"),
         ({DEADLINE_HEADER: "tomorrow"}, ExecutionStatus.REJECTED, "InvalidDeadline", "not a Unix time"),
         ({DEADLINE_HEADER: "-5"}, ExecutionStatus.REJECTED, "InvalidDeadline", "not a Unix time"),
-        ({DEADLINE_HEADER: "1000.5"}, ExecutionStatus.TIMEOUT, "DeadlineExceeded", "before a worker took it"),
     ],
 )
 async def test_a_task_that_must_not_run_is_answered_with_the_reason(
@@ -111,7 +110,17 @@ async def test_a_task_that_must_not_run_is_answered_with_the_reason(
     assert result.error is not None
     assert result.error.type == error_type
     assert message in result.error.message
-    assert result.error.retryable is (status is ExecutionStatus.TIMEOUT)
+    assert result.error.retryable is False
+
+
+async def test_a_task_whose_deadline_passed_before_it_came_is_expired_not_answered(
+    admission: Admission,
+) -> None:
+    expired = await admit(
+        admission, AgentTask(topic="code.review"), **{DEADLINE_HEADER: f"{time.time() - 2:.3f}"}
+    )
+    assert isinstance(expired, Expired)  # dropped by the worker: its caller stopped waiting
+    assert 1.5 < expired.late_s < 60
 
 
 def test_a_delivery_is_decoded_into_its_task() -> None:

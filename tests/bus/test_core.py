@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
 from relaybus.bus.base import (
+    DEAD_AT_HEADER,
     ERROR_HEADER,
     ORIGINAL_EXCHANGE_HEADER,
     ORIGINAL_QUEUE_HEADER,
@@ -42,6 +44,8 @@ def test_dead_letter_headers_keep_the_original_but_not_its_delivery_count() -> N
         exchange="relaybus",
         secrets=("Zebra-81",),
     )
+    died_at = float(str(headers.pop(DEAD_AT_HEADER)))
+    assert time.time() - 60 < died_at <= time.time() + 0.001  # when it died (ms): what relaybus dlq ages
     assert headers == {
         "keep": 1,
         ERROR_HEADER: "login with pw *** failed",

@@ -19,7 +19,7 @@ from tests.agents import sample_agents as sa
 from tests.agents.processes import Fleet
 from tests.eventually import let_the_loop_run
 
-from .support import one_error_line, run_cli, run_cli_async
+from .support import assert_fits, one_error_line, run_cli, run_cli_async, table_rows
 
 fleet = processes.fleet
 
@@ -59,10 +59,31 @@ def test_table_shows_worker_agents_load_and_heartbeat_age() -> None:
         timestamp=now - timedelta(seconds=4),
     )
     console = Console(width=200, record=True)
+    console.print(render_table([beat], now, {"reviewer": 7, "writer": 2}))
+    text = console.export_text()
+    for expected in ("host-a:42", "reviewer, writer", "3/16", " 9 ", "120", "running", "4.0s ago"):
+        assert expected in text
+
+
+def test_a_worker_silent_for_three_heartbeat_intervals_is_late_and_its_age_is_real() -> None:
+    now = datetime.now(UTC)
+    beat = WorkerHeartbeat(
+        worker="host-b:7",
+        host="host-b",
+        pid=7,
+        agents=("reviewer",),
+        in_flight=0,
+        capacity=1,
+        interval_s=5,
+        timestamp=now - timedelta(seconds=16),
+        llm="openai/gpt-4o-mini",
+    )
+    console = Console(width=200, record=True)
     console.print(render_table([beat], now))
     text = console.export_text()
-    for expected in ("host-a:42", "reviewer, writer", "3/16", "120", "running", "4.0s ago"):
-        assert expected in text
+    assert "late" in text
+    assert "16.0s ago" in text
+    assert "openai/gpt-4o-mini" in text
 
 
 def test_table_shows_the_broker_node_each_worker_is_connected_to_when_they_report_one() -> None:
@@ -109,3 +130,42 @@ async def test_lists_a_worker_process_on_rabbitmq(fleet: Fleet) -> None:
     assert mine[0].broker == f"{where.hostname}:{where.port or 5672}"
     assert mine[0].capacity == 5
     assert mine[0].pid == worker.pid
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("width", [80, 120])
+async def test_the_table_shows_backlog_llm_and_running_tasks_and_watch_refreshes(
+    fleet: Fleet, width: int
+) -> None:
+    worker = await fleet.start("Echo", args=("--concurrency", "1"), env={"RELAYBUS_LLM_PROVIDER": "echo"})
+    busy = {"sleep_s": 30, "announce": True}
+    for _ in range(3):  # one runs, two wait in the queue
+        sent = await run_cli_async(
+            "submit",
+            "--topic",
+            fleet.topic("echo"),
+            "--input",
+            json.dumps(busy),
+            "--amqp-url",
+            fleet.amqp_url,
+        )
+        assert sent.code == 0, sent.stderr
+    [started] = await fleet.wait_for(lambda e: e.routing_key.endswith(".started"), what="the first task")
+    outcome = await run_cli_async(
+        *("agents", "-v", "--watch", "--count", "2", "--listen", "1", "--amqp-url", fleet.amqp_url),
+        env={"COLUMNS": str(width)},
+    )
+    assert outcome.code == 0, outcome.stderr
+    assert_fits(outcome.stdout, width)
+    tables = outcome.stdout.split("relaybus workers")[1:]
+    assert len(tables) == 2  # --watch: a fresh table each time, --count bounds it
+    rows = table_rows("relaybus workers" + tables[-1], "relaybus workers")
+    mine = (
+        rows[worker.worker_id.split(":")[0] + ":"] if worker.worker_id not in rows else rows[worker.worker_id]
+    )
+    assert mine["LOAD"] == "1/1"
+    assert mine["QUEUED"] == "2"
+    assert mine["LLM"] == "echo"
+    assert mine["STATUS"] == "running"
+    assert mine["LAST HEARTBEAT"].endswith("s ago")
+    assert f"{worker.worker_id} runs: {started.payload['task_id']}" in outcome.stdout

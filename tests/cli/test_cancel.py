@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from tests.agents import processes
 from tests.agents.processes import Fleet
 
-from .support import run_cli, run_cli_async, usage_error
+from .support import one_error_line, run_cli, run_cli_async, usage_error
 
 fleet = processes.fleet
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
 def test_a_task_id_that_is_not_a_uuid_shows_the_usage_before_connecting() -> None:
@@ -54,3 +61,33 @@ async def test_at_info_level_the_connection_is_logged(amqp_url: str) -> None:
     loud = await run_cli_async("cancel", str(uuid.uuid4()), "--log-level", "INFO", "--amqp-url", amqp_url)
     assert loud.code == 0, loud.stderr
     assert "amqp_connected" in loud.stderr
+
+
+@pytest.fixture
+def read_only_url(amqp_url: str) -> Iterator[str]:
+    """A vhost and user of this test's own: the user may do anything but publish to the exchange
+    ``relaybus`` (where tasks and cancel requests go)."""
+    name = f"relaybus-cancel-{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", name)
+    try:
+        rabbitmqctl("add_user", name, "pw-" + name)
+        try:
+            rabbitmqctl("set_permissions", "-p", name, name, ".*", "^(?!relaybus$).*", ".*")
+            parts = urlsplit(amqp_url)
+            netloc = f"{name}:pw-{name}@{parts.hostname}:{parts.port or 5672}"
+            yield urlunsplit((parts.scheme, netloc, "/" + name, "", ""))
+        finally:
+            rabbitmqctl("delete_user", name)
+    finally:
+        rabbitmqctl("delete_vhost", name)
+
+
+@pytest.mark.integration
+def test_a_cancel_request_the_broker_refuses_is_an_error_naming_the_task(read_only_url: str) -> None:
+    task_id = str(uuid.uuid4())
+    proc = run_cli("cancel", task_id, "--amqp-url", read_only_url)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout == ""  # no "cancel requested" for a request that was not sent
+    line = one_error_line(proc)
+    assert f"the cancel request for {task_id} was not sent" in line
+    assert "access refused" in line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from pathlib import Path
@@ -10,8 +11,12 @@ import pytest
 
 from relaybus.cli import main
 from relaybus.cli._common import CliError, load_agent
+from tests.agents import processes
+from tests.agents.processes import Fleet
 
-from .support import one_error_line, run_cli, started_worker
+from .support import one_error_line, run_cli, run_cli_async, started_worker
+
+fleet = processes.fleet
 
 
 @pytest.mark.parametrize(
@@ -54,7 +59,8 @@ def test_an_agent_class_that_needs_arguments_is_refused_with_the_reason(tmp_path
 
 def test_unreachable_broker_gives_one_line_with_the_password_masked() -> None:
     proc = run_cli(
-        "worker", "tests.agents.sample_agents:Echo", "--amqp-url", "amqp://guest:s3cret@127.0.0.1:1/"
+        *("worker", "tests.agents.sample_agents:Echo", "--amqp-url", "amqp://guest:s3cret@127.0.0.1:1/"),
+        "--exit-if-down",
     )
     assert proc.returncode == 1
     line = one_error_line(proc)
@@ -112,3 +118,32 @@ def test_worker_without_agents_is_a_usage_error(capsys: pytest.CaptureFixture[st
         main(["worker"])
     assert exc.value.code == 2
     assert "module:Class" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+async def test_a_deployed_worker_runs_the_script_and_the_mode_its_agent_declares(fleet: Fleet) -> None:
+    await fleet.start("Scripted")
+    agent = ("--agent", fleet.name("scripted"), "--wait", "--amqp-url", fleet.amqp_url)
+    script = await run_cli_async(
+        "submit", "--mode", "script", "--input", '{"script": "say", "args": ["deployed"]}', *agent
+    )
+    assert script.code == 0, script.stdout + script.stderr
+    assert json.loads(script.stdout)["output"]["stdout"] == "said: deployed\n"
+    shout = await run_cli_async("submit", "--mode", "shout", "--prompt", "hey", *agent)
+    assert shout.code == 0, shout.stdout + shout.stderr
+    assert json.loads(shout.stdout)["output"] == "HEY"
+
+
+def test_a_declared_script_whose_program_is_missing_stops_the_start_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "lint_agents.py").write_text(
+        "from relaybus import Agent, Script\n\n"
+        "class Linter(Agent):\n"
+        "    name = 'linter'\n"
+        "    scripts = (Script('lint', ('no-such-linter-relaybus', 'check')),)\n"
+    )
+    proc = run_cli(
+        "worker", "lint_agents:Linter", "--amqp-url", "memory://", "--log-level", "WARNING", cwd=tmp_path
+    )
+    assert proc.returncode == 2
+    line = one_error_line(proc)
+    assert "Linter.scripts: script 'lint': command 'no-such-linter-relaybus' is not an executable" in line

@@ -8,8 +8,9 @@ import time
 import pytest
 
 from relaybus import AgentTask, ExecutionResult, ExecutionStatus, Usage
-from relaybus.bus.base import CANCEL_ROUTING_KEY, DEADLINE_HEADER, Delivery
+from relaybus.bus.base import CANCEL_ROUTING_KEY, DEADLINE_HEADER, Delivery, OutgoingMessage
 from relaybus.bus.memory import MemoryBus
+from relaybus.exceptions import BusError
 from relaybus.messages import CancelRequest
 from relaybus.orchestrator import ProjectOrchestrator
 
@@ -111,6 +112,29 @@ async def test_cancel_ends_the_wait_at_once_and_tells_the_worker(bus: MemoryBus)
     assert result.error.message == "the user changed their mind"
     await bus.join("test.cancels")  # the worker itself still sleeps: wait for the cancel listener only
     assert [(c.task_id, c.reason) for c in cancels] == [(task.id, "the user changed their mind")]
+
+
+async def test_a_cancel_request_that_cannot_be_published_raises_after_ending_the_wait(
+    bus: MemoryBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = Responder(bus, delay=lambda _t: 3)
+    await worker.start()
+    task = AgentTask(topic="work.long", timeout_s=60)
+    publish = bus.publish
+
+    async def refuse_cancels(message: OutgoingMessage) -> None:
+        if message.routing_key == CANCEL_ROUTING_KEY:
+            raise BusError("the broker refused the cancel request")
+        await publish(message)
+
+    async with ProjectOrchestrator(bus) as orchestrator:
+        running = asyncio.create_task(orchestrator.execute_task(task))
+        await eventually(lambda: bool(worker.seen), what="the worker to get the task")
+        monkeypatch.setattr(bus, "publish", refuse_cancels)
+        with pytest.raises(BusError, match="refused the cancel request"):
+            await orchestrator.cancel(task.id, "stop")
+        result = await asyncio.wait_for(running, 5)  # the wait here ended all the same
+    assert result.status is ExecutionStatus.CANCELLED
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ headers it chooses. What each shows:
 - A ``relaybus-deadline`` of ``1e300`` or ``2**62`` is capped at 7 days; ``inf`` or ``nan`` leave the
   task's ``timeout_s`` in force.
 - A task addressed to ``other`` published into ``victim``'s queue is refused (REJECTED), run by neither.
-- 16 tasks whose reply queue is gone, each delivered twice, leave 16 dead letters, not 32.
+- 16 tasks whose (named) reply queue is gone, each delivered twice, leave 16 dead letters, not 32.
 - A task id used first by an attacker (another body) does not answer the real task, and a finished task
   resubmitted with another ``reply_to`` does not hand its output over: both are REJECTED and dead-lettered.
 - A second orchestrator with a name in use (another connection, the same one, or a ``MemoryBus``) is
@@ -182,7 +182,7 @@ async def count_dead_letters(bus: AmqpBus, ids: set[str], *, settle_s: float = 2
 async def test_a_result_whose_reply_queue_is_gone_is_dead_lettered_once_per_task(
     deployment: Deployment,
 ) -> None:
-    gone = f"relaybus.reply.{uuid.uuid4().hex}"
+    gone = f"relaybus.reply.named-{uuid.uuid4().hex[:8]}"  # a named caller's: its queue comes back
     tasks = [AgentTask(topic="attack.victim", prompt=f"t{i}") for i in range(16)]
     for task in tasks:
         message = encode_task(task, reply_to=gone)

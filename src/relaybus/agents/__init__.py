@@ -20,6 +20,7 @@ from .heartbeat import (
     WORKER_EVENTS_PATTERN,
     WorkerHeartbeat,
 )
+from .startup import StartContext
 from .worker import AgentWorker, default_worker_id
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ __all__ = [
     "Agent",
     "AgentContext",
     "AgentWorker",
+    "StartContext",
     "ToolCallRecord",
     "WorkerHeartbeat",
     "default_worker_id",

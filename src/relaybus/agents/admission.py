@@ -2,15 +2,16 @@
 
 Checked once per delivery, so the refusal check and the run see the same deadline and chain: a task that
 must carry its own id, names a ``reply_to`` that is not a reply queue, is addressed to another agent, was
-cancelled before it came, arrives through a delegation loop or too deep a chain, carries a malformed
-deadline or one already past, is refused here with the reason. A deadline header later than a task's
-longest run (7 days) is capped at it.
+cancelled before it came, arrives through a delegation loop or too deep a chain, or carries a malformed
+deadline, is refused here with the reason; one whose deadline already passed is :class:`Expired`. A
+deadline header later than a task's longest run (7 days) is capped at it.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from uuid import UUID
 
 from relaybus.bus.base import DEADLINE_HEADER, Delivery
@@ -26,7 +27,7 @@ from .delegation import check_incoming, parse_chain
 from .outcomes import refused
 from .running import Run
 
-__all__ = ["MAX_TASK_S", "Admission", "answerable_id", "deadline_of", "decode_task"]
+__all__ = ["MAX_TASK_S", "Admission", "Expired", "answerable_id", "deadline_of", "decode_task"]
 
 
 def answerable_id(delivery: Delivery, max_bytes: int) -> UUID | None:
@@ -107,6 +108,14 @@ _MAX_DEADLINE = 1e300
 """What an integer header too big for a float stands for: later than any cap."""
 
 
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """A task whose deadline passed ``late_s`` seconds before it reached a worker: its caller stopped waiting,
+    so it is dropped (acked, counted, logged), neither run nor answered nor dead-lettered."""
+
+    late_s: float
+
+
 class Admission:
     """Decides, for the agents of one worker, whether each delivered task runs (see the module docstring)."""
 
@@ -117,9 +126,10 @@ class Admission:
 
     def admit(
         self, agent: Agent, task: AgentTask, delivery: Delivery, cancelled: str | None
-    ) -> Run | ExecutionResult:
-        """The run of ``task`` for ``agent``, with its deadline and chain, or the result that answers the task
-        without running it. ``cancelled`` is the reason of a cancel request that came before the task."""
+    ) -> Run | ExecutionResult | Expired:
+        """The run of ``task`` for ``agent``, with its deadline and chain, the result that answers the task
+        without running it, or :class:`Expired`. ``cancelled`` is the reason of a cancel request that came
+        before the task."""
         name = agent.name
         if task.agent is not None and task.agent != name:
             # Published straight into this agent's queue (or bound to it by topic) while addressed to another.
@@ -156,13 +166,5 @@ class Admission:
                 worker=self._worker,
             )
         if deadline is not None and (late := time.time() - deadline) >= 0:
-            return refused(
-                task.id,
-                ExecutionStatus.TIMEOUT,
-                "DeadlineExceeded",
-                f"the task's deadline passed {late:.1f}s before a worker took it; it was not run",
-                retryable=True,
-                agent=name,
-                worker=self._worker,
-            )
+            return Expired(late)
         return Run(task=task, agent=agent, deadline=deadline, chain=chain)

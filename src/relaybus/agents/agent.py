@@ -8,7 +8,8 @@ hosts agents in one process; every worker hosting agent ``name`` consumes from t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
@@ -18,10 +19,13 @@ from relaybus.exceptions import ConfigError
 from relaybus.messages import NAME_RE
 
 if TYPE_CHECKING:
+    from relaybus.executor.backend import ExecutionBackend
+    from relaybus.executor.script import Script
     from relaybus.messages import AgentTask
     from relaybus.tools import AnyTool, MCPServer
 
     from .context import AgentContext
+    from .startup import StartContext
 
 DEFAULT_MAX_TURNS = 8
 """Model turns an agent loop may take unless the agent sets ``max_turns``."""
@@ -74,6 +78,47 @@ def _check_tools(owner: str, tools: object) -> None:
             )
 
 
+def _check_scripts(owner: str, value: object) -> None:
+    if not isinstance(value, tuple | list):
+        raise ConfigError(
+            f"{owner}.scripts must be a tuple of Script, e.g. "
+            f"scripts = (Script('lint', ('ruff', 'check')),); got {value!r}"
+        )
+    if not value:
+        return
+    from relaybus.executor.script import Script
+
+    names = []
+    for item in value:
+        if not isinstance(item, Script):
+            raise ConfigError(
+                f"{owner}.scripts holds {item!r}; declare each command as Script(name, (program, arg, ...))"
+            )
+        names.append(item.name)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"{owner}.scripts declares {', '.join(map(repr, repeated))} more than once")
+
+
+def _check_modes(owner: str, value: object) -> None:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{owner}.modes must map mode names to backends, e.g. modes = {{'shout': Shout()}}")
+    if not value:
+        return
+    from relaybus.executor.backend import ExecutionBackend
+
+    for name, backend in value.items():
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise ConfigError(
+                f"{owner}.modes: mode name {name!r} is invalid: use 1-100 letters, digits, '_', '-' or '.'"
+            )
+        if not isinstance(backend, ExecutionBackend):
+            raise ConfigError(
+                f"{owner}.modes[{name!r}] = {backend!r} is not an execution backend: it needs an async "
+                "method run(task, ctx) (see relaybus.executor.ExecutionBackend)"
+            )
+
+
 def _check_max_turns(owner: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{owner}.max_turns must be a positive integer (model turns), got {value!r}")
@@ -93,6 +138,8 @@ _CLASS_CHECKS: dict[str, Callable[[str, Any], object]] = {
     "tools": _check_tools,
     "max_turns": _check_max_turns,
     "output_schema": _check_output_schema,
+    "scripts": _check_scripts,
+    "modes": _check_modes,
 }
 
 
@@ -114,6 +161,8 @@ def validate_agent(agent: object) -> Agent:
     _check_tools(owner, agent.tools)
     _check_max_turns(owner, agent.max_turns)
     _check_output_schema(owner, agent.output_schema)
+    _check_scripts(owner, agent.scripts)
+    _check_modes(owner, agent.modes)
     if agent.runs_loop and agent.mode not in (None, "llm"):
         raise ConfigError(
             f"{owner} has tools or an output_schema, so its tasks run the agent loop on the LLM; its mode "
@@ -162,6 +211,10 @@ class Agent:
     SUCCESS result with that ``output``. An exception it raises becomes a FAILURE result carrying the
     exception's type name and message; the worker goes on with the next task.
 
+    ``scripts`` (a tuple of :class:`~relaybus.executor.script.Script`) and ``modes`` (mode name -> execution
+    backend) are registered on the worker's executor when it starts, so ``mode: script`` and custom modes work
+    from ``relaybus worker`` too (see :mod:`relaybus.agents.startup`).
+
     One instance serves every task of its worker concurrently, so keep per-task state in local variables, not
     on ``self``. ``on_start`` / ``on_stop`` run once per worker, before the first task and after the last, for
     resources the agent holds (clients, pools, files).
@@ -174,6 +227,8 @@ class Agent:
     tools: ClassVar[tuple[AnyTool | MCPServer, ...]] = ()
     max_turns: ClassVar[int] = DEFAULT_MAX_TURNS
     output_schema: ClassVar[type[BaseModel] | None] = None
+    scripts: ClassVar[tuple[Script, ...]] = ()
+    modes: ClassVar[Mapping[str, ExecutionBackend]] = MappingProxyType({})
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -198,8 +253,11 @@ class Agent:
             task, agent=self.name, mode=self.mode, system_prompt=self.system_prompt
         )
 
-    async def on_start(self) -> None:
-        """Called once when a worker starts hosting this agent, before any task; raise to abort the start."""
+    async def on_start(self, start: StartContext) -> None:
+        """Called once when a worker starts hosting this agent, before any task; raise to abort the start.
+
+        ``start`` has the worker's executor (to register scripts or modes known only at run time), bus and
+        id; an override ``on_start(self)`` without it is called without it."""
 
     async def on_stop(self) -> None:
         """Called once when the worker stops, after the last task of this agent finished or was returned."""

@@ -3,8 +3,8 @@
 The delivery is acked only after the broker confirmed the result, so a crash at any point means the task is
 redelivered (at-least-once); a result that could not be published returns the task to its queue instead. A
 result whose reply queue is gone is dead-lettered rather than dropped (once per task, not once per
-redelivery), and one larger than the body limit is
-replaced by a FAILURE of type ``ResultTooLarge``.
+redelivery), unless that queue was an anonymous caller's, which never comes back: that result is dropped,
+counted and logged. A result larger than the body limit is replaced by a FAILURE of type ``ResultTooLarge``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from relaybus.bus.base import (
 )
 from relaybus.bus.codec import encode_result
 from relaybus.bus.core import dead_letter_headers
-from relaybus.bus.rpc import is_direct_reply_to
+from relaybus.bus.rpc import is_direct_reply_to, is_private_reply_queue
 from relaybus.exceptions import NoRouteError
 from relaybus.log import FilteringBoundLogger
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
@@ -137,8 +137,12 @@ class Replier:
         )
         return encode_result(too_large, reply_to="")
 
-    async def reply(self, delivery: Delivery, message: OutgoingMessage, task_id: UUID) -> None:
-        """Publish the result to the delivery's ``reply_to`` (confirmed), then ack the delivery.
+    async def reply(
+        self, delivery: Delivery, message: OutgoingMessage, task_id: UUID, agent: str = ""
+    ) -> None:
+        """Publish the result to the delivery's ``reply_to`` (confirmed), then ack the delivery. A reply queue
+        found gone is a caller gone for good when it was anonymous (the result of ``agent`` is dropped,
+        counted and logged) and dead-lettered otherwise (a named caller declares its queue again).
 
         Copies of one task reply one after the other, so a reply queue found gone by the first is known to
         the next, which is acked without a second dead letter."""
@@ -150,7 +154,7 @@ class Replier:
         while (earlier := self._replying.get(key)) is not None:
             await asyncio.shield(earlier)
         if key in self._dead_lettered:
-            self._log.info("result_dead_lettered_before", task_id=str(task_id), reply_to=reply_to)
+            self._log.info("reply_queue_gone_before", task_id=str(task_id), reply_to=reply_to)
             await self.settle_quietly(delivery.ack(), task_id, "ack")
             return
         done = asyncio.get_running_loop().create_future()
@@ -160,7 +164,10 @@ class Replier:
                 try:
                     await self._bus.publish(addressed(message, delivery, reply_to))
                 except NoRouteError:
-                    await self._dead_letter(message, reply_to, task_id)
+                    if is_private_reply_queue(reply_to):
+                        self._orphaned(reply_to, task_id, agent)
+                    else:
+                        await self._dead_letter(message, reply_to, task_id)
             except Exception as exc:
                 # Not confirmed: return the task; its redelivery is answered from the result cache.
                 self._log.error(
@@ -214,6 +221,13 @@ class Replier:
             self._log.warning(
                 "settle_failed", task_id=str(task_id), verb=verb, error=mask_secrets(repr(exc))[:300]
             )
+
+    def _orphaned(self, reply_to: str, task_id: UUID, agent: str) -> None:
+        """The caller of ``task_id`` is gone for good: a letter could never be replayed, so keep none."""
+        self._dead_lettered.put((task_id, reply_to), None)
+        if self._metrics is not None:
+            self._metrics.result_orphaned(agent)
+        self._log.info("result_orphaned", task_id=str(task_id), agent=agent, reply_to=reply_to)
 
     async def _dead_letter(self, message: OutgoingMessage, reply_to: str, task_id: UUID) -> None:
         """Keep a result whose reply queue is gone in ``relaybus.dead`` (confirmed) instead of dropping it;

@@ -15,11 +15,12 @@ What a caller may rely on:
   ``worker`` = ``host:pid``, ``started_at`` / ``finished_at`` = the time spent in ``handle``). It is published
   to the task's ``reply_to`` and waited for (publisher confirm); *only then* is the task acked, so a crash at
   any point means the broker redelivers the task (at-least-once). A task without ``reply_to`` runs and is
-  acked after. A result whose reply queue no longer exists (the broker answers "no route") is not dropped:
-  it is dead-lettered, the result itself with ``relaybus-error: reply queue <name> is gone ...`` and
+  acked after. A result whose named reply queue no longer exists (the broker answers "no route") is not
+  dropped: it is dead-lettered, the result itself with ``relaybus-error: reply queue <name> is gone ...`` and
   ``relaybus-original-routing-key`` = the reply queue, so ``relaybus dlq list`` shows it and ``replay``
-  delivers it once the queue is back. A result larger than ``max_body_bytes`` is replaced by a FAILURE of
-  type ``ResultTooLarge``.
+  delivers it once the queue is back; but an anonymous caller's queue never comes back, so such a result is
+  dropped, logged as ``result_orphaned`` and counted in ``relaybus_results_orphaned_total{agent}``. A
+  result larger than ``max_body_bytes`` is replaced by a FAILURE of type ``ResultTooLarge``.
 - **A task must carry its id.** A body without ``id`` (it would get a fresh one on every delivery, so a
   redelivery would run again) or whose AMQP ``message_id`` names another id is dead-lettered with the reason
   (and answered REJECTED as above). A result echoes the task's ``correlation_id`` (a caller's own, else the
@@ -40,7 +41,9 @@ What a caller may rely on:
   rabbitmq.conf above your longest task.
 - **Deadlines** travel in the ``relaybus-deadline`` header (Unix seconds). When there is none, the task's
   ``timeout_s`` counted from receipt applies. A task past its deadline gets a TIMEOUT result and its
-  ``handle`` (with the executor call or delegation it awaits) is cancelled.
+  ``handle`` (with the executor call or delegation it awaits) is cancelled. A task whose deadline passed
+  before it started (in the queue, or waiting for a slot) is dropped: acked without a result (its caller
+  stopped waiting), logged as ``task_expired`` and counted in ``relaybus_tasks_expired_total{agent}``.
 - **Cancellation.** Each worker has a private queue bound to ``event.relaybus.cancel``; a
   :class:`~relaybus.messages.CancelRequest` cancels the named task if it runs here (CANCELLED result), and a
   task cancelled before it reached this worker is answered CANCELLED without running.
@@ -52,10 +55,12 @@ What a caller may rely on:
   sharing the store, unless its worker dies mid-run (:mod:`~relaybus.agents.claims`, leases of ``lease_s``).
 - **Lifecycle.** ``async with AgentWorker(...)`` starts each agent's tools (one
   :class:`~relaybus.tools.Toolbox` per agent: its MCP servers' sessions opened, so a server that cannot
-  start fails the start with :class:`~relaybus.MCPConnectionError` naming the agent), calls each agent's
-  ``on_start``, consumes until the block ends, then drains: it stops taking tasks, lets running ones finish
-  for up to ``grace_s`` seconds, returns the rest to their queue (``nack`` with requeue, no result
-  published), and calls each ``on_stop`` and closes the tools.
+  start fails the start with :class:`~relaybus.MCPConnectionError` naming the agent), registers the scripts
+  and modes the agents declare on the executor (:mod:`~relaybus.agents.startup`), calls each agent's
+  ``on_start`` (with a :class:`~relaybus.agents.startup.StartContext` holding the executor), consumes
+  until the block ends, then drains: it stops taking tasks, lets running ones finish for up to ``grace_s``
+  seconds, returns the rest to their queue (``nack`` with requeue, no result published), and calls each
+  ``on_stop`` and closes the tools.
 
 The work is done in rooms: :mod:`~relaybus.agents.admission` decides whether a task runs,
 :mod:`~relaybus.agents.running` runs it within slots and deadlines, :mod:`~relaybus.agents.replies` sends the
@@ -67,6 +72,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import os
 import socket
 from collections.abc import Sequence
@@ -88,17 +94,24 @@ from relaybus.exceptions import ConfigError, UsageError
 from relaybus.executor.lazy import LazyTaskExecutor
 from relaybus.executor.protocol import Executor
 from relaybus.log import IntervalSampler, get_logger
-from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, WorkerHeartbeat
+from relaybus.messages import (
+    MAX_HEARTBEAT_TASKS,
+    AgentTask,
+    ExecutionResult,
+    ExecutionStatus,
+    WorkerHeartbeat,
+)
 from relaybus.secrets import mask_secrets
 from relaybus.telemetry.metrics import WorkerMetrics
 
-from .admission import Admission, answerable_id, decode_task
+from .admission import Admission, Expired, answerable_id, decode_task
 from .agent import Agent, validate_agents
 from .claims import DEFAULT_LEASE_S, TaskClaims
 from .control import WorkerControl
 from .delegation import DEFAULT_MAX_DEPTH
 from .replies import Replier, ResultCache
 from .running import TaskRunner
+from .startup import StartContext, register_declared, start_agent
 
 if TYPE_CHECKING:
     from relaybus.state import StateStore
@@ -117,7 +130,8 @@ class AgentWorker:
 
     ``executor`` runs tasks for agents using the default ``handle``; when None, a ``TaskExecutor`` configured
     from the environment is created on first use and closed when the worker stops. ``metrics``, when given,
-    counts tasks, durations, LLM calls and dead letters (:class:`~relaybus.telemetry.WorkerMetrics`).
+    counts tasks, durations, LLM calls and dead letters (:class:`~relaybus.telemetry.WorkerMetrics`). ``llm``
+    (``provider/model``) is what heartbeats say the executor uses.
     """
 
     def __init__(
@@ -137,6 +151,7 @@ class AgentWorker:
         metrics: WorkerMetrics | None = None,
         state: StateStore | None = None,
         lease_s: float = DEFAULT_LEASE_S,
+        llm: str | None = None,
     ) -> None:
         self._agents = validate_agents(agents)
         if concurrency < 1:
@@ -152,6 +167,8 @@ class AgentWorker:
         self._heartbeat_s = heartbeat_interval_s
         self._max_body = max_body_bytes
         self.worker_id = worker_id or default_worker_id()
+        self.llm = llm
+        """The executor's provider and model as heartbeats report them (``relaybus agents`` shows it)."""
         self._host = socket.gethostname()
         self._log = get_logger("relaybus.worker", worker=self.worker_id)
         self._metrics = metrics
@@ -290,6 +307,8 @@ class AgentWorker:
             status=self._status,
             interval_s=self._heartbeat_s,
             broker=getattr(self._bus, "node", None),  # AmqpBus: the node connected to now
+            llm=self.llm,
+            running=tuple(itertools.islice(self._runner.runs, MAX_HEARTBEAT_TASKS)),
         )
 
     # -- start and stop -------------------------------------------------------------------------------------
@@ -313,8 +332,10 @@ class AgentWorker:
 
             toolboxes = await open_toolboxes(self._agents, stack)
         self._runner.bind(executor, router, toolboxes)
+        await register_declared(self._agents, executor)
+        start = StartContext(executor=executor, bus=self._bus, worker=self.worker_id)
         for agent in self._agents:
-            await agent.on_start()
+            await start_agent(agent, start)
             stack.push_async_callback(self._agent_stopped, agent)
         await self._control.open(stack)
         for agent in self._agents:
@@ -357,7 +378,7 @@ class AgentWorker:
             return
         if cached is not None:
             self._log.info("duplicate_task_answered_from_cache", task_id=str(task.id), agent=agent.name)
-            await self._replies.reply(delivery, cached, task.id)
+            await self._replies.reply(delivery, cached, task.id, agent.name)
             return
         running = self._runner.runs.get(task.id)
         if running is not None:
@@ -372,11 +393,14 @@ class AgentWorker:
                     delivery, task.id, message, agent=agent.name, worker=self.worker_id
                 )
             else:
-                await self._replies.reply(delivery, message, task.id)
+                await self._replies.reply(delivery, message, task.id, agent.name)
             return
         run = self._admission.admit(agent, task, delivery, self._control.cancelled.get(task.id))
         if isinstance(run, ExecutionResult):
             await self._finish(delivery, task, run)
+            return
+        if isinstance(run, Expired):
+            await self._expired(delivery, task, agent, run.late_s)
             return
         if delivery.reply_to and wants_stream(delivery.headers) and is_reply_queue(delivery.reply_to):
             run.stream_to = delivery.reply_to
@@ -397,6 +421,9 @@ class AgentWorker:
             self._log.info("task_returned_to_queue", task_id=str(task.id), agent=agent.name)
             await self._replies.settle_quietly(delivery.nack(requeue=True), task.id, "nack")
             return
+        if not run.started and outcome.status is ExecutionStatus.TIMEOUT:  # expired waiting for a slot
+            await self._expired(delivery, task, agent, 0.0)
+            return
         self.processed += 1
         await self._finish(delivery, task, outcome)
 
@@ -413,6 +440,13 @@ class AgentWorker:
         await self._replies.refuse(
             delivery, task_id, reason, agent=agent.name, worker=self.worker_id, error_type="InvalidTask"
         )
+
+    async def _expired(self, delivery: Delivery, task: AgentTask, agent: Agent, late_s: float) -> None:
+        """The task's deadline passed before it started: its caller gave up, so no result and no letter."""
+        if self._metrics is not None:
+            self._metrics.task_expired(agent.name)
+        self._log.info("task_expired", task_id=str(task.id), agent=agent.name, late_s=round(late_s, 3))
+        await self._replies.settle_quietly(delivery.ack(), task.id, "ack")
 
     async def _finish(self, delivery: Delivery, task: AgentTask, result: ExecutionResult) -> None:
         message = self._replies.encode(result)
@@ -432,4 +466,4 @@ class AgentWorker:
             duration_ms=None if duration is None else round(duration * 1000, 1),
             **({"successes_not_shown": shown} if shown else {}),
         )
-        await self._replies.reply(delivery, message, task.id)
+        await self._replies.reply(delivery, message, task.id, result.agent or "")

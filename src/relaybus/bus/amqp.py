@@ -334,6 +334,17 @@ class AmqpBus(BusBase):
         count: int = await self._on_topology(f"purging queue {name!r}", purge)
         return count
 
+    async def queue_backlog(self, name: str) -> int:
+        """How many messages wait in ``name``, ready for a consumer (a passive declare: creates nothing)."""
+
+        async def count(channel: AbstractRobustChannel) -> int:
+            underlay = await channel.get_underlay_channel()
+            result = await underlay.queue_declare(name, passive=True)
+            return int(result.message_count or 0)
+
+        backlog: int = await self._on_topology(f"counting the messages of queue {name!r}", count)
+        return backlog
+
     async def _on_topology(self, what: str, op: Any, arguments: dict[str, Any] | None = None) -> Any:
         """Run ``op(channel)`` on the topology channel, waiting out connection losses; when it declares a
         queue with ``arguments``, adopt an existing queue's group size (``keep_existing_group_size``)."""

@@ -7,6 +7,8 @@
 - **Several URLs** (a cluster: ``"amqp://node1,amqp://node2"`` or a list): the first that answers is used,
   and on loss the connection moves to the next (:mod:`relaybus.bus.amqp_cluster` says how and why).
 - Every message worded here names the URL(s) with every password masked; the URL itself is kept in a
+  :class:`~relaybus.exceptions.BrokerRefused` when the broker answered and refused (the credentials, or the
+  vhost: missing or not permitted, which RabbitMQ does not tell apart on the wire).
   :class:`~relaybus.secrets.Secret`, so neither shows in ``repr`` or ``vars()``.
 """
 
@@ -29,9 +31,9 @@ from aio_pika.exceptions import (
     ChannelPreconditionFailed,
     ProbableAuthenticationError,
 )
-from aiormq.exceptions import ChannelAccessRefused
+from aiormq.exceptions import ChannelAccessRefused, InvalidFrameError
 
-from relaybus.exceptions import BusError, ConfigError, ConnectionFailed
+from relaybus.exceptions import BrokerRefused, BusError, ConfigError, ConnectionFailed
 from relaybus.log import FilteringBoundLogger
 from relaybus.secrets import mask_secrets, mask_url
 
@@ -64,6 +66,18 @@ def lost_connection(exc: BaseException) -> bool:
         task = asyncio.current_task()
         return task is not None and task.cancelling() == 0
     return isinstance(exc, TRANSIENT)
+
+
+def _refusal(exc: BaseException) -> bool:
+    """Whether RabbitMQ answered and refused the connection (credentials or vhost), as opposed to not
+    answering: worth telling apart, since only an unanswered connect is worth trying again."""
+    return isinstance(exc, AuthenticationError | ProbableAuthenticationError) or _vhost_refused(exc)
+
+
+def _vhost_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` is aiormq's account of RabbitMQ closing the connection in answer to Connection.Open."""
+    text = str(exc)
+    return isinstance(exc, InvalidFrameError) and "Connection.OpenOk" in text and "Connection.Close" in text
 
 
 def validate_amqp_url(url: str) -> None:
@@ -188,15 +202,17 @@ class AmqpLink:
     def _connect_error(
         self, failures: list[tuple[str, BaseException]], connect_timeout: float
     ) -> ConnectionFailed:
+        # Refused by every node (credentials, vhost): waiting for the broker would not help.
+        kind = BrokerRefused if all(_refusal(exc) for _, exc in failures) else ConnectionFailed
         if len(failures) > 1:
             causes = "; ".join(f"{shown}: {self._cause(exc, connect_timeout)}" for shown, exc in failures)
-            return ConnectionFailed(
+            return kind(
                 f"cannot connect to RabbitMQ at any of {len(failures)} URLs ({causes}): "
                 f"{self._fix(failures[0][1])}"
             )
         exc = failures[0][1]
         cause = self._cause(exc, connect_timeout)
-        return ConnectionFailed(f"cannot connect to RabbitMQ at {self.url} ({cause}): {self._fix(exc)}")
+        return kind(f"cannot connect to RabbitMQ at {self.url} ({cause}): {self._fix(exc)}")
 
     def _cause(self, exc: BaseException, connect_timeout: float) -> str:
         if isinstance(exc, asyncio.TimeoutError | TimeoutError):
@@ -207,6 +223,15 @@ class AmqpLink:
         cause = self.describe(exc)
         if isinstance(exc, AuthenticationError | ProbableAuthenticationError):
             return "check the user name and password in the URL"
+        if _vhost_refused(exc):
+            # RabbitMQ answers Connection.Open with Connection.Close (530 NOT_ALLOWED) both for a vhost that
+            # does not exist and for one the user has no permissions on; aiormq keeps neither reply text.
+            vhost, user = self.vhost, self.login or "guest"
+            return (
+                f"RabbitMQ refused vhost {vhost!r} to user {user!r}: the vhost does not exist or the user "
+                f"has no permissions on it; see `rabbitmqctl list_vhosts` and `rabbitmqctl list_permissions "
+                f"-p {vhost}`, or fix the vhost in the URL"
+            )
         if isinstance(exc, ssl.SSLError) or "SSL" in cause:
             return (
                 "check that the port speaks TLS (RabbitMQ's TLS port is usually 5671) and the TLS settings "

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +83,16 @@ def _first_death_routing_key(raw: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _last_death_time(raw: Mapping[str, Any]) -> float | None:
+    """When RabbitMQ last dead-lettered the message (the newest ``x-death`` entry's ``time``)."""
+    deaths = raw.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], Mapping):
+        when = deaths[0].get("time")
+        if isinstance(when, datetime):  # AMQP timestamps are UTC
+            return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    return None
+
+
 class AmqpDelivery(DeliveryFields[AbstractIncomingMessage]):
     """One received message (the :class:`~relaybus.bus.base.Delivery` protocol). Settle it exactly once.
 
@@ -100,7 +110,9 @@ class AmqpDelivery(DeliveryFields[AbstractIncomingMessage]):
         raw = message.headers or {}
         headers = {str(k): _header_value(v) for k, v in raw.items()}
         if FIRST_DEATH_REASON_HEADER in raw:
-            fill_death_headers(headers, routing_key=_first_death_routing_key(raw))
+            fill_death_headers(
+                headers, routing_key=_first_death_routing_key(raw), died_at=_last_death_time(raw)
+            )
         self._headers = headers
 
     @property

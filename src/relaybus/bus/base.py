@@ -49,6 +49,8 @@ ERROR_HEADER = "relaybus-error"
 ORIGINAL_QUEUE_HEADER = "relaybus-original-queue"
 ORIGINAL_ROUTING_KEY_HEADER = "relaybus-original-routing-key"
 ORIGINAL_EXCHANGE_HEADER = "relaybus-original-exchange"
+DEAD_AT_HEADER = "relaybus-dead-at"
+"""When a message was dead-lettered, Unix epoch seconds as a decimal string (what ``relaybus dlq`` ages)."""
 
 DEADLINE_HEADER = "relaybus-deadline"
 """Absolute deadline of a task, Unix epoch seconds as a decimal string; the worker enforces it."""

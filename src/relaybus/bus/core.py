@@ -20,6 +20,7 @@ Both buses call into this module, so that they cannot drift apart again; the con
 from __future__ import annotations
 
 import asyncio
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from relaybus.exceptions import BusError, ConfigError
 from relaybus.secrets import mask_secrets
 
 from .base import (
+    DEAD_AT_HEADER,
     DEFAULT_DELIVERY_LIMIT,
     ERROR_HEADER,
     ORIGINAL_EXCHANGE_HEADER,
@@ -199,12 +201,16 @@ def dead_letter_headers(
     copy[ORIGINAL_QUEUE_HEADER] = queue
     copy[ORIGINAL_ROUTING_KEY_HEADER] = routing_key
     copy[ORIGINAL_EXCHANGE_HEADER] = exchange
+    copy[DEAD_AT_HEADER] = f"{time.time():.3f}"
     return copy
 
 
-def fill_death_headers(headers: dict[str, HeaderValue], *, routing_key: str | None) -> None:
-    """Add ``relaybus-error`` and ``relaybus-original-*`` (unless present) to the headers of a message the
-    broker dead-lettered, derived from its ``x-first-death-*`` headers; other headers are left alone."""
+def fill_death_headers(
+    headers: dict[str, HeaderValue], *, routing_key: str | None, died_at: float | None = None
+) -> None:
+    """Add ``relaybus-error``, ``relaybus-original-*`` and (given ``died_at``) ``relaybus-dead-at``, unless
+    present, to the headers of a message the broker dead-lettered, derived from its ``x-first-death-*`` and
+    ``x-death`` headers; other headers are left alone."""
     reason = headers.get(FIRST_DEATH_REASON_HEADER)
     if not isinstance(reason, str):
         return
@@ -219,6 +225,8 @@ def fill_death_headers(headers: dict[str, HeaderValue], *, routing_key: str | No
         headers.setdefault(ORIGINAL_EXCHANGE_HEADER, exchange)
     if routing_key is not None:
         headers.setdefault(ORIGINAL_ROUTING_KEY_HEADER, routing_key)
+    if died_at is not None:
+        headers.setdefault(DEAD_AT_HEADER, f"{died_at:.3f}")
 
 
 # -- buses, deliveries and their handlers -------------------------------------------------------------------

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -232,6 +233,10 @@ class MemoryBus(BusBase):
     def queue_names(self) -> list[str]:
         return sorted(self._queues)
 
+    async def queue_backlog(self, name: str) -> int:
+        """How many messages wait in ``name``, ready for a consumer (as ``AmqpBus.queue_backlog``)."""
+        return self.stats(name).ready
+
     def stats(self, name: str) -> QueueStats:
         """Messages ``name`` holds ready, deliveries not yet settled, and consumers, right now."""
         return self._get_queue(name).stats()
@@ -320,7 +325,7 @@ class MemoryBus(BusBase):
             headers[FIRST_DEATH_REASON_HEADER] = reason
             headers[FIRST_DEATH_QUEUE_HEADER] = queue.name
             headers[FIRST_DEATH_EXCHANGE_HEADER] = message.exchange
-        fill_death_headers(headers, routing_key=message.routing_key)
+        fill_death_headers(headers, routing_key=message.routing_key, died_at=time.time())
         self._to_dead_letter_queue(message.copy(exchange=DEAD_LETTER_EXCHANGE, headers=headers))
 
     def _to_dead_letter_queue(self, message: StoredMessage) -> None:

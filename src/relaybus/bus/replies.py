@@ -11,6 +11,7 @@ __all__ = [
     "DIRECT_REPLY_TO",
     "REPLY_QUEUE_PREFIX",
     "is_direct_reply_to",
+    "is_private_reply_queue",
     "is_reply_queue",
     "publish_timeout_result",
     "timeout_result",
@@ -29,6 +30,17 @@ def is_direct_reply_to(name: str) -> bool:
     """Whether ``name`` is RabbitMQ's direct reply-to (``amq.rabbitmq.reply-to`` or, as a worker sees it,
     ``amq.rabbitmq.reply-to.<token>``): no real queue, at-most-once, the caller's channel consumes it."""
     return name == DIRECT_REPLY_TO or name.startswith(DIRECT_REPLY_TO + ".")
+
+
+# An anonymous router's queue: ``relaybus.reply.`` and 32 hex digits (names of that form are refused).
+_PRIVATE_RE = re.compile(r"^(relaybus\.reply\.[0-9a-f]{32}|amq\.rabbitmq\.reply-to(\..*)?)$")
+
+
+def is_private_reply_queue(name: str) -> bool:
+    """Whether ``name`` is a reply queue that never comes back once gone: an anonymous router's
+    (``relaybus.reply.<32 hex digits>``, deleted at its close or when it expires) or RabbitMQ's direct
+    reply-to. A named router's queue (``relaybus.reply.<name>``) is not: its process declares it again."""
+    return _PRIVATE_RE.match(name) is not None
 
 
 def is_reply_queue(name: str) -> bool:

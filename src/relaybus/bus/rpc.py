@@ -30,6 +30,9 @@ What a caller may rely on:
   reason and the task goes on waiting for its real result. :attr:`ReplyRouter.refused` counts them.
   (It sets agents apart from outsiders, not from each other: an agent's user can answer for that agent.)
   For signatures instead of users see :mod:`relaybus.bus.signing`.
+  whose reply still finds no queue drops the result, counted and logged: that caller is gone for good. A
+  result for a named router's missing queue is dead-lettered instead: see :mod:`relaybus.agents.worker`.)
+  A name of 32 hex digits, the anonymous form, is refused with :class:`~relaybus.ConfigError`.
 - :attr:`ReplyRouter.duplicates_dropped` counts the repeated results dropped so far.
 - A body that is not a valid ``ExecutionResult`` (or whose correlation id names another task) is
   dead-lettered with the reason; when the task it answers can be read (correlation id, else the body's
@@ -68,6 +71,7 @@ from .name_lock import NameLock
 from .replies import (
     REPLY_QUEUE_PREFIX,
     is_direct_reply_to,
+    is_private_reply_queue,
     is_reply_queue,
     publish_timeout_result,
     timeout_result,
@@ -86,6 +90,7 @@ __all__ = [
     "ReplyRouter",
     "ResultCallback",
     "is_direct_reply_to",
+    "is_private_reply_queue",
     "is_reply_queue",
     "publish_timeout_result",
     "timeout_result",
@@ -130,6 +135,11 @@ class ReplyRouter:
         if name is not None and not NAME_RE.match(name):
             raise ConfigError(
                 f"reply router name {name!r} is invalid: use 1-100 letters, digits, '_', '-' or '.'"
+            )
+        if name is not None and is_private_reply_queue(REPLY_QUEUE_PREFIX + name):
+            raise ConfigError(
+                f"reply router name {name!r} is 32 hex digits, the form of anonymous reply queues (whose "
+                "results are dropped once the queue is gone): give a name with another character in it"
             )
         self._bus = bus
         self._name = name

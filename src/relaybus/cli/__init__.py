@@ -31,6 +31,7 @@ _COMMANDS: tuple[str, ...] = (
     "demo",
     "gateway",
     "schema",
+    "completion",
 )
 # Commands that run until stopped log their life at INFO; the others are one-shot commands whose output is
 # the point, so their default level is WARNING (no connect/close chatter around a table or a JSON result).

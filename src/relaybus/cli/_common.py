@@ -21,7 +21,8 @@ from typing import Any
 
 from relaybus.agents.agent import Agent, validate_agent
 from relaybus.bus.base import Bus
-from relaybus.exceptions import ConfigError, RelaybusError
+from relaybus.exceptions import BrokerRefused, ConfigError, ConnectionFailed, RelaybusError
+from relaybus.log import get_logger
 from relaybus.secrets import mask_secrets
 
 __all__ = [
@@ -71,8 +72,11 @@ def add_amqp_url(parser: argparse.ArgumentParser, env: Mapping[str, str] | None 
     )
 
 
-async def open_bus(url: str) -> Bus:
-    """Connect to ``url``; a bad URL or an unreachable broker becomes a :class:`CliError` (one line)."""
+async def open_bus(url: str, *, wait: bool = False) -> Bus:
+    """Connect to ``url``; a bad URL or an unreachable broker becomes a :class:`CliError` (one line).
+
+    With ``wait``, a broker that does not answer is tried again with backoff (1 s doubling to 30 s), a
+    ``waiting_for_broker`` warning per attempt; one that answers and refuses (credentials, vhost) is not."""
     from relaybus.bus.connect import connect
     from relaybus.bus.signing import SignedBus, SigningKey
     from relaybus.secrets import mask_url
@@ -85,14 +89,37 @@ async def open_bus(url: str) -> Bus:
         )
     try:
         key = SigningKey.from_env(os.environ)  # the one place that reads $RELAYBUS_SIGNING_KEY
-        with _quiet_driver_logs():
-            bus = await connect(url)
-        # With a key, workers require signed tasks and callers signed results (relaybus.bus.signing).
-        return bus if key is None else SignedBus(bus, key)
     except ConfigError as exc:
         raise CliError(str(exc), 2) from None
-    except RelaybusError as exc:
-        raise CliError(str(exc), 1) from None
+    delay, attempt = _FIRST_RETRY_S, 0
+    while True:
+        try:
+            with _quiet_driver_logs():
+                bus = await connect(url)
+            # With a key, workers require signed tasks and callers signed results (relaybus.bus.signing).
+            return bus if key is None else SignedBus(bus, key)
+        except ConfigError as exc:
+            raise CliError(str(exc), 2) from None
+        except ConnectionFailed as exc:
+            if not wait or isinstance(exc, BrokerRefused):
+                raise CliError(str(exc), 1) from None
+            attempt += 1
+            get_logger("relaybus.cli").warning(
+                "waiting_for_broker",
+                url=mask_url(url),
+                attempt=attempt,
+                retry_in_s=delay,
+                error=str(exc),
+                hint="start RabbitMQ, or pass --exit-if-down to exit instead of waiting",
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _MAX_RETRY_S)
+        except RelaybusError as exc:
+            raise CliError(str(exc), 1) from None
+
+
+_FIRST_RETRY_S = 1.0
+_MAX_RETRY_S = 30.0
 
 
 @contextlib.contextmanager

@@ -42,12 +42,16 @@ _NOTE_MIN = 24  # the output column keeps this much (or a quarter of the width) 
 _ERROR_LINES = 3
 
 
-def make_console(file: IO[str] | None = None, *, stderr: bool = False) -> Console:
-    """A console on stdout (or stderr), as wide as the terminal, or ``$COLUMNS``, else 160 off a terminal."""
+def make_console(
+    file: IO[str] | None = None, *, stderr: bool = False, width_off_terminal: int = 0
+) -> Console:
+    """A console on stdout (or stderr), as wide as the terminal, or ``$COLUMNS``, else ``width_off_terminal``
+    (default 160) off a terminal."""
     target = file if file is not None else (sys.stderr if stderr else sys.stdout)
     console = Console(file=target, highlight=False)
     if not console.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
-        console = Console(file=target, highlight=False, width=_WIDTH_OFF_TERMINAL)
+        width = width_off_terminal or _WIDTH_OFF_TERMINAL
+        console = Console(file=target, highlight=False, width=width)
     return console
 
 

@@ -3,16 +3,19 @@
 Publishes a ``CancelRequest`` per task on ``event.relaybus.cancel``, as ``ProjectOrchestrator.cancel`` does.
 A worker running the task stops it and answers its caller CANCELLED; a running worker that receives the task
 afterwards answers CANCELLED without running it. Nobody confirms: a task that already finished, or that no
-worker holds, is not affected. Prints ``cancel requested for ID`` per task and exits 0.
+worker holds, is not affected. Prints ``cancel requested for ID`` per task and exits 0; a request the broker
+did not take is said on stderr with the id, and the exit code is 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import uuid
 from typing import Any
 
 from ._common import add_amqp_url, open_bus, run_async
+from ._interrupt import cancel_tasks
 
 __all__ = ["register"]
 
@@ -48,15 +51,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _cancel(args: argparse.Namespace) -> int:
-    from relaybus.orchestrator import ProjectOrchestrator
-
     bus = await open_bus(args.amqp_url)
     try:
-        # Never started: it declares no reply queue, it only publishes the cancel requests.
-        orchestrator = ProjectOrchestrator(bus)
-        for task_id in dict.fromkeys(args.task_ids):
-            await orchestrator.cancel(task_id, args.reason)
-            print(f"cancel requested for {task_id}")
+        failed = await cancel_tasks(bus, args.task_ids, args.reason)
     finally:
         await bus.close()
-    return 0
+    for task_id in dict.fromkeys(args.task_ids):
+        if task_id not in failed:
+            print(f"cancel requested for {task_id}")
+    for task_id, why in failed.items():
+        print(f"relaybus: error: the cancel request for {task_id} was not sent: {why}", file=sys.stderr)
+    return 1 if failed else 0

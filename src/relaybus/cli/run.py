@@ -23,11 +23,15 @@ a state store (``--state-url`` / ``$RELAYBUS_STATE_URL``) the finished run is re
 way to run it again, ``--new`` (a new run id, printed on stderr so that run can be resumed with
 ``--run-id``) or ``--run-id ID``; without a store the results the workers answered from their duplicate
 caches are shown with a note saying so. With a store every run is recorded (``relaybus runs list``).
+Ctrl-C (exit 130) publishes no more tasks. An anonymous run cancels the tasks it published and has no result
+for, since nobody could read their results; a named run leaves them running (their results wait in its
+queue) and says how to collect them (the same command again) or stop them (``relaybus cancel``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -54,6 +58,7 @@ from relaybus.telemetry.plan_metrics import PlanMetrics
 from relaybus.telemetry.tracing import start_trace
 
 from ._common import BadUsage, CliError, add_amqp_url, open_bus, positive_float, positive_int, run_async
+from ._interrupt import interrupted_run, taken_back
 from ._metrics import add_metrics_options, serve_metrics
 from ._render import PlanProgressBar, agents_table, make_console, results_table, summary_lines
 from ._report import plan_document, task_agents
@@ -189,10 +194,13 @@ async def _run(args: argparse.Namespace) -> int:
                 report_finished(finished, args, as_json=args.json)
                 return 0
         started = datetime.now(UTC)
-        result, trace_id = await _run_plan(args, plan, run_id, store)
+        outcome = await _run_plan(args, plan, run_id, store)
     finally:
         if store is not None:
             await store.close()
+    if isinstance(outcome, int):  # interrupted (Ctrl-C): it said what it did; exit 130
+        return outcome
+    result, trace_id = outcome
     print_results(result, as_json=args.json, trace_id=trace_id)
     if args.name and not args.json:
         note_replayed(result, args, started)
@@ -201,7 +209,8 @@ async def _run(args: argparse.Namespace) -> int:
 
 async def _run_plan(
     args: argparse.Namespace, plan: Plan, run_id: str, store: StateStore | None
-) -> tuple[PlanResult, str]:
+) -> tuple[PlanResult, str] | int:
+    """The plan's result and trace id; an exit code instead when Ctrl-C interrupted it."""
     bus = await open_bus(args.amqp_url)
     metrics = None if args.metrics_port is None else PlanMetrics()
     try:
@@ -221,17 +230,26 @@ async def _run_plan(
             trace_id = stack.enter_context(start_trace(f"run {plan.name}"))
             log = get_logger("relaybus.cli.run")
             log.info("plan_started", plan=plan.name, run_id=run_id, trace_id=trace_id)
-            if args.no_progress:
+            try:
+                if args.no_progress:
+                    result = await orchestrator.run_plan(
+                        plan, on_progress=metrics, max_in_flight=args.max_in_flight, run_id=run_id
+                    )
+                    return result, trace_id
+                bar = stack.enter_context(PlanProgressBar(len(plan.tasks), title=plan.name))
+                progress = bar if metrics is None else _both(bar, metrics)
+                steps = StepRows(bar.progress, lambda task_id: plan.keys.get(task_id, str(task_id)))
                 result = await orchestrator.run_plan(
-                    plan, on_progress=metrics, max_in_flight=args.max_in_flight, run_id=run_id
+                    plan,
+                    on_progress=progress,
+                    max_in_flight=args.max_in_flight,
+                    run_id=run_id,
+                    on_event=steps,
                 )
                 return result, trace_id
-            bar = stack.enter_context(PlanProgressBar(len(plan.tasks), title=plan.name))
-            progress = bar if metrics is None else _both(bar, metrics)
-            steps = StepRows(bar.progress, lambda task_id: plan.keys.get(task_id, str(task_id)))
-            result = await orchestrator.run_plan(
-                plan, on_progress=progress, max_in_flight=args.max_in_flight, run_id=run_id, on_event=steps
-            )
-            return result, trace_id
+            except asyncio.CancelledError:  # Ctrl-C
+                taken_back()
+                unfinished = orchestrator.waiting_ids
+                return await interrupted_run(bus, unfinished, plan_file=args.plan, name=args.name)
     finally:
         await bus.close()

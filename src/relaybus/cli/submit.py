@@ -12,11 +12,13 @@ NAME`` addresses one agent; ``--topic`` then defaults to the name.
 ``--stream`` (implies ``--wait``) prints the task's text as it arrives and its steps on stderr (see
 :mod:`relaybus.cli._stream`), then nothing else on success; ``--stream --json`` prints every event as a JSON
 line instead, the ``result`` event last. The exit status is the same as with ``--wait``.
+Ctrl-C while waiting cancels the task (it says so on stderr), prints its CANCELLED result and exits 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import time
@@ -32,6 +34,7 @@ from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 from relaybus.telemetry.tracing import start_trace
 
 from ._common import BadUsage, add_amqp_url, open_bus, positive_float, run_async
+from ._interrupt import INTERRUPTED, cancel_tasks, say, taken_back
 from ._stream import EventPrinter, stream_task
 
 __all__ = ["DEFAULT_WAIT_S", "build_task", "register"]
@@ -168,7 +171,11 @@ async def _submit(args: argparse.Namespace, task: AgentTask) -> int:
                 print(json.dumps(sent))
                 return 0
             print(f"relaybus: task {task.id} trace_id={trace_id}", file=sys.stderr)
-            result = await _wait_for(bus, task, wait_s, headers, stream=args.stream, as_json=args.json)
+            try:
+                result = await _wait_for(bus, task, wait_s, headers, stream=args.stream, as_json=args.json)
+            except asyncio.CancelledError:  # Ctrl-C: nobody will read the result, so stop the task
+                taken_back()
+                return await _interrupted(bus, task)
     finally:
         await bus.close()
     if result.error is not None and result.error.type == "ReplyTimeout":
@@ -180,6 +187,19 @@ async def _submit(args: argparse.Namespace, task: AgentTask) -> int:
     why = f": {' '.join(result.error.message.split())[:300]}" if result.error else ""
     print(f"relaybus: error: task {task.id} ended {result.status.value}{why}", file=sys.stderr)
     return 1
+
+
+async def _interrupted(bus: Any, task: AgentTask) -> int:
+    """The wait was interrupted: cancel the task, print its CANCELLED result, exit 130."""
+    reason = "the caller was interrupted (Ctrl-C on relaybus submit --wait)"
+    failed = await cancel_tasks(bus, [task.id], reason)
+    result = ExecutionResult.failed(task.id, ExecutionStatus.CANCELLED, "Interrupted", reason)
+    print(result.model_dump_json(indent=2))
+    if failed:
+        say(f"interrupted: the cancel request for task {task.id} was not sent ({failed[task.id]})")
+    else:
+        say(f"interrupted: cancelled task {task.id}")
+    return INTERRUPTED
 
 
 async def _wait_for(

@@ -5,6 +5,10 @@ the rest to their queue, exit 0. A second signal returns the running tasks to th
 ``--state-url URL`` (or ``$RELAYBUS_STATE_URL``) shares a state store with the other workers: each task id
 runs once (see :mod:`relaybus.agents.claims`). ``--metrics-port PORT`` serves Prometheus ``/metrics`` and
 the ``/healthz`` probe on ``--metrics-host``.
+
+A broker that does not answer at start is waited for: tried again with backoff (1 s doubling to 30 s), a
+``waiting_for_broker`` warning each time, SIGTERM meanwhile exits 0; ``--exit-if-down`` exits 1 at once
+instead. A broker that answers and refuses (user, password, vhost) is never waited for.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relaybus.agents.claims import DEFAULT_LEASE_S
 from relaybus.agents.delegation import DEFAULT_MAX_DEPTH
@@ -37,6 +41,9 @@ from ._common import (
 )
 from ._metrics import add_metrics_options, serve_metrics
 from ._state import add_state_url, optional_store
+
+if TYPE_CHECKING:
+    from relaybus.bus.base import Bus
 
 __all__ = ["register"]
 
@@ -89,7 +96,37 @@ def register(subparsers: Any) -> None:
         help="with --state-url: a task's claim lasts this long unless renewed (every third of it) while it "
         f"runs; a worker that died is replaced after at most this (default {DEFAULT_LEASE_S:g})",
     )
+    parser.add_argument(
+        "--exit-if-down",
+        action="store_true",
+        help="exit 1 at once when the broker does not answer, instead of waiting for it with backoff "
+        "(for scripts)",
+    )
     parser.set_defaults(func=run)
+
+
+async def _open_bus_until_stopped(args: argparse.Namespace) -> Bus | None:
+    """The bus, waiting for a broker that is down unless ``--exit-if-down``; None: SIGTERM while waiting."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    loop.add_signal_handler(signal.SIGTERM, main.cancel)
+    try:
+        return await open_bus(args.amqp_url, wait=not args.exit_if_down)
+    except asyncio.CancelledError:
+        if main.uncancel() > 0:  # not our SIGTERM: Ctrl-C (asyncio.run's) or another cancellation
+            raise
+        get_logger("relaybus.cli.worker").info("stopped_while_waiting_for_broker")
+        return None
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def _port(text: str) -> int:
+    port = positive_int(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1..65535, got {port}")
+    return port
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,7 +142,9 @@ async def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise CliError(f"{exc} (from the environment; fix the variable or unset it)") from None
     log = get_logger("relaybus.cli.worker")
-    bus = await open_bus(args.amqp_url)
+    bus = await _open_bus_until_stopped(args)
+    if bus is None:
+        return 0
     # The agents' default executor is made from these settings on first use: name them at start.
     log.info(
         "worker_starting",
@@ -126,6 +165,7 @@ async def _serve(args: argparse.Namespace) -> int:
         metrics=metrics,
         state=optional_store(args),
         lease_s=args.lease,
+        llm=f"{llm.kind}/{llm.model_name}" if llm.model_name != llm.kind else llm.kind,
     )
 
     def on_signal(signum: int) -> None:

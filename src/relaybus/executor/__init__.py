@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from .protocol import ChatTurn, Executor
     from .ratelimit import RateLimiter
     from .retry import RetryPolicy
+    from .script import Script
     from .script_args import ScriptArgs
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
     "ResponseSchema",
     "RetryPolicy",
     "RunContext",
+    "Script",
     "ScriptArgs",
     "StreamChunk",
     "StreamDelta",
@@ -109,6 +111,7 @@ _MODULE_OF = {
     "ResponseSchema": ".llm",
     "RetryPolicy": ".retry",
     "RunContext": ".backend",
+    "Script": ".script",
     "StreamChunk": ".llm",
     "StreamDelta": ".llm",
     "StreamingProvider": ".llm",

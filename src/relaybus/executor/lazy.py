@@ -43,6 +43,10 @@ class LazyTaskExecutor:
                 self._inner = TaskExecutor.from_env()
             return self._inner
 
+    async def materialize(self) -> TaskExecutor:
+        """The executor, created now if it was not yet (a worker whose agents declare scripts or modes)."""
+        return await self._get()
+
     async def execute(
         self,
         task: AgentTask,

@@ -122,6 +122,12 @@ class ProjectOrchestrator:
         return len(self._waiting)
 
     @property
+    def waiting_ids(self) -> tuple[UUID, ...]:
+        """The tasks published (or being published) and still without a result: what an interrupted caller
+        cancels. Read it before awaiting anything once the plan's run is cancelled (the runs then end)."""
+        return tuple(self._waiting)
+
+    @property
     def unclaimed_bytes(self) -> int:
         """Bytes of results kept for task ids this orchestrator does not wait for (anyone may send results
         to its reply queue): bounded by the reply router's ``max_unclaimed_bytes``, 64 MiB by default."""
@@ -210,7 +216,10 @@ class ProjectOrchestrator:
 
     async def cancel(self, task_id: UUID, reason: str = "cancelled by the orchestrator") -> None:
         """Cancel ``task_id``: a wait for it ends now as CANCELLED, the worker running it is asked to stop,
-        and a task of a running plan that was not yet published never is."""
+        and a task of a running plan that was not yet published never is.
+
+        Raises :class:`~relaybus.BusError` when the cancel request could not be published: the wait here has
+        ended all the same, but the worker was not told (only the task's deadline stops it)."""
         reason = reason[:1000]
         if task_id in self._waiting:
             self._router.resolve(
@@ -218,7 +227,7 @@ class ProjectOrchestrator:
             )
         for run in self._plan_runs:
             run.cancel_unpublished(task_id, reason)
-        await self._publish_cancel(task_id, reason)
+        await self._bus.publish(encode_cancel(task_id, reason))
 
     async def _publish_cancel(self, task_id: UUID, reason: str) -> None:
         try:

@@ -92,6 +92,18 @@ class WorkerMetrics:
             ["reason"],
             registry=r,
         )
+        self.expired = Counter(
+            "relaybus_tasks_expired",
+            "Tasks dropped unrun: their deadline passed before they started (the caller stopped waiting)",
+            ["agent"],
+            registry=r,
+        )
+        self.orphaned = Counter(
+            "relaybus_results_orphaned",
+            "Results dropped: their caller is gone for good (an anonymous reply queue that expired)",
+            ["agent"],
+            registry=r,
+        )
         self.delegations = Counter(
             "relaybus_delegations",
             "Delegated tasks received, by the agent that delegated and the agent that got them",
@@ -147,6 +159,14 @@ class WorkerMetrics:
 
     def dead_lettered(self, reason: DeadLetterReason) -> None:
         self.dead_letters.labels(reason).inc()
+
+    def task_expired(self, agent: str) -> None:
+        """A task for ``agent`` was dropped unrun: its deadline passed before it started."""
+        self.expired.labels(agent).inc()
+
+    def result_orphaned(self, agent: str) -> None:
+        """A result of ``agent`` was dropped: its caller's anonymous reply queue is gone for good."""
+        self.orphaned.labels(agent).inc()
 
 
 def bind(metrics: WorkerMetrics | None) -> None:
