@@ -51,6 +51,8 @@ class DeadLetter:
     size: int
     preview: str
     headers: Mapping[str, HeaderValue] = field(repr=False)
+    body: bytes = field(default=b"", repr=False)
+    """The whole body, as it died (``preview`` is its first characters as text)."""
 
     @classmethod
     def from_delivery(cls, delivery: Delivery) -> DeadLetter:
@@ -68,6 +70,7 @@ class DeadLetter:
             size=len(delivery.body),
             preview=delivery.body[:_PREVIEW_CHARS].decode("utf-8", "replace"),
             headers=dict(headers),
+            body=delivery.body,
         )
 
 

@@ -18,10 +18,20 @@ __all__ = ["build_parser", "main"]
 
 # Sub-command modules, each with ``register(subparsers) -> None`` that sets ``func`` on its parser.
 # ``func(args) -> int`` returns the exit code.
-_COMMANDS: tuple[str, ...] = ("worker", "submit", "cancel", "agents", "dlq", "run", "demo", "gateway")
+_COMMANDS: tuple[str, ...] = (
+    "worker",
+    "submit",
+    "cancel",
+    "agents",
+    "dlq",
+    "run",
+    "demo",
+    "gateway",
+    "console",
+)
 # Commands that run until stopped log their life at INFO; the others are one-shot commands whose output is
 # the point, so their default level is WARNING (no connect/close chatter around a table or a JSON result).
-_LONG_RUNNING = frozenset({"worker", "gateway"})
+_LONG_RUNNING = frozenset({"worker", "gateway", "console"})
 # Options that take a value, so that the word after them is not taken for the sub-command.
 _VALUED_OPTIONS = frozenset({"--log-level", "--log-format"})
 

@@ -1,0 +1,170 @@
+"""The Work chart's data: what the console observes of finished tasks in the state store, per minute.
+
+:class:`WorkWindow` keeps one :class:`Observation` per finished task (deduplicated by task id) for the last
+hour and folds them into per-minute buckets: tasks per second by status, p50/p99 duration, tokens per
+minute. :class:`WorkSampler` feeds it every ``sample_s`` seconds from the runs the store holds: it reads the
+``sample_runs`` newest runs and, for each one that changed since the last look and is unfinished or started
+within the hour, its tasks. Tasks run outside a recorded plan run are not in the store, so not in the chart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from relaybus.exceptions import RelaybusError
+from relaybus.log import get_logger
+from relaybus.messages import ExecutionStatus
+from relaybus.state import RunSummary, StateStore
+
+__all__ = ["STATUSES", "Observation", "WorkSampler", "WorkSeries", "WorkWindow", "quantile"]
+
+WINDOW_S = 3600.0
+BUCKET_S = 60.0
+STATUSES = tuple(status.value for status in ExecutionStatus)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One finished task: when (epoch seconds), how it ended, how long it ran, the tokens it used."""
+
+    finished_at: float
+    status: str
+    duration_s: float | None
+    tokens: int
+
+
+@dataclass(frozen=True)
+class WorkSeries:
+    """Per-minute figures for the last hour, oldest minute first (``minutes`` buckets)."""
+
+    minutes: int
+    rates: dict[str, list[float]]
+    """Status -> tasks per second in each minute."""
+    p50_s: list[float | None]
+    p99_s: list[float | None]
+    tokens_per_min: list[float]
+    totals: dict[str, int] = field(default_factory=dict)
+    """Status -> tasks finished in the hour."""
+
+
+def quantile(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile (nearest rank) of ``values``; None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[rank - 1]
+
+
+class WorkWindow:
+    """Observations of the last hour, one per task id; see the module docstring."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._seen: dict[UUID, Observation] = {}
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def add(self, task_id: UUID, observation: Observation) -> None:
+        if observation.finished_at >= self._clock() - WINDOW_S:
+            self._seen.setdefault(task_id, observation)
+
+    def series(self) -> WorkSeries:
+        now = self._clock()
+        start = now - WINDOW_S
+        for task_id in [t for t, o in self._seen.items() if o.finished_at < start]:
+            del self._seen[task_id]
+        minutes = int(WINDOW_S // BUCKET_S)
+        counts = {status: [0] * minutes for status in STATUSES}
+        durations: list[list[float]] = [[] for _ in range(minutes)]
+        tokens = [0.0] * minutes
+        for obs in self._seen.values():
+            index = min(minutes - 1, max(0, int((obs.finished_at - start) // BUCKET_S)))
+            counts.setdefault(obs.status, [0] * minutes)[index] += 1
+            if obs.duration_s is not None:
+                durations[index].append(obs.duration_s)
+            tokens[index] += obs.tokens
+        return WorkSeries(
+            minutes=minutes,
+            rates={status: [n / BUCKET_S for n in row] for status, row in counts.items()},
+            p50_s=[quantile(d, 0.5) for d in durations],
+            p99_s=[quantile(d, 0.99) for d in durations],
+            tokens_per_min=tokens,
+            totals={status: sum(row) for status, row in counts.items()},
+        )
+
+
+class WorkSampler:
+    """Feeds a :class:`WorkWindow` from ``store``; :meth:`sample` once, or :meth:`start` a loop."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        window: WorkWindow,
+        *,
+        sample_s: float = 5.0,
+        sample_runs: int = 200,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self.window = window
+        self._sample_s = sample_s
+        self._sample_runs = sample_runs
+        self._clock = clock
+        self._looked: dict[str, tuple[object, ...]] = {}  # run id -> what it looked like last time
+        self._task: asyncio.Task[None] | None = None
+        self._log = get_logger("relaybus.console.work")
+
+    @staticmethod
+    def _signature(run: RunSummary) -> tuple[object, ...]:
+        return (tuple(sorted(run.statuses.items())), run.finished_at)
+
+    async def sample(self) -> None:
+        """Look at the newest runs once; read the tasks of those that changed."""
+        horizon = self._clock() - WINDOW_S
+        runs = await self._store.runs(self._sample_runs)
+        looked: dict[str, tuple[object, ...]] = {}
+        for run in runs:
+            signature = looked[run.run_id] = self._signature(run)
+            recent = run.finished_at is None or run.finished_at.timestamp() >= horizon
+            if not recent or self._looked.get(run.run_id) == signature:
+                continue
+            detail = await self._store.run(run.run_id)
+            for task in detail.tasks if detail is not None else ():
+                if task.status.is_finished and task.finished_at is not None:
+                    self.window.add(
+                        task.task_id,
+                        Observation(
+                            finished_at=task.finished_at.timestamp(),
+                            status=task.status.value,
+                            duration_s=task.duration_s,
+                            tokens=task.usage.total_tokens,
+                        ),
+                    )
+        self._looked = looked
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="relaybus-console-work")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.sample()
+            except RelaybusError as exc:  # the store is away: try again next time
+                self._log.warning("work_sample_failed", error=str(exc)[:300])
+            await asyncio.sleep(self._sample_s)
