@@ -25,7 +25,7 @@ async def test_every_response_carries_the_strict_headers(stack: Stack, path: str
     assert "default-src 'none'" in csp
     assert headers["X-Frame-Options"] == "DENY"
     assert headers["X-Content-Type-Options"] == "nosniff"
-    assert headers["Referrer-Policy"] == "no-referrer"
+    assert headers["Referrer-Policy"] == "same-origin"
 
 
 async def test_the_live_stream_carries_the_strict_headers_too(stack: Stack) -> None:

@@ -5,7 +5,8 @@ What a caller may rely on:
 
 - Every response carries a Content-Security-Policy that allows scripts, styles and images from the console
   itself only (no inline script, no ``eval``), forbids framing (``frame-ancestors 'none'`` and
-  ``X-Frame-Options: DENY``), plus ``nosniff``, ``no-referrer`` and ``Cache-Control: no-store``.
+  ``X-Frame-Options: DENY``), plus ``nosniff``, ``Referrer-Policy: same-origin`` and
+  ``Cache-Control: no-store``.
 - A POST is refused (403) when the browser says it comes from another site (``Sec-Fetch-Site`` other than
   ``same-origin``/``none``, or an ``Origin`` that is not the console's own host), when its CSRF field does
   not match, or when it is not a form (415); a body over the limit is refused with 413.
@@ -37,7 +38,7 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # "no-referrer" would make a browser send "Origin: null" on POSTs
     "Cache-Control": "no-store",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
