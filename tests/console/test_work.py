@@ -1,0 +1,53 @@
+"""The Work chart's data: one observation per task id for the last hour, folded per minute into tasks/s by
+status, p50/p99 duration and tokens per minute; quantiles by nearest rank."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import pytest
+
+from relaybus.console.work import Observation, WorkWindow, quantile
+
+NOW = 1_900_000_000.0
+
+
+def test_quantiles_are_nearest_rank() -> None:
+    values = [float(n) for n in range(1, 101)]
+    assert quantile(values, 0.5) == 50.0
+    assert quantile(values, 0.99) == 99.0
+    assert quantile([3.0], 0.99) == 3.0
+    assert quantile([], 0.5) is None
+
+
+def test_the_window_folds_observations_per_minute() -> None:
+    window = WorkWindow(clock=lambda: NOW)
+    for n in range(30):  # the last minute: 30 successes of 1..30 s, 10 tokens each
+        window.add(uuid4(), Observation(NOW - 1, "success", float(n + 1), 10))
+    window.add(uuid4(), Observation(NOW - 1, "failure", None, 0))
+    window.add(uuid4(), Observation(NOW - 59 * 60 - 30, "success", 2.0, 7))  # the oldest minute
+    series = window.series()
+    assert series.minutes == 60
+    assert series.rates["success"][-1] == pytest.approx(30 / 60)
+    assert series.rates["failure"][-1] == pytest.approx(1 / 60)
+    assert series.rates["success"][0] == pytest.approx(1 / 60)
+    assert sum(series.rates["timeout"]) == 0
+    assert (series.p50_s[-1], series.p99_s[-1]) == (15.0, 30.0)
+    assert series.p50_s[1] is None
+    assert series.tokens_per_min[-1] == 300
+    assert series.tokens_per_min[0] == 7
+    assert series.totals["success"] == 31
+    assert series.totals["failure"] == 1
+
+
+def test_a_task_counts_once_and_the_window_forgets_what_is_older_than_an_hour() -> None:
+    now = [NOW]
+    window = WorkWindow(clock=lambda: now[0])
+    task = uuid4()
+    window.add(task, Observation(NOW - 10, "success", 1.0, 1))
+    window.add(task, Observation(NOW - 5, "failure", 1.0, 1))  # the same task seen again
+    window.add(uuid4(), Observation(NOW - 3700, "success", 1.0, 1))  # already too old
+    assert window.series().totals == {"success": 1, "failure": 0, "timeout": 0, "cancelled": 0, "rejected": 0}
+    now[0] = NOW + 3600
+    assert window.series().totals["success"] == 0
+    assert len(window) == 0
