@@ -13,14 +13,14 @@ def test_series_are_scaled_to_a_round_maximum() -> None:
     assert ys[0] == chart.bottom  # zero at the axis
     assert ys[2] < ys[1] < ys[0]  # higher values higher up
     assert len(b.points.split()) == 1
-    assert (a.last, b.last) == (3.7, 2.0)
+    assert (a.mean, b.mean) == (4.7 / 3, 2.0)
 
 
 def test_an_empty_chart_has_a_unit_scale_and_no_line() -> None:
     chart = line_chart("t", "s", {"p50": [None, None]})
     assert chart.y_max == 1.0
     assert chart.lines[0].points == ""
-    assert chart.lines[0].last is None
+    assert chart.lines[0].mean is None
 
 
 def test_small_and_large_maxima_round_up() -> None:

@@ -19,7 +19,7 @@ from typing import Self
 
 from aiohttp import web
 
-from relaybus.bus.base import Bus
+from relaybus.bus.base import Bus, agent_queue_name
 from relaybus.exceptions import UsageError
 from relaybus.gateway.directory import AgentDirectory
 from relaybus.state import StateStore
@@ -27,7 +27,7 @@ from relaybus.state import StateStore
 from .actions import Actions, CancelFunction
 from .config import ConsoleConfig
 from .context import ConsoleContext
-from .queues import NoQueueProbe, QueueProbe
+from .queues import NoQueueProbe, QueueProbe, QueueWatch
 from .security import SECURITY_HEADERS, Guard, security_headers
 from .views import ReadViews
 from .work import WorkSampler, WorkWindow
@@ -61,7 +61,11 @@ class Console:
             bus=bus,
             store=store,
             directory=directory,
-            probe=probe or NoQueueProbe(),
+            queues=QueueWatch(
+                probe or NoQueueProbe(),
+                lambda: (agent_queue_name(a) for w in directory.workers() for a in w.agents),
+                interval_s=self.config.push_s,
+            ),
             window=window,
             guard=Guard(self.config.operator_token, self.config.max_body_bytes),
             stream_headers=dict(SECURITY_HEADERS),
@@ -116,6 +120,7 @@ class Console:
         if self._runner is not None:
             return
         await self.context.directory.start()
+        self.context.queues.start()
         if self.sampler is not None:
             self.sampler.start()
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
@@ -131,7 +136,7 @@ class Console:
         if self.sampler is not None:
             await self.sampler.close()
         await self.context.directory.close()
-        await self.context.probe.close()
+        await self.context.queues.close()
 
     async def __aenter__(self) -> Self:
         await self.start()

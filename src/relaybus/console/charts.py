@@ -20,7 +20,8 @@ class Line:
     name: str
     points: str
     """``x,y x,y ...`` in canvas coordinates; empty when the series has no value."""
-    last: float | None
+    mean: float | None
+    """The mean of the series' values over the chart (None when it has none): what the legend says."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +64,9 @@ def line_chart(title: str, unit: str, series: dict[str, list[float | None]]) -> 
             for i, value in enumerate(row)
             if value is not None
         ]
-        last = next((v for v in reversed(row) if v is not None), None)
-        lines.append(Line(name=name, points=" ".join(points), last=last))
+        known = [v for v in row if v is not None]
+        mean = sum(known) / len(known) if known else None
+        lines.append(Line(name=name, points=" ".join(points), mean=mean))
     return Chart(
         title=title,
         unit=unit,

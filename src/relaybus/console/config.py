@@ -31,7 +31,7 @@ class ConsoleConfig:
     refresh_s: float = 10.0
     page_size: int = 50
     dead_letter_limit: int = 200
-    dead_letter_idle_s: float = 0.5
+    dead_letter_idle_s: float = 0.3
     sample_s: float = 5.0
     sample_runs: int = 200
 

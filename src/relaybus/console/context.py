@@ -10,7 +10,7 @@ from relaybus.gateway.directory import AgentDirectory
 from relaybus.state import StateStore
 
 from .config import ConsoleConfig
-from .queues import QueueProbe
+from .queues import QueueWatch
 from .render import Pages
 from .security import Guard
 from .work import WorkWindow
@@ -24,7 +24,7 @@ class ConsoleContext:
     bus: Bus
     store: StateStore | None
     directory: AgentDirectory
-    probe: QueueProbe
+    queues: QueueWatch
     window: WorkWindow | None
     guard: Guard
     pages: Pages = field(default_factory=Pages)

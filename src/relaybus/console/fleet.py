@@ -2,18 +2,19 @@
 
 Workers come from :class:`~relaybus.gateway.AgentDirectory` (a worker is live until it says ``stopped`` or
 misses three heartbeats). Fields a heartbeat may carry in later versions (``node``, ``provider``, ``model``)
-are shown when present. Queue figures come from a :class:`~relaybus.console.queues.QueueProbe`.
+are shown when present. Queue figures come from a :class:`~relaybus.console.queues.QueueWatch`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from relaybus.bus.base import agent_queue_name
 from relaybus.messages import WorkerHeartbeat
 
-from .queues import QueueProbe, QueueStats
+from .queues import QueueStats
 
 __all__ = ["AgentRow", "Fleet", "WorkerRow", "fleet_of"]
 
@@ -63,8 +64,12 @@ def _optional(beat: WorkerHeartbeat, name: str) -> str | None:
     return str(value) if value else None
 
 
-async def fleet_of(beats: list[WorkerHeartbeat], probe: QueueProbe, now: datetime | None = None) -> Fleet:
-    """The fleet these heartbeats describe, with each hosted agent's queue figures from ``probe``."""
+def fleet_of(
+    beats: list[WorkerHeartbeat],
+    stats: Callable[[str], QueueStats | None],
+    now: datetime | None = None,
+) -> Fleet:
+    """The fleet these heartbeats describe, with each hosted agent's queue figures from ``stats``."""
     now = now or datetime.now(UTC)
     workers = tuple(
         WorkerRow(
@@ -88,7 +93,6 @@ async def fleet_of(beats: list[WorkerHeartbeat], probe: QueueProbe, now: datetim
         for agent in row.agents:
             hosts.setdefault(agent, []).append(row)
     names = sorted(hosts)
-    stats = [await probe.stats(agent_queue_name(name)) for name in names]  # one channel: one at a time
     agents = tuple(
         AgentRow(
             agent=name,
@@ -96,8 +100,8 @@ async def fleet_of(beats: list[WorkerHeartbeat], probe: QueueProbe, now: datetim
             in_flight=sum(w.in_flight for w in hosts[name]),
             capacity=sum(w.capacity for w in hosts[name]),
             queue=agent_queue_name(name),
-            stats=stat,
+            stats=stats(agent_queue_name(name)),
         )
-        for name, stat in zip(names, stats, strict=True)
+        for name in names
     )
     return Fleet(workers=workers, agents=agents)

@@ -3,11 +3,14 @@
 :class:`AmqpQueueProbe` keeps one AMQP connection of its own (the bus's channels are not disturbed: a
 passive declare of a missing queue closes its channel) and opens it on first use, again after a loss.
 :class:`NoQueueProbe` is for buses that have no broker to ask (``memory://``): it knows nothing.
+:class:`QueueWatch` keeps the latest figures, refreshed in the background, for the pages to read at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -17,7 +20,7 @@ from relaybus.secrets import mask_secrets
 if TYPE_CHECKING:
     import aio_pika.abc
 
-__all__ = ["AmqpQueueProbe", "NoQueueProbe", "QueueProbe", "QueueStats"]
+__all__ = ["AmqpQueueProbe", "NoQueueProbe", "QueueProbe", "QueueStats", "QueueWatch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,3 +89,42 @@ class AmqpQueueProbe:
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.close()
+
+
+class QueueWatch:
+    """The latest figures of the queues asked for, refreshed every ``interval_s`` in the background, so
+    that a page never waits for the broker. ``names()`` says which queues to look at each time."""
+
+    def __init__(self, probe: QueueProbe, names: Callable[[], Iterable[str]], *, interval_s: float) -> None:
+        self._probe = probe
+        self._names = names
+        self._interval_s = interval_s
+        self._latest: dict[str, QueueStats | None] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def stats(self, queue: str) -> QueueStats | None:
+        return self._latest.get(queue)
+
+    async def refresh(self) -> None:
+        names = sorted(set(self._names()))
+        latest = {}
+        for name in names:  # one channel: one passive declare at a time
+            latest[name] = await self._probe.stats(name)
+        self._latest = latest
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="relaybus-console-queues")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._probe.close()
+
+    async def _loop(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(self._interval_s)

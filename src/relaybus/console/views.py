@@ -65,7 +65,7 @@ class ReadViews:
 
     # -- fleet ----------------------------------------------------------------------------------------------
     async def _fleet_values(self) -> dict[str, object]:
-        fleet = await fleet_of(self._c.directory.workers(), self._c.probe)
+        fleet = fleet_of(self._c.directory.workers(), self._c.queues.stats)
         return {"fleet": fleet, "updated": datetime.now(UTC).strftime("%H:%M:%S UTC")}
 
     async def fleet(self, request: web.Request) -> web.Response:
