@@ -8,7 +8,6 @@ passive declare of a missing queue closes its channel) and opens it on first use
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from relaybus.log import get_logger
 from relaybus.secrets import mask_secrets
+
+from .periodic import Periodic
 
 if TYPE_CHECKING:
     import aio_pika.abc
@@ -98,9 +99,8 @@ class QueueWatch:
     def __init__(self, probe: QueueProbe, names: Callable[[], Iterable[str]], *, interval_s: float) -> None:
         self._probe = probe
         self._names = names
-        self._interval_s = interval_s
         self._latest: dict[str, QueueStats | None] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("queues", self.refresh, interval_s)
 
     def stats(self, queue: str) -> QueueStats | None:
         return self._latest.get(queue)
@@ -113,18 +113,8 @@ class QueueWatch:
         self._latest = latest
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="relaybus-console-queues")
+        self._loop.start()
 
     async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._loop.close()
         await self._probe.close()
-
-    async def _loop(self) -> None:
-        while True:
-            await self.refresh()
-            await asyncio.sleep(self._interval_s)

@@ -9,18 +9,16 @@ within the hour, its tasks. Tasks run outside a recorded plan run are not in the
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from relaybus.exceptions import RelaybusError
-from relaybus.log import get_logger
 from relaybus.messages import ExecutionStatus
 from relaybus.state import RunSummary, StateStore
+
+from .periodic import Periodic
 
 __all__ = ["STATUSES", "Observation", "WorkSampler", "WorkSeries", "WorkWindow", "quantile"]
 
@@ -115,12 +113,10 @@ class WorkSampler:
     ) -> None:
         self._store = store
         self.window = window
-        self._sample_s = sample_s
         self._sample_runs = sample_runs
         self._clock = clock
         self._looked: dict[str, tuple[object, ...]] = {}  # run id -> what it looked like last time
-        self._task: asyncio.Task[None] | None = None
-        self._log = get_logger("relaybus.console.work")
+        self._loop = Periodic("work", self.sample, sample_s)
 
     @staticmethod
     def _signature(run: RunSummary) -> tuple[object, ...]:
@@ -151,20 +147,7 @@ class WorkSampler:
         self._looked = looked
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="relaybus-console-work")
+        self._loop.start()
 
     async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.sample()
-            except RelaybusError as exc:  # the store is away: try again next time
-                self._log.warning("work_sample_failed", error=str(exc)[:300])
-            await asyncio.sleep(self._sample_s)
+        await self._loop.close()
