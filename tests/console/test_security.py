@@ -52,7 +52,10 @@ async def _cancel_form(stack: Stack) -> tuple[str, str]:
     return f"/tasks/{task_id}/cancel", csrf_of(html)
 
 
-async def test_an_action_asks_for_confirmation_then_needs_the_token(stack: Stack) -> None:
+async def test_an_action_asks_for_confirmation_then_needs_the_token(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
     path, csrf = await _cancel_form(stack)
     status, page = await stack.client.post(path, {"csrf": csrf})
     assert status == 200
@@ -70,6 +73,8 @@ async def test_an_action_asks_for_confirmation_then_needs_the_token(stack: Stack
     assert "Cancel requested" in page
     assert TOKEN not in page
     assert [str(task) for task, _ in stack.cancelled] == [path.split("/")[2]]
+    assert "console_cancel" in caplog.text  # the action is logged, the token never
+    assert TOKEN not in caplog.text
 
 
 async def test_the_token_may_come_as_a_bearer_header(stack: Stack) -> None:

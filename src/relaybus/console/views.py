@@ -56,6 +56,8 @@ class ReadViews:
 
     def __init__(self, context: ConsoleContext) -> None:
         self._c = context
+        # Reading relaybus.dead takes the letters for a moment: two reads at once would each see a part.
+        self._reading_letters = asyncio.Lock()
 
     def page(self, template: str, **values: object) -> web.Response:
         text = self._c.pages.render(
@@ -143,9 +145,10 @@ class ReadViews:
 
     # -- dead letters ---------------------------------------------------------------------------------------
     async def _letters(self) -> list[DeadLetter]:
-        return await list_dead_letters(
-            self._c.bus, limit=self._c.config.dead_letter_limit, idle_s=self._c.config.dead_letter_idle_s
-        )
+        async with self._reading_letters:
+            return await list_dead_letters(
+                self._c.bus, limit=self._c.config.dead_letter_limit, idle_s=self._c.config.dead_letter_idle_s
+            )
 
     async def find_letter(self, message_id: str) -> DeadLetter:
         for letter in await self._letters():
