@@ -7,6 +7,7 @@ Everything runs on a vhost of the test's own, so ``relaybus.dead`` there holds o
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import uuid
@@ -36,6 +37,9 @@ class EchoAgent(Agent):
     topics = ("console.echo",)
 
     async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+        delay = task.input.get("sleep_s", 0)
+        if isinstance(delay, int | float) and delay > 0:
+            await asyncio.sleep(delay)  # long enough to be cancelled from the page
         return {"echo": task.prompt}
 
 

@@ -201,3 +201,26 @@ async def test_the_dead_letters_are_purged_from_the_page_after_confirmation(
     assert "Purged" in await page.locator("#message").inner_text()
     letters = await list_dead_letters(stack.console_bus, limit=50, idle_s=0.2)
     assert task_id not in [letter.message_id for letter in letters]
+
+
+async def test_a_running_task_is_cancelled_from_its_page(stack: Fleet, browser: Browser) -> None:
+    slow = AgentTask(topic=stack.topic, prompt="slow", input={"sleep_s": 60})
+    run_id = f"console-run-{uuid.uuid4().hex[:8]}"
+    await record_plan(stack.store, run_id, "console-slow", [slow])
+    async with ProjectOrchestrator(stack.console_bus) as orchestrator:
+        running = asyncio.create_task(orchestrator.execute_task(slow))
+
+        async def started() -> bool:
+            return sum(w.in_flight for w in stack.console.context.directory.workers()) == 1
+
+        await eventually(started, what="the slow task running on a worker")
+        page = browser.page
+        await page.goto(f"{stack.console.url}/runs/{run_id}/tasks/{slow.id}")
+        await page.get_by_role("button", name="Cancel this task…").click()
+        assert str(slow.id) in await page.locator("#question").inner_text()
+        await page.locator("input[name=token]").fill(TOKEN)
+        await page.locator("#confirm").click()
+        assert "Cancel requested" in await page.locator("#message").inner_text()
+        result = await asyncio.wait_for(running, timeout=30)
+    assert result.status is ExecutionStatus.CANCELLED
+    assert "console" in (result.error.message if result.error else "")
