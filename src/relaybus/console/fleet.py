@@ -1,8 +1,9 @@
 """The Fleet view's data: live workers from their heartbeats, and per agent its queue's depth and consumers.
 
 Workers come from :class:`~relaybus.gateway.AgentDirectory` (a worker is live until it says ``stopped`` or
-misses three heartbeats). Fields a heartbeat may carry in later versions (``node``, ``provider``, ``model``)
-are shown when present. Queue figures come from a :class:`~relaybus.console.queues.QueueWatch`.
+misses three heartbeats). Fields a heartbeat may carry in later versions (``broker``: the node it is
+connected to; ``provider``, ``model``) are shown when present. Queue figures come from a
+:class:`~relaybus.console.queues.QueueWatch`.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def fleet_of(
             worker=beat.worker,
             host=beat.host,
             pid=beat.pid,
-            node=_optional(beat, "node"),
+            node=_optional(beat, "broker") or _optional(beat, "node"),
             agents=beat.agents,
             in_flight=beat.in_flight,
             capacity=beat.capacity,

@@ -53,7 +53,7 @@ class AmqpQueueProbe:
     """Passive declares over a connection of its own to the broker at ``url``."""
 
     def __init__(self, url: str, *, timeout_s: float = 5.0) -> None:
-        self._url = url.split(",")[0].strip()
+        self._urls = [u.strip() for u in url.split(",") if u.strip()]  # a cluster: the next on a loss
         self._timeout_s = timeout_s
         self._connection: aio_pika.abc.AbstractConnection | None = None
         self._channel: aio_pika.abc.AbstractChannel | None = None
@@ -63,7 +63,7 @@ class AmqpQueueProbe:
         import aio_pika
 
         if self._connection is None or self._connection.is_closed:
-            self._connection = await aio_pika.connect(self._url, timeout=self._timeout_s)
+            self._connection = await aio_pika.connect(self._urls[0], timeout=self._timeout_s)
         if self._channel is None or self._channel.is_closed:
             self._channel = await self._connection.channel(publisher_confirms=False)
         return self._channel
@@ -81,6 +81,7 @@ class AmqpQueueProbe:
         except (aiormq.exceptions.AMQPError, OSError, TimeoutError) as exc:
             self._log.debug("queue_probe_failed", queue=queue, error=mask_secrets(repr(exc))[:200])
             await self.close()
+            self._urls.append(self._urls.pop(0))  # try the next broker next time
             return None
         result = declared.declaration_result
         return QueueStats(messages=result.message_count or 0, consumers=result.consumer_count or 0)
