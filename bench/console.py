@@ -195,11 +195,15 @@ def fake_beats(count: int, rng: random.Random) -> list[WorkerHeartbeat]:
     ]
 
 
-async def keep_beating(bus: Bus, beats: list[WorkerHeartbeat]) -> None:
+async def keep_beating(bus: Bus, beats: list[WorkerHeartbeat], every_s: float = 10.0) -> None:
+    """Publish each fake worker's heartbeat every ``every_s``, its ``processed`` grown by its load."""
     while True:
-        for beat in beats:
-            await bus.publish(encode_heartbeat(beat.model_copy(update={"timestamp": datetime.now(UTC)})))
-        await asyncio.sleep(10)
+        for n, beat in enumerate(beats):
+            beats[n] = beat = beat.model_copy(
+                update={"timestamp": datetime.now(UTC), "processed": beat.processed + beat.in_flight * 3}
+            )
+            await bus.publish(encode_heartbeat(beat))
+        await asyncio.sleep(every_s)
 
 
 async def dead_letter(bus: Bus, agent: str, topic: str, prompt: Any) -> None:
@@ -328,7 +332,7 @@ async def screenshots(out: Path) -> list[Path]:
         ]
         try:
             async with workers[0], workers[1], console_on(amqp_url, store, sample_runs=500) as (console, bus):
-                beating = asyncio.create_task(keep_beating(bus, fake_beats(6, rng)))
+                beating = asyncio.create_task(keep_beating(bus, fake_beats(6, rng), every_s=1.0))
                 for agent in AGENTS:
                     await bus.declare_queue(agent_queue_name(agent), bindings=(f"agent.{agent}",))
                 tasks = [AgentTask(topic=Echo.topics[0], prompt="outline")]
@@ -370,7 +374,7 @@ async def screenshots(out: Path) -> list[Path]:
                     )
                 await dead_letter(bus, "writer", Echo.topics[0], {"text": "<script>alert('hi')</script>"})
                 await dead_letter(bus, "writer", Echo.topics[0], 42)
-                await asyncio.sleep(2)
+                await asyncio.sleep(12)  # a few heartbeats for the fleet's tasks per second
                 assert console.sampler is not None
                 await console.sampler.sample()
                 async with chromium() as page:

@@ -86,8 +86,9 @@ async def test_the_work_chart_counts_the_finished_tasks_of_recorded_runs(stack: 
     await stack.console.sampler.sample()
     _, html, _ = await stack.client.get("/work")
     assert re.search(r'<span class="status-success">success 1</span>', html)
-    assert html.count("<polyline") >= 3  # tasks/s (success), p50, p99, tokens
-    assert "Tasks per second by status" in html
+    assert 'class="line line-2 series-success"' in html  # in the tasks/s chart, after the heartbeats' line
+    assert html.count("<polyline") >= 4  # tasks/s (success), p50, p99, tokens
+    assert "Tasks per second" in html
     assert "Tokens per minute" in html
     await record_run(stack.store, "r-later", tasks=[(e := uuid4(), "t", ())], finish=[e])
     await stack.console.sampler.sample()
@@ -112,3 +113,5 @@ async def test_without_a_store_the_work_page_says_what_to_give(stack: Stack) -> 
             assert response.status == 404
     assert "--state-url" in html
     assert '<table id="runs">' not in html
+    assert html.count("<figure>") == 1  # tasks per second from the heartbeats, nothing from a store
+    assert "all (heartbeats)" in html

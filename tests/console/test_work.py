@@ -51,3 +51,33 @@ def test_a_task_counts_once_and_the_window_forgets_what_is_older_than_an_hour() 
     now[0] = NOW + 3600
     assert window.series().totals["success"] == 0
     assert len(window) == 0
+
+
+async def test_the_heartbeat_counter_counts_what_each_worker_answered_since_the_last_look() -> None:
+    from relaybus.console.work import HeartbeatCounter
+    from relaybus.messages import WorkerHeartbeat
+
+    def beat(worker: str, processed: int) -> WorkerHeartbeat:
+        return WorkerHeartbeat(
+            worker=worker,
+            host="h",
+            pid=1,
+            agents=("a",),
+            in_flight=0,
+            capacity=1,
+            processed=processed,
+            interval_s=5,
+        )
+
+    window = WorkWindow(clock=lambda: NOW)
+    beats = [beat("w1", 10), beat("w2", 100)]
+    counter = HeartbeatCounter(window, lambda: beats)
+    await counter.sample()  # the first look only sets the baseline
+    assert sum(window.series().processed_per_s) == 0
+    beats = [beat("w1", 25), beat("w2", 130), beat("w3", 7)]  # w3 is new: baseline only
+    await counter.sample()
+    beats = [beat("w1", 2), beat("w2", 130), beat("w3", 8)]  # w1 restarted: starts over
+    await counter.sample()
+    series = window.series()
+    assert series.processed_per_s[-1] == pytest.approx((15 + 30 + 1) / 60)
+    assert sum(series.processed_per_s[:-1]) == 0

@@ -27,10 +27,11 @@ from relaybus.state import StateStore
 from .actions import Actions, CancelFunction
 from .config import ConsoleConfig
 from .context import ConsoleContext
+from .periodic import Periodic
 from .queues import NoQueueProbe, QueueProbe, QueueWatch
 from .security import SECURITY_HEADERS, Guard, security_headers
 from .views import ReadViews
-from .work import WorkSampler, WorkWindow
+from .work import HeartbeatCounter, WorkSampler, WorkWindow
 
 __all__ = ["Console"]
 
@@ -55,7 +56,7 @@ class Console:
     ) -> None:
         self.config = config or ConsoleConfig()
         directory = AgentDirectory(bus, refresh_s=self.config.refresh_s)
-        window = WorkWindow() if store is not None else None
+        window = WorkWindow()
         self.context = ConsoleContext(
             config=self.config,
             bus=bus,
@@ -72,9 +73,11 @@ class Console:
         )
         self.sampler = (
             WorkSampler(store, window, sample_s=self.config.sample_s, sample_runs=self.config.sample_runs)
-            if store is not None and window is not None
+            if store is not None
             else None
         )
+        self.heartbeats = HeartbeatCounter(window, directory.workers)
+        self._counting = Periodic("heartbeats", self.heartbeats.sample, self.config.sample_s)
         if cancel is None:
             from relaybus.orchestrator import ProjectOrchestrator
 
@@ -123,6 +126,7 @@ class Console:
         self.context.queues.start()
         if self.sampler is not None:
             self.sampler.start()
+        self._counting.start()
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.config.host, self.config.port)
@@ -135,6 +139,7 @@ class Console:
             self._runner = self._site = None
         if self.sampler is not None:
             await self.sampler.close()
+        await self._counting.close()
         await self.context.directory.close()
         await self.context.queues.close()
 

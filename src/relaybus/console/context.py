@@ -25,7 +25,7 @@ class ConsoleContext:
     store: StateStore | None
     directory: AgentDirectory
     queues: QueueWatch
-    window: WorkWindow | None
+    window: WorkWindow
     guard: Guard
     pages: Pages = field(default_factory=Pages)
     closing: asyncio.Event = field(default_factory=asyncio.Event)

@@ -19,7 +19,7 @@ from relaybus.dlq import DeadLetter, list_dead_letters
 from relaybus.gateway.web import EventStream
 from relaybus.state import RunDetail, RunTask
 
-from .charts import Chart, line_chart
+from .charts import line_chart
 from .context import ConsoleContext
 from .dag import layout
 from .fleet import fleet_of
@@ -81,19 +81,22 @@ class ReadViews:
 
     # -- work -----------------------------------------------------------------------------------------------
     def _chart_values(self) -> dict[str, object]:
-        charts: list[Chart] | None = None
-        totals: dict[str, int] = {}
-        if self._c.window is not None:
-            series = self._c.window.series()
-            totals = series.totals
-            charts = [
-                line_chart(
-                    "Tasks per second by status", "tasks/s", {s: list(series.rates[s]) for s in STATUSES}
-                ),
+        series = self._c.window.series()
+        rates: dict[str, list[float | None]] = {"all (heartbeats)": list(series.processed_per_s)}
+        if self._c.store is not None:
+            rates.update({s: list(series.rates[s]) for s in STATUSES})
+        charts = [line_chart("Tasks per second", "tasks/s", rates)]
+        if self._c.store is not None:
+            charts += [
                 line_chart("Duration p50 / p99", "s", {"p50": series.p50_s, "p99": series.p99_s}),
                 line_chart("Tokens per minute", "tokens/min", {"tokens": list(series.tokens_per_min)}),
             ]
-        return {"charts": charts, "totals": totals, "updated": datetime.now(UTC).strftime("%H:%M:%S UTC")}
+        return {
+            "charts": charts,
+            "totals": series.totals,
+            "stored": self._c.store is not None,
+            "updated": datetime.now(UTC).strftime("%H:%M:%S UTC"),
+        }
 
     async def work(self, request: web.Request) -> web.Response:
         page = _page_number(request)

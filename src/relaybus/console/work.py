@@ -4,23 +4,33 @@
 hour and folds them into per-minute buckets: tasks per second by status, p50/p99 duration, tokens per
 minute. :class:`WorkSampler` feeds it every ``sample_s`` seconds from the runs the store holds: it reads the
 ``sample_runs`` newest runs and, for each one that changed since the last look and is unfinished or started
-within the hour, its tasks. Tasks run outside a recorded plan run are not in the store, so not in the chart.
+within the hour, its tasks. Tasks run outside a recorded plan run are not in the store: of those, the chart
+shows only how many the fleet answered per second, which :class:`HeartbeatCounter` reads from the growth of
+each worker's ``processed`` count in its heartbeats.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from relaybus.messages import ExecutionStatus
+from relaybus.messages import ExecutionStatus, WorkerHeartbeat
 from relaybus.state import RunSummary, StateStore
 
 from .periodic import Periodic
 
-__all__ = ["STATUSES", "Observation", "WorkSampler", "WorkSeries", "WorkWindow", "quantile"]
+__all__ = [
+    "STATUSES",
+    "HeartbeatCounter",
+    "Observation",
+    "WorkSampler",
+    "WorkSeries",
+    "WorkWindow",
+    "quantile",
+]
 
 WINDOW_S = 3600.0
 BUCKET_S = 60.0
@@ -49,6 +59,8 @@ class WorkSeries:
     tokens_per_min: list[float]
     totals: dict[str, int] = field(default_factory=dict)
     """Status -> tasks finished in the hour."""
+    processed_per_s: list[float] = field(default_factory=list)
+    """Tasks per second the whole fleet answered, from the workers' heartbeats (plan runs or not)."""
 
 
 def quantile(values: list[float], q: float) -> float | None:
@@ -66,6 +78,12 @@ class WorkWindow:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._seen: dict[UUID, Observation] = {}
+        self._processed: dict[int, int] = {}  # minute (epoch // 60) -> tasks the workers said they answered
+
+    def count_processed(self, tasks: int) -> None:
+        """``tasks`` more answered by the fleet now (from heartbeats: every task, in a plan run or not)."""
+        minute = int(self._clock() // BUCKET_S)
+        self._processed[minute] = self._processed.get(minute, 0) + tasks
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -80,6 +98,10 @@ class WorkWindow:
         for task_id in [t for t, o in self._seen.items() if o.finished_at < start]:
             del self._seen[task_id]
         minutes = int(WINDOW_S // BUCKET_S)
+        last = int(now // BUCKET_S)
+        for minute in [m for m in self._processed if m <= last - minutes]:
+            del self._processed[minute]
+        processed = [self._processed.get(last - minutes + 1 + i, 0) / BUCKET_S for i in range(minutes)]
         counts = {status: [0] * minutes for status in STATUSES}
         durations: list[list[float]] = [[] for _ in range(minutes)]
         tokens = [0.0] * minutes
@@ -96,7 +118,30 @@ class WorkWindow:
             p99_s=[quantile(d, 0.99) for d in durations],
             tokens_per_min=tokens,
             totals={status: sum(row) for status, row in counts.items()},
+            processed_per_s=processed,
         )
+
+
+class HeartbeatCounter:
+    """Counts in a :class:`WorkWindow` the tasks the workers answered between two looks at their latest
+    heartbeats (``beats()``): the growth of each worker's ``processed``; a restarted worker starts over."""
+
+    def __init__(self, window: WorkWindow, beats: Callable[[], Iterable[WorkerHeartbeat]]) -> None:
+        self.window = window
+        self._beats = beats
+        self._processed: dict[str, int] = {}
+
+    async def sample(self) -> None:
+        seen: dict[str, int] = {}
+        grown = 0
+        for beat in self._beats():
+            seen[beat.worker] = beat.processed
+            before = self._processed.get(beat.worker)
+            if before is not None and beat.processed >= before:
+                grown += beat.processed - before
+        self._processed = seen
+        if grown:
+            self.window.count_processed(grown)
 
 
 class WorkSampler:
