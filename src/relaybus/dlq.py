@@ -74,6 +74,7 @@ class DeadLetter:
     died_at: float | None = None
     """When it was dead-lettered (Unix seconds), where the ``relaybus-dead-at`` header says so."""
     body: bytes = field(default=b"", repr=False)
+    """The whole body, as it died (``preview`` is its first characters as text)."""
     correlation_id: str | None = None
     reply_to: str | None = None
     content_type: str | None = None

@@ -409,10 +409,15 @@ async def test_runs_are_listed_newest_first_limited_and_by_name(store: StateStor
         await store.record_run(f"run-{n}", name, [(uuid4(), "t", ())], started_at=t0 + timedelta(minutes=n))
     assert [run.run_id for run in await store.runs()] == ["run-3", "run-2", "run-1", "run-0"]
     assert [run.run_id for run in await store.runs(2)] == ["run-3", "run-2"]
+    assert [run.run_id for run in await store.runs(2, offset=1)] == ["run-2", "run-1"]
+    assert [run.run_id for run in await store.runs(2, offset=3)] == ["run-0"]
+    assert [run.run_id for run in await store.runs(1, name="a", offset=1)] == ["run-0"]
     assert [run.run_id for run in await store.runs(name="a")] == ["run-2", "run-0"]
     assert all(run.statuses == {TaskState.PENDING: 1} and run.cost is None for run in await store.runs())
     with pytest.raises(ConfigError):
         await store.runs(0)
+    with pytest.raises(ConfigError):
+        await store.runs(1, offset=-1)
 
 
 async def test_recording_a_run_again_resumes_it_and_keeps_what_happened(store: StateStore) -> None:

@@ -32,10 +32,11 @@ _COMMANDS: tuple[str, ...] = (
     "gateway",
     "schema",
     "completion",
+    "console",
 )
 # Commands that run until stopped log their life at INFO; the others are one-shot commands whose output is
 # the point, so their default level is WARNING (no connect/close chatter around a table or a JSON result).
-_LONG_RUNNING = frozenset({"worker", "gateway"})
+_LONG_RUNNING = frozenset({"worker", "gateway", "console"})
 # Options that take a value, so that the word after them is not taken for the sub-command.
 _VALUED_OPTIONS = frozenset({"--log-level", "--log-format"})
 

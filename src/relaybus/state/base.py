@@ -137,8 +137,9 @@ class StateStore(Protocol):
         """:meth:`task_event` for each of ``updates`` in order, in one transaction: all or none are recorded.
         Far cheaper per event, e.g. for the ``published`` events of a whole wave of tasks."""
 
-    async def runs(self, limit: int = 50, *, name: str | None = None) -> list[RunSummary]:
-        """The ``limit`` most recently started runs (of plan ``name`` if given), newest first."""
+    async def runs(self, limit: int = 50, *, name: str | None = None, offset: int = 0) -> list[RunSummary]:
+        """The ``limit`` most recently started runs (of plan ``name`` if given), newest first, after skipping
+        the ``offset`` newest (pages of runs)."""
 
     async def run(self, run_id: str) -> RunDetail | None:
         """One run with its tasks in plan order, or None."""

@@ -209,21 +209,26 @@ def _summary_sql(where: str) -> str:
                SUM(t.completion_tokens) AS completion_tokens, SUM(t.requests) AS requests,
                SUM(t.cost) AS cost, COUNT(t.cost) AS costs
         FROM (SELECT run_id, name, started_at FROM relaybus_runs {where}
-              ORDER BY started_at DESC, run_id DESC LIMIT ?) r
+              ORDER BY started_at DESC, run_id DESC LIMIT ? OFFSET ?) r
         LEFT JOIN relaybus_run_tasks t ON t.run_id = r.run_id
         GROUP BY r.run_id, r.name, r.started_at, t.status"""  # noqa: S608
 
 
 async def summaries(
-    session: Session, *, limit: int, name: str | None = None, run_id: str | None = None
+    session: Session,
+    *,
+    limit: int,
+    offset: int = 0,
+    name: str | None = None,
+    run_id: str | None = None,
 ) -> list[RunSummary]:
-    """Newest first; one query, grouped by run and status, folded here."""
+    """Newest first, skipping the ``offset`` newest; one query, grouped by run and status, folded here."""
     if run_id is not None:
-        rows = await session.fetchall(_summary_sql("WHERE run_id = ?"), run_id, limit)
+        rows = await session.fetchall(_summary_sql("WHERE run_id = ?"), run_id, limit, offset)
     elif name is not None:
-        rows = await session.fetchall(_summary_sql("WHERE name = ?"), name, limit)
+        rows = await session.fetchall(_summary_sql("WHERE name = ?"), name, limit, offset)
     else:
-        rows = await session.fetchall(_summary_sql(""), limit)
+        rows = await session.fetchall(_summary_sql(""), limit, offset)
     runs: dict[str, dict[str, Any]] = {}
     for row in rows:
         run = runs.setdefault(

@@ -362,11 +362,13 @@ class SqlStore(abc.ABC):
                 for update in batch:
                     await history.task_event(session, run_id, update)
 
-    async def runs(self, limit: int = 50, *, name: str | None = None) -> list[RunSummary]:
+    async def runs(self, limit: int = 50, *, name: str | None = None, offset: int = 0) -> list[RunSummary]:
         if limit < 1:
             raise ConfigError(f"runs(limit=...) must be >= 1 (got {limit})")
+        if offset < 0:
+            raise ConfigError(f"runs(offset=...) must be >= 0 (got {offset})")
         async with self._use() as session:
-            return await history.summaries(session, limit=limit, name=name)
+            return await history.summaries(session, limit=limit, offset=offset, name=name)
 
     async def run(self, run_id: str) -> RunDetail | None:
         async with self._use() as session:

@@ -1,0 +1,55 @@
+"""``Periodic`` runs its work every interval and goes on after a RelaybusError; ``QueueWatch`` keeps the
+latest figures of the queues its names function gives, for pages to read without waiting."""
+
+from __future__ import annotations
+
+from relaybus.console.periodic import Periodic
+from relaybus.console.queues import QueueStats, QueueWatch
+from relaybus.exceptions import BusError
+from tests.eventually import eventually
+
+
+async def test_work_runs_again_after_a_relaybus_error_and_stops_when_closed() -> None:
+    calls: list[int] = []
+
+    async def work() -> None:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise BusError("the broker is away")
+
+    loop = Periodic("test", work, 0.01)
+    loop.start()
+    await eventually(lambda: len(calls) >= 3, what="three rounds")
+    await loop.close()
+    seen = len(calls)
+    await loop.close()  # idempotent
+    assert len(calls) == seen
+
+
+class FakeProbe:
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.closed = False
+
+    async def stats(self, queue: str) -> QueueStats | None:
+        self.asked.append(queue)
+        return None if queue == "gone" else QueueStats(messages=len(queue), consumers=1)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_the_watch_keeps_the_latest_figures_of_the_queues_named() -> None:
+    probe = FakeProbe()
+    names = ["a.queue", "gone", "a.queue"]
+    watch = QueueWatch(probe, lambda: names, interval_s=60)
+    assert watch.stats("a.queue") is None  # nothing read yet: the page shows "-"
+    await watch.refresh()
+    assert probe.asked == ["a.queue", "gone"]  # each once
+    assert watch.stats("a.queue") == QueueStats(messages=7, consumers=1)
+    assert watch.stats("gone") is None
+    names[:] = ["other"]
+    await watch.refresh()
+    assert watch.stats("a.queue") is None  # a queue no longer named is forgotten
+    await watch.close()
+    assert probe.closed
