@@ -167,7 +167,7 @@ async def test_a_nacked_publish_is_sent_again_on_a_fresh_channel(amqp_url: str) 
     async with AmqpBus(amqp_url, reconnect_timeout=10) as bus:
         await bus.declare_queue(queue, durable=False)
         try:
-            nacked = bus._publish_channel
+            nacked = bus._publisher.channel
             assert nacked is not None
             fake = _NackOnce(await nacked.get_underlay_channel())
 
@@ -177,7 +177,7 @@ async def test_a_nacked_publish_is_sent_again_on_a_fresh_channel(amqp_url: str) 
             nacked.get_underlay_channel = underlay  # type: ignore[method-assign]
             await bus.publish(OutgoingMessage(routing_key=queue, body=b"once", exchange=""))
             assert fake.nacked == 1
-            assert bus._publish_channel is not nacked
+            assert bus._publisher.channel is not nacked
             got: list[bytes] = []
 
             async def handler(delivery: object) -> None:
@@ -201,16 +201,17 @@ async def test_a_publish_nacked_until_the_deadline_fails_with_the_reason(amqp_ur
 
             return Nack()
 
-        original = AmqpBus._fresh_publish_channel
+        publisher = bus._publisher
+        original = publisher.renew
 
-        async def keep(self: AmqpBus, nacked: object) -> object:
-            channel = await original(self, nacked)  # type: ignore[arg-type]
+        async def keep(conn: object, nacked: object) -> object:
+            channel = await original(conn, nacked)  # type: ignore[arg-type]
             channel.get_underlay_channel = always_nacked  # type: ignore[method-assign]
             return channel
 
-        assert bus._publish_channel is not None
-        bus._publish_channel.get_underlay_channel = always_nacked  # type: ignore[method-assign]
-        bus._fresh_publish_channel = keep.__get__(bus)  # type: ignore[method-assign]
+        assert publisher.channel is not None
+        publisher.channel.get_underlay_channel = always_nacked  # type: ignore[method-assign]
+        publisher.renew = keep  # type: ignore[method-assign,assignment]
         with pytest.raises(BusError, match=r"basic.nack.*for 1 s.*no quorum"):
             await bus.publish(OutgoingMessage(routing_key="nowhere", body=b"x", exchange=""))
 
