@@ -15,8 +15,9 @@ import jsonschema
 import pytest
 import yaml
 
-from relaybus.bus.amqp import AmqpBus
+from relaybus.bus.amqp_cluster import queue_arguments
 from relaybus.bus.base import DEFAULT_DELIVERY_LIMIT
+from relaybus.bus.core import QueueDeclaration
 from relaybus.cli import main
 from relaybus.contract import asyncapi_document, json_schemas
 from relaybus.contract.asyncapi import AGENT_QUEUE_ARGUMENTS
@@ -67,7 +68,8 @@ def test_the_json_schemas_are_the_models_with_what_a_reader_requires() -> None:
 
 
 def test_the_agent_queue_arguments_in_the_contract_are_the_ones_relaybus_declares() -> None:
-    assert AmqpBus._queue_arguments(True, DEFAULT_DELIVERY_LIMIT, None) == AGENT_QUEUE_ARGUMENTS
+    declared = QueueDeclaration("relaybus.agent.x", (), True, DEFAULT_DELIVERY_LIMIT, None)
+    assert queue_arguments(declared, None) == AGENT_QUEUE_ARGUMENTS  # one node; a cluster adds its group size
     channel = asyncapi_document()["channels"]["agentQueue"]
     assert channel["x-queue-arguments"] == AGENT_QUEUE_ARGUMENTS
 

@@ -14,17 +14,20 @@ from typing import Any
 
 from relaybus.bus.base import (
     CANCEL_ROUTING_KEY,
+    DEAD_AT_HEADER,
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
     DEADLINE_HEADER,
     DEFAULT_DELIVERY_LIMIT,
     DELEGATION_HEADER,
     ERROR_HEADER,
+    EVENT_HEADER,
     EXCHANGE,
     ORIGINAL_EXCHANGE_HEADER,
     ORIGINAL_QUEUE_HEADER,
     ORIGINAL_ROUTING_KEY_HEADER,
     SCHEMA_HEADER,
+    STREAM_HEADER,
     TRACEPARENT_HEADER,
 )
 from relaybus.bus.codec import (
@@ -35,6 +38,7 @@ from relaybus.bus.codec import (
     STOPPED_ROUTING_KEY,
 )
 from relaybus.bus.replies import DIRECT_REPLY_TO, REPLY_QUEUE_PREFIX
+from relaybus.bus.signing import SIGNATURE_HEADER
 from relaybus.messages import NAME_RE, SCHEMA_MINOR, SCHEMA_VERSION, TOPIC_RE
 
 from .schemas import model_schemas
@@ -123,10 +127,10 @@ def _channels() -> dict[str, Any]:
         "replies": _routing_key_channel(
             "{reply_to}",
             default_exchange,
-            ["result"],
-            f"Results, sent through the default exchange to the task's reply_to: a queue named "
-            f"{REPLY_QUEUE_PREFIX}<name> or RabbitMQ's direct reply-to ({DIRECT_REPLY_TO}); a worker "
-            "publishes to nothing else.",
+            ["result", "taskEvent"],
+            "Results (and the events of tasks that asked for them), sent through the default exchange to the "
+            f"task's reply_to: a queue named {REPLY_QUEUE_PREFIX}<name> or RabbitMQ's direct reply-to "
+            f"({DIRECT_REPLY_TO}); a worker publishes to nothing else.",
             parameters={"reply_to": _parameter("the task's AMQP reply_to property")},
         ),
         "events": _routing_key_channel(
@@ -255,6 +259,15 @@ def _headers(*extra: str) -> dict[str, Any]:
         ORIGINAL_QUEUE_HEADER: _header("The queue the message was refused on."),
         ORIGINAL_ROUTING_KEY_HEADER: _header("The routing key it was published with."),
         ORIGINAL_EXCHANGE_HEADER: _header("The exchange it was published to."),
+        DEAD_AT_HEADER: _header("When it was dead-lettered, Unix epoch seconds."),
+        STREAM_HEADER: _header("`1`: the caller wants the task's events (TaskEvents to its reply_to)."),
+        EVENT_HEADER: _header(
+            "On a TaskEvent: its kind; a reply queue's consumer tells events from results by it."
+        ),
+        SIGNATURE_HEADER: _header(
+            "`v1=<hex>`: HMAC-SHA256 with a key shared by callers and workers (optional; a verifying side "
+            "refuses a message without it)."
+        ),
     }
     names = (SCHEMA_HEADER, *extra)
     required = [SCHEMA_HEADER] if ERROR_HEADER not in extra else [SCHEMA_HEADER, ERROR_HEADER]
@@ -284,7 +297,9 @@ def _message(name: str, title: str, payload: dict[str, Any], headers: dict[str, 
 
 
 def _messages() -> dict[str, Any]:
-    task_headers = _headers(TRACEPARENT_HEADER, "tracestate", DEADLINE_HEADER, DELEGATION_HEADER)
+    task_headers = _headers(
+        TRACEPARENT_HEADER, "tracestate", DEADLINE_HEADER, DELEGATION_HEADER, STREAM_HEADER, SIGNATURE_HEADER
+    )
     correlation = {"location": "$message.header#/correlation_id", "description": "the AMQP correlation_id"}
     return {
         "task": _message(
@@ -312,7 +327,7 @@ def _messages() -> dict[str, Any]:
             "ExecutionResult",
             "A task's result",
             _ref("schemas", "ExecutionResult"),
-            _headers(TRACEPARENT_HEADER, "tracestate"),
+            _headers(TRACEPARENT_HEADER, "tracestate", SIGNATURE_HEADER),
             summary="Refused by the caller (dead-lettered) when invalid; the task then ends FAILURE "
             "InvalidResult.",
             correlationId=correlation,
@@ -326,6 +341,15 @@ def _messages() -> dict[str, Any]:
             },
         ),
         "event": _message("Event", "An application event", {}, _headers(TRACEPARENT_HEADER, "tracestate")),
+        "taskEvent": _message(
+            "TaskEvent",
+            "A running task's event, to its caller",
+            _ref("schemas", "TaskEvent"),
+            _headers(EVENT_HEADER, TRACEPARENT_HEADER, "tracestate", SIGNATURE_HEADER),
+            summary="Sent to the task's reply_to with correlation_id = task id, only when the task asked "
+            "(relaybus-stream: 1); not persistent, not mandatory, best effort, numbered by seq.",
+            correlationId={"location": "$message.header#/correlation_id", "description": "the task's id"},
+        ),
         "cancel": _message(
             "CancelRequest",
             "A cancel request",
@@ -346,7 +370,11 @@ def _messages() -> dict[str, Any]:
             "A dead letter",
             {"description": "The refused message's body, unchanged (it may be any bytes)."},
             _headers(
-                ERROR_HEADER, ORIGINAL_QUEUE_HEADER, ORIGINAL_ROUTING_KEY_HEADER, ORIGINAL_EXCHANGE_HEADER
+                ERROR_HEADER,
+                ORIGINAL_QUEUE_HEADER,
+                ORIGINAL_ROUTING_KEY_HEADER,
+                ORIGINAL_EXCHANGE_HEADER,
+                DEAD_AT_HEADER,
             ),
             summary="The original message with its properties and headers, plus the reason and where it "
             "came from.",

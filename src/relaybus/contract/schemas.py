@@ -19,12 +19,13 @@ from relaybus.messages import (
     AgentTask,
     CancelRequest,
     ExecutionResult,
+    TaskEvent,
     WorkerHeartbeat,
 )
 
 __all__ = ["MODELS", "json_schemas", "model_schemas"]
 
-MODELS: tuple[type[BaseModel], ...] = (AgentTask, ExecutionResult, CancelRequest, WorkerHeartbeat)
+MODELS: tuple[type[BaseModel], ...] = (AgentTask, ExecutionResult, TaskEvent, CancelRequest, WorkerHeartbeat)
 """The message bodies with a schema of their own (an event's payload is any JSON value)."""
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 

@@ -54,6 +54,17 @@ FIELD_NOTES: dict[str, dict[str, str]] = {
         "completion_tokens": "Model output tokens, likewise.",
         "requests": "Model requests made.",
     },
+    "TaskEvent": {
+        "task_id": "The task the event belongs to (also the AMQP correlation_id).",
+        "seq": "1, 2, ... per task, in the order sent; a gap shows a lost event (events are best effort).",
+        "kind": "`delta` (model text), `progress` (a line from the agent), `tool_call` / `tool_result` (the "
+        "agent loop's steps), `result` (the last; carries the result).",
+        "text": "The text of a delta or a progress line.",
+        "data": "Structured detail (a tool call's name and arguments, a tool's result).",
+        "sub_task_id": "Set on an event forwarded from a delegated task: that task's id.",
+        "agent": "The agent that sent it.",
+        "result": "On the `result` event: the task's ExecutionResult (the result message is authoritative).",
+    },
     "CancelRequest": {
         "task_id": "The task to stop.",
         "reason": "Why, as the CANCELLED result will say.",
@@ -69,6 +80,9 @@ FIELD_NOTES: dict[str, dict[str, str]] = {
         "status": "`running`, `draining` or `stopped`.",
         "interval_s": "Seconds between its heartbeats.",
         "timestamp": "ISO 8601 with a time zone.",
+        "broker": "`host:port` of the RabbitMQ node it is connected to (left out when unknown).",
+        "llm": "`provider/model` its agents' default executor calls (left out when unknown).",
+        "running": "Ids of the tasks it runs now (at most 50).",
     },
 }
 
