@@ -1,5 +1,5 @@
 """The Fleet view's data: one row per live worker (sorted), per agent the workers hosting it with their load
-summed and its queue's figures; a field a later heartbeat carries (the broker node) is shown when present."""
+summed and its queue's figures; the broker node and provider/model are shown when the heartbeat has them."""
 
 from __future__ import annotations
 
@@ -44,10 +44,9 @@ def test_workers_and_agents_with_their_queue_figures() -> None:
     assert fleet.workers[0].node is None
 
 
-def test_a_heartbeat_that_names_its_broker_node_shows_it() -> None:
-    class WithBroker(WorkerHeartbeat):
-        broker: str | None = None
-
-    extended = WithBroker(**beat("a:1", ("writer",), 0, 0).model_dump(), broker="rabbit-2:5672")
+def test_a_heartbeat_that_names_its_broker_node_and_model_shows_them() -> None:
+    extended = beat("a:1", ("writer",), 0, 0).model_copy(
+        update={"broker": "rabbit-2:5672", "llm": "openai/m1"}
+    )
     [row] = fleet_of([extended], lambda _: None, NOW).workers
-    assert row.node == "rabbit-2:5672"
+    assert (row.node, row.llm) == ("rabbit-2:5672", "openai/m1")

@@ -1,8 +1,8 @@
 """The Fleet view's data: live workers from their heartbeats, and per agent its queue's depth and consumers.
 
 Workers come from :class:`~relaybus.gateway.AgentDirectory` (a worker is live until it says ``stopped`` or
-misses three heartbeats). Fields a heartbeat may carry in later versions (``broker``: the node it is
-connected to; ``provider``, ``model``) are shown when present. Queue figures come from a
+misses three heartbeats). Its broker node (``broker``) and its ``provider/model`` (``llm``) are shown where
+the heartbeat carries them (older workers and in-process buses leave them out). Queue figures come from a
 :class:`~relaybus.console.queues.QueueWatch`.
 """
 
@@ -32,8 +32,7 @@ class WorkerRow:
     processed: int
     status: str
     age_s: float
-    provider: str | None
-    model: str | None
+    llm: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +59,6 @@ class Fleet:
         return sum(w.capacity for w in self.workers)
 
 
-def _optional(beat: WorkerHeartbeat, name: str) -> str | None:
-    value = getattr(beat, name, None)
-    return str(value) if value else None
-
-
 def fleet_of(
     beats: list[WorkerHeartbeat],
     stats: Callable[[str], QueueStats | None],
@@ -77,15 +71,14 @@ def fleet_of(
             worker=beat.worker,
             host=beat.host,
             pid=beat.pid,
-            node=_optional(beat, "broker") or _optional(beat, "node"),
+            node=beat.broker,
             agents=beat.agents,
             in_flight=beat.in_flight,
             capacity=beat.capacity,
             processed=beat.processed,
             status=beat.status,
             age_s=max(0.0, (now - beat.timestamp).total_seconds()),
-            provider=_optional(beat, "provider"),
-            model=_optional(beat, "model"),
+            llm=beat.llm,
         )
         for beat in sorted(beats, key=lambda b: b.worker)
     )
