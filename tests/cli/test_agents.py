@@ -86,7 +86,7 @@ def test_a_worker_silent_for_three_heartbeat_intervals_is_late_and_its_age_is_re
     assert "openai/gpt-4o-mini" in text
 
 
-def test_table_shows_the_broker_node_each_worker_is_connected_to_when_they_report_one() -> None:
+def test_table_shows_the_broker_node_of_each_worker_when_they_are_on_several() -> None:
     now = datetime.now(UTC)
     fields = {"host": "h", "pid": 1, "agents": ("a",), "in_flight": 0, "capacity": 1, "interval_s": 5}
     beats = [
@@ -101,6 +101,10 @@ def test_table_shows_the_broker_node_each_worker_is_connected_to_when_they_repor
     console = Console(width=200, record=True)
     console.print(render_table(beats[1:], now))
     assert "NODE" not in console.export_text()
+    same = [beats[0], beats[1].model_copy(update={"broker": "10.0.0.1:5672"})]
+    console = Console(width=200, record=True)
+    console.print(render_table(same, now))
+    assert "NODE" not in console.export_text()  # one node for all: the URL given says it already
 
 
 def test_a_heartbeat_without_a_node_is_encoded_as_before_and_one_with_a_node_carries_it() -> None:

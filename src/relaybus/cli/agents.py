@@ -148,7 +148,8 @@ def render_table(
     """One row per worker: agents, LLM, load, tasks waiting in its agents' queues, status, heartbeat age."""
     backlog = backlog or {}
     table = Table(title="relaybus workers")
-    nodes = any(beat.broker for beat in beats)  # the broker node column, when workers report one
+    # The broker node column when the workers are not all on one node (a cluster): else it is the URL given.
+    nodes = len({beat.broker for beat in beats}) > 1
     for column in (
         "WORKER",
         "AGENTS",
