@@ -217,6 +217,8 @@ class AmqpLink:
     def _cause(self, exc: BaseException, connect_timeout: float) -> str:
         if isinstance(exc, asyncio.TimeoutError | TimeoutError):
             return f"no answer within {connect_timeout:g} s"
+        if _vhost_refused(exc):  # aiormq's own words name a frame, not the problem (see _fix)
+            return "it closed the connection at Connection.Open: 530 NOT_ALLOWED"
         return self.describe(exc)
 
     def _fix(self, exc: BaseException) -> str:
