@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from relaybus import AgentTask, AgentTool, ExecutionResult, MCPServer, Script, tool
 from relaybus.agents import Agent, AgentContext
-from relaybus.executor import RunContext
+from relaybus.executor import RunContext, ScriptArgs
 
 SUFFIX = os.environ.get("RELAYBUS_TEST_AGENT_SUFFIX", "")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -293,7 +293,8 @@ class Scripted(Agent):
 
     name = name("scripted")
     topics = (topic("scripted"),)
-    scripts = (Script("say", ("echo", "said:")),)
+    # echo takes no options, so no `--` before the task's arguments (ScriptArgs puts one there by default)
+    scripts = (Script("say", ("echo", "said:"), args=ScriptArgs(separator=False)),)
     modes: ClassVar[dict[str, Any]] = {"shout": Shout()}
 
 

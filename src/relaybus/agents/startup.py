@@ -101,7 +101,7 @@ async def register_declared(agents: Sequence[Agent], executor: Executor) -> None
         )
     for script, owner in scripts.values():
         try:
-            target.register_script(script.name, script.argv, env=script.env, cwd=script.cwd)
+            target.register_script(script.name, script.argv, env=script.env, cwd=script.cwd, args=script.args)
         except ExecutorError as exc:
             raise ConfigError(f"{owner}.scripts: {exc}") from None
     for name, (backend, owner) in modes.items():
