@@ -86,25 +86,35 @@ async def listening(bus: Any) -> AsyncIterator[dict[str, WorkerHeartbeat]]:
         await delivery.ack()
 
     await bus.declare_queue(queue, bindings=(WORKER_EVENTS_PATTERN,), durable=False)
+    held = False
     try:
         subscription = await bus.consume(queue, on_event, prefetch=256)
         try:
             yield latest
+        except HeldBack:
+            held = (
+                True  # the broker reads nothing more from us: no cancel, no delete (the queue goes with us)
+            )
         finally:
-            await subscription.cancel()
+            if not held:
+                await subscription.cancel()
     finally:
-        if blocked_warning(bus) is None:  # blocked, the broker reads nothing more; the queue goes with us
+        if not held:
             await bus.delete_queue(queue)
 
 
-async def _ping(bus: Any, listen_s: float) -> bool:
-    """Ask every worker for a heartbeat; False when the broker held the ping back (an alarm blocks us)."""
+class HeldBack(Exception):
+    """The broker held our ping back for the whole listening time (an alarm blocks this connection)."""
+
+
+async def _ping(bus: Any, listen_s: float) -> None:
+    """Ask every worker for a heartbeat; :class:`HeldBack` when the broker does not take the ping in time
+    (raised inside :func:`listening`, which then leaves the queue alone)."""
     try:
         async with asyncio.timeout(listen_s):
             await bus.publish(encode_ping())
     except TimeoutError:
-        return False
-    return True
+        raise HeldBack from None
 
 
 def blocked_warning(bus: Any) -> str | None:
@@ -121,8 +131,8 @@ def blocked_warning(bus: Any) -> str | None:
 async def collect_heartbeats(bus: Any, listen_s: float) -> dict[str, WorkerHeartbeat]:
     """The latest heartbeat of each worker heard within ``listen_s`` seconds, stopped workers included."""
     async with listening(bus) as latest:
-        if await _ping(bus, listen_s):
-            await asyncio.sleep(listen_s)
+        await _ping(bus, listen_s)
+        await asyncio.sleep(listen_s)
     return latest
 
 
@@ -197,11 +207,13 @@ async def _list(args: argparse.Namespace) -> int:
     try:
         async with listening(bus) as latest:
             while True:
-                if not await _ping(bus, args.listen):
+                try:
+                    await _ping(bus, args.listen)
+                except HeldBack:
                     blocked = (
                         blocked_warning(bus) or "RabbitMQ held the ping back for the whole --listen time"
                     )
-                    break
+                    raise
                 await asyncio.sleep(args.listen)
                 live = [b for b in latest.values() if b.status != "stopped"]
                 await _show(args, bus, live, clear=args.watch and shown > 0)
