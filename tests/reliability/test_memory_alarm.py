@@ -41,6 +41,13 @@ class Echo(Agent):
 
 
 async def test_the_deadline_bounds_a_publish_blocked_by_a_memory_alarm(private_node: PrivateNode) -> None:
+    # Capture from before the bus exists: a logger cached on first use (as the CLI configures structlog, in
+    # an earlier test of this process) would otherwise keep writing past a capture begun later.
+    with structlog.testing.capture_logs() as events:
+        await _deadline_under_alarm(private_node, events)
+
+
+async def _deadline_under_alarm(private_node: PrivateNode, events: list[dict[str, object]]) -> None:
     async with (
         AmqpBus(private_node.url, reconnect_timeout=RECONNECT_TIMEOUT_S) as bus,
         AgentWorker(bus, [Echo()], executor=FakeExecutor(), heartbeat_interval_s=60) as worker,
@@ -50,11 +57,10 @@ async def test_the_deadline_bounds_a_publish_blocked_by_a_memory_alarm(private_n
         assert before.status is ExecutionStatus.SUCCESS
         await asyncio.to_thread(private_node.ctl, "set_vm_memory_high_watermark", "0.000001")
         try:
-            with structlog.testing.capture_logs() as events:
-                started = time.monotonic()
-                tasks = [AgentTask(topic="alarm.echo", prompt=f"blocked {i}", timeout_s=3) for i in range(3)]
-                results = await orchestrator.execute_tasks(tasks)
-                elapsed = time.monotonic() - started
+            started = time.monotonic()
+            tasks = [AgentTask(topic="alarm.echo", prompt=f"blocked {i}", timeout_s=3) for i in range(3)]
+            results = await orchestrator.execute_tasks(tasks)
+            elapsed = time.monotonic() - started
             assert [r.status for r in results] == [ExecutionStatus.TIMEOUT] * 3
             assert results[0].error is not None
             assert results[0].error.type == "PublishTimeout"
