@@ -20,7 +20,7 @@ from relaybus.dlq import list_dead_letters
 from relaybus.messages import ExecutionResult, ExecutionStatus
 from tests.eventually import eventually
 
-from .browser import Browser, Fleet, chromium, fleet, record_plan
+from .browser import Browser, Fleet, chromium, fleet, record_plan, record_results
 from .support import TOKEN
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow]
@@ -77,13 +77,19 @@ async def test_a_plan_run_appears_with_its_tasks(stack: Fleet, browser: Browser)
     first = AgentTask(topic=stack.topic, prompt="draft")
     second = AgentTask(topic=stack.topic, prompt="review", depends_on=[first.id])
     run_id = f"console-run-{uuid.uuid4().hex[:8]}"
-    # A real plan run, recorded by the orchestrator into the store the console reads.
-    async with ProjectOrchestrator(stack.console_bus, state=stack.store) as orchestrator:
-        result = await orchestrator.run_plan([first, second], run_id=run_id)
-    assert result.ok
+    await record_plan(stack.store, run_id, "console-plan", [first, second])
     page = browser.page
     await page.goto(stack.console.url + "/work")
     row = page.locator(f'#runs tr[data-run="{run_id}"]')
+    assert "running" in await row.inner_text()
+
+    orchestrator = ProjectOrchestrator(stack.console_bus)
+    async with orchestrator:
+        result = await orchestrator.run_plan([first, second])
+    assert result.ok
+    await record_results(stack.store, run_id, result)
+
+    await page.reload()
     assert "success 2" in await row.inner_text()
     await row.locator("a").click()
     await page.wait_for_url(f"**/runs/{run_id}")
