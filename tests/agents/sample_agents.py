@@ -280,6 +280,32 @@ class Journaled(Agent):
     tools = (lookup, stall)
 
 
+class CountedOnce(Agent):
+    """Each task it runs is a side effect: a line appended to ``$RELAYBUS_TEST_COUNT_FILE``; then it waits
+    until the file ``$RELAYBUS_TEST_RELEASE_FILE`` exists (so that a test can kill its caller meanwhile)."""
+
+    name = name("counted")
+    topics = (topic("counted"),)
+
+    async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+        with Path(os.environ["RELAYBUS_TEST_COUNT_FILE"]).open("a") as counted:
+            counted.write(f"{task.id}\n")
+        release = Path(os.environ["RELAYBUS_TEST_RELEASE_FILE"])
+        while not release.exists():
+            await asyncio.sleep(0.05)
+        return f"counted {task.prompt}"
+
+
+class JournaledDelegator(Agent):
+    """A loop whose first turn delegates to ``CountedOnce``: its worker is killed while the call runs, and
+    another resumes the loop, sending the call again under the same id."""
+
+    name = name("journaled-delegator")
+    topics = (topic("journal.delegate"),)
+    max_turns = 3
+    tools = (AgentTool(topic("counted"), name="count", description="Count something"),)
+
+
 class Shout:
     """A custom execution mode: the prompt in capitals."""
 

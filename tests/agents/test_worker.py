@@ -7,6 +7,7 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -580,6 +581,21 @@ async def test_task_cancelled_before_it_arrives_is_answered_cancelled_without_ru
         result = await h.run(task)
     assert result.status is ExecutionStatus.CANCELLED
     assert probe.calls == []
+
+
+async def test_a_cancelled_task_published_again_later_runs_and_is_not_answered_from_the_cancel() -> None:
+    # A plan resumed after Ctrl-C, or an agent loop resumed sending its delegated call again: the same id,
+    # built anew after the cancel, is new work.
+    probe = Probe()
+    async with AgentTestHarness([probe]) as h:
+        task = probe_task("long", sleep_s=0.5)
+        pending = asyncio.create_task(h.run(task))
+        await probe.started.wait()
+        await h.cancel(task.id, reason="user pressed stop")
+        assert (await pending).status is ExecutionStatus.CANCELLED
+        result = await h.run(task.model_copy(update={"created_at": datetime.now(UTC)}))  # the same body
+    assert result.status is ExecutionStatus.SUCCESS, result.error
+    assert [t.id for t in probe.calls] == [task.id, task.id]
 
 
 async def test_cancelling_a_delegating_task_cancels_its_sub_task_on_the_other_agent() -> None:

@@ -11,7 +11,8 @@ headers it chooses. What each shows:
 - A task addressed to ``other`` published into ``victim``'s queue is refused (REJECTED), run by neither.
 - 16 tasks whose (named) reply queue is gone, each delivered twice, leave 16 dead letters, not 32.
 - A task id used first by an attacker (another body) does not answer the real task, and a finished task
-  resubmitted with another ``reply_to`` does not hand its output over: both are REJECTED and dead-lettered.
+  resubmitted by another RabbitMQ user with another ``reply_to`` does not hand its output over: both are
+  REJECTED and dead-lettered. The same user's copy from another reply queue is answered from the cache.
 - A second orchestrator with a name in use (another connection, the same one, or a ``MemoryBus``) is
   refused at start, and the name is free again once the first closes.
 - 200 bogus 1 MiB results for unknown ids sent to an orchestrator's reply queue leave at most 64 MiB kept;
@@ -51,8 +52,10 @@ from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 from relaybus.orchestrator import ProjectOrchestrator
 from relaybus.testing import FakeExecutor
 from tests.bus.amqp_support import take_dead_letters
+from tests.reliability.users import Users, users
 
 pytestmark = [pytest.mark.integration]
+__all__ = ["users"]  # the fixture
 
 
 class Counting(Agent):
@@ -209,17 +212,34 @@ async def test_a_planted_task_id_does_not_answer_the_real_task(deployment: Deplo
     assert deployment.victim.ran == [real.id]  # once: the planted copy; the real one was refused, not run
 
 
-async def test_a_finished_task_resubmitted_with_another_reply_to_does_not_get_its_result(
-    deployment: Deployment,
-) -> None:
-    task = AgentTask(topic="attack.victim", prompt="secret output")
-    mine = await request_raw(deployment.bus, encode_task(task, reply_to=None), task.id)
-    assert mine.output == {"ran": "victim", "prompt": "secret output"}
-    stolen = await request_raw(deployment.bus, encode_task(task, reply_to=None), task.id)  # its own queue
+async def test_a_finished_task_resubmitted_by_another_user_does_not_get_its_result(users: Users) -> None:
+    victim = Counting("victim")
+    async with (
+        AmqpBus(users.caller) as bus,
+        AmqpBus(users.attacker) as attacker,
+        AgentWorker(bus, [victim], executor=FakeExecutor(), heartbeat_interval_s=60),
+    ):
+        task = AgentTask(topic="attack.victim", prompt="secret output")
+        mine = await request_raw(bus, encode_task(task, reply_to=None), task.id)
+        assert mine.output == {"ran": "victim", "prompt": "secret output"}
+        stolen = await request_raw(attacker, encode_task(task, reply_to=None), task.id)  # its own queue
     assert stolen.status is ExecutionStatus.REJECTED
     assert stolen.output is None
     assert stolen.error is not None
-    assert "another reply queue" in stolen.error.message
+    assert "another reply queue of another publisher" in stolen.error.message
+    assert victim.ran == [task.id]
+
+
+async def test_the_same_publisher_from_another_reply_queue_is_answered_from_the_cache_not_run_again(
+    deployment: Deployment,
+) -> None:
+    # A caller that restarted with a new reply queue, or an agent loop resumed on another worker sending its
+    # delegated call again under the same id: the same login, so the result is its own.
+    task = AgentTask(topic="attack.victim", prompt="mine twice")
+    first = await request_raw(deployment.bus, encode_task(task, reply_to=None), task.id)
+    again = await request_raw(deployment.bus, encode_task(task, reply_to=None), task.id)  # a new queue
+    assert first.status is again.status is ExecutionStatus.SUCCESS
+    assert again.output == first.output
     assert deployment.victim.ran == [task.id]
 
 

@@ -19,10 +19,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import pytest
@@ -35,10 +32,12 @@ from relaybus.bus.signing import SIGNATURE_HEADER, SignedBus, SigningKey
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 from relaybus.orchestrator import ProjectOrchestrator
 from relaybus.testing import FakeExecutor
-from tests.bus.amqp_support import rabbitmqctl, take_dead_letters
+from tests.bus.amqp_support import take_dead_letters
 from tests.eventually import eventually
+from tests.reliability.users import Users, users
 
 pytestmark = [pytest.mark.integration]
+__all__ = ["users"]  # the fixture
 
 
 class Slow(Agent):
@@ -54,46 +53,6 @@ class Slow(Agent):
         self.ran.append(task.id)
         await asyncio.sleep(1.5)
         return {"ran": "victim"}
-
-
-@dataclass(frozen=True)
-class Users:
-    """URLs of the vhost as the caller (guest), the victim agent's worker and the attacker."""
-
-    caller: str
-    worker: str
-    worker_user: str
-    attacker: str
-
-
-def _url(base: str, user: str, password: str) -> str:
-    parts = urlsplit(base)
-    netloc = f"{user}:{password}@{parts.hostname}:{parts.port or 5672}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-@pytest.fixture
-async def users(amqp_vhost_url: str) -> AsyncIterator[Users]:
-    vhost = urlsplit(amqp_vhost_url).path.lstrip("/")
-    tag = uuid.uuid4().hex[:8]
-    made: dict[str, str] = {}
-    try:
-        for role in ("worker", "attacker"):
-            user, password = f"relaybus-wt-sec-{role}-{tag}", secrets.token_hex(12)
-            await rabbitmqctl("add_user", user, password)
-            made[role] = user
-            await rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
-            made[role + "_password"] = password
-        yield Users(
-            caller=amqp_vhost_url,
-            worker=_url(amqp_vhost_url, made["worker"], made["worker_password"]),
-            worker_user=made["worker"],
-            attacker=_url(amqp_vhost_url, made["attacker"], made["attacker_password"]),
-        )
-    finally:
-        for role in ("worker", "attacker"):
-            if role in made:
-                await rabbitmqctl("delete_user", made[role])
 
 
 def forged(task: AgentTask, reply_queue: str) -> OutgoingMessage:

@@ -36,14 +36,13 @@ from relaybus.messages import AgentTask, ExecutionResult
 from relaybus.state import ClaimOutcome, LeaseKeeper, StateStore, StoreUnavailable, claim_or_wait, task_digest
 from relaybus.state.records import Claim
 
+from .outcomes import is_interrupted
 from .running import Run, TaskRunner
 
 __all__ = ["DEFAULT_LEASE_S", "ClaimedRun", "TaskClaims"]
 
 DEFAULT_LEASE_S = 30.0
 _MAX_BACKOFF_S = 5.0
-# The error types of a run stopped from outside (its deadline passed, a cancel request): not stored.
-_INTERRUPTED = frozenset({"DeadlineExceeded", "Cancelled"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +132,7 @@ class TaskClaims:
         if outcome is None:
             await self._release(task)
             return ClaimedRun(None, ran=True, attempt=claim.attempt)
-        if outcome.error is not None and outcome.error.type in _INTERRUPTED:
+        if is_interrupted(outcome):
             await self._release(task)  # not a result of the task's own: a resumed plan may run it again
             return ClaimedRun(outcome, ran=True, attempt=claim.attempt)
         if lease.is_lost:  # finished anyway (the interrupt came too late): the first stored result wins

@@ -3,7 +3,11 @@
 The queue ``relaybus.worker.<random>`` is bound to ``event.relaybus.cancel`` and
 ``event.relaybus.worker.ping`` and goes with the worker. A cancel request is remembered (the last
 ``remember`` of them), so a task cancelled before it reached this worker is answered CANCELLED without
-running; a ping makes the worker beat at once. Heartbeats go out at start, every ``interval_s`` seconds, on
+running; but only a copy created (``created_at``) before the request came: the same task id published again
+later (a plan resumed after Ctrl-C, an agent loop resumed sending its delegated call again) is new work that
+runs. (The comparison is of two hosts' clocks: a sender's clock ahead of this worker's by more than the time
+between the cancel and the new copy would let a cancelled copy run; NTP keeps clocks well within that.) A
+ping makes the worker beat at once. Heartbeats go out at start, every ``interval_s`` seconds, on
 each ping, and a last one (``stopped``) at exit; see :mod:`relaybus.agents.heartbeat`.
 """
 
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -20,7 +25,7 @@ from relaybus._bounded import BoundedMap
 from relaybus.bus.base import CANCEL_ROUTING_KEY, Bus, Delivery
 from relaybus.bus.codec import CONTROL_MAX_BODY_BYTES, PING_ROUTING_KEY, decode_delivery, encode_heartbeat
 from relaybus.log import FilteringBoundLogger
-from relaybus.messages import CancelRequest, WorkerHeartbeat
+from relaybus.messages import AgentTask, CancelRequest, WorkerHeartbeat
 from relaybus.secrets import mask_secrets
 
 __all__ = ["WorkerControl"]
@@ -48,10 +53,18 @@ class WorkerControl:
         self._interval_s = interval_s
         self._log = log
         self.queue = f"relaybus.worker.{uuid.uuid4().hex}"
-        self.cancelled: BoundedMap[UUID, str] = BoundedMap(max(remember, 1))
-        """The reason of each cancel request received (the last ``remember``), by task id."""
+        # The reason of each cancel request received (the last ``remember``) and when, by task id.
+        self._cancelled: BoundedMap[UUID, tuple[str, float]] = BoundedMap(max(remember, 1))
         self._beat_now = asyncio.Event()
         self._heartbeats: asyncio.Task[None] | None = None
+
+    def cancel_reason(self, task: AgentTask) -> str | None:
+        """The reason of the cancel request for ``task`` received after this copy was created, or None."""
+        cancel = self._cancelled.get(task.id)
+        if cancel is None:
+            return None
+        reason, received_at = cancel
+        return reason if task.created_at.timestamp() <= received_at else None
 
     async def open(self, stack: AsyncExitStack) -> None:
         """Declare and consume the control queue; ``stack`` stops consuming and deletes it."""
@@ -83,7 +96,7 @@ class WorkerControl:
         request = await decode_delivery(delivery, CancelRequest, max_bytes=CONTROL_MAX_BODY_BYTES)
         if request is None:
             return
-        self.cancelled.put(request.task_id, request.reason)
+        self._cancelled.put(request.task_id, (request.reason, time.time()))
         self._on_cancel(request.task_id, request.reason)
         await delivery.ack()
 

@@ -13,7 +13,7 @@ from relaybus.secrets import mask_secrets
 
 from .agent import Agent
 
-__all__ = ["handle_failed", "handle_returned", "interrupted", "refused"]
+__all__ = ["handle_failed", "handle_returned", "interrupted", "is_interrupted", "refused"]
 
 _JSON_OUTPUT: TypeAdapter[JsonValue] = TypeAdapter(JsonValue)
 
@@ -96,6 +96,17 @@ def handle_failed(
         finished_at=datetime.now(UTC),
         usage=usage,
     )
+
+
+# The error types of a run stopped from outside (its deadline passed, a cancel request).
+_INTERRUPTED = frozenset({"DeadlineExceeded", "Cancelled"})
+
+
+def is_interrupted(result: ExecutionResult) -> bool:
+    """Whether ``result`` says the task was stopped from outside (past its deadline, cancelled) rather than
+    what the task itself gave: such a result is answered but neither stored nor cached, so the same task
+    published again later runs."""
+    return result.error is not None and result.error.type in _INTERRUPTED
 
 
 def interrupted(

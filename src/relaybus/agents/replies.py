@@ -42,24 +42,34 @@ __all__ = ["Replier", "ResultCache", "addressed"]
 class _Cached:
     digest: bytes
     reply_to: str | None
+    publisher: str | None
     message: OutgoingMessage
 
 
 class ResultCache:
     """A worker's last results by task id (at most ``max_items`` and ``max_bytes`` of JSON), each kept with
-    the digest of its task (all but ``created_at``) and its ``reply_to``: a cached result answers only a
-    copy of the same task sent to the same reply queue, never another body or another sender under a known
-    id."""
+    the digest of its task (all but ``created_at``), its ``reply_to`` and its publisher (the AMQP
+    ``user_id``, which RabbitMQ checks against the publishing connection's login).
+
+    A cached result answers a copy of the same task sent to the same reply queue, or to another reply queue
+    by the same publisher (a caller that restarted with a new queue, or an agent loop resumed on another
+    worker, sending its delegated call again under the same id); never another body under a known id, nor
+    another publisher's copy, nor one without a publisher to compare (a message without ``user_id``)."""
 
     def __init__(self, max_items: int, max_bytes: int) -> None:
         self._items: BoundedMap[UUID, _Cached] = BoundedMap(max_items, max_bytes=max_bytes)
 
-    def put(self, task: AgentTask, reply_to: str | None, message: OutgoingMessage) -> None:
-        self._items.put(task.id, _Cached(_digest(task), reply_to, message), len(message.body))
+    def put(
+        self, task: AgentTask, reply_to: str | None, message: OutgoingMessage, publisher: str | None = None
+    ) -> None:
+        self._items.put(task.id, _Cached(_digest(task), reply_to, publisher, message), len(message.body))
 
-    def get(self, task: AgentTask, reply_to: str | None) -> OutgoingMessage | str | None:
-        """The result that answers ``task`` sent to ``reply_to``, None when none is kept, or why the result
-        kept under its id must not answer it (another body or reply queue: someone else reusing the id)."""
+    def get(
+        self, task: AgentTask, reply_to: str | None, publisher: str | None = None
+    ) -> OutgoingMessage | str | None:
+        """The result that answers ``task`` sent to ``reply_to`` by ``publisher``, None when none is kept, or
+        why the result kept under its id must not answer it (another body, or another reply queue of
+        another publisher: someone else reusing the id)."""
         cached = self._items.get(task.id)
         if cached is None:
             return None
@@ -68,10 +78,10 @@ class ResultCache:
                 f"task id {task.id} was already used here for a task with a different body; a task id is "
                 "used once: give a new task a new id (AgentTask() makes one)"
             )
-        if cached.reply_to != reply_to:
+        if cached.reply_to != reply_to and (publisher is None or publisher != cached.publisher):
             return (
-                f"task {task.id} was already answered here to another reply queue; its result goes only to "
-                "the caller that sent it"
+                f"task {task.id} was already answered here to another reply queue of another publisher; its "
+                "result goes only to the caller that sent it"
             )
         return cached.message
 

@@ -27,8 +27,10 @@ What a caller may rely on:
   task id); a direct reply-to (``amq.rabbitmq.reply-to``) gets its result at most once (RabbitMQ's rule).
 - **Duplicates.** The last ``result_cache_size`` results (at most ``result_cache_bytes`` of JSON) are kept by
   task id: a redelivered task whose result was already produced here is answered from the cache, not run
-  again, but only for a copy of the same task (``created_at`` aside) with the same ``reply_to``; another body
-  or reply queue under a known id is answered REJECTED, type ``TaskIdReused``, and dead-lettered. A
+  again, but only for a copy of the same task (``created_at`` aside) with the same ``reply_to`` or from the
+  same publisher (AMQP ``user_id``); another body, or another publisher's reply queue, under a known id is
+  answered REJECTED, type ``TaskIdReused``, and dead-lettered. A run stopped from outside (cancelled, past its
+  deadline) is not kept: a copy published again later runs. A
   duplicate of a task still running here waits for that run and gets its result. (Across processes, the
   orchestrator drops duplicate results.)
 - **Long tasks and RabbitMQ's** ``consumer_timeout`` (30 min by default): the broker closes the channel of a
@@ -109,6 +111,7 @@ from .agent import Agent, validate_agents
 from .claims import DEFAULT_LEASE_S, TaskClaims
 from .control import WorkerControl
 from .delegation import DEFAULT_MAX_DEPTH
+from .outcomes import is_interrupted
 from .replies import Replier, ResultCache
 from .running import TaskRunner
 from .startup import StartContext, register_declared, start_agent
@@ -372,7 +375,7 @@ class AgentWorker:
         if isinstance(task, str):
             await self._refuse_invalid(agent, delivery, task)
             return
-        cached = self._results.get(task, delivery.reply_to)
+        cached = self._results.get(task, delivery.reply_to, delivery.user_id)
         if isinstance(cached, str):
             await self._replies.refuse(delivery, task.id, cached, agent=agent.name, worker=self.worker_id)
             return
@@ -385,7 +388,9 @@ class AgentWorker:
             # The same task again while it runs here (e.g. redelivered after a reconnect): share the run.
             self._log.info("duplicate_task_joins_run", task_id=str(task.id), agent=agent.name)
             outcome = await asyncio.shield(running.done)
-            message = self._results.get(task, delivery.reply_to) if outcome is not None else None
+            message = (
+                self._results.get(task, delivery.reply_to, delivery.user_id) if outcome is not None else None
+            )
             if message is None:  # returned to the queue (or already evicted): so is this copy
                 await self._replies.settle_quietly(delivery.nack(requeue=True), task.id, "nack")
             elif isinstance(message, str):
@@ -395,7 +400,7 @@ class AgentWorker:
             else:
                 await self._replies.reply(delivery, message, task.id, agent.name)
             return
-        run = self._admission.admit(agent, task, delivery, self._control.cancelled.get(task.id))
+        run = self._admission.admit(agent, task, delivery, self._control.cancel_reason(task))
         if isinstance(run, ExecutionResult):
             await self._finish(delivery, task, run)
             return
@@ -450,7 +455,8 @@ class AgentWorker:
 
     async def _finish(self, delivery: Delivery, task: AgentTask, result: ExecutionResult) -> None:
         message = self._replies.encode(result)
-        self._results.put(task, delivery.reply_to, message)
+        if not is_interrupted(result):  # not the task's own result: a copy published again later runs
+            self._results.put(task, delivery.reply_to, message, delivery.user_id)
         if self._metrics is not None:
             self._metrics.task_answered(result)
         # Anything but SUCCESS at INFO; successes at INFO at most once a second (with how many were not),

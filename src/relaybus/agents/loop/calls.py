@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -11,7 +13,7 @@ from typing import TYPE_CHECKING
 from relaybus.agents.usage import UsageTally
 from relaybus.executor.llm.chat import ToolCall, ToolResultMessage
 from relaybus.log import FilteringBoundLogger
-from relaybus.messages import Usage
+from relaybus.messages import AgentTask, ExecutionResult, Usage
 from relaybus.secrets import mask_secrets
 from relaybus.telemetry.hooks import traced_tool_call
 from relaybus.tools import Delegate, Toolbox, ToolOutcome
@@ -19,7 +21,7 @@ from relaybus.tools import Delegate, Toolbox, ToolOutcome
 if TYPE_CHECKING:
     from .journal import LoopJournal
 
-__all__ = ["ToolCallRecord", "TurnCalls", "run_tool_calls"]
+__all__ = ["ToolCallRecord", "TurnCalls", "run_tool_calls", "sub_task_id"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +63,11 @@ async def run_tool_calls(
     A cancellation (the task's deadline, a cancel request) cancels every call still running, delegated tasks
     included (``ctx.delegate`` cancels them remotely), and is raised once they have stopped. ``usage`` is the
     delegated results' (which ``delegate`` already added to the task's context). With a ``journal``, call
-    ``i`` is step ``first_step + i``: answered from the journal when recorded there, else run and recorded.
+    ``i`` is step ``first_step + i``: answered from the journal when recorded there, else run and recorded;
+    and the tasks it delegates are sent under ids derived from the task, the step and the model's call id
+    (:func:`sub_task_id`), so that a loop resumed after a crash sends a call that was in flight under the
+    same id again, and the delegated agent answers it from its result (cache or store) instead of running
+    it twice.
     """
     if len(calls) == 1:
         results = [await _call(toolbox, calls[0], delegate, log, journal, first_step)]
@@ -100,6 +106,8 @@ async def _call(
     replayed = None if journal is None else journal.tool_result(step, call)
     if replayed is not None:
         return replayed, 0.0
+    if journal is not None:
+        delegate = _stable_ids(delegate, journal.task_id, step, call.id)
     started = time.perf_counter()
     try:
         outcome = await toolbox.call(call.name, call.arguments, delegate=delegate)
@@ -111,3 +119,19 @@ async def _call(
     if journal is not None:
         await journal.record_tool(step, call, outcome)
     return outcome, seconds
+
+
+def sub_task_id(task_id: uuid.UUID, step: int, call_id: str, n: int = 0) -> uuid.UUID:
+    """The id of the ``n``-th task (from 0) that journal step ``step`` (the model's call ``call_id``) of the
+    loop of task ``task_id`` delegates: the same on every replay of that step, distinct across steps."""
+    return uuid.uuid5(task_id, f"relaybus.tool:{step}:{call_id}:{n}")
+
+
+def _stable_ids(delegate: Delegate, task_id: uuid.UUID, step: int, call_id: str) -> Delegate:
+    sent = itertools.count()
+
+    async def send(task: AgentTask, /, *, timeout: float | None = None) -> ExecutionResult:  # noqa: ASYNC109
+        stable = task.model_copy(update={"id": sub_task_id(task_id, step, call_id, next(sent))})
+        return await delegate(stable, timeout=timeout)
+
+    return send
