@@ -23,10 +23,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -147,13 +149,14 @@ def direct_costs(n: int = 20000) -> dict[str, float]:
     return costs
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--window", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--modes", default=",".join(MODES))
-    args = parser.parse_args()
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    args = parser.parse_args(argv)
     modes = args.modes.split(",")
     runs: dict[str, list[float]] = {mode: [] for mode in modes}
     for _ in range(args.repeat):  # interleaved, so a shared machine's load falls on every mode alike
@@ -167,8 +170,12 @@ def main() -> None:
         ratio = "" if plain is None else f"{us / plain:.2f}"
         print(f"{mode:<10} {us:>12.1f} {delta:>10} {ratio:>6}")
     print("direct costs (CPU us per task):")
-    for name, us in direct_costs().items():
+    direct = direct_costs()
+    for name, us in direct.items():
         print(f"  {name:<30} {us:>6.1f}")
+    if args.json is not None:
+        figures = {"n": args.n, "repeat": args.repeat, "modes": results, "direct_us": direct}
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":
