@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 
+from relaybus.state import store_from_url
 from tests.orchestrator.broker_plans import SummerFleet, layered_plan, summer_fleet
 
 from .support import Outcome, assert_fits, run_cli, run_cli_async, usage_error
@@ -43,6 +45,9 @@ async def test_a_named_run_is_recorded_listed_shown_and_reported_complete_when_r
             await workers.wait_ready(summer_fleet.bus)
             first = await cli(summer_fleet, state_url, "run", str(path), "--name", name, "--no-progress")
             assert first.code == 0, first.stderr
+            [run_trace] = [
+                line.split()[1] for line in first.stdout.splitlines() if line.startswith("trace_id: ")
+            ]
             ran = sum(summer_fleet.runs.values())
             again = await cli(summer_fleet, state_url, "run", str(path), "--name", name, "--no-progress")
             assert sum(summer_fleet.runs.values()) == ran  # nothing published, nothing ran
@@ -80,12 +85,14 @@ async def test_a_named_run_is_recorded_listed_shown_and_reported_complete_when_r
         assert shown.code == 0, shown.stderr
         assert_fits(shown.stdout, columns)
         assert f"run {name} of plan history" in shown.stdout
+        assert f"trace_id: {run_trace}" in shown.stdout
         for key in sums:
             line = next(line for line in shown.stdout.splitlines() if line.strip().startswith(key))
             assert "success" in line
     detail = json.loads((await cli(summer_fleet, state_url, "runs", "show", name, "--json")).stdout)
     assert {task["key"] for task in detail["tasks"]} == set(sums)
     assert all(task["worker"] and task["attempts"] == 1 for task in detail["tasks"])
+    assert {task["trace_id"] for task in detail["tasks"]} == {run_trace}  # `relaybus run`: the plan's trace
     outputs = {task["key"]: task["result"]["output"] for task in detail["tasks"]}
     assert {key: output["sum"] for key, output in outputs.items()} == sums
 
@@ -144,6 +151,52 @@ def test_runs_show_of_an_unknown_run_is_one_line_and_exit_1(tmp_path: Path) -> N
     proc = run_cli("runs", "show", "nope", "--state-url", f"sqlite:///{tmp_path / 's.db'}")
     assert proc.returncode == 1
     assert "no run 'nope' is recorded" in proc.stderr
+
+
+async def test_runs_show_gives_each_tasks_trace_id_in_json_and_text(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    one, two, three = uuid4(), uuid4(), uuid4()
+    shared, other = "0af7651916cd43dd8448eb211c80319c", "4bf92f3577b34da6a3ce929d0e0e4736"
+    async with store_from_url(url) as store:
+        runs = {
+            "one-trace": [(one, shared), (two, shared), (three, None)],
+            "two-traces": [(uuid4(), shared), (uuid4(), other), (uuid4(), None)],
+        }
+        for run_id, tasks in runs.items():
+            await store.record_run(run_id, "p", [(task_id, "t", ()) for task_id, _ in tasks])
+            for task_id, trace_id in tasks:
+                await store.task_event(run_id, task_id, "published", trace_id=trace_id)
+    as_json = run_cli("runs", "show", "one-trace", "--json", "--state-url", url)
+    assert as_json.returncode == 0, as_json.stderr
+    detail = json.loads(as_json.stdout)
+    assert {task["task_id"]: task["trace_id"] for task in detail["tasks"]} == {
+        str(one): shared,
+        str(two): shared,
+        str(three): None,
+    }
+    wide = {"COLUMNS": "200"}
+    text = run_cli("runs", "show", "one-trace", "--state-url", url, env=wide)
+    assert f"trace_id: {shared}" in text.stdout.splitlines()  # one trace: named once, above the table
+    assert text.stdout.count(shared) == 1
+    assert "trace left out" not in text.stdout
+    for columns in (80, 200):
+        several = run_cli("runs", "show", "two-traces", "--state-url", url, env={"COLUMNS": str(columns)})
+        assert several.returncode == 0, several.stderr
+        assert_fits(several.stdout, columns)
+        assert "trace_id:" not in several.stdout
+        if columns == 80:
+            assert "trace left out at 80 columns" in several.stdout
+            continue
+        # Room for a column of trace ids: each task's own, in plan order.
+        header = next(line.split() for line in several.stdout.splitlines() if line.split()[:1] == ["task"])
+        column = header.index("trace")
+        ids = {str(task_id) for task_id, _ in runs["two-traces"]}
+        rows = [
+            line.split()
+            for line in several.stdout.splitlines()
+            if line.split()[:1] and line.split()[0] in ids
+        ]
+        assert [row[column] for row in rows] == [shared, other, "-"]
 
 
 def test_new_and_run_id_exclude_each_other(tmp_path: Path) -> None:

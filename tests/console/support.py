@@ -53,8 +53,10 @@ async def record_run(
     output: object = "done",
     started_at: datetime | None = None,
     worker: str = "host:1",
+    trace_id: str | None = None,
 ) -> list[UUID]:
-    """Record a run as the orchestrator does (record_run, then published/started/finished events)."""
+    """Record a run as the orchestrator does (record_run, then published/started/finished events); every
+    task published with ``trace_id``."""
     if tasks is None:
         a, b = uuid4(), uuid4()
         tasks = [(a, "first", ()), (b, "second", (a,))]
@@ -63,7 +65,7 @@ async def record_run(
         run_id, name, [(t, target, tuple(deps)) for t, target, deps in tasks], started_at=start
     )
     for task_id, _, _ in tasks:
-        await store.task_event(run_id, task_id, TaskEventKind.PUBLISHED, start)
+        await store.task_event(run_id, task_id, TaskEventKind.PUBLISHED, start, trace_id=trace_id)
     for n, task_id in enumerate(finish):
         began = start + timedelta(seconds=1 + n)
         await store.task_event(run_id, task_id, TaskEventKind.STARTED, began, worker=worker, attempt=1)

@@ -4,6 +4,7 @@ DAG, a task's timeline and result, every stored string escaped, and the Work cha
 from __future__ import annotations
 
 import re
+import sqlite3
 from uuid import uuid4
 
 from .conftest import Stack
@@ -68,6 +69,23 @@ async def test_a_task_shows_its_timeline_and_result(stack: Stack) -> None:
     _, pending, _ = await stack.client.get(f"/runs/r4/tasks/{waiting}")
     assert "No result stored" in pending
     assert "Cancel this task" in pending
+
+
+async def test_a_task_shows_the_trace_id_it_was_published_with(stack: Stack) -> None:
+    traced, untraced = uuid4(), uuid4()
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    await record_run(stack.store, "r-t", tasks=[(traced, "t", ())], finish=[traced], trace_id=trace_id)
+    await record_run(stack.store, "r-u", tasks=[(untraced, "t", ())])
+    status, html, _ = await stack.client.get(f"/runs/r-t/tasks/{traced}")
+    assert status == 200
+    assert f'Trace id: <code id="trace-id">{trace_id}</code>' in html
+    # Only a trace id is shown there: anything else in the column (written by hand) reads as none.
+    with sqlite3.connect(stack.store.url.removeprefix("sqlite:///")) as db:
+        db.execute("UPDATE relaybus_run_tasks SET trace_id = ? WHERE run_id = 'r-u'", (SCRIPT,))
+    _, plain, _ = await stack.client.get(f"/runs/r-u/tasks/{untraced}")
+    assert 'id="trace-id"' not in plain
+    assert "Trace id: not recorded" in plain
+    assert "alert(" not in plain
 
 
 async def test_every_stored_string_is_shown_as_text(stack: Stack) -> None:

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from relaybus.agents import Agent, AgentContext, AgentWorker
+from relaybus.bus.base import Delivery
 from relaybus.bus.memory import MemoryBus
+from relaybus.bus.topic import topic_binding
 from relaybus.exceptions import ConfigError
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, Usage
 from relaybus.orchestrator import ModelPrice, Plan, ProjectOrchestrator
 from relaybus.state import StateStore, TaskState, store_from_url
+from relaybus.telemetry import start_trace
+from relaybus.telemetry.trace_context import trace_id_of
 
 
 class Worded(Agent):
@@ -89,6 +94,51 @@ async def test_a_plan_run_is_recorded_with_each_tasks_status_worker_timings_usag
     assert failed.result.error.type == "ValueError"
     assert cancelled.status is TaskState.CANCELLED  # its dependency failed: never published
     assert cancelled.published_at is None
+
+
+async def tap(bus: MemoryBus, pattern: str) -> dict[str, str | None]:
+    """Message id -> the trace id in the ``traceparent`` of every message published to ``pattern`` from now
+    on (a queue of its own, beside the agents')."""
+    seen: dict[str, str | None] = {}
+
+    async def keep(delivery: Delivery) -> None:
+        seen[str(delivery.message_id)] = trace_id_of(delivery.headers)
+        await delivery.ack()
+
+    await bus.declare_queue("tap", bindings=[pattern], durable=False)
+    await bus.consume("tap", keep)
+    return seen
+
+
+@pytest.mark.parametrize("in_a_trace", [False, True], ids=["outside-any-trace", "in-the-callers-trace"])
+async def test_each_task_is_recorded_with_the_trace_id_its_published_message_carries(
+    bus: MemoryBus, store: StateStore, in_a_trace: bool
+) -> None:
+    plan = plan_of("one", "two", "three", chain=True)
+    published = await tap(bus, topic_binding("words.*"))
+    progress: dict[str, str | None] = {}
+    async with AgentWorker(bus, [Worded()]), ProjectOrchestrator(bus, state=store) as orchestrator:
+        with contextlib.ExitStack() as stack:
+            caller = stack.enter_context(start_trace("caller")) if in_a_trace else None
+            await orchestrator.run_plan(
+                plan,
+                run_id="traced",
+                on_progress=lambda e: (
+                    progress.update({str(e.task.id): e.trace_id}) if e.kind == "published" else None
+                ),
+            )
+        await bus.join()
+    detail = await store.run("traced")
+    assert detail is not None
+    stored = {str(task.task_id): task.trace_id for task in detail.tasks}
+    assert set(published) == set(stored)  # each task published once, to the tap too
+    assert stored == published
+    assert progress == published  # what on_progress is told is what the message carries
+    assert all(trace_id is not None and len(trace_id) == 32 for trace_id in stored.values())
+    if in_a_trace:
+        assert set(stored.values()) == {caller}
+    else:
+        assert len(set(stored.values())) == 3  # a task published outside any trace starts its own
 
 
 async def test_a_recorded_run_id_resumes_with_the_stored_results_without_publishing_them_again(

@@ -580,14 +580,16 @@ async def test_an_empty_database_is_migrated_to_the_latest_version_and_reopened_
 
 async def test_a_migration_applies_in_one_transaction_or_not_at_all(backend: Backend) -> None:
     async with backend.store() as store:
-        broken = (*MIGRATIONS, Migration(2, "broken", ("CREATE TABLE relaybus_half (x INTEGER)", "NOT SQL")))
+        after = LATEST_VERSION + 1
+        half = ("CREATE TABLE relaybus_half (x INTEGER)", "NOT SQL")
+        broken = (*MIGRATIONS, Migration(after, "broken", half))
         with pytest.raises(Exception, match=r"(?i)syntax"):
             async with store._migration_session() as session:  # type: ignore[attr-defined]
                 await migrate(session, store.url, broken)
-        fine = (*MIGRATIONS, Migration(2, "a table", ("CREATE TABLE relaybus_extra (x INTEGER)",)))
+        fine = (*MIGRATIONS, Migration(after, "a table", ("CREATE TABLE relaybus_extra (x INTEGER)",)))
         async with store._migration_session() as session:  # type: ignore[attr-defined]
             assert await migrate(session, store.url, fine) == LATEST_VERSION
-    assert await backend.sql("SELECT version FROM relaybus_schema_version") == [{"version": 2}]
+    assert await backend.sql("SELECT version FROM relaybus_schema_version") == [{"version": after}]
     assert await backend.sql("SELECT x FROM relaybus_extra") == []
 
 

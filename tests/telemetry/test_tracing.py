@@ -6,6 +6,7 @@ in-memory exporter. The same trace across real worker processes on RabbitMQ: ``t
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from relaybus import Agent, AgentContext, AgentTask, AgentTool, ExecutionStatus
+from relaybus import Agent, AgentContext, AgentTask, AgentTool, AgentWorker, ExecutionStatus
 from relaybus.bus.base import DEAD_LETTER_QUEUE, EXCHANGE, Delivery, OutgoingMessage, agent_queue_name
 from relaybus.bus.codec import encode_cancel, encode_heartbeat
 from relaybus.bus.memory import MemoryBus
@@ -23,6 +24,8 @@ from relaybus.executor import ExecutorConfig, TaskExecutor
 from relaybus.executor.llm.base import ChatRequest, Completion
 from relaybus.executor.retry import RetryPolicy
 from relaybus.messages import WorkerHeartbeat
+from relaybus.orchestrator import Plan, ProjectOrchestrator
+from relaybus.state.sqlite import SqliteStore
 from relaybus.telemetry.trace_context import current_trace_id, format_trace_id, trace_id_of
 from relaybus.telemetry.tracing import tracing_enabled
 from relaybus.testing import AgentTestHarness, ScriptedAnswer, ScriptedProvider, ScriptedToolCall, SeenRequest
@@ -292,3 +295,40 @@ async def test_a_message_published_outside_any_trace_continues_the_trace_it_alre
             while not got:
                 await asyncio.sleep(0.01)
     assert trace_id_of(got[0].headers) == "0af7651916cd43dd8448eb211c80319c"
+
+
+class Echo(Agent):
+    name = "trace-echo"
+    topics = ("trace.echo",)
+
+    async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+        return task.prompt
+
+
+async def test_a_plan_task_outside_any_trace_gets_a_root_span_whose_trace_the_run_history_keeps(
+    spans: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    first = AgentTask(topic="trace.echo", prompt="one")
+    plan = Plan((first, AgentTask(topic="trace.echo", prompt="two", depends_on=(first.id,))), name="echo")
+    async with (
+        MemoryBus(close_timeout=1) as bus,
+        SqliteStore(tmp_path / "state.db") as store,
+        AgentWorker(bus, [Echo()]),
+        ProjectOrchestrator(bus, state=store) as orchestrator,
+    ):
+        assert (await orchestrator.run_plan(plan, run_id="r")).ok
+        detail = await store.run("r")
+    assert detail is not None
+    finished = spans.get_finished_spans()
+    for task in detail.tasks:
+        [publish] = [
+            s
+            for s in by_name(finished, f"publish {EXCHANGE}")
+            if dict(s.attributes or {}).get("messaging.message.id") == str(task.task_id)
+        ]
+        root = parent_of(publish, finished)
+        assert (root.name, root.parent) == ("execute_task trace.echo", None)
+        assert task.trace_id == format_trace_id(publish.context.trace_id)
+    assert detail.tasks[0].trace_id != detail.tasks[1].trace_id
+    process = by_name(finished, f"process {agent_queue_name('trace-echo')}")
+    assert {format_trace_id(s.context.trace_id) for s in process} == {t.trace_id for t in detail.tasks}

@@ -108,17 +108,25 @@ def runs_table(runs: Sequence[RunSummary], *, width: int) -> Table:
     return table
 
 
+def _trace_ids(run: RunDetail) -> set[str]:
+    return {task.trace_id for task in run.tasks if task.trace_id is not None}
+
+
 def run_header(run: RunDetail | RunSummary) -> list[str]:
-    """Plain lines about one run: plan, times, statuses, tokens and cost."""
+    """Plain lines about one run: plan, times, statuses, tokens and cost; for a run whose tasks were all
+    published in one trace, its id (tasks in several traces show theirs in :func:`tasks_table`)."""
     state = (
         f"finished {when(run.finished_at)} ({seconds(run.duration_s)})" if run.is_finished else "not finished"
     )
-    return [
+    lines = [
         f"run {run.run_id} of plan {run.name}: started {when(run.started_at)}, {state}",
         f"{run.task_count} tasks: {statuses_text(run.statuses) or 'none'}",
         f"tokens: {run.usage.prompt_tokens} in, {run.usage.completion_tokens} out, {run.usage.requests} LLM "
         f"requests; cost {_cost(run.cost)}",
     ]
+    if isinstance(run, RunDetail) and len(traces := _trace_ids(run)) == 1:
+        lines.append(f"trace_id: {traces.pop()}")
+    return lines
 
 
 def _note(task: RunTask, limit: int) -> Text:
@@ -136,7 +144,8 @@ def _note(task: RunTask, limit: int) -> Text:
 
 
 def tasks_table(run: RunDetail, *, width: int) -> Table:
-    """One row per task of ``run``, in plan order: key, status, target, worker, attempts, time, tokens."""
+    """One row per task of ``run``, in plan order: key, status, target, worker, attempts, time, tokens, and
+    each task's trace id when they were published in more than one trace."""
     rows = [
         {
             "task": task.key or str(task.task_id),
@@ -146,13 +155,14 @@ def tasks_table(run: RunDetail, *, width: int) -> Table:
             "tries": str(task.attempts),
             "time": seconds(task.duration_s),
             "tokens": f"{task.usage.prompt_tokens}/{task.usage.completion_tokens}",
+            "trace": task.trace_id or "-",
         }
         for task in run.tasks
     ]
-    order = ("task", "status", "target", "worker", "tries", "time", "tokens")
-    columns, room, hidden = _fit(
-        rows, order, ("task", "status", "target", "time"), ("worker", "tries", "tokens"), width
-    )
+    traced = ("trace",) if len(_trace_ids(run)) > 1 else ()  # else the header names the one trace
+    optional = ("worker", "tries", "tokens", *traced)
+    order = ("task", "status", "target", "worker", "tries", "time", "tokens", *traced)
+    columns, room, hidden = _fit(rows, order, ("task", "status", "target", "time"), optional, width)
     table = _table(f"tasks of run {run.run_id}", columns, hidden, width, "output / error")
     for row, task in zip(rows, run.tasks, strict=True):
         cells: list[str | Text] = [row[name] for name in columns]

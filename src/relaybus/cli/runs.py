@@ -2,10 +2,11 @@
 
 ``list`` shows the most recent runs, newest first: id, start, status counts, duration, tasks, tokens, cost and
 the plan's name (``--name PLAN`` for one plan's runs, ``--limit N``). ``show RUN`` shows one run and a table
-of its tasks (status, target, worker, attempts, time, tokens, output or error); exit 1 when no such run is
-recorded. ``prune`` removes results, claims, journals and runs older than ``--older-than DAYS`` (default the
-store's retention, 7 days). Each takes ``--json`` for the whole data. The store is ``--state-url`` (or
-``$RELAYBUS_STATE_URL``): the one the workers and ``relaybus run`` were given.
+of its tasks (status, target, worker, attempts, time, tokens, output or error) and their trace ids (one
+``trace_id:`` line when all were published in one trace, as by ``relaybus run``, else a column); exit 1 when
+no such run is recorded. ``prune`` removes results, claims, journals and runs older than ``--older-than
+DAYS`` (default the store's retention, 7 days). Each takes ``--json`` for the whole data. The store is
+``--state-url`` (or ``$RELAYBUS_STATE_URL``): the one the workers and ``relaybus run`` were given.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Run history: what an orchestrator with a state store records of each plan run.
 
 :class:`RunRecorder` records a plan run under its run id (:meth:`~relaybus.state.StateStore.record_run`:
-every task ``pending``, with its key, target and dependencies), then each task's ``published`` and
-``finished`` events (status, worker, attempts, timings, usage, cost, result) as the plan runs. The events
-are written in batches by one background writer (:meth:`~relaybus.state.StateStore.task_events`), so a
-slow store never slows the plan; :meth:`RunRecorder.close` writes what is left. A store that fails is
-retried with backoff a few times, then the batch is given up with a warning (``run_history_lost``): the
-plan's results never depend on its history.
+every task ``pending``, with its key, target and dependencies), then each task's ``published`` (with the
+trace id its message carries) and ``finished`` events (status, worker, attempts, timings, usage, cost,
+result) as the plan runs. The events are written in batches by one background writer
+(:meth:`~relaybus.state.StateStore.task_events`), so a slow store never slows the plan;
+:meth:`RunRecorder.close` writes what is left. A store that fails is retried with backoff a few times, then
+the batch is given up with a warning (``run_history_lost``): the plan's results never depend on its history.
 
 - **Resuming.** A run id recorded before (the same named run started again after a crash) keeps its
   history: :meth:`RunRecorder.begin` returns the stored results of its tasks that a worker finished, and
@@ -80,7 +80,9 @@ class RunRecorder:
     def on_progress(self, event: PlanProgress) -> None:
         """A :data:`~relaybus.orchestrator.scheduler.ProgressCallback`: queue the event for the writer."""
         if event.kind == "published":
-            self._queue(TaskUpdate(task_id=event.task.id, kind=TaskEventKind.PUBLISHED))
+            self._queue(
+                TaskUpdate(task_id=event.task.id, kind=TaskEventKind.PUBLISHED, trace_id=event.trace_id)
+            )
             return
         result = event.result
         if result is None or (result.worker is None and result.error and result.error.type == "Cancelled"):

@@ -53,6 +53,7 @@ from relaybus.bus.rpc import ReplyRouter, publish_timeout_result, timeout_result
 from relaybus.exceptions import BusError, ConfigError, NoRouteError
 from relaybus.log import get_logger
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, TaskEvent
+from relaybus.telemetry.hooks import task_trace
 
 from .batch import execute_batch
 from .history import RunRecorder, both
@@ -240,11 +241,13 @@ class ProjectOrchestrator:
         task: AgentTask,
         *,
         waiting: asyncio.Future[ExecutionResult] | None = None,
-        on_publish: Callable[[], None] | None = None,
+        on_publish: Callable[[str | None], None] | None = None,
         relay: EventRelay | None = None,
     ) -> ExecutionResult:
-        """Publish and await one task. ``waiting`` is a future from an earlier ``expect`` (a resumed plan):
-        when it already holds a result the task is not published again. ``relay`` streams the task."""
+        """Publish and await one task, in the current trace or else one of its own. ``waiting`` is a future
+        from an earlier ``expect`` (a resumed plan): when it already holds a result the task is not
+        published again. ``on_publish`` gets the trace id the task's message carries. ``relay`` streams the
+        task."""
         future = waiting if waiting is not None else self._router.expect(task.id)
         if future.done() and not future.cancelled():
             return future.result()
@@ -255,13 +258,16 @@ class ProjectOrchestrator:
         # cancel() resolves the router's future itself, so one future and one loop timer per task suffice.
         self._waiting.add(task.id)
         try:
-            refused = await self._publish_in_time(task, deadline, stream=relay is not None)
-            if refused is not None:
-                self._router.discard(task.id)
-                return refused
-            if on_publish is not None:
-                on_publish()
-            return await self._await_result(task, future, deadline, timeout)
+            # The trace is decided here, not by the bus at publish, so that on_publish learns the id the
+            # message carries (and a cancel sent on timeout is in the same trace).
+            with task_trace(f"execute_task {task.agent or task.topic}") as trace_id:
+                refused = await self._publish_in_time(task, deadline, stream=relay is not None)
+                if refused is not None:
+                    self._router.discard(task.id)
+                    return refused
+                if on_publish is not None:
+                    on_publish(trace_id)
+                return await self._await_result(task, future, deadline, timeout)
         except BaseException:
             self._router.discard(task.id)
             raise
@@ -351,7 +357,7 @@ class ProjectOrchestrator:
         plan = Plan.of(plan)
         waiting: dict[UUID, asyncio.Future[ExecutionResult]] = {}
 
-        async def run_task(task: AgentTask, on_publish: Callable[[], None]) -> ExecutionResult:
+        async def run_task(task: AgentTask, on_publish: Callable[[str | None], None]) -> ExecutionResult:
             relay = None if on_event is None else EventRelay(task.id, on_event)
             result = await self._execute(
                 task, waiting=waiting.get(task.id), on_publish=on_publish, relay=relay

@@ -31,8 +31,9 @@ __all__ = ["PlanProgress", "PlanScheduler", "ProgressCallback", "RunTask"]
 class PlanProgress:
     """One step of a running plan, for progress displays.
 
-    ``kind`` is ``"published"`` (the task went to the bus) or ``"finished"`` (it has a result; ``result`` is
-    set). ``done`` counts finished tasks out of ``total``.
+    ``kind`` is ``"published"`` (the task went to the bus; ``trace_id`` is the trace its message carries, when
+    the runner knows it) or ``"finished"`` (it has a result; ``result`` is set). ``done`` counts finished
+    tasks out of ``total``.
     """
 
     kind: str
@@ -41,13 +42,15 @@ class PlanProgress:
     done: int
     total: int
     result: ExecutionResult | None = None
+    trace_id: str | None = None
 
 
 ProgressCallback = Callable[[PlanProgress], None]
 
-RunTask = Callable[[AgentTask, Callable[[], None]], Awaitable[ExecutionResult]]
+RunTask = Callable[[AgentTask, Callable[[str | None], None]], Awaitable[ExecutionResult]]
 """Publish a task and await its result (without raising for a task that fails); call the second argument
-right after the publish, and not at all when the result was already known and nothing was published."""
+right after the publish with the trace id the message carries (None if unknown), and not at all when the
+result was already known and nothing was published."""
 
 
 class PlanScheduler:
@@ -138,11 +141,13 @@ class PlanScheduler:
             default_model=self._default_model,
         )
 
-    def _progress(self, kind: str, task: AgentTask, result: ExecutionResult | None = None) -> None:
+    def _progress(
+        self, kind: str, task: AgentTask, result: ExecutionResult | None = None, trace_id: str | None = None
+    ) -> None:
         if self._on_progress is None:
             return
         key = self.plan.keys.get(task.id, str(task.id))
-        event = PlanProgress(kind, task, key, len(self.results), len(self.order), result)
+        event = PlanProgress(kind, task, key, len(self.results), len(self.order), result, trace_id)
         try:
             self._on_progress(event)
         except Exception:  # a broken progress display must not break the plan
@@ -158,9 +163,9 @@ class PlanScheduler:
         runner.add_done_callback(self._runners.discard)
 
     async def _run_one(self, task: AgentTask) -> None:
-        def published() -> None:
+        def published(trace_id: str | None) -> None:
             self._published[task.id] = time.monotonic() - self._t0
-            self._progress("published", task)
+            self._progress("published", task, trace_id=trace_id)
 
         try:
             if self._limit is None:

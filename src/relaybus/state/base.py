@@ -127,11 +127,14 @@ class StateStore(Protocol):
         attempt: int | None = None,
         result: ExecutionResult | None = None,
         cost: float | None = None,
+        trace_id: str | None = None,
     ) -> None:
         """Add an event to a recorded task's timeline and update its status, worker, attempts, timings,
-        usage and cost. ``finished`` takes the task's result (else the stored one); it is stored unless a
-        result is stored already. A task's status never goes back (a late ``started`` after ``finished``
-        is recorded on the timeline only)."""
+        usage, cost and trace id. ``finished`` takes the task's result (else the stored one); it is stored
+        unless a result is stored already. A task's status never goes back (a late ``started`` after
+        ``finished`` is recorded on the timeline only). ``trace_id`` (32 lowercase hex digits, not all
+        zeros; ConfigError otherwise) is the trace the task's message was sent in; the latest given is
+        kept."""
 
     async def task_events(self, run_id: str, updates: Iterable[TaskUpdate]) -> None:
         """:meth:`task_event` for each of ``updates`` in order, in one transaction: all or none are recorded.

@@ -29,6 +29,7 @@ from .records import (
     TaskEventKind,
     TaskState,
     TaskUpdate,
+    check_trace_id,
 )
 from .session import Row, Session
 
@@ -45,6 +46,7 @@ _TASK_COLUMNS = (
     "completion_tokens",
     "requests",
     "cost",
+    "trace_id",
 )
 # Statements built from the constant column names above only; every value is a parameter.
 _SELECT_TASK = (
@@ -134,8 +136,10 @@ def update_of(task_id: UUID, kind: TaskEventKind | str, at: datetime | None, **f
 
 
 def apply(task: Row, event: TaskUpdate) -> Row:
-    """The task row's columns after ``event``; statuses move forward only, first times are kept."""
+    """The task row's columns after ``event``; statuses move forward only, first times are kept, the latest
+    trace id given is kept (a resumed run's task republished is sent in a new trace)."""
     new = dict(task)
+    new["trace_id"] = event.trace_id or task["trace_id"]
     at = event.at.timestamp()
     finished = TaskState(task["status"]).is_finished
     if event.kind is TaskEventKind.PUBLISHED:
@@ -304,12 +308,21 @@ async def detail(session: Session, run_id: str) -> RunDetail | None:
                 requests=row["requests"],
             ),
             cost=row["cost"],
+            trace_id=_stored_trace_id(row["trace_id"]),
             result=load_result(row["result"], row["task_id"]),
             events=tuple(events.get(row["task_id"], ())),
         )
         for row in rows
     )
     return RunDetail(**dict(found[0]), tasks=tasks)
+
+
+def _stored_trace_id(value: str | None) -> str | None:
+    """A stored trace id, None if it is not one (written by hand: a page must not fail on one bad row)."""
+    try:
+        return None if value is None else check_trace_id(value)
+    except ValueError:
+        return None
 
 
 async def prune_runs(session: Session, cutoff: float) -> int:

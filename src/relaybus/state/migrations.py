@@ -99,6 +99,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        2,
+        "the trace id each run task was published with",
+        # NULL for the tasks recorded before (their trace ids were never kept).
+        ("ALTER TABLE relaybus_run_tasks ADD COLUMN trace_id TEXT",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

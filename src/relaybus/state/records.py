@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Annotated, NamedTuple, Self
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, Usage
 
@@ -33,6 +33,8 @@ __all__ = [
     "TaskEventKind",
     "TaskState",
     "TaskUpdate",
+    "TraceId",
+    "check_trace_id",
 ]
 
 
@@ -109,6 +111,22 @@ class Journal(list[JournalEntry]):
 
 
 # -- run history -----------------------------------------------------------------------------------------
+_HEX = frozenset("0123456789abcdef")
+
+
+def check_trace_id(value: str) -> str:
+    """``value`` if it is a W3C trace id (32 lowercase hex digits, not all zeros); else ValueError."""
+    if len(value) != 32 or not _HEX.issuperset(value) or value == "0" * 32:
+        raise ValueError(
+            f"a trace id is 32 lowercase hex digits, not all zeros (a W3C traceparent's), not {value[:40]!r}"
+        )
+    return value
+
+
+TraceId = Annotated[str, AfterValidator(check_trace_id)]
+"""A W3C trace id as a ``traceparent`` header carries it: 32 lowercase hex digits, not all zeros."""
+
+
 class PlannedTask(NamedTuple):
     """A task of a plan run, as :meth:`StateStore.record_run` takes it; ``target`` is its topic or agent."""
 
@@ -154,7 +172,8 @@ _FINISHED = frozenset(status.value for status in ExecutionStatus)
 class TaskUpdate(_Record):
     """One event to record on a task's timeline, for :meth:`StateStore.task_events`; ``at`` is now by default.
 
-    ``finished`` takes the task's result (None: the stored one) and optionally its cost.
+    ``finished`` takes the task's result (None: the stored one) and optionally its cost. ``trace_id`` (any
+    event, typically ``published``) is the trace the task's message was sent in; the latest given is kept.
     """
 
     task_id: UUID
@@ -164,6 +183,7 @@ class TaskUpdate(_Record):
     attempt: Annotated[int, Field(ge=1)] | None = None
     result: ExecutionResult | None = None
     cost: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    trace_id: TraceId | None = None
 
     @model_validator(mode="after")
     def _result_of_this_task(self) -> Self:
@@ -184,7 +204,7 @@ class TaskEvent(_Record):
 
 
 class RunTask(_Record):
-    """A task of a recorded run: status, worker, attempts, timings, usage, cost and result."""
+    """A task of a recorded run: status, worker, attempts, timings, usage, cost, trace id and result."""
 
     task_id: UUID
     key: str | None
@@ -198,6 +218,9 @@ class RunTask(_Record):
     finished_at: datetime | None = None
     usage: Usage = Usage()
     cost: float | None = None
+    trace_id: TraceId | None = None
+    """The trace id of the ``traceparent`` the task was (last) published with; None when none was recorded
+    (e.g. a run recorded before relaybus kept trace ids)."""
     result: ExecutionResult | None = None
     """The stored result (None once pruned, or when the finished event gave none)."""
     events: tuple[TaskEvent, ...] = ()

@@ -349,9 +349,10 @@ class SqlStore(abc.ABC):
         attempt: int | None = None,
         result: ExecutionResult | None = None,
         cost: float | None = None,
+        trace_id: str | None = None,
     ) -> None:
         update = history.update_of(
-            task_id, kind, at, worker=worker, attempt=attempt, result=result, cost=cost
+            task_id, kind, at, worker=worker, attempt=attempt, result=result, cost=cost, trace_id=trace_id
         )
         await self.task_events(run_id, [update])
 

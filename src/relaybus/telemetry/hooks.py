@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,7 +18,14 @@ if TYPE_CHECKING:
     from relaybus.bus.base import Handler, OutgoingMessage
     from relaybus.messages import AgentTask
 
-__all__ = ["invoke_agent", "traced_chat_attempt", "traced_consume", "traced_publish", "traced_tool_call"]
+__all__ = [
+    "invoke_agent",
+    "task_trace",
+    "traced_chat_attempt",
+    "traced_consume",
+    "traced_publish",
+    "traced_tool_call",
+]
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -37,6 +45,14 @@ def traced_publish(fn: F) -> F:
         await _tracing().publish(fn, self, message)
 
     return publish  # type: ignore[return-value]
+
+
+def task_trace(name: str) -> AbstractContextManager[str]:
+    """:func:`~relaybus.telemetry.tracing.start_trace`: the block in the current trace, else in a new one
+    (a root span ``name`` when tracing); gives the trace's id, the one every message published in the block
+    carries in its ``traceparent``."""
+    manager: AbstractContextManager[str] = _tracing().start_trace(name)
+    return manager
 
 
 def traced_consume(fn: F) -> F:

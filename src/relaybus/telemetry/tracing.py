@@ -1,5 +1,7 @@
 """OpenTelemetry spans after the semantic conventions, for the hooks of :mod:`relaybus.telemetry.hooks`.
 
+- ``execute_task <agent or topic>`` around each task the orchestrator sends outside any trace, from its
+  publish to its result (:func:`start_trace`: the orchestrator then knows the trace id its message carries);
 - ``publish <exchange>`` (PRODUCER) around every publish, whose context goes out in the message's
   ``traceparent`` (the default exchange is ``amq.default``, as the conventions name it);
 - ``process <queue>`` (CONSUMER) around every handled delivery, a child of the context the message
