@@ -29,6 +29,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,6 +51,7 @@ from relaybus.bus.rpc import DEFAULT_MAX_UNCLAIMED_BYTES, ReplyRouter
 from relaybus.exceptions import ConfigError
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
 from relaybus.orchestrator import ProjectOrchestrator
+from relaybus.state import store_from_url
 from relaybus.testing import FakeExecutor
 from tests.bus.amqp_support import take_dead_letters
 from tests.reliability.users import Users, users
@@ -228,6 +230,30 @@ async def test_a_finished_task_resubmitted_by_another_user_does_not_get_its_resu
     assert stolen.error is not None
     assert "another reply queue of another publisher" in stolen.error.message
     assert victim.ran == [task.id]
+
+
+async def test_with_a_store_another_users_copy_of_a_stored_task_is_refused_and_the_same_users_answered(
+    users: Users, tmp_path: Path
+) -> None:
+    # A worker that never saw the task (its cache is empty) answers from the store: only to the same user.
+    task = AgentTask(topic="attack.victim", prompt="secret output")
+    first, second = Counting("victim"), Counting("victim")
+    async with (
+        store_from_url(f"sqlite:///{tmp_path / 'state.db'}") as store,
+        AmqpBus(users.caller) as bus,
+        AmqpBus(users.attacker) as attacker,
+    ):
+        async with AgentWorker(bus, [first], executor=FakeExecutor(), heartbeat_interval_s=60, state=store):
+            mine = await request_raw(bus, encode_task(task, reply_to=None), task.id)
+        async with AgentWorker(bus, [second], executor=FakeExecutor(), heartbeat_interval_s=60, state=store):
+            stolen = await request_raw(attacker, encode_task(task, reply_to=None), task.id)
+            again = await request_raw(bus, encode_task(task, reply_to=None), task.id)  # a new reply queue
+    assert mine.output == again.output == {"ran": "victim", "prompt": "secret output"}
+    assert stolen.status is ExecutionStatus.REJECTED
+    assert stolen.output is None
+    assert stolen.error is not None
+    assert "from another publisher" in stolen.error.message
+    assert (first.ran, second.ran) == ([task.id], [])  # run once, answered from the store after
 
 
 async def test_the_same_publisher_from_another_reply_queue_is_answered_from_the_cache_not_run_again(

@@ -4,11 +4,14 @@
 task it would run:
 
 - **Claim first.** The task id is claimed (:meth:`~relaybus.state.StateStore.claim`, with the digest of the
-  task's content) before ``handle`` runs. ACQUIRED: the task runs, its lease renewed every ``lease_s / 3``
+  task's content bound to its publisher, the AMQP ``user_id`` RabbitMQ checked: :func:`claim_digest`) before
+  ``handle`` runs. ACQUIRED: the task runs, its lease renewed every ``lease_s / 3``
   seconds (:class:`~relaybus.state.LeaseKeeper`). DONE: the stored result answers the copy, which is acked
   without running. HELD (another worker runs it now): the copy waits, claiming again every ``poll_s``,
   until the holder stores its result (answered from it) or its lease expires (the holder died: this copy
-  takes the task over and runs it, attempt + 1). MISMATCH (another body under a known id): refused.
+  takes the task over and runs it, attempt + 1). MISMATCH (another body, or another publisher's copy, under
+  a known id): refused, so that a stored result goes only to the principal that sent the task, as the
+  worker's result cache does.
 - **Store the result before the reply.** The result is stored (:meth:`~relaybus.state.StateStore.complete`)
   before it is published, so a crash between the two gives the same result on redelivery, not a re-run; the
   first stored result wins, and it is the one published.
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from dataclasses import dataclass
 
@@ -39,10 +43,21 @@ from relaybus.state.records import Claim
 from .outcomes import is_interrupted
 from .running import Run, TaskRunner
 
-__all__ = ["DEFAULT_LEASE_S", "ClaimedRun", "TaskClaims"]
+__all__ = ["DEFAULT_LEASE_S", "ClaimedRun", "TaskClaims", "claim_digest"]
 
 DEFAULT_LEASE_S = 30.0
 _MAX_BACKOFF_S = 5.0
+
+
+def claim_digest(task: AgentTask, publisher: str | None) -> str:
+    """The digest ``task`` is claimed with: :func:`~relaybus.state.task_digest` of its content, bound to its
+    ``publisher`` (the AMQP ``user_id``) when the message has one, so that another user's copy of a task is
+    MISMATCH, never answered with the result; a task without a publisher (``MemoryBus``) keeps the content
+    digest alone."""
+    content = task_digest(task)
+    if publisher is None:
+        return content
+    return hashlib.sha256(f"{content}\0{publisher}".encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +111,13 @@ class TaskClaims:
         """End the waits on claims: those copies go back to their queue."""
         self._stopping.set()
 
-    async def execute(self, task: AgentTask, runner: TaskRunner, run: Run) -> ClaimedRun:
-        """Claim ``task``, then run it (``runner.run(run)``) or answer it from the store; see the module
-        docstring. A lease lost while it runs interrupts the run, which then goes back to its queue."""
-        digest = task_digest(task)
+    async def execute(
+        self, task: AgentTask, runner: TaskRunner, run: Run, *, publisher: str | None = None
+    ) -> ClaimedRun:
+        """Claim ``task`` (sent by ``publisher``), then run it (``runner.run(run)``) or answer it from the
+        store; see the module docstring. A lease lost while it runs interrupts the run, which then goes back
+        to its queue."""
+        digest = claim_digest(task, publisher)
         claim = await self._claim(task, digest)
         if claim is None:
             return ClaimedRun(None)
@@ -113,7 +131,8 @@ class TaskClaims:
                 None,
                 refused=(
                     f"task id {task.id} is already stored in {self.store.url} for a task with a different "
-                    "body; a task id is used once: give a new task a new id (AgentTask() makes one)"
+                    "body or from another publisher (RabbitMQ user); a task id is used once: give a new task "
+                    "a new id (AgentTask() makes one)"
                 ),
             )
         if claim.attempt > 1:

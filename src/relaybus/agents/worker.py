@@ -412,7 +412,7 @@ class AgentWorker:
         if self.claims is None:
             outcome = await self._runner.run(run)
         else:
-            claimed = await self.claims.execute(task, self._runner, run)
+            claimed = await self.claims.execute(task, self._runner, run, publisher=delivery.user_id)
             if claimed.refused is not None:
                 await self._replies.refuse(
                     delivery, task.id, claimed.refused, agent=agent.name, worker=self.worker_id
