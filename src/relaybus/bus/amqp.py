@@ -67,7 +67,7 @@ from .amqp_cluster import (
 from .amqp_cluster import quorum_group_size as _group_size
 from .amqp_connection import TRANSIENT, AmqpLink, lost_connection, validate_amqp_url
 from .amqp_delivery import AmqpDelivery, AmqpSubscription
-from .amqp_publish import PublishChannel, amqp_message, publishing, refused
+from .amqp_publish import PublishChannel, PublishWatchdog, amqp_message, publishing, refused
 from .base import (
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
@@ -168,6 +168,7 @@ class AmqpBus(BusBase):
         other arguments: see :mod:`relaybus.bus.dead_letters`)."""
         self._conn: ClusterConnection | None = None
         self._publisher = PublishChannel(operation_timeout)
+        self._watchdog = PublishWatchdog()
         self._topology_channel: AbstractRobustChannel | None = None
         self._queues: dict[str, AbstractRobustQueue] = {}
         self._specs: dict[str, _QueueSpec] = {}
@@ -248,6 +249,7 @@ class AmqpBus(BusBase):
             return
         self._closed = True
         self._link.unwatch()
+        self._watchdog.close()
         subscriptions, self._subscriptions = list(self._subscriptions), set()
         for sub in subscriptions:
             await sub._abort()
@@ -404,14 +406,17 @@ class AmqpBus(BusBase):
                 if attempt > 1 or channel.is_closed:
                     await self._wait_ready(channel, deadline)
                 underlay = await channel.get_underlay_channel()
-                async with asyncio.timeout_at(deadline):
-                    await underlay.basic_publish(
+                # Bounded by the bus's one watchdog rather than a timer of its own (``asyncio.timeout_at``).
+                await self._watchdog.bound(
+                    underlay.basic_publish(
                         message.body,
                         exchange=exchange,
                         routing_key=routing_key,
                         properties=message.properties,
                         mandatory=mandatory,
-                    )
+                    ),
+                    deadline,
+                )
                 if attempt > 1:
                     self._log.info("publish_retried", routing_key=routing_key, attempts=attempt)
                 return
