@@ -378,12 +378,12 @@ class AmqpBus(BusBase):
     # -- publish and consume --------------------------------------------------------------------------
 
     @traced_publish
-    async def publish(self, message: OutgoingMessage) -> None:
+    async def publish(self, message: OutgoingMessage, trace: Mapping[str, str] | None = None) -> None:
         """See :meth:`Bus.publish` and the module docstring (confirms, retries, size cap)."""
         size = len(message.body)
         if size > self.max_body_bytes:
             raise body_too_large(size, self.max_body_bytes, message.routing_key)
-        outgoing = amqp_message(message, self._link.login)
+        outgoing = amqp_message(message, self._link.login, trace)
         await self._publish(outgoing, message.exchange, message.routing_key, mandatory=message.mandatory)
 
     async def _publish(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
 import aio_pika
@@ -21,6 +21,7 @@ from relaybus.exceptions import BusError
 
 from .amqp_connection import TRANSIENT
 from .base import OutgoingMessage
+from .core import with_trace
 
 __all__ = ["PublishChannel", "PublishWatchdog", "amqp_message", "publishing", "refused"]
 
@@ -32,11 +33,15 @@ def publishing(exchange: str, routing_key: str) -> str:
     return f"publishing to exchange {exchange!r} with routing key {routing_key!r}"
 
 
-def amqp_message(message: OutgoingMessage, user_id: str | None) -> aio_pika.Message:
-    """``message`` with its AMQP properties; ``user_id`` is the login RabbitMQ checks it against."""
+def amqp_message(
+    message: OutgoingMessage, user_id: str | None, trace: Mapping[str, str] | None = None
+) -> aio_pika.Message:
+    """``message`` with its AMQP properties and ``trace`` for its trace headers (``with_trace``); ``user_id``
+    is the login RabbitMQ checks it against."""
+    headers: dict[str, Any] = with_trace(dict(message.headers), trace)
     return aio_pika.Message(
         body=message.body,
-        headers=dict(message.headers),
+        headers=headers,
         content_type=message.content_type,
         delivery_mode=(
             aio_pika.DeliveryMode.PERSISTENT if message.persistent else aio_pika.DeliveryMode.NOT_PERSISTENT
