@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import aio_pika
 import pytest
 
 from relaybus import ConnectionFailed
 from relaybus.bus import OutgoingMessage
 from relaybus.bus.amqp import AmqpBus
-from relaybus.bus.amqp_publish import PublishWatchdog
+from relaybus.bus.amqp_publish import PublishWatchdog, amqp_properties
 
 
 async def test_each_publish_times_out_at_its_own_deadline_and_the_others_finish() -> None:
@@ -101,3 +102,33 @@ async def test_a_publish_never_confirmed_fails_at_the_reconnect_timeout_and_the_
         channel.get_underlay_channel = real  # type: ignore[method-assign]
         await bus.publish(OutgoingMessage(routing_key=queue, body=b"kept", exchange=""))
         assert await bus.queue_backlog(queue) == 1
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        OutgoingMessage(b"{}", routing_key="task.t", message_id="m", correlation_id="c", reply_to="r"),
+        OutgoingMessage(b"x", routing_key="q", exchange="", headers={"a": 1, "tracestate": "old=1"}),
+        OutgoingMessage(b"x", routing_key="q", priority=3, persistent=False, content_type=None, reply_to=""),
+    ],
+)
+def test_the_properties_are_those_aio_pika_would_send_with_the_trace_headers_in_place(
+    message: OutgoingMessage,
+) -> None:
+    trace = {"traceparent": f"00-{'ab' * 16}-{'cd' * 8}-01"}
+    headers = {k: v for k, v in message.headers.items() if k != "tracestate"} | trace
+    expected = aio_pika.Message(
+        message.body,
+        headers=headers,
+        content_type=message.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+        if message.persistent
+        else aio_pika.DeliveryMode.NOT_PERSISTENT,
+        priority=message.priority,
+        correlation_id=message.correlation_id,
+        reply_to=message.reply_to,
+        message_id=message.message_id,
+        user_id="guest",
+    ).properties
+    assert amqp_properties(message, "guest", trace) == expected
+    assert amqp_properties(message, "guest", None).headers == dict(message.headers)

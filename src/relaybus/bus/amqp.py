@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustQueue
 from aio_pika.exceptions import ChannelClosed, DeliveryError, PublishError
+from pamqp.commands import Basic
 
 from relaybus.exceptions import BusError, NoRouteError
 from relaybus.log import get_logger
@@ -67,7 +68,7 @@ from .amqp_cluster import (
 from .amqp_cluster import quorum_group_size as _group_size
 from .amqp_connection import TRANSIENT, AmqpLink, lost_connection, validate_amqp_url
 from .amqp_delivery import AmqpDelivery, AmqpSubscription
-from .amqp_publish import PublishChannel, PublishWatchdog, amqp_message, publishing, refused
+from .amqp_publish import PublishChannel, PublishWatchdog, amqp_properties, publishing, refused
 from .base import (
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
@@ -383,11 +384,13 @@ class AmqpBus(BusBase):
         size = len(message.body)
         if size > self.max_body_bytes:
             raise body_too_large(size, self.max_body_bytes, message.routing_key)
-        outgoing = amqp_message(message, self._link.login, trace)
-        await self._publish(outgoing, message.exchange, message.routing_key, mandatory=message.mandatory)
+        properties = amqp_properties(message, self._link.login, trace)
+        await self._publish(
+            message.body, properties, message.exchange, message.routing_key, mandatory=message.mandatory
+        )
 
     async def _publish(
-        self, message: aio_pika.Message, exchange: str, routing_key: str, *, mandatory: bool
+        self, body: bytes, properties: Basic.Properties, exchange: str, routing_key: str, *, mandatory: bool
     ) -> None:
         self._connection()
         channel = self._publisher.channel
@@ -400,23 +403,19 @@ class AmqpBus(BusBase):
         while True:
             attempt += 1
             try:
-                # While the channel is open, publish straight away under one timer: ``wait_for`` (3.11)
-                # wraps its awaitable in a Task, and ``_wait_ready`` + ``wait_for`` cost two Tasks and ~4
-                # loop turns per publish (bench/PROFILE.md A2). Retries wait for the connection first.
+                # While the channel is open, publish at once under the bus's one watchdog: no ``wait_for``
+                # Task, no timer per publish (bench/PROFILE.md). Retries wait for the connection first.
                 if attempt > 1 or channel.is_closed:
                     await self._wait_ready(channel, deadline)
                 underlay = await channel.get_underlay_channel()
-                # Bounded by the bus's one watchdog rather than a timer of its own (``asyncio.timeout_at``).
-                await self._watchdog.bound(
-                    underlay.basic_publish(
-                        message.body,
-                        exchange=exchange,
-                        routing_key=routing_key,
-                        properties=message.properties,
-                        mandatory=mandatory,
-                    ),
-                    deadline,
+                sent = underlay.basic_publish(
+                    body,
+                    exchange=exchange,
+                    routing_key=routing_key,
+                    mandatory=mandatory,
+                    properties=properties,
                 )
+                await self._watchdog.bound(sent, deadline)
                 if attempt > 1:
                     self._log.info("publish_retried", routing_key=routing_key, attempts=attempt)
                 return

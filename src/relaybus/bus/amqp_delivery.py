@@ -38,6 +38,7 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustQueue
 from aio_pika.exceptions import ChannelInvalidStateError
+from pamqp.commands import Basic
 
 from relaybus.exceptions import BusError
 
@@ -159,22 +160,21 @@ class AmqpDelivery(DeliveryFields[AbstractIncomingMessage]):
             exchange=message.exchange or "",
             secrets=bus._link.secrets(),
         )
-        copy = aio_pika.Message(
-            body=message.body,
+        # What ``aio_pika.Message(...).properties`` would be: every property kept, the message persistent.
+        copy = Basic.Properties(
             headers=headers,
             content_type=message.content_type,
             content_encoding=message.content_encoding,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            priority=message.priority,
-            correlation_id=message.correlation_id,
-            reply_to=message.reply_to,
-            message_id=message.message_id,
-            type=message.type,
-            app_id=message.app_id,
+            delivery_mode=int(aio_pika.DeliveryMode.PERSISTENT),
+            priority=message.priority or 0,
+            correlation_id=message.correlation_id or None,
+            reply_to=message.reply_to or None,
+            message_id=message.message_id or None,
+            message_type=message.type or None,
+            app_id=message.app_id or None,
         )
-        # No size cap here: an oversized body is exactly what may need dead-lettering, and it already
-        # passed the broker once. mandatory: if relaybus.dead were unbound, fail instead of dropping.
-        await bus._publish(copy, DEAD_LETTER_EXCHANGE, message.routing_key or "", mandatory=True)
+        routing_key = message.routing_key or ""
+        await bus._publish(message.body, copy, DEAD_LETTER_EXCHANGE, routing_key, mandatory=True)
         bus._log.info(
             "message_dead_lettered",
             queue=self._queue,
