@@ -11,11 +11,11 @@ import pytest
 from relaybus import ConnectionFailed
 from relaybus.bus import OutgoingMessage
 from relaybus.bus.amqp import AmqpBus
-from relaybus.bus.amqp_publish import PublishWatchdog, amqp_properties
+from relaybus.bus.amqp_publish import DeadlineWatchdog, amqp_properties
 
 
 async def test_each_publish_times_out_at_its_own_deadline_and_the_others_finish() -> None:
-    watchdog = PublishWatchdog()
+    watchdog = DeadlineWatchdog()
     loop = asyncio.get_running_loop()
     now = loop.time()
     never = asyncio.Event()
@@ -49,7 +49,7 @@ async def test_each_publish_times_out_at_its_own_deadline_and_the_others_finish(
 async def test_a_cancellation_from_elsewhere_stays_a_cancellation_and_the_task_is_not_left_cancelled() -> (
     None
 ):
-    watchdog = PublishWatchdog()
+    watchdog = DeadlineWatchdog()
     started = asyncio.Event()
 
     async def publish() -> None:

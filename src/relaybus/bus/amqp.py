@@ -68,7 +68,7 @@ from .amqp_cluster import (
 from .amqp_cluster import quorum_group_size as _group_size
 from .amqp_connection import TRANSIENT, AmqpLink, lost_connection, validate_amqp_url
 from .amqp_delivery import AmqpDelivery, AmqpSubscription
-from .amqp_publish import PublishChannel, PublishWatchdog, amqp_properties, publishing, refused
+from .amqp_publish import DeadlineWatchdog, PublishChannel, amqp_properties, publishing, refused
 from .base import (
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
@@ -108,7 +108,6 @@ class AmqpBus(BusBase):
     - ``connection_name``: shown in the RabbitMQ management UI.
     - ``dead_letter_limits``: how many letters and how old ``relaybus.dead`` keeps, newest kept
       (:class:`~relaybus.bus.dead_letters.DeadLetterLimits`; default 100,000 letters, 14 days).
-
     - ``quorum_group_size``: ``x-quorum-initial-group-size`` of the quorum queues this bus declares (default:
       none for one URL; for several, their number rounded down to an odd one, at most 5).
 
@@ -169,7 +168,7 @@ class AmqpBus(BusBase):
         other arguments: see :mod:`relaybus.bus.dead_letters`)."""
         self._conn: ClusterConnection | None = None
         self._publisher = PublishChannel(operation_timeout)
-        self._watchdog = PublishWatchdog()
+        self._watchdog, self._settles = DeadlineWatchdog(), DeadlineWatchdog()  # publishes, acks and nacks
         self._topology_channel: AbstractRobustChannel | None = None
         self._queues: dict[str, AbstractRobustQueue] = {}
         self._specs: dict[str, _QueueSpec] = {}
@@ -251,6 +250,7 @@ class AmqpBus(BusBase):
         self._closed = True
         self._link.unwatch()
         self._watchdog.close()
+        self._settles.close()
         subscriptions, self._subscriptions = list(self._subscriptions), set()
         for sub in subscriptions:
             await sub._abort()

@@ -61,6 +61,9 @@ __all__ = ["AmqpDelivery", "AmqpSubscription"]
 _SETTLE_TIMEOUT_S = 5.0  # an ack is one frame written; longer means the channel is dead
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _header_value(value: Any) -> HeaderValue:
     """An AMQP field value as a plain ``HeaderValue`` (bytes decoded, tables and arrays as JSON text)."""
     if value is None or isinstance(value, str | bool | int | float):
@@ -109,7 +112,11 @@ class AmqpDelivery(DeliveryFields[AbstractIncomingMessage]):
         self._bus = bus
         self._state: str | None = None  # how it was settled
         raw = message.headers or {}
-        headers = {str(k): _header_value(v) for k, v in raw.items()}
+        # Most values arrive plain (str, int): kept as they are without a call each.
+        headers: dict[str, HeaderValue] = {
+            str(k): v if type(v) in _PLAIN else _header_value(v)  # type: ignore[misc]
+            for k, v in raw.items()
+        }
         if FIRST_DEATH_REASON_HEADER in raw:
             fill_death_headers(
                 headers, routing_key=_first_death_routing_key(raw), died_at=_last_death_time(raw)
@@ -192,7 +199,11 @@ class AmqpDelivery(DeliveryFields[AbstractIncomingMessage]):
             connection = getattr(channel, "connection", None)
             if getattr(channel, "is_closed", False) or getattr(connection, "is_closed", False):
                 raise ChannelInvalidStateError("the delivery's channel is closed")
-            await asyncio.wait_for(op(), min(self._bus.operation_timeout, _SETTLE_TIMEOUT_S))
+            # In this task under the bus's one settle deadline timer: ``wait_for`` would make a Task and a
+            # timer per ack.
+            bus = self._bus
+            deadline = asyncio.get_running_loop().time() + min(bus.operation_timeout, _SETTLE_TIMEOUT_S)
+            await bus._settles.bound(op(), deadline)
         except (ChannelInvalidStateError, aiormq.exceptions.AMQPError, ConnectionError, TimeoutError) as exc:
             self._bus._log.warning(
                 "settle_failed_channel_closed",

@@ -24,7 +24,7 @@ from .amqp_connection import TRANSIENT
 from .base import OutgoingMessage
 from .core import with_trace
 
-__all__ = ["PublishChannel", "PublishWatchdog", "amqp_properties", "publishing", "refused"]
+__all__ = ["DeadlineWatchdog", "PublishChannel", "amqp_properties", "publishing", "refused"]
 
 T = TypeVar("T")
 _PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
@@ -67,23 +67,25 @@ def refused(exchange: str, routing_key: str, nack: str, waited_s: float) -> BusE
     )
 
 
-class PublishWatchdog:
-    """The deadlines of a bus's publishes waiting for their confirm, on one timer armed for the earliest.
+class DeadlineWatchdog:
+    """Deadlines of a bus's operations (publishes waiting for their confirm, settles), on one timer armed
+    for the earliest.
 
-    What ``asyncio.timeout_at`` does per publish, without a timer per publish (bench/PROFILE.md: the timer
-    of each publish cost 6% of a worker's CPU): a publish past its deadline has its task cancelled, and
-    that cancellation (and only that one) comes out of :meth:`bound` as ``TimeoutError``.
+    What ``asyncio.timeout_at`` (or ``wait_for``) does per operation, without a timer (or a Task) per
+    operation (bench/PROFILE.md): an operation past its deadline has its task cancelled, and that
+    cancellation (and only that one) comes out of :meth:`bound` as ``TimeoutError``. Meant for operations
+    of one timeout each, whose deadlines come in order: the timer is re-armed only for an earlier one.
     """
 
     def __init__(self) -> None:
-        # The waiting publishes' tasks, each with its deadline and how often it was being cancelled already.
+        # The tasks waiting for an operation, each with its deadline and how often it was cancelled already.
         self._waiting: dict[asyncio.Task[Any], tuple[float, int]] = {}
         self._expired: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._when = 0.0
 
-    async def bound(self, publish: Awaitable[T], deadline: float) -> T:
-        """Await ``publish`` in this task, cancelled at ``deadline`` (loop time) with ``TimeoutError``, as
+    async def bound(self, operation: Awaitable[T], deadline: float) -> T:
+        """Await ``operation`` in this task, cancelled at ``deadline`` (loop time) with ``TimeoutError``, as
         ``asyncio.timeout_at`` would (a cancellation from anyone else propagates as it is)."""
         task = asyncio.current_task()
         assert task is not None
@@ -91,7 +93,7 @@ class PublishWatchdog:
         if self._timer is None or deadline < self._when:
             self._arm(deadline)
         try:
-            result = await publish
+            result = await operation
         except BaseException as exc:
             self._end(task, exc)
             raise
