@@ -97,7 +97,7 @@ def tracing_as(mode: str) -> Iterator[None]:
     if mode == "untraced":
 
         async def publish(fn: Any, bus: Any, message: Any) -> None:
-            await fn(bus, message)
+            await fn(bus, message, None)
 
         async def invoke_agent(agent: Any, task: Any, ctx: Any) -> Any:
             return await agent.handle(task, ctx)

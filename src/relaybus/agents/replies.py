@@ -91,11 +91,19 @@ def addressed(message: OutgoingMessage, delivery: Delivery, reply_to: str) -> Ou
     use its own; relaybus callers use the task id). A direct reply-to (``amq.rabbitmq.reply-to.*``) is not
     mandatory: RabbitMQ cannot tell at routing time whether its caller is still there, and 3.10 returns such
     a message although it delivered it, which would write a spurious "reply queue is gone" letter."""
-    return dataclasses.replace(
-        message,
+    # Built field by field: ``dataclasses.replace`` costs half as much again, once per result.
+    return OutgoingMessage(
+        body=message.body,
         routing_key=reply_to,
+        exchange=message.exchange,
+        message_id=message.message_id,
         correlation_id=delivery.correlation_id or message.correlation_id,
+        reply_to=message.reply_to,
+        headers=message.headers,
+        priority=message.priority,
+        content_type=message.content_type,
         mandatory=not is_direct_reply_to(reply_to),
+        persistent=message.persistent,
     )
 
 

@@ -75,6 +75,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import logging
 import os
 import socket
 from collections.abc import Sequence
@@ -461,15 +462,17 @@ class AgentWorker:
             self._metrics.task_answered(result)
         # Anything but SUCCESS at INFO; successes at INFO at most once a second (with how many were not),
         # else DEBUG: a JSON line per task costs about a no-op task's CPU (bench/telemetry.py).
+        # A DEBUG line filtered out is not even built (its fields cost more than the call).
         shown = self._successes.sample() if result.status is ExecutionStatus.SUCCESS else 0
-        log = self._log.debug if shown is None else self._log.info
-        duration = result.duration_s
-        log(
-            "task_done",
-            task_id=str(task.id),
-            agent=result.agent,
-            status=result.status.value,
-            duration_ms=None if duration is None else round(duration * 1000, 1),
-            **({"successes_not_shown": shown} if shown else {}),
-        )
+        if shown is not None or self._log.is_enabled_for(logging.DEBUG):
+            log = self._log.debug if shown is None else self._log.info
+            duration = result.duration_s
+            log(
+                "task_done",
+                task_id=str(task.id),
+                agent=result.agent,
+                status=result.status.value,
+                duration_ms=None if duration is None else round(duration * 1000, 1),
+                **({"successes_not_shown": shown} if shown else {}),
+            )
         await self._replies.reply(delivery, message, task.id, result.agent or "")

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustQueue
 from aio_pika.exceptions import ChannelClosed, DeliveryError, PublishError
+from pamqp.commands import Basic
 
 from relaybus.exceptions import BusError, NoRouteError
 from relaybus.log import get_logger
@@ -67,7 +68,7 @@ from .amqp_cluster import (
 from .amqp_cluster import quorum_group_size as _group_size
 from .amqp_connection import TRANSIENT, AmqpLink, lost_connection, validate_amqp_url
 from .amqp_delivery import AmqpDelivery, AmqpSubscription
-from .amqp_publish import PublishChannel, amqp_message, publishing, refused
+from .amqp_publish import DeadlineWatchdog, PublishChannel, amqp_properties, publishing, refused
 from .base import (
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
@@ -107,7 +108,6 @@ class AmqpBus(BusBase):
     - ``connection_name``: shown in the RabbitMQ management UI.
     - ``dead_letter_limits``: how many letters and how old ``relaybus.dead`` keeps, newest kept
       (:class:`~relaybus.bus.dead_letters.DeadLetterLimits`; default 100,000 letters, 14 days).
-
     - ``quorum_group_size``: ``x-quorum-initial-group-size`` of the quorum queues this bus declares (default:
       none for one URL; for several, their number rounded down to an odd one, at most 5).
 
@@ -168,6 +168,7 @@ class AmqpBus(BusBase):
         other arguments: see :mod:`relaybus.bus.dead_letters`)."""
         self._conn: ClusterConnection | None = None
         self._publisher = PublishChannel(operation_timeout)
+        self._watchdog, self._settles = DeadlineWatchdog(), DeadlineWatchdog()  # publishes, acks and nacks
         self._topology_channel: AbstractRobustChannel | None = None
         self._queues: dict[str, AbstractRobustQueue] = {}
         self._specs: dict[str, _QueueSpec] = {}
@@ -248,6 +249,8 @@ class AmqpBus(BusBase):
             return
         self._closed = True
         self._link.unwatch()
+        self._watchdog.close()
+        self._settles.close()
         subscriptions, self._subscriptions = list(self._subscriptions), set()
         for sub in subscriptions:
             await sub._abort()
@@ -376,16 +379,18 @@ class AmqpBus(BusBase):
     # -- publish and consume --------------------------------------------------------------------------
 
     @traced_publish
-    async def publish(self, message: OutgoingMessage) -> None:
+    async def publish(self, message: OutgoingMessage, trace: Mapping[str, str] | None = None) -> None:
         """See :meth:`Bus.publish` and the module docstring (confirms, retries, size cap)."""
         size = len(message.body)
         if size > self.max_body_bytes:
             raise body_too_large(size, self.max_body_bytes, message.routing_key)
-        outgoing = amqp_message(message, self._link.login)
-        await self._publish(outgoing, message.exchange, message.routing_key, mandatory=message.mandatory)
+        properties = amqp_properties(message, self._link.login, trace)
+        await self._publish(
+            message.body, properties, message.exchange, message.routing_key, mandatory=message.mandatory
+        )
 
     async def _publish(
-        self, message: aio_pika.Message, exchange: str, routing_key: str, *, mandatory: bool
+        self, body: bytes, properties: Basic.Properties, exchange: str, routing_key: str, *, mandatory: bool
     ) -> None:
         self._connection()
         channel = self._publisher.channel
@@ -398,20 +403,19 @@ class AmqpBus(BusBase):
         while True:
             attempt += 1
             try:
-                # While the channel is open, publish straight away under one timer: ``wait_for`` (3.11)
-                # wraps its awaitable in a Task, and ``_wait_ready`` + ``wait_for`` cost two Tasks and ~4
-                # loop turns per publish (bench/PROFILE.md A2). Retries wait for the connection first.
+                # While the channel is open, publish at once under the bus's one watchdog: no ``wait_for``
+                # Task, no timer per publish (bench/PROFILE.md). Retries wait for the connection first.
                 if attempt > 1 or channel.is_closed:
                     await self._wait_ready(channel, deadline)
                 underlay = await channel.get_underlay_channel()
-                async with asyncio.timeout_at(deadline):
-                    await underlay.basic_publish(
-                        message.body,
-                        exchange=exchange,
-                        routing_key=routing_key,
-                        properties=message.properties,
-                        mandatory=mandatory,
-                    )
+                sent = underlay.basic_publish(
+                    body,
+                    exchange=exchange,
+                    routing_key=routing_key,
+                    mandatory=mandatory,
+                    properties=properties,
+                )
+                await self._watchdog.bound(sent, deadline)
                 if attempt > 1:
                     self._log.info("publish_retried", routing_key=routing_key, attempts=attempt)
                 return

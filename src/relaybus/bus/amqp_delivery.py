@@ -38,6 +38,7 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustQueue
 from aio_pika.exceptions import ChannelInvalidStateError
+from pamqp.commands import Basic
 
 from relaybus.exceptions import BusError
 
@@ -58,6 +59,9 @@ if TYPE_CHECKING:
 __all__ = ["AmqpDelivery", "AmqpSubscription"]
 
 _SETTLE_TIMEOUT_S = 5.0  # an ack is one frame written; longer means the channel is dead
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def _header_value(value: Any) -> HeaderValue:
@@ -108,7 +112,11 @@ class AmqpDelivery(DeliveryFields[AbstractIncomingMessage]):
         self._bus = bus
         self._state: str | None = None  # how it was settled
         raw = message.headers or {}
-        headers = {str(k): _header_value(v) for k, v in raw.items()}
+        # Most values arrive plain (str, int): kept as they are without a call each.
+        headers: dict[str, HeaderValue] = {
+            str(k): v if type(v) in _PLAIN else _header_value(v)  # type: ignore[misc]
+            for k, v in raw.items()
+        }
         if FIRST_DEATH_REASON_HEADER in raw:
             fill_death_headers(
                 headers, routing_key=_first_death_routing_key(raw), died_at=_last_death_time(raw)
@@ -159,22 +167,21 @@ class AmqpDelivery(DeliveryFields[AbstractIncomingMessage]):
             exchange=message.exchange or "",
             secrets=bus._link.secrets(),
         )
-        copy = aio_pika.Message(
-            body=message.body,
+        # What ``aio_pika.Message(...).properties`` would be: every property kept, the message persistent.
+        copy = Basic.Properties(
             headers=headers,
             content_type=message.content_type,
             content_encoding=message.content_encoding,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            priority=message.priority,
-            correlation_id=message.correlation_id,
-            reply_to=message.reply_to,
-            message_id=message.message_id,
-            type=message.type,
-            app_id=message.app_id,
+            delivery_mode=int(aio_pika.DeliveryMode.PERSISTENT),
+            priority=message.priority or 0,
+            correlation_id=message.correlation_id or None,
+            reply_to=message.reply_to or None,
+            message_id=message.message_id or None,
+            message_type=message.type or None,
+            app_id=message.app_id or None,
         )
-        # No size cap here: an oversized body is exactly what may need dead-lettering, and it already
-        # passed the broker once. mandatory: if relaybus.dead were unbound, fail instead of dropping.
-        await bus._publish(copy, DEAD_LETTER_EXCHANGE, message.routing_key or "", mandatory=True)
+        routing_key = message.routing_key or ""
+        await bus._publish(message.body, copy, DEAD_LETTER_EXCHANGE, routing_key, mandatory=True)
         bus._log.info(
             "message_dead_lettered",
             queue=self._queue,
@@ -192,7 +199,11 @@ class AmqpDelivery(DeliveryFields[AbstractIncomingMessage]):
             connection = getattr(channel, "connection", None)
             if getattr(channel, "is_closed", False) or getattr(connection, "is_closed", False):
                 raise ChannelInvalidStateError("the delivery's channel is closed")
-            await asyncio.wait_for(op(), min(self._bus.operation_timeout, _SETTLE_TIMEOUT_S))
+            # In this task under the bus's one settle deadline timer: ``wait_for`` would make a Task and a
+            # timer per ack.
+            bus = self._bus
+            deadline = asyncio.get_running_loop().time() + min(bus.operation_timeout, _SETTLE_TIMEOUT_S)
+            await bus._settles.bound(op(), deadline)
         except (ChannelInvalidStateError, aiormq.exceptions.AMQPError, ConnectionError, TimeoutError) as exc:
             self._bus._log.warning(
                 "settle_failed_channel_closed",

@@ -36,6 +36,7 @@ from .base import (
     ORIGINAL_EXCHANGE_HEADER,
     ORIGINAL_QUEUE_HEADER,
     ORIGINAL_ROUTING_KEY_HEADER,
+    TRACESTATE_HEADER,
     Delivery,
     Handler,
     HeaderValue,
@@ -71,6 +72,7 @@ __all__ = [
     "run_handler",
     "start_handler",
     "truncate",
+    "with_trace",
 ]
 
 MAX_NAME_BYTES = 255
@@ -203,6 +205,16 @@ def dead_letter_headers(
     copy[ORIGINAL_EXCHANGE_HEADER] = exchange
     copy[DEAD_AT_HEADER] = f"{time.time():.3f}"
     return copy
+
+
+def with_trace(headers: dict[str, HeaderValue], trace: Mapping[str, str] | None) -> dict[str, HeaderValue]:
+    """``headers`` (a message's own copy, changed in place and returned) with the trace headers of its
+    publish (``traceparent``, maybe ``tracestate``) in place of any it had; ``trace`` None (control
+    traffic) leaves them as they are."""
+    if trace:
+        headers.pop(TRACESTATE_HEADER, None)
+        headers.update(trace)
+    return headers
 
 
 def fill_death_headers(

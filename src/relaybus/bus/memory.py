@@ -44,7 +44,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from relaybus.exceptions import BusError, NoRouteError
@@ -199,10 +199,10 @@ class MemoryBus(BusBase):
         return count
 
     @traced_publish
-    async def publish(self, message: OutgoingMessage) -> None:
+    async def publish(self, message: OutgoingMessage, trace: Mapping[str, str] | None = None) -> None:
         """Route ``message`` to its queues; returns once they hold it (the in-memory publisher confirm)."""
         self._require_connected()
-        stored = accept(message, self.max_body_bytes)
+        stored = accept(message, self.max_body_bytes, trace)
         targets = self._routes.route(message.exchange, message.routing_key, self._queues)
         if not targets:
             if message.mandatory:

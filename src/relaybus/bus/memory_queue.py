@@ -19,7 +19,7 @@ from .base import (
     HeaderValue,
     OutgoingMessage,
 )
-from .core import body_too_large, check_name
+from .core import body_too_large, check_name, with_trace
 from .topic import topic_matches
 
 if TYPE_CHECKING:
@@ -95,8 +95,11 @@ class StoredMessage:
         )
 
 
-def accept(message: OutgoingMessage, max_body_bytes: int) -> StoredMessage:
-    """``message`` as a queue stores it; ``BusError`` for what a broker would refuse (body, headers)."""
+def accept(
+    message: OutgoingMessage, max_body_bytes: int, trace: Mapping[str, str] | None = None
+) -> StoredMessage:
+    """``message`` as a queue stores it, with ``trace`` for its trace headers (``with_trace``); ``BusError``
+    for what a broker would refuse (body, headers)."""
     body = message.body
     if not isinstance(body, bytes | bytearray | memoryview):
         raise BusError(f"message body must be bytes, got {type(body).__name__}; encode it first")
@@ -118,7 +121,7 @@ def accept(message: OutgoingMessage, max_body_bytes: int) -> StoredMessage:
         message_id=message.message_id,
         correlation_id=message.correlation_id,
         reply_to=message.reply_to,
-        headers=headers,
+        headers=with_trace(headers, trace),
         content_type=message.content_type,
         priority=message.priority,
     )

@@ -255,19 +255,40 @@ class ProjectOrchestrator:
             self._router.listen(task.id, relay)
         timeout = task.timeout_s or self.default_timeout_s
         deadline = time.time() + timeout
-        # cancel() resolves the router's future itself, so one future and one loop timer per task suffice.
+        loop = asyncio.get_running_loop()
+        published = False
+        # cancel() resolves the router's future itself, so one future and one loop timer per task suffice:
+        # the timer bounds the publish (a broker holding it back gives TIMEOUT ``PublishTimeout``) and then
+        # the wait for the result (TIMEOUT, and the worker is told to stop).
         self._waiting.add(task.id)
         try:
             # The trace is decided here, not by the bus at publish, so that on_publish learns the id the
             # message carries (and a cancel sent on timeout is in the same trace).
             with task_trace(f"execute_task {task.agent or task.topic}") as trace_id:
-                refused = await self._publish_in_time(task, deadline, stream=relay is not None)
-                if refused is not None:
-                    self._router.discard(task.id)
-                    return refused
-                if on_publish is not None:
-                    on_publish(trace_id)
-                return await self._await_result(task, future, deadline, timeout)
+                try:
+                    async with asyncio.timeout_at(loop.time() + max(0.0, deadline - time.time())):
+                        refused = await self._publish(task, deadline, stream=relay is not None)
+                        if refused is None:
+                            published = True
+                            if on_publish is not None:
+                                on_publish(trace_id)
+                            return await future
+                except TimeoutError:
+                    if published:
+                        return await self._timed_out(task, timeout)
+                    refused = publish_timeout_result(task, timeout, getattr(self._bus, "blocked", None))
+                except asyncio.CancelledError:
+                    current = asyncio.current_task()
+                    if (
+                        not published
+                        or not future.cancelled()
+                        or (current is not None and current.cancelling())
+                    ):
+                        raise
+                    # Only the future was cancelled (dropped elsewhere), not this task: no result will come.
+                    return await self._timed_out(task, timeout)
+            self._router.discard(task.id)
+            return refused
         except BaseException:
             self._router.discard(task.id)
             raise
@@ -313,22 +334,8 @@ class ProjectOrchestrator:
             )
         return None
 
-    async def _await_result(
-        self, task: AgentTask, future: asyncio.Future[ExecutionResult], deadline: float, timeout_s: float
-    ) -> ExecutionResult:
-        """The result ``future`` gets by ``deadline`` (wall clock); else a TIMEOUT, and the worker is told to
-        stop."""
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout_at(loop.time() + max(0.0, deadline - time.time())):
-                return await future
-        except TimeoutError:
-            pass
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if not future.cancelled() or (current is not None and current.cancelling()):
-                raise
-            # Only the future was cancelled (dropped elsewhere), not this task: no result will come.
+    async def _timed_out(self, task: AgentTask, timeout_s: float) -> ExecutionResult:
+        """No result by the task's deadline: a TIMEOUT, and the worker is told to stop."""
         self._router.discard(task.id)
         await self._publish_cancel(task.id, f"no result within {timeout_s:g}s")
         return timeout_result(task, timeout_s)

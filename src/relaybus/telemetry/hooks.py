@@ -38,7 +38,9 @@ def _tracing() -> ModuleType:
 
 
 def traced_publish(fn: F) -> F:
-    """Decorates a bus's ``publish``: trace headers on every message, a ``publish`` span when tracing."""
+    """Makes a bus's ``publish(message)`` of ``fn(self, message, trace=None)``, which sends ``message`` with
+    the headers ``trace`` in place of its own trace headers (:func:`relaybus.bus.core.with_trace`; None: as
+    it is): trace headers on every message, a ``publish`` span when tracing."""
 
     @functools.wraps(fn)
     async def publish(self: Any, message: OutgoingMessage) -> None:

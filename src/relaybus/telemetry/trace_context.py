@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opentelemetry import baggage, trace
@@ -155,13 +155,6 @@ def trace_headers(context: Context | None = None) -> dict[str, str]:
     carrier: dict[str, str] = {}
     inject(carrier, context=context)
     return carrier
-
-
-def replace_trace_headers(headers: MutableMapping[str, Any], context: Context) -> None:
-    """Put ``context``'s trace headers into ``headers`` in place of any it had."""
-    if TRACESTATE_HEADER in headers:
-        del headers[TRACESTATE_HEADER]
-    headers.update(trace_headers(context))  # traceparent: replaced
 
 
 def current_trace_id(context: Context | None = None) -> str | None:

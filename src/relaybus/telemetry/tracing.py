@@ -20,8 +20,7 @@ exception event.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,7 +28,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link, NoOpTracerProvider, ProxyTracerProvider, SpanKind, Status, StatusCode
 
-from relaybus.bus.base import WORKER_EVENT_PREFIX, Delivery, Handler, HeaderValue, OutgoingMessage
+from relaybus.bus.base import WORKER_EVENT_PREFIX, Delivery, Handler, OutgoingMessage
 from relaybus.bus.core import DeliveryFields
 
 from .trace_context import (
@@ -39,7 +38,7 @@ from .trace_context import (
     format_trace_id,
     has_trace,
     new_trace_context,
-    replace_trace_headers,
+    trace_headers,
 )
 
 if TYPE_CHECKING:
@@ -64,7 +63,6 @@ B = TypeVar("B")
 _last_tracer: list[Any] = [None, None]  # the provider relaybus's tracer was last taken from, and that tracer
 SYSTEM = "rabbitmq"
 _UNKNOWN = object()
-_MESSAGE_FIELDS = tuple(f.name for f in dataclasses.fields(OutgoingMessage))
 
 
 def tracing_enabled() -> bool:
@@ -90,15 +88,6 @@ def _tracer() -> trace.Tracer:
         _last_tracer[0] = provider
     tracer: trace.Tracer = _last_tracer[1]
     return tracer
-
-
-def _with_headers(message: OutgoingMessage, headers: dict[str, HeaderValue]) -> OutgoingMessage:
-    """``message`` with other headers (what ``dataclasses.replace`` does, without its checks' cost)."""
-    copy = object.__new__(OutgoingMessage)
-    for name in _MESSAGE_FIELDS:
-        object.__setattr__(copy, name, getattr(message, name))
-    object.__setattr__(copy, "headers", headers)
-    return copy
 
 
 @contextmanager
@@ -142,32 +131,34 @@ def _messaging_attributes(
 
 
 async def publish(
-    fn: Callable[[B, OutgoingMessage], Awaitable[None]], bus: B, message: OutgoingMessage
+    fn: Callable[[B, OutgoingMessage, Mapping[str, str] | None], Awaitable[None]],
+    bus: B,
+    message: OutgoingMessage,
 ) -> None:
-    """``fn(bus, message)`` with the message's trace headers set, inside a ``publish`` span when tracing.
+    """``fn(bus, message, trace)``, ``trace`` being the headers the bus sends in place of the message's own
+    trace headers (None: control traffic, sent as it is), inside a ``publish`` span when tracing. The bus
+    merges them into the header table it builds anyway, so a publish copies neither the headers nor the
+    message here.
 
     The parent is the current trace; outside any, the trace the message already carries (a dead letter
     replayed keeps its trace); else the message starts a trace of its own.
     """
     if message.routing_key.startswith(WORKER_EVENT_PREFIX):  # control traffic: no trace
-        await fn(bus, message)
+        await fn(bus, message, None)
         return
     parent = otel_context.get_current()
     if TRACEPARENT_HEADER in message.headers and not has_trace(parent):
         parent = context_from_headers(message.headers, parent)
-    headers: dict[str, HeaderValue] = dict(message.headers)
     if not tracing_enabled():
-        replace_trace_headers(headers, parent)
-        await fn(bus, _with_headers(message, headers))
+        await fn(bus, message, trace_headers(parent))
         return
     destination = message.exchange or "amq.default"
     attributes = _messaging_attributes("publish", "send", destination, message)
     span = _tracer().start_span(
         f"publish {destination}", parent, kind=SpanKind.PRODUCER, attributes=attributes
     )
-    replace_trace_headers(headers, trace.set_span_in_context(span, parent))
     with trace.use_span(span, end_on_exit=True):
-        await fn(bus, _with_headers(message, headers))
+        await fn(bus, message, trace_headers(trace.set_span_in_context(span, parent)))
 
 
 class _Settling(DeliveryFields[Delivery]):
