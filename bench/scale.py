@@ -34,7 +34,8 @@ from relaybus.orchestrator.orchestrator import ProjectOrchestrator
 KiB = 1024
 
 
-async def start_worker(agent: str) -> asyncio.subprocess.Process:
+async def start_worker(agent: str, *, wait: bool = True) -> asyncio.subprocess.Process:
+    """The worker process; with ``wait``, once it consumes the agent's queue."""
     worker = await asyncio.create_subprocess_exec(
         str(BIN / "relaybus"),
         "--log-level",
@@ -49,8 +50,24 @@ async def start_worker(agent: str) -> asyncio.subprocess.Process:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
     )
-    await broker.wait_for_consumer(f"relaybus.agent.{agent}", timeout=60)
+    if wait:
+        await broker.wait_for_consumer(f"relaybus.agent.{agent}", timeout=60)
     return worker
+
+
+async def first_result(
+    orchestrator: ProjectOrchestrator, n: int, call: asyncio.Future[Any], worker: asyncio.subprocess.Process
+) -> tuple[float, float]:
+    """When the first of the ``n`` tasks in flight got its result: (``perf_counter()``, the worker's CPU
+    seconds then). The drain is timed from there: from the worker's start it would count its imports, and
+    from its consumer showing up (a poll) it would miss the whole drain of a small size."""
+    cpu = psutil.Process(worker.pid)
+    while orchestrator.in_flight >= n and not call.done():
+        if worker.returncode is not None:
+            raise RuntimeError(f"the worker exited with {worker.returncode} before answering a task")
+        await asyncio.sleep(0.005)
+    times = cpu.cpu_times()
+    return time.perf_counter(), times.user + times.system
 
 
 async def stop(worker: asyncio.subprocess.Process) -> None:
@@ -118,15 +135,13 @@ async def one_size(n: int) -> dict[str, Any]:
             rss = me.memory_info().rss
             held = rss - rss_before
             log(f"{n:,} queued in {publish_s:.1f} s, {held / n / KiB:.2f} KiB per task; draining")
-            worker = await start_worker(agent)
-            worker_cpu = psutil.Process(worker.pid)
-            started = worker_cpu.cpu_times()  # its start-up (imports, connect) is not the drain's cost
-            drain_start = time.perf_counter()
+            worker = await start_worker(agent, wait=False)
+            drain_start, worker_cpu_start = await first_result(orchestrator, n, call, worker)
             results = await call
             drain_s = time.perf_counter() - drain_start
             cpu_s = time.process_time() - cpu_before
-            times = worker_cpu.cpu_times()
-            worker_cpu_s = times.user + times.system - started.user - started.system
+            times = psutil.Process(worker.pid).cpu_times()
+            worker_cpu_s = times.user + times.system - worker_cpu_start
     finally:
         await stop(worker)
         await bus.close()

@@ -42,5 +42,8 @@ def test_the_sweeps_run_at_tiny_sizes_and_report_every_point(amqp_url: str, tmp_
         assert row["rss_mib"] > 10
         assert row["drain_tasks_per_s"] > 0
         assert set(RATIO_KEYS) <= row.keys()
-        assert set(row["vs_first"]) == set(RATIO_KEYS)
+        # Ratios of figures the first size has (a tiny size's worker CPU can round to 0 clock ticks).
+        assert (
+            {"drain_tasks_per_s", "orchestrator_cpu_us_per_task"} <= set(row["vs_first"]) <= set(RATIO_KEYS)
+        )
     assert not list(tmp_path.glob("*.png"))
