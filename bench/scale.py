@@ -20,7 +20,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -35,21 +37,26 @@ KiB = 1024
 
 
 async def start_worker(agent: str, *, wait: bool = True) -> asyncio.subprocess.Process:
-    """The worker process; with ``wait``, once it consumes the agent's queue."""
-    worker = await asyncio.create_subprocess_exec(
-        str(BIN / "relaybus"),
-        "--log-level",
-        "WARNING",
-        "worker",
-        "bench.agents:NoopAgent",
-        "--amqp-url",
-        amqp_url(),
-        "--concurrency",
-        "1000",
-        env={**os.environ, "RELAYBUS_BENCH_AGENT_NAME": agent},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-    )
+    """The worker process; with ``wait``, once it consumes the agent's queue. Its log goes to a file (a
+    broker restart makes it warn once per unsettled task: a thousand lines), named on stderr."""
+    log_path = Path(tempfile.gettempdir()) / f"{agent}.log"
+    with log_path.open("ab") as log_file:  # the child has its own copy of the descriptor
+        worker = await asyncio.create_subprocess_exec(
+            str(BIN / "relaybus"),
+            "--log-level",
+            "WARNING",
+            "worker",
+            "bench.agents:NoopAgent",
+            "--amqp-url",
+            amqp_url(),
+            "--concurrency",
+            "1000",
+            env={**os.environ, "RELAYBUS_BENCH_AGENT_NAME": agent},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
+    log(f"worker {worker.pid} logs to {log_path}")
     if wait:
         await broker.wait_for_consumer(f"relaybus.agent.{agent}", timeout=60)
     return worker
