@@ -39,7 +39,7 @@ demo: $(VENV)/.demo-installed
 test: $(VENV)/.installed
 	$(BIN)/pytest
 
-# Needs RabbitMQ at 127.0.0.1:5672 (RELAYBUS_BENCH_AMQP_URL); about 12 minutes, prints one table and writes
+# Needs RabbitMQ at 127.0.0.1:5672 (RELAYBUS_BENCH_AMQP_URL); about 11 minutes, prints one table and writes
 # bench/RESULTS.md, bench/throughput.png and the sweeps' bench/scale_*.png (python -m bench.sweep alone).
 # bench-quick: about 3 minutes, smaller sizes, fewer repetitions.
 bench: $(VENV)/.bench-installed
