@@ -507,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
                 from bench.sweep import SWEEP_SIZES, run_sweeps
 
                 log("scaling: worker processes, agents, orchestrator tasks in flight (bench/sweep.py) ...")
-                report.scaling = run_sweeps(SWEEP_SIZES[mode], children, log)
+                report.scaling = run_sweeps(SWEEP_SIZES[mode], children, log, notes=report.notes)
             if sizes.executor_table and args.only is None:
                 log("executor benchmark (bench/executor.py) ...")
                 report.executor_table = run_executor_table(logs)

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from bench.common import with_ratios
+from bench.common import Children, with_ratios
 from bench.scale import RATIO_KEYS
+
+from bench import sweep
 
 from .support import run_bench
 
@@ -17,6 +19,25 @@ def test_with_ratios_reads_each_row_against_the_first() -> None:
     assert rows[0]["vs_first"] == {"tp": 1.0}  # a first value of 0 (or a missing key) gives no ratio
     assert rows[1]["vs_first"] == {"tp": 1.5}
     assert with_ratios([], ("tp",)) == []
+
+
+def test_a_failed_sweep_is_left_out_with_a_note_and_the_others_still_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fails(*args: object) -> list[dict[str, object]]:
+        raise RuntimeError("bench.scale: size 50000 did not finish\nwithin 620 s")
+
+    monkeypatch.setattr(sweep, "workers_sweep", fails)
+    monkeypatch.setattr(sweep, "agents_sweep", lambda *args: [{"agents": 1}])
+    notes: list[str] = []
+    with Children(tmp_path) as children:
+        results = sweep.run_sweeps(
+            sweep.SWEEP_SIZES["tiny"], children, lambda _: None, ("workers", "agents"), notes
+        )
+    assert results == {"agents": [{"agents": 1}]}
+    assert notes == [
+        "sweep workers failed and is left out: bench.scale: size 50000 did not finish within 620 s"
+    ]
 
 
 @pytest.mark.integration
