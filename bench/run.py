@@ -9,6 +9,9 @@
 3. The seed claim: 3 x 2 s and 100 x 2 s, sequential ``asyncio.run()`` per task vs relaybus.
 4. Memory: RSS of idle workers (relaybus, raw aio-pika consumer, Celery), and of a relaybus worker with 1,000
    tasks in flight.
+5. How the cost grows with work (``bench/sweep.py``, each sweep against its own first point): the round trip
+   against 1, 2, 4 worker processes and 1, 10, 100 agents in one worker; the orchestrator at 1k, 10k, 50k
+   tasks in flight (``bench/scale.py``). ``--no-scaling`` leaves them out, ``--only scaling`` runs them alone.
 
 The machine is noisy: each figure is the median of ``--reps`` repetitions with the range shown, the
 frameworks take turns within each repetition, and ratios are taken per repetition (paired) before the median.
