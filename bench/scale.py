@@ -166,8 +166,13 @@ async def one_size(n: int) -> dict[str, Any]:
     }
 
 
-def _exit_on_signal(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+async def one_size_until_term(n: int) -> dict[str, Any]:
+    """:func:`one_size`, cancelled by SIGTERM: its ``finally`` stops the worker and deletes the queue (an
+    exception raised from a signal handler would land in whichever callback runs, e.g. aiormq's reader)."""
+    main = asyncio.current_task()
+    assert main is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
+    return await one_size(n)
 
 
 def log(text: str) -> None:
@@ -228,8 +233,10 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.cmd == "one":
-        signal.signal(signal.SIGTERM, _exit_on_signal)
-        print(json.dumps(run_measured(one_size(args.n))))
+        try:
+            print(json.dumps(run_measured(one_size_until_term(args.n))))
+        except asyncio.CancelledError:
+            raise SystemExit(128 + signal.SIGTERM) from None
         return
     rows = measure([int(size) for size in args.sizes.split(",")])
     if args.json:
