@@ -39,8 +39,9 @@ demo: $(VENV)/.demo-installed
 test: $(VENV)/.installed
 	$(BIN)/pytest
 
-# Needs RabbitMQ at 127.0.0.1:5672 (RELAYBUS_BENCH_AMQP_URL); about 8 minutes, prints one table and writes
-# bench/RESULTS.md and bench/throughput.png. bench-quick: about 2 minutes, smaller sizes, one repetition.
+# Needs RabbitMQ at 127.0.0.1:5672 (RELAYBUS_BENCH_AMQP_URL); about 11 minutes, prints one table and writes
+# bench/RESULTS.md, bench/throughput.png and the sweeps' bench/scale_*.png (python -m bench.sweep alone).
+# bench-quick: about 3 minutes, smaller sizes, fewer repetitions.
 bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench
 

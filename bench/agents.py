@@ -30,3 +30,17 @@ class LlmAgent(Agent):
 
     name = os.environ.get(NAME_ENV, "bench-llm")
     mode = "llm"
+
+
+NOOP_PREFIX = "noop_"
+
+
+def __getattr__(attribute: str) -> NoopAgent:
+    """``bench.agents:noop_<i>``: a NoopAgent named ``<RELAYBUS_BENCH_AGENT_NAME>-<i>``, so that one
+    ``relaybus worker`` process can host any number of distinct agents (the agents sweep, bench/sweep.py)."""
+    index = attribute.removeprefix(NOOP_PREFIX)
+    if attribute == index or not index.isdigit():
+        raise AttributeError(attribute)
+    agent = NoopAgent()
+    agent.name = f"{NoopAgent.name}-{index}"
+    return agent

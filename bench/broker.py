@@ -28,17 +28,18 @@ async def consumer_count(name: str) -> int:
         await connection.close()
 
 
-async def wait_for_consumer(name: str, timeout: float = 30.0) -> None:
-    """Wait until queue ``name`` has a consumer (a worker that printed nothing is ready once it consumes)."""
+async def wait_for_consumer(name: str, timeout: float = 30.0, *, count: int = 1) -> None:
+    """Wait until queue ``name`` has ``count`` consumers (a worker that printed nothing is ready once it
+    consumes)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:
-            if await consumer_count(name) >= 1:
+            if await consumer_count(name) >= count:
                 return
         except (ConnectionError, aiormq.exceptions.AMQPError):  # the shared broker is restarting: wait
             pass
         if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"no consumer on queue {name!r} within {timeout:g}s")
+            raise TimeoutError(f"fewer than {count} consumers on queue {name!r} within {timeout:g}s")
         await asyncio.sleep(0.1)
 
 

@@ -81,6 +81,15 @@ class Spread:
         return f"{self.median:,.{digits}f}{unit} ({self.low:,.{digits}f}-{self.high:,.{digits}f})"
 
 
+def with_ratios(rows: list[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
+    """Each row (a sweep's point) gets ``vs_first``: ``row[key] / rows[0][key]`` for each of ``keys`` the
+    first row has, so that a sweep reads against its own first point measured in the same run."""
+    first = rows[0] if rows else {}
+    for row in rows:
+        row["vs_first"] = {key: row[key] / first[key] for key in keys if first.get(key)}
+    return rows
+
+
 @dataclass
 class RunResult:
     """One timed run of ``n`` round trips: wall time and per-task latencies (seconds)."""

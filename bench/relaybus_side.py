@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 
 from bench.agents import NoopAgent
 from bench.common import CpuMeter, RunResult, amqp_url, emit_result, run_measured, timed
@@ -32,10 +33,12 @@ TOPIC = "bench.roundtrip"
 
 
 async def run_point(
-    orchestrator: ProjectOrchestrator, agent: str, n: int, window: int, prompt: str
+    orchestrator: ProjectOrchestrator, agent: str | Sequence[str], n: int, window: int, prompt: str
 ) -> RunResult:
-    """``n`` tasks to ``agent``: one ``execute_tasks`` call if ``window >= n``, else ``window`` in flight."""
-    tasks = [AgentTask(topic=TOPIC, agent=agent, prompt=prompt) for _ in range(n)]
+    """``n`` tasks to ``agent`` (several names: spread evenly, in turn): one ``execute_tasks`` call if
+    ``window >= n``, else ``window`` in flight."""
+    names = [agent] if isinstance(agent, str) else list(agent)
+    tasks = [AgentTask(topic=TOPIC, agent=names[i % len(names)], prompt=prompt) for i in range(n)]
     if window >= n:
         start = time.perf_counter()
         results = await orchestrator.execute_tasks(tasks)
@@ -59,7 +62,7 @@ async def run_point(
 
 
 async def run_points(
-    bus: Bus, agent: str, points: list[list[int]], prompt: str, meter: CpuMeter
+    bus: Bus, agent: str | Sequence[str], points: list[list[int]], prompt: str, meter: CpuMeter
 ) -> list[dict[str, object]]:
     # Tasks take milliseconds (or one LLM call): a minute bounds a batch whose results a broker restart lost.
     async with ProjectOrchestrator(bus, default_timeout_s=60) as orchestrator:
@@ -69,7 +72,9 @@ async def run_points(
         ]
 
 
-async def client(agent: str, points: list[list[int]], prompt: str, server_pid: int | None) -> None:
+async def client(
+    agent: str | Sequence[str], points: list[list[int]], prompt: str, server_pid: int | None
+) -> None:
     bus = await connect(amqp_url())
     try:
         emit_result(await run_points(bus, agent, points, prompt, CpuMeter(server_pid)))
@@ -95,13 +100,17 @@ def main() -> None:
     c.add_argument("--points", required=True, help="JSON list of [n, window] pairs")
     c.add_argument("--prompt", default="hello")
     c.add_argument("--server-pid", type=int, help="also report this process's CPU per task")
+    c.add_argument(
+        "--agents", type=int, default=0, help="K > 0: spread the tasks over agents AGENT-0 .. AGENT-<K-1>"
+    )
     m = sub.add_parser("memory")
     m.add_argument("--points", required=True)
     m.add_argument("--concurrency", type=int, default=1000)
     args = parser.parse_args()
     configure_logging(level="INFO", json=True)  # as the CLI does: log lines on stderr
     if args.cmd == "client":
-        run_measured(client(args.agent, json.loads(args.points), args.prompt, args.server_pid))
+        names = [f"{args.agent}-{i}" for i in range(args.agents)] if args.agents else args.agent
+        run_measured(client(names, json.loads(args.points), args.prompt, args.server_pid))
     else:
         run_measured(memory(json.loads(args.points), args.concurrency))
 

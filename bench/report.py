@@ -274,6 +274,14 @@ def render(report: Report, out: Path, *, plot: bool = True) -> str:
                 )
             )
 
+    if report.scaling:
+        from bench.report_scaling import render_sweeps
+        from bench.report_scaling import targets as scaling_targets
+        from bench.sweep import SWEEP_SIZES
+
+        t.text(*render_sweeps(report.scaling, SWEEP_SIZES[report.mode], out, plot_png=plot))
+        targets += scaling_targets(report.scaling)
+
     t.section("Targets (issue 18)", ["target", "measured", "status"])
     for name, measured, ok in targets:
         t.row(name, measured, _met(ok) if report.mode != "tiny" else "n/a (tiny run)")

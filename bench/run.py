@@ -9,6 +9,9 @@
 3. The seed claim: 3 x 2 s and 100 x 2 s, sequential ``asyncio.run()`` per task vs relaybus.
 4. Memory: RSS of idle workers (relaybus, raw aio-pika consumer, Celery), and of a relaybus worker with 1,000
    tasks in flight.
+5. How the cost grows with work (``bench/sweep.py``, each sweep against its own first point): the round trip
+   against 1, 2, 4 worker processes and 1, 10, 100 agents in one worker; the orchestrator at 1k, 10k, 50k
+   tasks in flight (``bench/scale.py``). ``--no-scaling`` leaves them out, ``--only scaling`` runs them alone.
 
 The machine is noisy: each figure is the median of ``--reps`` repetitions with the range shown, the
 frameworks take turns within each repetition, and ratios are taken per repetition (paired) before the median.
@@ -26,6 +29,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
@@ -56,6 +60,7 @@ class Sizes:
     celery: bool = True
     faststream: bool = True
     executor_table: bool = True
+    scaling: bool = True  # the sweeps of bench/sweep.py, at SWEEP_SIZES[mode]
 
     @property
     def points(self) -> list[list[int]]:
@@ -99,6 +104,7 @@ SIZES = {
         worker_prefetch=50,
         celery=False,
         executor_table=False,
+        scaling=False,  # tests/bench/test_sweep.py runs the sweeps at their own tiny sizes
     ),
 }
 
@@ -112,6 +118,7 @@ class Report:
     llm: dict[str, list[list[dict[str, Any]]]] = field(default_factory=dict)  # fw -> reps -> points
     seed: dict[str, Any] = field(default_factory=dict)  # "relaybus N" -> reps -> points, and the baselines
     rss: dict[str, float] = field(default_factory=dict)
+    scaling: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # sweep -> its points
     notes: list[str] = field(default_factory=list)
     executor_table: str = ""
     elapsed_s: float = 0.0
@@ -121,16 +128,28 @@ class Report:
 
 
 def relaybus_worker(
-    children: Children, name: str, agent_class: str, concurrency: int, env: dict[str, str]
+    children: Children,
+    name: str,
+    agent_class: str,
+    concurrency: int,
+    env: dict[str, str],
+    *,
+    label: str | None = None,
+    specs: Sequence[str] | None = None,
+    consumers: dict[str, int] | None = None,
 ) -> Child:
-    """``relaybus worker bench.agents:<agent_class>`` hosting an agent called ``name``, ready to consume."""
+    """``relaybus worker bench.agents:<agent_class>`` hosting an agent called ``name``, ready to consume.
+
+    ``specs`` replaces the one ``bench.agents:<agent_class>`` (several agents in one process); ready means
+    each queue of ``consumers`` (default: this agent's, 1) has that many consumers. ``label`` names the
+    child and its log (default ``name``)."""
     child = children.start(
-        name,
+        label or name,
         [
             str(BIN / "relaybus"),
             "--log-json",
             "worker",
-            f"bench.agents:{agent_class}",
+            *(specs or [f"bench.agents:{agent_class}"]),
             "--amqp-url",
             amqp_url(),
             "--concurrency",
@@ -140,7 +159,7 @@ def relaybus_worker(
         ],
         env={AGENT_NAME_ENV: name, **env},
     )
-    _wait_consumer(child, f"relaybus.agent.{name}")
+    _wait_consumer(child, consumers or {f"relaybus.agent.{name}": 1})
     return child
 
 
@@ -189,11 +208,17 @@ def celery_worker(children: Children, queue: str, pool: str, concurrency: int, e
     return child
 
 
-def _wait_consumer(child: Child, queue: str) -> None:
+def _wait_consumer(child: Child, queues: str | dict[str, int]) -> None:
+    """Until each queue has its count of consumers (a name alone: one)."""
+
+    async def wait(queues: dict[str, int]) -> None:
+        for queue, count in queues.items():
+            await broker.wait_for_consumer(queue, timeout=60, count=count)
+
     try:
-        asyncio.run(broker.wait_for_consumer(queue, timeout=60))
-    except TimeoutError:
-        raise RuntimeError(f"{child.name} did not start consuming {queue!r}: {child.tail()}") from None
+        asyncio.run(wait({queues: 1} if isinstance(queues, str) else queues))
+    except TimeoutError as exc:
+        raise RuntimeError(f"{child.name} did not start consuming: {exc}: {child.tail()}") from None
 
 
 def settle_rss(child: Child, seconds: float = 1.0) -> float:
@@ -432,7 +457,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_const", const="quick", dest="mode", help="smaller, ~2 min")
     parser.add_argument("--tiny", action="store_const", const="tiny", dest="mode", help=argparse.SUPPRESS)
     parser.add_argument("--reps", type=int, help="repetitions of each figure (default 3, quick 2)")
-    parser.add_argument("--only", choices=("roundtrip", "llm"), help="run one part")
+    parser.add_argument("--only", choices=("roundtrip", "llm", "scaling"), help="run one part")
+    parser.add_argument(
+        "--no-scaling", action="store_true", help="skip the sweeps over workers, agents, tasks in flight"
+    )
     parser.add_argument("--no-celery", action="store_true", help="skip the Celery peer")
     parser.add_argument("--no-faststream", action="store_true", help="skip the FastStream peer")
     parser.add_argument(
@@ -454,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
         sizes = replace(sizes, celery=False)
     if args.no_faststream or not _installed("faststream"):
         sizes = replace(sizes, faststream=False)
+    if args.no_scaling:
+        sizes = replace(sizes, scaling=False)
     if args.loop:
         os.environ["RELAYBUS_EVENT_LOOP"] = args.loop  # inherited by every child, relaybus's and the peers'
     report = Report(sizes, mode)
@@ -476,6 +506,11 @@ def main(argv: list[str] | None = None) -> int:
                 log("LLM-bound, seed claim, memory in flight ...")
                 llm_bound(report, children, queues, log)
                 children.stop_all()
+            if args.only == "scaling" or (sizes.scaling and args.only is None):
+                from bench.sweep import SWEEP_SIZES, run_sweeps
+
+                log("scaling: worker processes, agents, orchestrator tasks in flight (bench/sweep.py) ...")
+                report.scaling = run_sweeps(SWEEP_SIZES[mode], children, log, notes=report.notes)
             if sizes.executor_table and args.only is None:
                 log("executor benchmark (bench/executor.py) ...")
                 report.executor_table = run_executor_table(logs)

@@ -20,13 +20,15 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
 
 from bench import broker
-from bench.common import BIN, amqp_url, run_measured, unique
+from bench.common import BIN, ROOT, amqp_url, run_measured, unique
 from relaybus.bus.connect import connect
 from relaybus.messages import AgentTask
 from relaybus.orchestrator.orchestrator import ProjectOrchestrator
@@ -34,23 +36,45 @@ from relaybus.orchestrator.orchestrator import ProjectOrchestrator
 KiB = 1024
 
 
-async def start_worker(agent: str) -> asyncio.subprocess.Process:
-    worker = await asyncio.create_subprocess_exec(
-        str(BIN / "relaybus"),
-        "--log-level",
-        "WARNING",
-        "worker",
-        "bench.agents:NoopAgent",
-        "--amqp-url",
-        amqp_url(),
-        "--concurrency",
-        "1000",
-        env={**os.environ, "RELAYBUS_BENCH_AGENT_NAME": agent},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-    )
-    await broker.wait_for_consumer(f"relaybus.agent.{agent}", timeout=60)
+async def start_worker(agent: str, *, wait: bool = True) -> asyncio.subprocess.Process:
+    """The worker process; with ``wait``, once it consumes the agent's queue. Its log goes to a file (a
+    broker restart makes it warn once per unsettled task: a thousand lines), named on stderr."""
+    log_path = Path(tempfile.gettempdir()) / f"{agent}.log"
+    with log_path.open("ab") as log_file:  # the child has its own copy of the descriptor
+        worker = await asyncio.create_subprocess_exec(
+            str(BIN / "relaybus"),
+            "--log-level",
+            "WARNING",
+            "worker",
+            "bench.agents:NoopAgent",
+            "--amqp-url",
+            amqp_url(),
+            "--concurrency",
+            "1000",
+            env={**os.environ, "RELAYBUS_BENCH_AGENT_NAME": agent},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
+    log(f"worker {worker.pid} logs to {log_path}")
+    if wait:
+        await broker.wait_for_consumer(f"relaybus.agent.{agent}", timeout=60)
     return worker
+
+
+async def first_result(
+    orchestrator: ProjectOrchestrator, n: int, call: asyncio.Future[Any], worker: asyncio.subprocess.Process
+) -> tuple[float, float]:
+    """When the first of the ``n`` tasks in flight got its result: (``perf_counter()``, the worker's CPU
+    seconds then). The drain is timed from there: from the worker's start it would count its imports, and
+    from its consumer showing up (a poll) it would miss the whole drain of a small size."""
+    cpu = psutil.Process(worker.pid)
+    while orchestrator.in_flight >= n and not call.done():
+        if worker.returncode is not None:
+            raise RuntimeError(f"the worker exited with {worker.returncode} before answering a task")
+        await asyncio.sleep(0.005)
+    times = cpu.cpu_times()
+    return time.perf_counter(), times.user + times.system
 
 
 async def stop(worker: asyncio.subprocess.Process) -> None:
@@ -63,16 +87,35 @@ async def stop(worker: asyncio.subprocess.Process) -> None:
         await worker.wait()
 
 
-async def wait_queued(queue: str, n: int, call: asyncio.Future[Any]) -> None:
-    """Until ``queue`` holds ``n`` messages (or ``call`` ended): one connection, opened before the flood."""
+STALL_S = 60.0  # the queue not growing for this long, the call not over: something holds the publishes
+
+
+async def wait_queued(
+    queue: str, n: int, call: asyncio.Future[Any], orchestrator: ProjectOrchestrator
+) -> None:
+    """Until ``queue`` holds ``n`` messages (or ``call`` ended): one connection, opened before the flood.
+
+    Raises RuntimeError, saying what it saw, when the count has not grown for ``STALL_S`` seconds: without
+    this a publish that never reached the queue (refused, held back by an alarm) would leave the run waiting
+    for the tasks' whole deadline with no worker to answer them.
+    """
     import aio_pika
 
+    count, grown_at = -1, time.monotonic()
     async with await aio_pika.connect(amqp_url()) as connection:
         channel = await connection.channel()
         while not call.done():
             declared = await channel.declare_queue(queue, passive=True)
-            if int(declared.declaration_result.message_count or 0) >= n:
+            now = int(declared.declaration_result.message_count or 0)
+            if now >= n:
                 return
+            if now > count:
+                count, grown_at = now, time.monotonic()
+            elif time.monotonic() - grown_at > STALL_S:
+                raise RuntimeError(
+                    f"{queue} stuck at {now:,} of {n:,} messages for {STALL_S:g} s; the orchestrator has "
+                    f"{orchestrator.in_flight:,} in flight"
+                )
             await asyncio.sleep(0.2)
 
 
@@ -85,21 +128,27 @@ async def one_size(n: int) -> dict[str, Any]:
     try:
         async with ProjectOrchestrator(bus, default_timeout_s=600) as orchestrator:
             warm = await orchestrator.execute_tasks(
-                [AgentTask(topic="bench.scale", agent=agent) for _ in range(200)]
+                [AgentTask(topic="bench.scale", agent=agent) for _ in range(min(200, n))]
             )
             assert all(r.ok for r in warm), warm[:3]
             await stop(worker)
             tasks = [AgentTask(topic="bench.scale", agent=agent) for _ in range(n)]
             rss_before = me.memory_info().rss
             cpu_before = time.process_time()
+            publish_start = time.perf_counter()
             call = asyncio.ensure_future(orchestrator.execute_tasks(tasks))
-            await wait_queued(queue, n, call)
-            held = me.memory_info().rss - rss_before
-            worker = await start_worker(agent)
-            drain_start = time.perf_counter()
+            await wait_queued(queue, n, call, orchestrator)
+            publish_s = time.perf_counter() - publish_start
+            rss = me.memory_info().rss
+            held = rss - rss_before
+            log(f"{n:,} queued in {publish_s:.1f} s, {held / n / KiB:.2f} KiB per task; draining")
+            worker = await start_worker(agent, wait=False)
+            drain_start, worker_cpu_start = await first_result(orchestrator, n, call, worker)
             results = await call
             drain_s = time.perf_counter() - drain_start
             cpu_s = time.process_time() - cpu_before
+            times = psutil.Process(worker.pid).cpu_times()
+            worker_cpu_s = times.user + times.system - worker_cpu_start
     finally:
         await stop(worker)
         await bus.close()
@@ -108,9 +157,71 @@ async def one_size(n: int) -> dict[str, Any]:
         "n": n,
         "errors": sum(1 for r in results if not r.ok),
         "held_kib_per_task": held / n / KiB,
+        "rss_mib": rss / KiB / KiB,
+        "publish_s": publish_s,
+        "drain_s": drain_s,
         "drain_tasks_per_s": n / drain_s,
         "orchestrator_cpu_us_per_task": cpu_s / n * 1e6,
+        "worker_cpu_us_per_task": worker_cpu_s / n * 1e6,
     }
+
+
+async def one_size_until_term(n: int) -> dict[str, Any]:
+    """:func:`one_size`, cancelled by SIGTERM: its ``finally`` stops the worker and deletes the queue (an
+    exception raised from a signal handler would land in whichever callback runs, e.g. aiormq's reader)."""
+    main = asyncio.current_task()
+    assert main is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
+    return await one_size(n)
+
+
+def log(text: str) -> None:
+    print(f"bench.scale: {text}", file=sys.stderr, flush=True)
+
+
+def timeout_for(n: int) -> float:
+    """How long one size may take in all: generous (a loaded machine runs ~200 round trips/s) yet bounded."""
+    return 120.0 + n / 100
+
+
+def measure(sizes: list[int]) -> list[dict[str, Any]]:
+    """Each size in a fresh process (``python -m bench.scale one``), one row each, in order."""
+    rows: list[dict[str, Any]] = []
+    for n in sizes:
+        log(f"{n:,} tasks in flight ...")
+        # Its progress lines (stderr) go straight to ours; its one result line comes on stdout.
+        child = subprocess.Popen(
+            [sys.executable, "-m", "bench.scale", "one", "--n", str(n)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
+            },
+        )
+        try:
+            stdout, _ = child.communicate(timeout=timeout_for(n))
+        except subprocess.TimeoutExpired:
+            child.terminate()  # SIGTERM unwinds it: its worker stopped, its queue deleted
+            try:
+                child.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.communicate()
+            raise RuntimeError(f"bench.scale: size {n} did not finish within {timeout_for(n):g} s") from None
+        if child.returncode != 0:
+            raise RuntimeError(f"bench.scale: size {n} failed with exit code {child.returncode}")
+        rows.append(json.loads(stdout.strip().splitlines()[-1]))
+    return rows
+
+
+RATIO_KEYS = (  # what a sweep over sizes compares with its first size (bench/sweep.py)
+    "held_kib_per_task",
+    "drain_tasks_per_s",
+    "orchestrator_cpu_us_per_task",
+    "worker_cpu_us_per_task",
+)
 
 
 def main() -> None:
@@ -122,29 +233,26 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.cmd == "one":
-        print(json.dumps(run_measured(one_size(args.n))))
+        try:
+            print(json.dumps(run_measured(one_size_until_term(args.n))))
+        except asyncio.CancelledError:
+            raise SystemExit(128 + signal.SIGTERM) from None
         return
-    rows = []
-    for n in (int(size) for size in args.sizes.split(",")):
-        done = subprocess.run(
-            [sys.executable, "-m", "bench.scale", "one", "--n", str(n)],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"size {n} failed: {done.stderr[-2000:]}")
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    rows = measure([int(size) for size in args.sizes.split(",")])
     if args.json:
         print(json.dumps(rows, indent=1))
         return
-    print("| tasks in flight | held per task (KiB) | drain (tasks/s) | orchestrator CPU/task (us) | errors |")
-    print("|---|---|---|---|---|")
+    print(
+        "| tasks in flight | held per task (KiB) | RSS (MiB) | publish (s) | drain (tasks/s) "
+        "| orchestrator CPU/task (us) | worker CPU/task (us) | errors |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(
-            f"| {row['n']:,} | {row['held_kib_per_task']:.2f} | {row['drain_tasks_per_s']:,.0f} "
-            f"| {row['orchestrator_cpu_us_per_task']:,.0f} | {row['errors']} |"
+            f"| {row['n']:,} | {row['held_kib_per_task']:.2f} | {row['rss_mib']:.0f} "
+            f"| {row['publish_s']:.1f} | {row['drain_tasks_per_s']:,.0f} "
+            f"| {row['orchestrator_cpu_us_per_task']:,.0f} "
+            f"| {row['worker_cpu_us_per_task']:,.0f} | {row['errors']} |"
         )
 
 
