@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.common import Spread
+from bench.features import Row
+from bench.features import render as render_features
 
 if TYPE_CHECKING:
     from bench.run import Report
@@ -281,6 +283,22 @@ def render(report: Report, out: Path, *, plot: bool = True) -> str:
 
         t.text(*render_sweeps(report.scaling, SWEEP_SIZES[report.mode], out, plot_png=plot))
         targets += scaling_targets(report.scaling)
+
+    if report.features:
+        t.text(
+            "",
+            "### 6. What each feature costs against its own plain path (`bench/features.py`)",
+            "",
+            "Each row from a child process of its own, the baseline measured in that child just before.",
+            "",
+        )
+        feature_rows = [Row(**row) for row in report.features]
+        t.text(render_features(feature_rows))
+        targets += [
+            (f"{r.feature}: {r.target}", r.cost, r.status == "**met**")
+            for r in feature_rows
+            if r.status in ("**met**", "**NOT met**")
+        ]
 
     t.section("Targets (issue 18)", ["target", "measured", "status"])
     for name, measured, ok in targets:

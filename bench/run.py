@@ -12,6 +12,10 @@
 5. How the cost grows with work (``bench/sweep.py``, each sweep against its own first point): the round trip
    against 1, 2, 4 worker processes and 1, 10, 100 agents in one worker; the orchestrator at 1k, 10k, 50k
    tasks in flight (``bench/scale.py``). ``--no-scaling`` leaves them out, ``--only scaling`` runs them alone.
+6. What each feature costs against its own plain path (``bench/features.py``): the state store against none,
+   telemetry against none, streaming against the provider direct and against not streaming, the agent loop
+   against the bare provider call, the HTTP gateway against an orchestrator, each with its issue's target.
+   ``--no-features`` leaves them out, ``--only features`` runs them alone.
 
 The machine is noisy: each figure is the median of ``--reps`` repetitions with the range shown, the
 frameworks take turns within each repetition, and ratios are taken per repetition (paired) before the median.
@@ -30,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -61,6 +65,7 @@ class Sizes:
     faststream: bool = True
     executor_table: bool = True
     scaling: bool = True  # the sweeps of bench/sweep.py, at SWEEP_SIZES[mode]
+    features: bool = True  # bench/features.py (quick sizes in quick mode)
 
     @property
     def points(self) -> list[list[int]]:
@@ -105,6 +110,7 @@ SIZES = {
         celery=False,
         executor_table=False,
         scaling=False,  # tests/bench/test_sweep.py runs the sweeps at their own tiny sizes
+        features=False,  # tests/bench/test_features.py covers them
     ),
 }
 
@@ -119,6 +125,7 @@ class Report:
     seed: dict[str, Any] = field(default_factory=dict)  # "relaybus N" -> reps -> points, and the baselines
     rss: dict[str, float] = field(default_factory=dict)
     scaling: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # sweep -> its points
+    features: list[dict[str, str]] = field(default_factory=list)  # bench/features.py's rows
     notes: list[str] = field(default_factory=list)
     executor_table: str = ""
     elapsed_s: float = 0.0
@@ -457,9 +464,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_const", const="quick", dest="mode", help="smaller, ~2 min")
     parser.add_argument("--tiny", action="store_const", const="tiny", dest="mode", help=argparse.SUPPRESS)
     parser.add_argument("--reps", type=int, help="repetitions of each figure (default 3, quick 2)")
-    parser.add_argument("--only", choices=("roundtrip", "llm", "scaling"), help="run one part")
+    parser.add_argument("--only", choices=("roundtrip", "llm", "scaling", "features"), help="run one part")
     parser.add_argument(
         "--no-scaling", action="store_true", help="skip the sweeps over workers, agents, tasks in flight"
+    )
+    parser.add_argument(
+        "--no-features", action="store_true", help="skip what each feature costs (bench/features.py)"
     )
     parser.add_argument("--no-celery", action="store_true", help="skip the Celery peer")
     parser.add_argument("--no-faststream", action="store_true", help="skip the FastStream peer")
@@ -484,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
         sizes = replace(sizes, faststream=False)
     if args.no_scaling:
         sizes = replace(sizes, scaling=False)
+    if args.no_features:
+        sizes = replace(sizes, features=False)
     if args.loop:
         os.environ["RELAYBUS_EVENT_LOOP"] = args.loop  # inherited by every child, relaybus's and the peers'
     report = Report(sizes, mode)
@@ -511,6 +523,12 @@ def main(argv: list[str] | None = None) -> int:
 
                 log("scaling: worker processes, agents, orchestrator tasks in flight (bench/sweep.py) ...")
                 report.scaling = run_sweeps(SWEEP_SIZES[mode], children, log, notes=report.notes)
+                children.stop_all()
+            if args.only == "features" or (sizes.features and args.only is None):
+                from bench.features import measure
+
+                rows, _ = measure(quick=mode != "full", log=log)
+                report.features = [asdict(row) for row in rows]
             if sizes.executor_table and args.only is None:
                 log("executor benchmark (bench/executor.py) ...")
                 report.executor_table = run_executor_table(logs)

@@ -97,3 +97,19 @@ def test_each_feature_runs_a_bench_module_that_exists(name: str, tmp_path: Path)
     argv = features._argv(name, True, tmp_path)
     assert argv[1] == "-m"
     assert importlib.util.find_spec(argv[2]) is not None, argv
+
+
+def test_make_bench_renders_the_feature_table_and_takes_its_targets(tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    from bench.report import render
+    from bench.run import SIZES, Report
+
+    report = Report(SIZES["quick"], "quick")
+    (row,) = features.ROWS["state"](state_figures(0.65))
+    report.features = [asdict(row)]
+    text = render(report, tmp_path, plot=False)
+    assert "### 6. What each feature costs" in text
+    assert "| state store (postgres) | round trip, 500 in flight (tasks/s) | 1,000 | 650 |" in text
+    assert "| state store (postgres): >= 0.7x | 0.65x" in text  # in the targets table too
+    assert (tmp_path / "RESULTS.md").read_text() == text
