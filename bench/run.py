@@ -539,6 +539,10 @@ def main(argv: list[str] | None = None) -> int:
 
     text = render(report, args.out, plot=not args.no_plot and _installed("matplotlib"))
     print(text)
+    if mode == "full" and args.only is None and args.out.resolve() == (ROOT / "bench").resolve():
+        from bench.readme import main as update_readme  # the README's figures come from this run
+
+        update_readme([])
     return 0
 
 
