@@ -13,7 +13,6 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -23,7 +22,6 @@ from relaybus.agents import Agent, AgentContext, AgentWorker
 from relaybus.bus.base import Bus
 from relaybus.bus.connect import connect
 from relaybus.console import AmqpQueueProbe, Console, ConsoleConfig
-from relaybus.orchestrator import PlanResult
 from relaybus.secrets import Secret
 from relaybus.state import PlannedTask, StateStore, TaskEventKind, TaskUpdate, store_from_url
 
@@ -117,26 +115,9 @@ async def fleet(amqp_url: str, postgres_url: str, *, workers: int = 2) -> AsyncI
             await bus.close()
 
 
-# The orchestrator does not record plan runs on this branch yet (issue 14 adds ProjectOrchestrator(state=...)
-# and run_plan(run_id=...)): until then these two record a run with the store's own API, as it will.
+# A run the orchestrator has recorded as started (every task published), for a test that then runs one of
+# its tasks alone and acts on it from the page.
 async def record_plan(store: StateStore, run_id: str, name: str, tasks: list[AgentTask]) -> None:
     """What the orchestrator records when a plan run starts: the run with its tasks, each published."""
     await store.record_run(run_id, name, [PlannedTask.of(task) for task in tasks])
     await store.task_events(run_id, [TaskUpdate(task_id=t.id, kind=TaskEventKind.PUBLISHED) for t in tasks])
-
-
-async def record_results(store: StateStore, run_id: str, result: PlanResult) -> None:
-    """What the orchestrator records as the results come: each task started on its worker, then finished."""
-    for task_id, outcome in result.results.items():
-        began, ended = outcome.started_at or datetime.now(UTC), outcome.finished_at or datetime.now(UTC)
-        updates = [
-            TaskUpdate(
-                task_id=task_id,
-                kind=TaskEventKind.STARTED,
-                at=began,
-                worker=outcome.worker,
-                attempt=max(1, outcome.attempts),
-            ),
-            TaskUpdate(task_id=task_id, kind=TaskEventKind.FINISHED, at=ended, result=outcome),
-        ]
-        await store.task_events(run_id, updates)

@@ -20,7 +20,7 @@ from relaybus.dlq import list_dead_letters
 from relaybus.messages import ExecutionResult, ExecutionStatus
 from tests.eventually import eventually
 
-from .browser import Browser, Fleet, chromium, fleet, record_plan, record_results
+from .browser import Browser, Fleet, chromium, fleet, record_plan
 from .support import TOKEN
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow]
@@ -77,19 +77,15 @@ async def test_a_plan_run_appears_with_its_tasks(stack: Fleet, browser: Browser)
     first = AgentTask(topic=stack.topic, prompt="draft")
     second = AgentTask(topic=stack.topic, prompt="review", depends_on=[first.id])
     run_id = f"console-run-{uuid.uuid4().hex[:8]}"
-    await record_plan(stack.store, run_id, "console-plan", [first, second])
+    # A real plan run, recorded by the orchestrator into the store the console reads.
+    async with ProjectOrchestrator(stack.console_bus, state=stack.store) as orchestrator:
+        result = await orchestrator.run_plan([first, second], run_id=run_id)
+    assert result.ok
+    detail = await stack.store.run(run_id)
+    assert detail is not None
     page = browser.page
     await page.goto(stack.console.url + "/work")
     row = page.locator(f'#runs tr[data-run="{run_id}"]')
-    assert "running" in await row.inner_text()
-
-    orchestrator = ProjectOrchestrator(stack.console_bus)
-    async with orchestrator:
-        result = await orchestrator.run_plan([first, second])
-    assert result.ok
-    await record_results(stack.store, run_id, result)
-
-    await page.reload()
     assert "success 2" in await row.inner_text()
     await row.locator("a").click()
     await page.wait_for_url(f"**/runs/{run_id}")
@@ -104,6 +100,11 @@ async def test_a_plan_run_appears_with_its_tasks(stack: Fleet, browser: Browser)
         assert await cells.nth(4).inner_text() in stack.worker_ids
     assert await page.locator("svg.dag rect").count() == 2
     assert await page.locator("svg.dag line.edge").count() == 1
+    await tasks.nth(0).locator("a").first.click()
+    await page.wait_for_url(f"**/runs/{run_id}/tasks/{first.id}")
+    trace_id = detail.tasks[0].trace_id
+    assert trace_id is not None
+    assert await page.locator("#trace-id").inner_text() == trace_id  # the one its message carried
 
     async def charted() -> bool:
         await page.goto(stack.console.url + "/work")
