@@ -399,3 +399,37 @@ async def test_password_never_shows_in_repr_errors_or_logs(amqp_url: str) -> Non
     assert "user name and password" in str(denied.value)
     everything = text + str(denied.value) + repr(refused.value) + repr(denied.value) + repr(logs)
     assert secret not in everything
+
+
+async def test_close_returns_although_a_handler_swallows_its_cancellation(
+    amqp_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relaybus.bus import amqp_connection
+
+    monkeypatch.setattr(amqp_connection, "CLOSE_STEP_S", 0.5)
+    started, release = asyncio.Event(), asyncio.Event()
+    swallowed = 0
+
+    async def stubborn(delivery: Delivery) -> None:
+        nonlocal swallowed
+        started.set()
+        while not release.is_set():
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                swallowed += 1  # a badly behaved handler: it goes on
+
+    bus = AmqpBus(amqp_url)
+    await bus.connect()
+    name = unique("stubborn")
+    try:
+        await bus.declare_queue(name, bindings=[f"task.{name}.#"], durable=False)
+        await bus.consume(name, stubborn)
+        await bus.publish(msg(name))
+        await asyncio.wait_for(started.wait(), 10)
+        await asyncio.wait_for(bus.close(), 20)  # returns after 0.5 s: the handler is left behind
+        assert swallowed >= 1
+        assert not release.is_set()  # the handler never finished: close did not wait for it
+    finally:
+        release.set()
+        await bus.close()

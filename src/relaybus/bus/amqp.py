@@ -66,7 +66,7 @@ from .amqp_cluster import (
     split_urls,
 )
 from .amqp_cluster import quorum_group_size as _group_size
-from .amqp_connection import TRANSIENT, AmqpLink, lost_connection, validate_amqp_url
+from .amqp_connection import TRANSIENT, AmqpLink, close_connection, lost_connection, validate_amqp_url
 from .amqp_delivery import AmqpDelivery, AmqpSubscription
 from .amqp_publish import DeadlineWatchdog, PublishChannel, amqp_properties, publishing, refused
 from .base import (
@@ -256,9 +256,7 @@ class AmqpBus(BusBase):
             await sub._abort()
         conn, self._conn = self._conn, None
         if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.close()
-            self._log.info("amqp_closed")
+            await close_connection(conn, self._log)
 
     def _connection(self) -> aio_pika.RobustConnection:
         if self._closed:

@@ -80,6 +80,24 @@ def _vhost_refused(exc: BaseException) -> bool:
     return isinstance(exc, InvalidFrameError) and "Connection.OpenOk" in text and "Connection.Close" in text
 
 
+CLOSE_STEP_S = 10.0
+"""The longest :meth:`AmqpBus.close` waits on each of its steps (running handlers, the broker's close-ok)."""
+
+
+async def close_connection(conn: aio_pika.abc.AbstractConnection, log: FilteringBoundLogger) -> None:
+    """Close ``conn``, waiting :data:`CLOSE_STEP_S` at most for the broker (one restarting may never answer):
+    a close always returns. Errors are the connection going anyway, so they are not raised."""
+    try:
+        async with asyncio.timeout(CLOSE_STEP_S):
+            await conn.close()
+    except TimeoutError:
+        log.warning("amqp_close_timeout", waited_s=CLOSE_STEP_S)
+        return
+    except Exception as exc:  # already lost: nothing left to close
+        log.debug("amqp_close_error", error=repr(exc)[:200])
+    log.info("amqp_closed")
+
+
 def validate_amqp_url(url: str) -> None:
     """Raise :class:`ConfigError` (password masked) unless ``url`` is a usable amqp:// or amqps:// URL."""
     shown = mask_url(url)

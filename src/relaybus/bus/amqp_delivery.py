@@ -42,6 +42,7 @@ from pamqp.commands import Basic
 
 from relaybus.exceptions import BusError
 
+from . import amqp_connection
 from .base import DEAD_LETTER_EXCHANGE, ERROR_HEADER, Handler, HeaderValue
 from .core import (
     DELIVERY_COUNT_HEADER,
@@ -274,15 +275,23 @@ class AmqpSubscription:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._channel.close(), self._bus.operation_timeout)
 
-    async def _abort(self) -> None:
-        """The connection is going away: cancel running handlers (their deliveries return to the queue)."""
+    async def _abort(self, wait_s: float | None = None) -> None:
+        """The connection is going away: cancel running handlers (their deliveries return to the queue) and
+        wait ``wait_s`` seconds (default ``amqp_connection.CLOSE_STEP_S``) at most for them to stop: a
+        handler that swallows its cancellation must not hold the bus's ``close`` forever (it is logged,
+        ``handlers_still_running``, and left behind)."""
         self._cancelled = True
         current = asyncio.current_task()
         running = [t for t in self._running if t is not current]
         for task in running:
             task.cancel()
         if running:
-            await asyncio.wait(running)
+            wait_s = amqp_connection.CLOSE_STEP_S if wait_s is None else wait_s
+            _, pending = await asyncio.wait(running, timeout=wait_s)
+            if pending:
+                self._bus._log.warning(
+                    "handlers_still_running", queue=self.queue, handlers=len(pending), waited_s=wait_s
+                )
 
     def __repr__(self) -> str:
         return f"AmqpSubscription(queue={self.queue!r}, running={len(self._running)})"
