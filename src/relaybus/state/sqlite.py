@@ -11,6 +11,7 @@ last ones, never corrupt the file). A writer waits up to ``busy_timeout_s`` for 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -28,6 +29,31 @@ from .session import Row, Session, sqlite_sql
 from .sql import SqlStore
 
 __all__ = ["SqliteStore"]
+
+# A batch is one JSON array parameter, read with json_each: one statement text whatever the batch's size.
+_FIRST_CLAIMS = """
+    INSERT INTO relaybus_claims (task_id, digest, holder, attempt, expires_at, updated_at)
+    SELECT c.task_id, c.digest, c.holder, 1, {now} + c.lease, {now} FROM (
+        SELECT json_extract(value, '$[0]') AS task_id, json_extract(value, '$[1]') AS digest,
+               json_extract(value, '$[2]') AS holder, json_extract(value, '$[3]') AS lease
+        FROM json_each(?)) AS c
+    WHERE NOT EXISTS (SELECT 1 FROM relaybus_results r WHERE r.task_id = c.task_id)
+    ON CONFLICT (task_id) DO NOTHING
+    RETURNING task_id, expires_at"""
+_CLAIMS_OF = """
+    SELECT task_id, holder FROM relaybus_claims
+    WHERE task_id IN (SELECT json_extract(value, '$[0]') FROM json_each(?))"""
+_STORE_RESULTS = """
+    INSERT INTO relaybus_results (task_id, result, stored_at)
+    SELECT g.task_id, g.result, {now} FROM (
+        SELECT json_extract(value, '$[0]') AS task_id, json_extract(value, '$[1]') AS result
+        FROM json_each(?)) AS g
+    WHERE EXISTS (SELECT 1 FROM relaybus_claims c WHERE c.task_id = g.task_id)
+    ON CONFLICT (task_id) DO NOTHING
+    RETURNING task_id"""
+_END_CLAIMS = """
+    UPDATE relaybus_claims SET holder = NULL, updated_at = {now}
+    WHERE task_id IN (SELECT value FROM json_each(?))"""
 
 # sqlite3 reports a locked, busy, unwritable or vanished file as OperationalError, as it does bad SQL; these
 # words tell the first kind (the store is not usable now) from the second (a bug, left to propagate).
@@ -144,6 +170,19 @@ class SqliteStore(SqlStore):
                 if any(word in str(exc).lower() for word in _UNAVAILABLE_WORDS):
                     raise self._unavailable(exc) from exc
                 raise
+
+    async def _first_claims(self, session: Session, rows: list[tuple[str, str, str, float]]) -> list[Row]:
+        return await session.fetchall(_FIRST_CLAIMS, json.dumps(rows))
+
+    async def _store_results(self, rows: list[tuple[str, str, str]]) -> list[Row]:
+        batch = json.dumps(rows)
+        async with self._use(transaction=True) as session:  # BEGIN IMMEDIATE: the claims are ours
+            claims = await session.fetchall(_CLAIMS_OF, batch)
+            stored = [row["task_id"] for row in await session.fetchall(_STORE_RESULTS, batch)]
+            if stored:
+                await session.execute(_END_CLAIMS, json.dumps(stored))
+        kept = set(stored)
+        return [{**claim, "stored": claim["task_id"] in kept} for claim in claims]
 
     def _session(self, *, transaction: bool) -> AbstractAsyncContextManager[Session]:
         return self._transaction(transaction=transaction)
