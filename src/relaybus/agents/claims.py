@@ -97,10 +97,14 @@ class TaskClaims:
         """End the waits on claims: those copies go back to their queue."""
         self._stopping.set()
 
-    async def execute(self, task: AgentTask, runner: TaskRunner, run: Run) -> ClaimedRun:
+    async def execute(
+        self, task: AgentTask, runner: TaskRunner, run: Run, *, digest: str | None = None
+    ) -> ClaimedRun:
         """Claim ``task``, then run it (``runner.run(run)``) or answer it from the store; see the module
-        docstring. A lease lost while it runs interrupts the run, which then goes back to its queue."""
-        digest = task_digest(task)
+        docstring. A lease lost while it runs interrupts the run, which then goes back to its queue.
+        ``digest``: ``task_digest(task)`` when the caller has it already (computed here otherwise)."""
+        if digest is None:
+            digest = task_digest(task)
         claim = await self._claim(task, digest)
         if claim is None:
             return ClaimedRun(None)

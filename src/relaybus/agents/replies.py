@@ -35,12 +35,12 @@ from relaybus.telemetry.metrics import WorkerMetrics
 
 from .outcomes import refused
 
-__all__ = ["Replier", "ResultCache", "addressed"]
+__all__ = ["Replier", "ResultCache", "addressed", "content_digest"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Cached:
-    digest: bytes
+    digest: str
     reply_to: str | None
     message: OutgoingMessage
 
@@ -49,21 +49,22 @@ class ResultCache:
     """A worker's last results by task id (at most ``max_items`` and ``max_bytes`` of JSON), each kept with
     the digest of its task (all but ``created_at``) and its ``reply_to``: a cached result answers only a
     copy of the same task sent to the same reply queue, never another body or another sender under a known
-    id."""
+    id. The digest is the caller's, computed once per delivery (:func:`content_digest`, or the state
+    store's ``task_digest``): one worker must give every call the same kind."""
 
     def __init__(self, max_items: int, max_bytes: int) -> None:
         self._items: BoundedMap[UUID, _Cached] = BoundedMap(max_items, max_bytes=max_bytes)
 
-    def put(self, task: AgentTask, reply_to: str | None, message: OutgoingMessage) -> None:
-        self._items.put(task.id, _Cached(_digest(task), reply_to, message), len(message.body))
+    def put(self, task: AgentTask, reply_to: str | None, message: OutgoingMessage, digest: str) -> None:
+        self._items.put(task.id, _Cached(digest, reply_to, message), len(message.body))
 
-    def get(self, task: AgentTask, reply_to: str | None) -> OutgoingMessage | str | None:
+    def get(self, task: AgentTask, reply_to: str | None, digest: str) -> OutgoingMessage | str | None:
         """The result that answers ``task`` sent to ``reply_to``, None when none is kept, or why the result
         kept under its id must not answer it (another body or reply queue: someone else reusing the id)."""
         cached = self._items.get(task.id)
         if cached is None:
             return None
-        if cached.digest != _digest(task):
+        if cached.digest != digest:
             return (
                 f"task id {task.id} was already used here for a task with a different body; a task id is "
                 "used once: give a new task a new id (AgentTask() makes one)"
@@ -89,10 +90,11 @@ def addressed(message: OutgoingMessage, delivery: Delivery, reply_to: str) -> Ou
     )
 
 
-def _digest(task: AgentTask) -> bytes:
-    # All but ``created_at``: a resumed plan publishes the same task again with a new timestamp.
+def content_digest(task: AgentTask) -> str:
+    """A digest of ``task``'s content for :class:`ResultCache`: all but ``created_at`` (a resumed plan
+    publishes the same task again with a new timestamp); cheaper than the state store's ``task_digest``."""
     body = task.model_dump_json(exclude={"created_at"}).encode()
-    return hashlib.blake2b(body, digest_size=16).digest()
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
 class Replier:

@@ -14,6 +14,7 @@ Callers may rely on:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -61,7 +62,9 @@ class Batcher(Generic[T, R]):
         self._queue.append(_Pending(key, item, future))
         if self._draining is None:
             # Started as a task, so it first runs after this turn of the loop: every call of the turn joins.
-            self._draining = asyncio.ensure_future(self._drain())
+            # In a context of its own: the batch is no one caller's (its log context, its trace span).
+            loop = asyncio.get_running_loop()
+            self._draining = loop.create_task(self._drain(), context=contextvars.Context())
         return await future
 
     async def wait_idle(self) -> None:
