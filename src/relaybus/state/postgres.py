@@ -51,7 +51,7 @@ _FIRST_CLAIMS = """
 # results unless some are, end the claims whose result was stored; each claim's old holder tells whether the
 # lease was still its worker's.
 _STORE_RESULTS = """
-    WITH given AS (SELECT * FROM unnest(?::text[], ?::text[]) AS g(task_id, result)),
+    WITH given AS (SELECT * FROM unnest(?::text[], ?::text[], ?::text[]) AS g(task_id, result, worker)),
     claim AS (
         SELECT task_id, holder FROM relaybus_claims WHERE task_id IN (SELECT task_id FROM given)
         ORDER BY task_id FOR UPDATE),
@@ -62,8 +62,8 @@ _STORE_RESULTS = """
     ended AS (
         UPDATE relaybus_claims SET holder = NULL, updated_at = {now}
         WHERE task_id IN (SELECT task_id FROM stored) RETURNING task_id)
-    SELECT c.task_id, c.holder, e.task_id IS NOT NULL AS stored
-    FROM claim c LEFT JOIN ended e ON e.task_id = c.task_id"""
+    SELECT c.task_id, e.task_id IS NOT NULL AS stored, c.holder IS DISTINCT FROM g.worker AS lease_lost
+    FROM claim c JOIN given g ON g.task_id = c.task_id LEFT JOIN ended e ON e.task_id = c.task_id"""
 _FIX = "start PostgreSQL there, or point --state-url / RELAYBUS_STATE_URL at one that runs"
 
 
@@ -189,7 +189,7 @@ class PostgresStore(SqlStore):
 
     async def _store_results(self, rows: list[tuple[str, str, str]]) -> list[Row]:
         async with self._use() as session:
-            return await session.fetchall(_STORE_RESULTS, *_columns(rows, 2))
+            return await session.fetchall(_STORE_RESULTS, *_columns(rows, 3))
 
     def _session(self, *, transaction: bool) -> AbstractAsyncContextManager[Session]:
         return self._transaction(transaction=transaction)

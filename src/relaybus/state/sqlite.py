@@ -26,7 +26,7 @@ from relaybus.exceptions import ConfigError
 from .base import DEFAULT_RETENTION
 from .errors import StoreUnavailable
 from .session import Row, Session, sqlite_sql
-from .sql import SqlStore
+from .sql import _END_CLAIM, _STORE_RESULT, SqlStore, never_claimed
 
 __all__ = ["SqliteStore"]
 
@@ -175,14 +175,35 @@ class SqliteStore(SqlStore):
         return await session.fetchall(_FIRST_CLAIMS, json.dumps(rows))
 
     async def _store_results(self, rows: list[tuple[str, str, str]]) -> list[Row]:
+        if len(rows) == 1:  # alone (a quiet worker): in the fewest statements
+            return await self._store_result(*rows[0])
         batch = json.dumps(rows)
         async with self._use(transaction=True) as session:  # BEGIN IMMEDIATE: the claims are ours
             claims = await session.fetchall(_CLAIMS_OF, batch)
-            stored = [row["task_id"] for row in await session.fetchall(_STORE_RESULTS, batch)]
+            stored = {row["task_id"] for row in await session.fetchall(_STORE_RESULTS, batch)}
             if stored:
-                await session.execute(_END_CLAIMS, json.dumps(stored))
-        kept = set(stored)
-        return [{**claim, "stored": claim["task_id"] in kept} for claim in claims]
+                await session.execute(_END_CLAIMS, json.dumps(list(stored)))
+        workers = {task_id: worker for task_id, _, worker in rows}
+        return [
+            {
+                "task_id": claim["task_id"],
+                "stored": claim["task_id"] in stored,
+                "lease_lost": claim["holder"] != workers[claim["task_id"]],
+            }
+            for claim in claims
+        ]
+
+    async def _store_result(self, task_id: str, text: str, worker: str) -> list[Row]:
+        async with self._use(transaction=True) as session:
+            if await session.execute(_STORE_RESULT, task_id, text):
+                if await session.execute(f"{_END_CLAIM} AND holder = ?", task_id, worker):
+                    return [{"task_id": task_id, "stored": True, "lease_lost": False}]
+                if await session.execute(_END_CLAIM, task_id):
+                    return [{"task_id": task_id, "stored": True, "lease_lost": True}]
+                raise never_claimed(task_id)  # the transaction, and the result stored in it, rolls back
+            if await session.fetchone("SELECT 1 FROM relaybus_claims WHERE task_id = ?", task_id):
+                return [{"task_id": task_id, "stored": False, "lease_lost": False}]
+        return []
 
     def _session(self, *, transaction: bool) -> AbstractAsyncContextManager[Session]:
         return self._transaction(transaction=transaction)
