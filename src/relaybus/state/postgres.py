@@ -64,6 +64,19 @@ _STORE_RESULTS = """
         WHERE task_id IN (SELECT task_id FROM stored) RETURNING task_id)
     SELECT c.task_id, e.task_id IS NOT NULL AS stored, c.holder IS DISTINCT FROM g.worker AS lease_lost
     FROM claim c JOIN given g ON g.task_id = c.task_id LEFT JOIN ended e ON e.task_id = c.task_id"""
+# The same for one id (a quiet worker): simpler for the planner than the batch's unnest and joins.
+_STORE_ONE_RESULT = """
+    WITH claim AS (SELECT holder FROM relaybus_claims WHERE task_id = $1 FOR UPDATE),
+    stored AS (
+        INSERT INTO relaybus_results (task_id, result, stored_at)
+        SELECT $1::text, $2::text, {now} FROM claim
+        ON CONFLICT (task_id) DO NOTHING RETURNING task_id),
+    ended AS (
+        UPDATE relaybus_claims SET holder = NULL, updated_at = {now}
+        WHERE task_id = $1 AND EXISTS (SELECT 1 FROM stored) RETURNING task_id)
+    SELECT $1::text AS task_id, EXISTS (SELECT 1 FROM ended) AS stored,
+           (SELECT holder FROM claim) IS DISTINCT FROM $3::text AS lease_lost
+    FROM claim"""
 _FIX = "start PostgreSQL there, or point --state-url / RELAYBUS_STATE_URL at one that runs"
 
 
@@ -189,6 +202,8 @@ class PostgresStore(SqlStore):
 
     async def _store_results(self, rows: list[tuple[str, str, str]]) -> list[Row]:
         async with self._use() as session:
+            if len(rows) == 1:  # written with $n: reused
+                return await session.fetchall(_STORE_ONE_RESULT, *rows[0])
             return await session.fetchall(_STORE_RESULTS, *_columns(rows, 3))
 
     def _session(self, *, transaction: bool) -> AbstractAsyncContextManager[Session]:
