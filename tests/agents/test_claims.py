@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from relaybus.agents import Agent, AgentContext, AgentWorker
+from relaybus.agents import claims as claims_module
+from relaybus.agents import worker as worker_module
 from relaybus.bus.codec import encode_task
 from relaybus.bus.memory import MemoryBus
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus
@@ -161,6 +163,37 @@ async def test_another_body_under_a_stored_id_is_rejected_without_running(
     assert rejected.status is ExecutionStatus.REJECTED
     assert rejected.error is not None
     assert rejected.error.type == "TaskIdReused"
+
+
+async def test_each_delivery_digests_its_task_once_for_the_claim_and_the_result_cache(
+    bus: MemoryBus, results: Results, state_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    digested: list[str] = []
+
+    def counted(task: AgentTask) -> str:
+        digested.append(task.prompt)
+        return task_digest(task)
+
+    def not_with_a_store(task: AgentTask) -> str:
+        raise AssertionError("a worker with a store digests with task_digest only")
+
+    monkeypatch.setattr(worker_module, "task_digest", counted)
+    monkeypatch.setattr(claims_module, "task_digest", counted)
+    monkeypatch.setattr(worker_module, "content_digest", not_with_a_store)
+    runs: dict[str, int] = {}
+    task = count_task("once")
+    forged = task.model_copy(update={"prompt": "forged"})
+    async with worker(bus, runs, state_url, "w1"):
+        await bus.publish(encode_task(task, reply_to=results.queue))
+        first = (await results.wait_for(1))[0]
+        await bus.publish(encode_task(task, reply_to=results.queue))  # answered from the result cache
+        await bus.publish(encode_task(forged, reply_to=results.queue))  # refused by it: another body
+        got = await results.wait_for(3)
+    assert runs == {"once": 1}
+    assert got[1] == first
+    assert got[2].error is not None
+    assert got[2].error.type == "TaskIdReused"
+    assert digested == ["once", "once", "forged"]
 
 
 async def test_a_worker_stopping_returns_a_copy_waiting_on_a_claim_to_its_queue(

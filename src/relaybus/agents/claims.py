@@ -49,12 +49,11 @@ DEFAULT_LEASE_S = 30.0
 _MAX_BACKOFF_S = 5.0
 
 
-def claim_digest(task: AgentTask, publisher: str | None) -> str:
-    """The digest ``task`` is claimed with: :func:`~relaybus.state.task_digest` of its content, bound to its
-    ``publisher`` (the AMQP ``user_id``) when the message has one, so that another user's copy of a task is
-    MISMATCH, never answered with the result; a task without a publisher (``MemoryBus``) keeps the content
-    digest alone."""
-    content = task_digest(task)
+def claim_digest(content: str, publisher: str | None) -> str:
+    """The digest a task is claimed with: ``content`` (its :func:`~relaybus.state.task_digest`), bound to
+    its ``publisher`` (the AMQP ``user_id``) when the message has one, so that another user's copy of a task
+    is MISMATCH, never answered with the result; a task without a publisher (``MemoryBus``) keeps the
+    content digest alone."""
     if publisher is None:
         return content
     return hashlib.sha256(f"{content}\0{publisher}".encode()).hexdigest()
@@ -112,12 +111,19 @@ class TaskClaims:
         self._stopping.set()
 
     async def execute(
-        self, task: AgentTask, runner: TaskRunner, run: Run, *, publisher: str | None = None
+        self,
+        task: AgentTask,
+        runner: TaskRunner,
+        run: Run,
+        *,
+        digest: str | None = None,
+        publisher: str | None = None,
     ) -> ClaimedRun:
         """Claim ``task`` (sent by ``publisher``), then run it (``runner.run(run)``) or answer it from the
         store; see the module docstring. A lease lost while it runs interrupts the run, which then goes back
-        to its queue."""
-        digest = claim_digest(task, publisher)
+        to its queue. ``digest``: ``task_digest(task)`` when the caller has it already (computed here
+        otherwise)."""
+        digest = claim_digest(task_digest(task) if digest is None else digest, publisher)
         claim = await self._claim(task, digest)
         if claim is None:
             return ClaimedRun(None)

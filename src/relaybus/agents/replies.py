@@ -35,12 +35,12 @@ from relaybus.telemetry.metrics import WorkerMetrics
 
 from .outcomes import refused
 
-__all__ = ["Replier", "ResultCache", "addressed"]
+__all__ = ["Replier", "ResultCache", "addressed", "content_digest"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Cached:
-    digest: bytes
+    digest: str
     reply_to: str | None
     publisher: str | None
     message: OutgoingMessage
@@ -54,18 +54,25 @@ class ResultCache:
     A cached result answers a copy of the same task sent to the same reply queue, or to another reply queue
     by the same publisher (a caller that restarted with a new queue, or an agent loop resumed on another
     worker, sending its delegated call again under the same id); never another body under a known id, nor
-    another publisher's copy, nor one without a publisher to compare (a message without ``user_id``)."""
+    another publisher's copy, nor one without a publisher to compare (a message without ``user_id``). The
+    digest is the caller's, computed once per delivery (:func:`content_digest`, or the state store's
+    ``task_digest``): one worker must give every call the same kind."""
 
     def __init__(self, max_items: int, max_bytes: int) -> None:
         self._items: BoundedMap[UUID, _Cached] = BoundedMap(max_items, max_bytes=max_bytes)
 
     def put(
-        self, task: AgentTask, reply_to: str | None, message: OutgoingMessage, publisher: str | None = None
+        self,
+        task: AgentTask,
+        reply_to: str | None,
+        message: OutgoingMessage,
+        digest: str,
+        publisher: str | None = None,
     ) -> None:
-        self._items.put(task.id, _Cached(_digest(task), reply_to, publisher, message), len(message.body))
+        self._items.put(task.id, _Cached(digest, reply_to, publisher, message), len(message.body))
 
     def get(
-        self, task: AgentTask, reply_to: str | None, publisher: str | None = None
+        self, task: AgentTask, reply_to: str | None, digest: str, publisher: str | None = None
     ) -> OutgoingMessage | str | None:
         """The result that answers ``task`` sent to ``reply_to`` by ``publisher``, None when none is kept, or
         why the result kept under its id must not answer it (another body, or another reply queue of
@@ -73,7 +80,7 @@ class ResultCache:
         cached = self._items.get(task.id)
         if cached is None:
             return None
-        if cached.digest != _digest(task):
+        if cached.digest != digest:
             return (
                 f"task id {task.id} was already used here for a task with a different body; a task id is "
                 "used once: give a new task a new id (AgentTask() makes one)"
@@ -107,10 +114,11 @@ def addressed(message: OutgoingMessage, delivery: Delivery, reply_to: str) -> Ou
     )
 
 
-def _digest(task: AgentTask) -> bytes:
-    # All but ``created_at``: a resumed plan publishes the same task again with a new timestamp.
+def content_digest(task: AgentTask) -> str:
+    """A digest of ``task``'s content for :class:`ResultCache`: all but ``created_at`` (a resumed plan
+    publishes the same task again with a new timestamp); cheaper than the state store's ``task_digest``."""
     body = task.model_dump_json(exclude={"created_at"}).encode()
-    return hashlib.blake2b(body, digest_size=16).digest()
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
 class Replier:

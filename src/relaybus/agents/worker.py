@@ -105,6 +105,7 @@ from relaybus.messages import (
     WorkerHeartbeat,
 )
 from relaybus.secrets import mask_secrets
+from relaybus.state import task_digest
 from relaybus.telemetry.metrics import WorkerMetrics
 
 from .admission import Admission, Expired, answerable_id, decode_task
@@ -113,7 +114,7 @@ from .claims import DEFAULT_LEASE_S, TaskClaims
 from .control import WorkerControl
 from .delegation import DEFAULT_MAX_DEPTH
 from .outcomes import is_interrupted
-from .replies import Replier, ResultCache
+from .replies import Replier, ResultCache, content_digest
 from .running import TaskRunner
 from .startup import StartContext, register_declared, start_agent
 
@@ -198,6 +199,8 @@ class AgentWorker:
             log=self._log,
         )
         self._results = ResultCache(result_cache_size, result_cache_bytes)
+        # A task's digest, once per delivery; with a store, the claim's (task_digest) serves the cache too.
+        self._digest = content_digest if state is None else task_digest
         self.state = state
         self.claims = (
             None
@@ -376,7 +379,8 @@ class AgentWorker:
         if isinstance(task, str):
             await self._refuse_invalid(agent, delivery, task)
             return
-        cached = self._results.get(task, delivery.reply_to, delivery.user_id)
+        digest = self._digest(task)
+        cached = self._results.get(task, delivery.reply_to, digest, delivery.user_id)
         if isinstance(cached, str):
             await self._replies.refuse(delivery, task.id, cached, agent=agent.name, worker=self.worker_id)
             return
@@ -390,7 +394,9 @@ class AgentWorker:
             self._log.info("duplicate_task_joins_run", task_id=str(task.id), agent=agent.name)
             outcome = await asyncio.shield(running.done)
             message = (
-                self._results.get(task, delivery.reply_to, delivery.user_id) if outcome is not None else None
+                self._results.get(task, delivery.reply_to, digest, delivery.user_id)
+                if outcome is not None
+                else None
             )
             if message is None:  # returned to the queue (or already evicted): so is this copy
                 await self._replies.settle_quietly(delivery.nack(requeue=True), task.id, "nack")
@@ -403,7 +409,7 @@ class AgentWorker:
             return
         run = self._admission.admit(agent, task, delivery, self._control.cancel_reason(task))
         if isinstance(run, ExecutionResult):
-            await self._finish(delivery, task, run)
+            await self._finish(delivery, task, run, digest)
             return
         if isinstance(run, Expired):
             await self._expired(delivery, task, agent, run.late_s)
@@ -413,14 +419,16 @@ class AgentWorker:
         if self.claims is None:
             outcome = await self._runner.run(run)
         else:
-            claimed = await self.claims.execute(task, self._runner, run, publisher=delivery.user_id)
+            claimed = await self.claims.execute(
+                task, self._runner, run, digest=digest, publisher=delivery.user_id
+            )
             if claimed.refused is not None:
                 await self._replies.refuse(
                     delivery, task.id, claimed.refused, agent=agent.name, worker=self.worker_id
                 )
                 return
             if claimed.result is not None and not claimed.ran:  # answered from the stored result
-                await self._finish(delivery, task, claimed.result)
+                await self._finish(delivery, task, claimed.result, digest)
                 return
             outcome = claimed.result
         if outcome is None:
@@ -431,7 +439,7 @@ class AgentWorker:
             await self._expired(delivery, task, agent, 0.0)
             return
         self.processed += 1
-        await self._finish(delivery, task, outcome)
+        await self._finish(delivery, task, outcome, digest)
 
     async def _refuse_invalid(self, agent: Agent, delivery: Delivery, reason: str) -> None:
         """Dead-letter a task refused on receipt; when its id and a reply queue can be read, answer it at once
@@ -454,10 +462,12 @@ class AgentWorker:
         self._log.info("task_expired", task_id=str(task.id), agent=agent.name, late_s=round(late_s, 3))
         await self._replies.settle_quietly(delivery.ack(), task.id, "ack")
 
-    async def _finish(self, delivery: Delivery, task: AgentTask, result: ExecutionResult) -> None:
+    async def _finish(
+        self, delivery: Delivery, task: AgentTask, result: ExecutionResult, digest: str
+    ) -> None:
         message = self._replies.encode(result)
         if not is_interrupted(result):  # not the task's own result: a copy published again later runs
-            self._results.put(task, delivery.reply_to, message, delivery.user_id)
+            self._results.put(task, delivery.reply_to, message, digest, delivery.user_id)
         if self._metrics is not None:
             self._metrics.task_answered(result)
         # Anything but SUCCESS at INFO; successes at INFO at most once a second (with how many were not),

@@ -24,7 +24,7 @@ from relaybus.secrets import Secret, mask_secrets, mask_url
 from .base import DEFAULT_RETENTION
 from .errors import StoreUnavailable
 from .session import Row, Session, postgres_sql
-from .sql import SqlStore, never_claimed
+from .sql import SqlStore
 
 __all__ = ["PostgresStore"]
 
@@ -39,9 +39,33 @@ _LOST = (
     asyncpg.CrashShutdownError,
     asyncpg.InternalClientError,  # a connection the server dropped mid-protocol
 )
-# complete() in one statement (one round trip, its own transaction): lock the claim, store the result unless
-# one is, end the claim if it was stored; the claim's old holder tells whether the lease was still ours.
-_STORE_RESULT = """
+# A batch is one array parameter per column, read with unnest: one statement (prepared once) for any size.
+_FIRST_CLAIMS = """
+    INSERT INTO relaybus_claims (task_id, digest, holder, attempt, expires_at, updated_at)
+    SELECT c.task_id, c.digest, c.holder, 1, {now} + c.lease, {now}
+    FROM unnest(?::text[], ?::text[], ?::text[], ?::double precision[]) AS c(task_id, digest, holder, lease)
+    WHERE NOT EXISTS (SELECT 1 FROM relaybus_results r WHERE r.task_id = c.task_id)
+    ON CONFLICT (task_id) DO NOTHING
+    RETURNING task_id, expires_at"""
+# complete() of a batch in one statement (one round trip, its own transaction): lock the claims, store the
+# results unless some are, end the claims whose result was stored; each claim's old holder tells whether the
+# lease was still its worker's.
+_STORE_RESULTS = """
+    WITH given AS (SELECT * FROM unnest(?::text[], ?::text[], ?::text[]) AS g(task_id, result, worker)),
+    claim AS (
+        SELECT task_id, holder FROM relaybus_claims WHERE task_id IN (SELECT task_id FROM given)
+        ORDER BY task_id FOR UPDATE),
+    stored AS (
+        INSERT INTO relaybus_results (task_id, result, stored_at)
+        SELECT g.task_id, g.result, {now} FROM given g JOIN claim c ON c.task_id = g.task_id
+        ON CONFLICT (task_id) DO NOTHING RETURNING task_id),
+    ended AS (
+        UPDATE relaybus_claims SET holder = NULL, updated_at = {now}
+        WHERE task_id IN (SELECT task_id FROM stored) RETURNING task_id)
+    SELECT c.task_id, e.task_id IS NOT NULL AS stored, c.holder IS DISTINCT FROM g.worker AS lease_lost
+    FROM claim c JOIN given g ON g.task_id = c.task_id LEFT JOIN ended e ON e.task_id = c.task_id"""
+# The same for one id (a quiet worker): simpler for the planner than the batch's unnest and joins.
+_STORE_ONE_RESULT = """
     WITH claim AS (SELECT holder FROM relaybus_claims WHERE task_id = $1 FOR UPDATE),
     stored AS (
         INSERT INTO relaybus_results (task_id, result, stored_at)
@@ -50,8 +74,9 @@ _STORE_RESULT = """
     ended AS (
         UPDATE relaybus_claims SET holder = NULL, updated_at = {now}
         WHERE task_id = $1 AND EXISTS (SELECT 1 FROM stored) RETURNING task_id)
-    SELECT EXISTS (SELECT 1 FROM claim) AS claimed, EXISTS (SELECT 1 FROM ended) AS stored,
-           (SELECT holder FROM claim) AS holder"""
+    SELECT $1::text AS task_id, EXISTS (SELECT 1 FROM ended) AS stored,
+           (SELECT holder FROM claim) IS DISTINCT FROM $3::text AS lease_lost
+    FROM claim"""
 _FIX = "start PostgreSQL there, or point --state-url / RELAYBUS_STATE_URL at one that runs"
 
 
@@ -61,6 +86,11 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     The default reset (``RESET ALL``, ``UNLISTEN *``, ...) is one more round trip per operation, for session
     state this store never sets (it takes only transaction-scoped locks).
     """
+
+
+def _columns(rows: Sequence[Sequence[Any]], count: int) -> list[list[Any]]:
+    """The first ``count`` columns of ``rows``, each as one list: the arrays that unnest() reads."""
+    return [[row[n] for row in rows] for n in range(count)]
 
 
 class _PostgresSession:
@@ -167,13 +197,14 @@ class PostgresStore(SqlStore):
         finally:
             await pool.release(connection)
 
-    async def _store_result(self, task_id: str, text: str, worker: str) -> tuple[bool, bool]:
+    async def _first_claims(self, session: Session, rows: list[tuple[str, str, str, float]]) -> list[Row]:
+        return await session.fetchall(_FIRST_CLAIMS, *_columns(rows, 4))
+
+    async def _store_results(self, rows: list[tuple[str, str, str]]) -> list[Row]:
         async with self._use() as session:
-            row = await session.fetchone(_STORE_RESULT, task_id, text)  # written with $n: reused twice
-        assert row is not None  # one row, always
-        if not row["claimed"]:
-            raise never_claimed(task_id)
-        return row["stored"], row["stored"] and row["holder"] != worker
+            if len(rows) == 1:  # written with $n: reused
+                return await session.fetchall(_STORE_ONE_RESULT, *rows[0])
+            return await session.fetchall(_STORE_RESULTS, *_columns(rows, 3))
 
     def _session(self, *, transaction: bool) -> AbstractAsyncContextManager[Session]:
         return self._transaction(transaction=transaction)

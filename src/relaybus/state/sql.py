@@ -4,16 +4,23 @@ Subclasses (:class:`SqliteStore`, :class:`PostgresStore`) say how to connect and
 every statement and decision is here, so both stores behave alike by construction and the contract suite
 checks it. Claims: a first claim is one ``INSERT ... ON CONFLICT DO NOTHING``; only a known id takes the
 locking path (``SELECT ... FOR UPDATE`` / ``BEGIN IMMEDIATE``), where the decision is made.
+
+Group commit (:mod:`.batch`): the claims made at once (one loop turn, or while the previous batch runs) are
+decided together, up to 256: one multi-row first-claim statement, then one locking transaction for the ids
+it found known; completions likewise, in one transaction. Each call still gets its own answer, exactly as
+alone; an error of a batch fails only that batch's calls.
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextlib
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Self
+from typing import NamedTuple, Self
 from uuid import UUID
 
 from pydantic import JsonValue
@@ -24,6 +31,7 @@ from relaybus.messages import AgentTask, ExecutionResult
 
 from . import history
 from .base import DEFAULT_RETENTION
+from .batch import Batcher
 from .codec import check_lease, dump_json, from_epoch, is_invalid, load_json, load_result, now_epoch, seconds
 from .errors import StateError
 from .migrations import migrate
@@ -40,7 +48,7 @@ from .records import (
     TaskEventKind,
     TaskUpdate,
 )
-from .session import Session
+from .session import Row, Session
 
 __all__ = ["SqlStore", "never_claimed"]
 
@@ -72,6 +80,13 @@ _PRUNE_JOURNAL = """
         SELECT task_id FROM relaybus_journal GROUP BY task_id HAVING MAX(recorded_at) < ?)"""
 
 
+class _ClaimCall(NamedTuple):
+    task_id: UUID
+    worker: str
+    lease: float
+    digest: str
+
+
 def never_claimed(task_id: str) -> UsageError:
     return UsageError(f"complete() of task {task_id}, which was never claimed: claim() it first")
 
@@ -85,6 +100,11 @@ class SqlStore(abc.ABC):
         seconds(retention)
         self.retention = retention
         self._is_open = False
+        self._finishing = False  # closing, after the batches already queued
+        # Group commit: the claims (and, apart, the completions) of one loop turn share a statement or
+        # transaction, and those made while it runs share the next: one commit for many tasks.
+        self._claims: Batcher[_ClaimCall, Claim] = Batcher(self._claim_batch)
+        self._completions: Batcher[tuple[str, str, str], tuple[bool, bool]] = Batcher(self._complete_batch)
 
     # -- what a database adds --------------------------------------------------------------------------
     @abc.abstractmethod
@@ -98,6 +118,18 @@ class SqlStore(abc.ABC):
     def _session(self, *, transaction: bool) -> AbstractAsyncContextManager[Session]:
         """A connection for a few statements: in one write transaction that excludes any other writer of
         the rows it reads (``transaction=True``), or each statement on its own."""
+
+    @abc.abstractmethod
+    async def _first_claims(self, session: Session, rows: list[tuple[str, str, str, float]]) -> list[Row]:
+        """:data:`_FIRST_CLAIM` for many rows (task id, digest, worker, lease) in one statement, in their
+        order: a row (``task_id``, ``expires_at``) for each claim inserted."""
+
+    @abc.abstractmethod
+    async def _store_results(self, rows: list[tuple[str, str, str]]) -> list[Row]:
+        """For rows (task id, result JSON, worker) of distinct ids, atomically and in their order: lock each
+        claim, store the result unless one is, and end the claim when it was stored. A row (``task_id``,
+        ``stored``, ``lease_lost``: the claim was not the row's worker's) for each id that has a claim; a
+        store may raise :func:`never_claimed` instead when ``rows`` is one id that has none."""
 
     @abc.abstractmethod
     def _migration_session(self) -> AbstractAsyncContextManager[Session]:
@@ -127,8 +159,15 @@ class SqlStore(abc.ABC):
 
     async def close(self) -> None:
         if self._is_open:
-            self._is_open = False
-            await self._disconnect()
+            self._is_open = False  # new calls are refused; those already queued in a batch are answered
+            self._finishing = True
+            idle = asyncio.gather(self._claims.wait_idle(), self._completions.wait_idle())
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(idle, 10)
+            finally:
+                self._finishing = False
+                await self._disconnect()
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -142,31 +181,79 @@ class SqlStore(abc.ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r}, open={self._is_open})"
 
-    def _use(self, *, transaction: bool = False) -> AbstractAsyncContextManager[Session]:
+    def _check_open(self) -> None:
         if not self._is_open:
             raise UsageError(f"the state store at {self.url} is not open: use `async with` or await open()")
+
+    def _use(self, *, transaction: bool = False) -> AbstractAsyncContextManager[Session]:
+        if not self._finishing:
+            self._check_open()
         return self._session(transaction=transaction)
 
     # -- claims and results ----------------------------------------------------------------------------
     async def claim(self, task_id: UUID, *, worker: str, lease_s: float, digest: str) -> Claim:
-        lease = check_lease(lease_s)
-        tid = str(task_id)
+        call = _ClaimCall(task_id, worker, check_lease(lease_s), digest)
+        self._check_open()
+        return await self._claims.submit(task_id, call)
+
+    async def _claim_batch(self, calls: list[_ClaimCall]) -> list[Claim | Exception]:
+        """The claims of one batch: first claims in one statement (its own transaction); ids known to the
+        store then in one locking transaction. Sorted by id, so that batches of processes racing for the
+        same ids take their row locks in one order (PostgreSQL: no deadlock)."""
+        calls_by_id = sorted(calls, key=lambda call: str(call.task_id))
+        rows = [(str(c.task_id), c.digest, c.worker, c.lease) for c in calls_by_id]
         async with self._use() as session:
-            row = await session.fetchone(_FIRST_CLAIM, tid, digest, worker, lease, tid)
-        if row is not None:
-            return Claim(
-                task_id=task_id,
+            if len(rows) == 1:  # alone (a quiet worker): the plainer statement
+                tid, digest, worker, lease = rows[0]
+                row = await session.fetchone(_FIRST_CLAIM, tid, digest, worker, lease, tid)
+                inserted = {} if row is None else {tid: row["expires_at"]}
+            else:
+                inserted = {
+                    row["task_id"]: row["expires_at"] for row in await self._first_claims(session, rows)
+                }
+        answers: dict[UUID, Claim | Exception] = {}
+        known: list[_ClaimCall] = []
+        again: list[_ClaimCall] = []
+        for call in calls_by_id:
+            expires_at = inserted.get(str(call.task_id))
+            if expires_at is None:
+                known.append(call)
+                continue
+            answers[call.task_id] = Claim(
+                task_id=call.task_id,
                 outcome=ClaimOutcome.ACQUIRED,
-                holder=worker,
+                holder=call.worker,
                 attempt=1,
-                expires_at=from_epoch(row["expires_at"]),
+                expires_at=from_epoch(expires_at),
             )
+        if known:
+            try:
+                async with self._use(transaction=True) as session:
+                    for call in known:
+                        claim = await self._claim_known(session, *call)
+                        if claim is None:  # the row vanished or appeared meanwhile: claimed alone below
+                            again.append(call)
+                        else:
+                            answers[call.task_id] = claim
+            except Exception as exc:  # fails these calls only: the first claims above are committed
+                answers.update((call.task_id, exc) for call in known)
+                again = []
+        for call in again:
+            try:
+                answers[call.task_id] = await self._claim_again(call)
+            except Exception as exc:
+                answers[call.task_id] = exc
+        return [answers[call.task_id] for call in calls]
+
+    async def _claim_again(self, call: _ClaimCall) -> Claim:
         for _ in range(3):
             async with self._use(transaction=True) as session:
-                claim = await self._claim_known(session, task_id, worker, lease, digest)
+                claim = await self._claim_known(session, *call)
             if claim is not None:
                 return claim
-        raise StateError(f"the claim of task {task_id} kept racing with deletions of it: is prune() looping?")
+        raise StateError(
+            f"the claim of task {call.task_id} kept racing with deletions of it: is prune() looping?"
+        )
 
     async def _claim_known(
         self, session: Session, task_id: UUID, worker: str, lease: float, digest: str
@@ -240,9 +327,10 @@ class SqlStore(abc.ABC):
     async def complete(self, task_id: UUID, worker: str, result: ExecutionResult) -> Completion:
         if result.task_id != task_id:
             raise ConfigError(f"complete() of task {task_id} was given the result of task {result.task_id}")
+        self._check_open()
         tid = str(task_id)
         text = result.model_dump_json()
-        stored, lease_lost = await self._store_result(tid, text, worker)
+        stored, lease_lost = await self._completions.submit(task_id, (tid, text, worker))
         if not stored:
             kept = await self.result(task_id)
             if kept is not None:
@@ -256,20 +344,18 @@ class SqlStore(abc.ABC):
             _log.warning("result_stored_after_lease_lost", task_id=tid, worker=worker)
         return Completion(stored=True, result=result)
 
-    async def _store_result(self, task_id: str, text: str, worker: str) -> tuple[bool, bool]:
-        """Store the result unless one is, and end the claim, atomically: (stored, lease_lost).
-
-        UsageError for an id never claimed. Subclasses may do it in fewer round trips.
-        """
-        async with self._use(transaction=True) as session:
-            if await session.execute(_STORE_RESULT, task_id, text):
-                if await session.execute(f"{_END_CLAIM} AND holder = ?", task_id, worker):
-                    return True, False
-                if await session.execute(_END_CLAIM, task_id):
-                    return True, True
-            elif await session.fetchone("SELECT holder FROM relaybus_claims WHERE task_id = ?", task_id):
-                return False, False
-            raise never_claimed(task_id)  # the transaction, and a result stored in it, rolls back
+    async def _complete_batch(self, calls: list[tuple[str, str, str]]) -> list[tuple[bool, bool] | Exception]:
+        """(stored, lease_lost) per call of one batch, or UsageError for an id never claimed."""
+        rows = await self._store_results(sorted(calls))
+        claims = {row["task_id"]: row for row in rows}
+        answers: list[tuple[bool, bool] | Exception] = []
+        for task_id, _, _ in calls:
+            claim = claims.get(task_id)
+            if claim is None:
+                answers.append(never_claimed(task_id))
+            else:
+                answers.append((claim["stored"], claim["stored"] and claim["lease_lost"]))
+        return answers
 
     async def result(self, task_id: UUID) -> ExecutionResult | None:
         async with self._use() as session:

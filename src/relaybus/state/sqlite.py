@@ -11,6 +11,7 @@ last ones, never corrupt the file). A writer waits up to ``busy_timeout_s`` for 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -25,9 +26,34 @@ from relaybus.exceptions import ConfigError
 from .base import DEFAULT_RETENTION
 from .errors import StoreUnavailable
 from .session import Row, Session, sqlite_sql
-from .sql import SqlStore
+from .sql import _END_CLAIM, _STORE_RESULT, SqlStore, never_claimed
 
 __all__ = ["SqliteStore"]
+
+# A batch is one JSON array parameter, read with json_each: one statement text whatever the batch's size.
+_FIRST_CLAIMS = """
+    INSERT INTO relaybus_claims (task_id, digest, holder, attempt, expires_at, updated_at)
+    SELECT c.task_id, c.digest, c.holder, 1, {now} + c.lease, {now} FROM (
+        SELECT json_extract(value, '$[0]') AS task_id, json_extract(value, '$[1]') AS digest,
+               json_extract(value, '$[2]') AS holder, json_extract(value, '$[3]') AS lease
+        FROM json_each(?)) AS c
+    WHERE NOT EXISTS (SELECT 1 FROM relaybus_results r WHERE r.task_id = c.task_id)
+    ON CONFLICT (task_id) DO NOTHING
+    RETURNING task_id, expires_at"""
+_CLAIMS_OF = """
+    SELECT task_id, holder FROM relaybus_claims
+    WHERE task_id IN (SELECT json_extract(value, '$[0]') FROM json_each(?))"""
+_STORE_RESULTS = """
+    INSERT INTO relaybus_results (task_id, result, stored_at)
+    SELECT g.task_id, g.result, {now} FROM (
+        SELECT json_extract(value, '$[0]') AS task_id, json_extract(value, '$[1]') AS result
+        FROM json_each(?)) AS g
+    WHERE EXISTS (SELECT 1 FROM relaybus_claims c WHERE c.task_id = g.task_id)
+    ON CONFLICT (task_id) DO NOTHING
+    RETURNING task_id"""
+_END_CLAIMS = """
+    UPDATE relaybus_claims SET holder = NULL, updated_at = {now}
+    WHERE task_id IN (SELECT value FROM json_each(?))"""
 
 # sqlite3 reports a locked, busy, unwritable or vanished file as OperationalError, as it does bad SQL; these
 # words tell the first kind (the store is not usable now) from the second (a bug, left to propagate).
@@ -144,6 +170,40 @@ class SqliteStore(SqlStore):
                 if any(word in str(exc).lower() for word in _UNAVAILABLE_WORDS):
                     raise self._unavailable(exc) from exc
                 raise
+
+    async def _first_claims(self, session: Session, rows: list[tuple[str, str, str, float]]) -> list[Row]:
+        return await session.fetchall(_FIRST_CLAIMS, json.dumps(rows))
+
+    async def _store_results(self, rows: list[tuple[str, str, str]]) -> list[Row]:
+        if len(rows) == 1:  # alone (a quiet worker): in the fewest statements
+            return await self._store_result(*rows[0])
+        batch = json.dumps(rows)
+        async with self._use(transaction=True) as session:  # BEGIN IMMEDIATE: the claims are ours
+            claims = await session.fetchall(_CLAIMS_OF, batch)
+            stored = {row["task_id"] for row in await session.fetchall(_STORE_RESULTS, batch)}
+            if stored:
+                await session.execute(_END_CLAIMS, json.dumps(list(stored)))
+        workers = {task_id: worker for task_id, _, worker in rows}
+        return [
+            {
+                "task_id": claim["task_id"],
+                "stored": claim["task_id"] in stored,
+                "lease_lost": claim["holder"] != workers[claim["task_id"]],
+            }
+            for claim in claims
+        ]
+
+    async def _store_result(self, task_id: str, text: str, worker: str) -> list[Row]:
+        async with self._use(transaction=True) as session:
+            if await session.execute(_STORE_RESULT, task_id, text):
+                if await session.execute(f"{_END_CLAIM} AND holder = ?", task_id, worker):
+                    return [{"task_id": task_id, "stored": True, "lease_lost": False}]
+                if await session.execute(_END_CLAIM, task_id):
+                    return [{"task_id": task_id, "stored": True, "lease_lost": True}]
+                raise never_claimed(task_id)  # the transaction, and the result stored in it, rolls back
+            if await session.fetchone("SELECT 1 FROM relaybus_claims WHERE task_id = ?", task_id):
+                return [{"task_id": task_id, "stored": False, "lease_lost": False}]
+        return []
 
     def _session(self, *, transaction: bool) -> AbstractAsyncContextManager[Session]:
         return self._transaction(transaction=transaction)
