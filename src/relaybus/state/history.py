@@ -29,7 +29,7 @@ from .records import (
     TaskEventKind,
     TaskState,
     TaskUpdate,
-    check_trace_id,
+    is_trace_id,
 )
 from .session import Row, Session
 
@@ -319,10 +319,7 @@ async def detail(session: Session, run_id: str) -> RunDetail | None:
 
 def _stored_trace_id(value: str | None) -> str | None:
     """A stored trace id, None if it is not one (written by hand: a page must not fail on one bad row)."""
-    try:
-        return None if value is None else check_trace_id(value)
-    except ValueError:
-        return None
+    return value if value is not None and is_trace_id(value) else None
 
 
 async def prune_runs(session: Session, cutoff: float) -> int:

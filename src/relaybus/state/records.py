@@ -15,6 +15,7 @@ from typing import Annotated, NamedTuple, Self
 from uuid import UUID
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic_core import PydanticCustomError
 
 from relaybus.messages import AgentTask, ExecutionResult, ExecutionStatus, Usage
 
@@ -35,6 +36,7 @@ __all__ = [
     "TaskUpdate",
     "TraceId",
     "check_trace_id",
+    "is_trace_id",
 ]
 
 
@@ -114,11 +116,18 @@ class Journal(list[JournalEntry]):
 _HEX = frozenset("0123456789abcdef")
 
 
+def is_trace_id(value: str) -> bool:
+    """Whether ``value`` is a W3C trace id: 32 lowercase hex digits, not all zeros."""
+    return len(value) == 32 and _HEX.issuperset(value) and value != "0" * 32
+
+
 def check_trace_id(value: str) -> str:
-    """``value`` if it is a W3C trace id (32 lowercase hex digits, not all zeros); else ValueError."""
-    if len(value) != 32 or not _HEX.issuperset(value) or value == "0" * 32:
-        raise ValueError(
-            f"a trace id is 32 lowercase hex digits, not all zeros (a W3C traceparent's), not {value[:40]!r}"
+    """``value`` if it is a W3C trace id; else the pydantic error that says what one is (a validator)."""
+    if not is_trace_id(value):
+        raise PydanticCustomError(
+            "trace_id",
+            "a trace id is 32 lowercase hex digits, not all zeros (a W3C traceparent's), not {value}",
+            {"value": repr(value[:40])},
         )
     return value
 
