@@ -8,7 +8,7 @@ import contextlib
 import pytest
 
 from relaybus.exceptions import ConfigError
-from relaybus.state.batch import Batcher
+from relaybus.state.batch import Batcher, own_instance
 
 
 class Recorder:
@@ -88,6 +88,9 @@ async def test_a_failing_batch_fails_its_callers_only_and_the_next_batch_runs() 
     gate.set()
     first = await asyncio.gather(*failing, return_exceptions=True)
     assert all(isinstance(answer, ConnectionError) for answer in first)
+    assert [str(answer) for answer in first] == ["the database went away"] * 5
+    assert len({id(answer) for answer in first}) == 5  # each caller its own, raised in its own traceback
+    assert len({id(answer.__cause__) for answer in first}) == 1  # all caused by the batch's one failure
     assert await asyncio.gather(*later) == [f"B{n}" for n in range(5)]
 
 
@@ -127,3 +130,20 @@ async def test_wait_idle_returns_once_every_queued_batch_has_run() -> None:
 def test_a_batch_holds_at_least_one_call() -> None:
     with pytest.raises(ConfigError, match="max_size"):
         Batcher(Recorder().run, max_size=0)
+
+
+class Renamed(Exception):
+    """An exception whose constructor rewrites its argument: a copy would say something else."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"cannot reach {url}")
+
+
+def test_an_exception_that_cannot_be_copied_faithfully_is_shared_as_it_is() -> None:
+    shared = Renamed("db")
+    assert own_instance(shared) is shared
+    plain = ConnectionError("gone")
+    mine = own_instance(plain)
+    assert mine is not plain
+    assert str(mine) == "gone"
+    assert mine.__cause__ is plain

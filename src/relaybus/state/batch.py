@@ -6,7 +6,9 @@ batch holds each key (a task id) at most once and at most ``max_size`` items; th
 Callers may rely on:
 
 - each gets its own answer, or its own exception, as the batch's ``run`` gave it for its item;
-- an exception raised by ``run`` itself fails only the callers of that batch (the next batch runs);
+- an exception raised by ``run`` itself fails only the callers of that batch (the next batch runs); each
+  caller gets an instance of its own (same type and message, the batch's exception as its ``__cause__``), so
+  that one caller's traceback and handling never show in another's;
 - a caller cancelled before its batch started is left out of it; one cancelled later is not waited for,
   and its item is done or not done as a whole, like any call cancelled mid-flight.
 """
@@ -15,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from relaybus.exceptions import ConfigError
 
-__all__ = ["DEFAULT_BATCH_SIZE", "Batcher"]
+__all__ = ["DEFAULT_BATCH_SIZE", "Batcher", "own_instance"]
 
 DEFAULT_BATCH_SIZE = 256
 """At most this many calls share a statement (bounded, so one batch's statement stays short)."""
@@ -110,7 +113,7 @@ class Batcher(Generic[T, R]):
         except Exception as exc:
             for pending in batch:
                 if not pending.future.done():
-                    pending.future.set_exception(exc)
+                    pending.future.set_exception(own_instance(exc))
             return
         except BaseException:
             for pending in batch:
@@ -123,3 +126,16 @@ class Batcher(Generic[T, R]):
                 pending.future.set_exception(answer)
             else:
                 pending.future.set_result(answer)
+
+
+def own_instance(exc: Exception) -> Exception:
+    """A copy of ``exc`` for one caller of a failed batch, caused by ``exc``; ``exc`` itself when it cannot be
+    copied faithfully (an exception whose constructor does not take its own ``args`` back)."""
+    try:
+        mine = copy.copy(exc)
+    except Exception:
+        return exc
+    if type(mine) is not type(exc) or mine.args != exc.args or str(mine) != str(exc):
+        return exc
+    mine.__cause__ = exc
+    return mine
