@@ -13,22 +13,44 @@ from relaybus.messages import ExecutionResult
 from tests.agents.processes import Fleet
 
 
-async def runs_reported(fleet: Fleet, *, settle_s: float = 1.5) -> int:
-    """Tasks the fleet's workers ran in all (``processed`` of each worker's latest heartbeat, summed).
+async def runs_reported(fleet: Fleet, *, timeout_s: float = 60.0) -> int:
+    """Tasks the fleet's workers ran in all (``processed`` of each worker's heartbeat, summed).
 
-    Asks every worker for a fresh heartbeat first. A worker killed with SIGKILL counts with what it reported
-    last, so this is a lower bound when workers were killed.
+    Asks every worker for a fresh heartbeat and waits (pinging again every 2 s, up to ``timeout_s``) until
+    each worker still running has answered since the first ping: a heartbeat from before it could be stale,
+    and would undercount (under load a fresh one can take more than a second). A worker that is no longer
+    running counts with what it reported last, so this is a lower bound when workers were killed.
     """
-    await fleet.bus.publish(OutgoingMessage(body=b"{}", routing_key=PING_ROUTING_KEY, mandatory=False))
-    await asyncio.sleep(settle_s)
     ours = {w.worker_id for w in fleet.workers}  # the broker is shared: other runs' workers beat too
+    running = {w.worker_id for w in fleet.workers if w.proc.returncode is None}
+    await asyncio.sleep(0.5)  # a worker acks (and counts) its last task just after the caller has its result
+    since = len(fleet.events)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    fresh: dict[str, int] = {}
+    while True:
+        await fleet.bus.publish(OutgoingMessage(body=b"{}", routing_key=PING_ROUTING_KEY, mandatory=False))
+        pinged = loop.time()
+        while loop.time() < min(pinged + 2.0, deadline):
+            fresh = _processed(fleet.events[since:], ours)
+            if running <= set(fresh):
+                return sum({**_processed(fleet.events, ours), **fresh}.values())
+            await asyncio.sleep(0.05)
+        if loop.time() >= deadline:
+            missing = sorted(running - set(fresh))
+            raise AssertionError(f"no fresh heartbeat in {timeout_s:.0f} s from running workers {missing}")
+
+
+def _processed(events: Iterable[Any], workers: set[str]) -> dict[str, int]:
+    """Each of ``workers``' highest ``processed`` count among the heartbeats in ``events`` (it only grows, so
+    the highest is the latest, whatever order the heartbeats arrived in)."""
     latest: dict[str, int] = {}
-    for event in fleet.events:
+    for event in events:
         if event.routing_key == HEARTBEAT_ROUTING_KEY and isinstance(event.payload, dict):
             worker = str(event.payload.get("worker"))
-            if worker in ours:
-                latest[worker] = int(event.payload.get("processed", 0))
-    return sum(latest.values())
+            if worker in workers:
+                latest[worker] = max(latest.get(worker, 0), int(event.payload.get("processed", 0)))
+    return latest
 
 
 def status_counts(results: Iterable[ExecutionResult]) -> dict[str, int]:
