@@ -16,14 +16,23 @@ from tests.agents.processes import Fleet
 async def runs_reported(fleet: Fleet, *, timeout_s: float = 60.0) -> int:
     """Tasks the fleet's workers ran in all (``processed`` of each worker's heartbeat, summed).
 
-    Asks every worker for a fresh heartbeat and waits (pinging again every 2 s, up to ``timeout_s``) until
-    each worker still running has answered since the first ping: a heartbeat from before it could be stale,
-    and would undercount (under load a fresh one can take more than a second). A worker that is no longer
-    running counts with what it reported last, so this is a lower bound when workers were killed.
+    Waits for a heartbeat sent after the call from every worker still running (:func:`heard_from_all`): one
+    from before could be stale and undercount (under load a fresh one can take more than a second). A worker
+    that is no longer running counts with what it reported last, so this is a lower bound when workers were
+    killed.
     """
+    await asyncio.sleep(0.5)  # a worker acks (and counts) its last task just after the caller has its result
+    fresh = await heard_from_all(fleet, timeout_s=timeout_s)
+    ours = {w.worker_id for w in fleet.workers}
+    return sum({**_processed(fleet.events, ours), **fresh}.values())
+
+
+async def heard_from_all(fleet: Fleet, *, timeout_s: float = 60.0) -> dict[str, int]:
+    """Ping the fleet's workers (again every 2 s) until each one still running has sent a heartbeat since the
+    call, so each is connected now (e.g. back after a broker restart); their ``processed`` counts. Fails after
+    ``timeout_s`` naming the workers not heard from."""
     ours = {w.worker_id for w in fleet.workers}  # the broker is shared: other runs' workers beat too
     running = {w.worker_id for w in fleet.workers if w.proc.returncode is None}
-    await asyncio.sleep(0.5)  # a worker acks (and counts) its last task just after the caller has its result
     since = len(fleet.events)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
@@ -34,11 +43,11 @@ async def runs_reported(fleet: Fleet, *, timeout_s: float = 60.0) -> int:
         while loop.time() < min(pinged + 2.0, deadline):
             fresh = _processed(fleet.events[since:], ours)
             if running <= set(fresh):
-                return sum({**_processed(fleet.events, ours), **fresh}.values())
+                return fresh
             await asyncio.sleep(0.05)
         if loop.time() >= deadline:
             missing = sorted(running - set(fresh))
-            raise AssertionError(f"no fresh heartbeat in {timeout_s:.0f} s from running workers {missing}")
+            raise AssertionError(f"no heartbeat in {timeout_s:.0f} s from running workers {missing}")
 
 
 def _processed(events: Iterable[Any], workers: set[str]) -> dict[str, int]:
