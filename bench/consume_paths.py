@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel
 from aiormq.abc import DeliveredMessage
 
 from bench.common import amqp_url, run_measured, unique
@@ -79,42 +79,42 @@ async def fill(channel: AbstractChannel, queue: str, n: int) -> None:
     raise SystemExit(f"bench.consume_paths: the broker did not count {n} messages in queue {queue!r}")
 
 
-async def consume_with_aio_pika(
+def acking(
+    ack: Callable[[Any], Awaitable[object]], drain: Drain, *, own_task: bool
+) -> Callable[[Any], Awaitable[None]]:
+    """A consumer callback that acks each delivery with ``ack``, in a task of its own when ``own_task``."""
+
+    async def settle(message: Any) -> None:
+        await ack(message)
+        drain.acked()
+
+    async def on_message(message: Any) -> None:
+        if own_task:
+            drain.spawn(settle(message))
+        else:
+            await settle(message)
+
+    return on_message
+
+
+async def consume_below_relaybus(
     url: str, queue: str, drain: Drain, path: str
 ) -> Callable[[], Awaitable[None]]:
+    """Consume ``queue`` on aio-pika's robust queue, or (``aiormq`` paths) on the aiormq channel under it."""
     connection = await aio_pika.connect_robust(url)
     channel = await connection.channel()
     await channel.set_qos(prefetch_count=PREFETCH)
-    declared = await channel.declare_queue(queue, passive=True)
+    own_task = path.endswith("own task")
     if path.startswith("aio-pika"):
-        own_task = path.endswith("own task")
-
-        async def ack(message: AbstractIncomingMessage) -> None:
-            await message.ack()
-            drain.acked()
-
-        async def on_message(message: AbstractIncomingMessage) -> None:
-            if own_task:
-                drain.spawn(ack(message))
-            else:
-                await ack(message)
-
-        await declared.consume(on_message)
+        declared = await channel.declare_queue(queue, passive=True)
+        await declared.consume(acking(lambda message: message.ack(), drain, own_task=own_task))
     else:
         underlay = await channel.get_underlay_channel()
-        own_task = path.endswith("own task")
 
-        async def ack_raw(message: DeliveredMessage) -> None:
-            await underlay.basic_ack(message.delivery.delivery_tag)
-            drain.acked()
+        def ack_raw(message: DeliveredMessage) -> Awaitable[object]:
+            return underlay.basic_ack(message.delivery.delivery_tag)
 
-        async def on_raw(message: DeliveredMessage) -> None:
-            if own_task:
-                drain.spawn(ack_raw(message))
-            else:
-                await ack_raw(message)
-
-        await underlay.basic_consume(queue, on_raw)
+        await underlay.basic_consume(queue, acking(ack_raw, drain, own_task=own_task))
     return connection.close
 
 
@@ -140,7 +140,7 @@ async def one_path(url: str, path: str, n: int) -> dict[str, Any]:
         if path == "relaybus AmqpBus.consume":
             close = await consume_with_relaybus(url, queue, drain)
         else:
-            close = await consume_with_aio_pika(url, queue, drain, path)
+            close = await consume_below_relaybus(url, queue, drain, path)
         try:
             await asyncio.wait_for(drain.done, 120)
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0

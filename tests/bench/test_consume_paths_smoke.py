@@ -3,32 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from bench.common import DEFAULT_AMQP_URL
 from bench.consume_paths import PATHS
 
-ROOT = Path(__file__).resolve().parents[2]
+from .support import run_bench
 
 
 @pytest.mark.integration
 def test_every_consume_path_acks_every_message_and_reports_its_cost(amqp_url: str) -> None:
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    env = {**os.environ, "RELAYBUS_BENCH_AMQP_URL": amqp_url, "PYTHONPATH": path}
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.consume_paths", "--messages", "300", "--reps", "1", "--json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+    code, stdout, stderr = run_bench(
+        "bench.consume_paths", ["--messages", "300", "--reps", "1", "--json"], amqp_url
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = json.loads(proc.stdout)
+    assert code == 0, stderr[-3000:]
+    rows = json.loads(stdout)
     assert [row["path"] for row in rows] == list(PATHS)
     for row in rows:
         assert row["acked"] == 300, row
@@ -38,13 +27,6 @@ def test_every_consume_path_acks_every_message_and_reports_its_cost(amqp_url: st
 
 
 def test_a_bad_count_is_refused_with_the_flag_named() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.consume_paths", "--messages", "0"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 2
-    assert "--messages" in proc.stderr
+    code, _, stderr = run_bench("bench.consume_paths", ["--messages", "0"], DEFAULT_AMQP_URL, timeout=60)
+    assert code == 2
+    assert "--messages" in stderr

@@ -22,9 +22,9 @@ async def runs_reported(fleet: Fleet, *, timeout_s: float = 60.0) -> int:
     killed.
     """
     await asyncio.sleep(0.5)  # a worker acks (and counts) its last task just after the caller has its result
-    fresh = await heard_from_all(fleet, timeout_s=timeout_s)
-    ours = {w.worker_id for w in fleet.workers}
-    return sum({**_processed(fleet.events, ours), **fresh}.values())
+    await heard_from_all(fleet, timeout_s=timeout_s)
+    # the highest count of each worker: the fresh heartbeat's for those running, the last one for the others
+    return sum(_processed(fleet.events, {w.worker_id for w in fleet.workers}).values())
 
 
 async def heard_from_all(fleet: Fleet, *, timeout_s: float = 60.0) -> dict[str, int]:
