@@ -173,7 +173,7 @@ async def test_publish_delivers_persistent_messages_with_their_properties(bus: A
     assert headers == {"relaybus-schema": 1, "k": "v", "f": 1.5, "b": True}
     assert (d.priority, d.redelivered, d.delivery_count) == (3, False, 0)
     assert isinstance(d, AmqpDelivery)
-    assert d._message.delivery_mode == 2
+    assert d._message.properties.delivery_mode == 2
 
 
 async def test_unroutable_mandatory_message_raises_no_route_error_at_once(bus: AmqpBus) -> None:

@@ -32,6 +32,7 @@ what RabbitMQ 3.10 really does with quorum queues: :mod:`relaybus.bus.amqp_deliv
   its handler in its own task (so up to ``prefetch`` run at once), as :func:`relaybus.bus.core.run_handler`
   says: an exception is logged and the delivery returned with ``nack(requeue=True)`` (counting against the
   delivery limit); a delivery left unsettled holds a prefetch slot until settled or its channel closes.
+  It comes back after a reconnect and after the broker cancels it (:mod:`relaybus.bus.amqp_consumer`).
 - **close** is a lost connection: running handlers are cancelled, their unsettled deliveries go back to their
   queues. To let in-flight work finish first, ``cancel()`` the subscriptions (which waits for running
   handlers) before closing.
@@ -67,7 +68,8 @@ from .amqp_cluster import (
 )
 from .amqp_cluster import quorum_group_size as _group_size
 from .amqp_connection import TRANSIENT, AmqpLink, close_connection, lost_connection, validate_amqp_url
-from .amqp_delivery import AmqpDelivery, AmqpSubscription
+from .amqp_consumer import AmqpSubscription
+from .amqp_delivery import AmqpDelivery
 from .amqp_publish import DeadlineWatchdog, PublishChannel, amqp_properties, publishing, refused
 from .base import (
     DEAD_LETTER_EXCHANGE,

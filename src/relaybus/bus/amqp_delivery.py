@@ -1,4 +1,4 @@
-"""What ``AmqpBus`` consumers get: a received message (``AmqpDelivery``) and a consumer of a queue.
+"""What ``AmqpBus`` consumers get: a received message (``AmqpDelivery`` over aiormq's ``AmqpMessage``).
 
 - **dead_letter(reason)** publishes a copy of the message to ``relaybus.dlx`` with the headers of
   :func:`relaybus.bus.core.dead_letter_headers` (``relaybus-error`` and ``relaybus-original-*``), waits for
@@ -27,7 +27,6 @@ What RabbitMQ 3.10.8 really does with quorum queues (measured by ``tests/bus/tes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, date, datetime
@@ -36,14 +35,13 @@ from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustQueue
 from aio_pika.exceptions import ChannelInvalidStateError
+from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
 from relaybus.exceptions import BusError
 
-from . import amqp_connection
-from .base import DEAD_LETTER_EXCHANGE, ERROR_HEADER, Handler, HeaderValue
+from .base import DEAD_LETTER_EXCHANGE, ERROR_HEADER, HeaderValue
 from .core import (
     DELIVERY_COUNT_HEADER,
     FIRST_DEATH_REASON_HEADER,
@@ -51,13 +49,12 @@ from .core import (
     already_settled,
     dead_letter_headers,
     fill_death_headers,
-    start_handler,
 )
 
 if TYPE_CHECKING:
     from .amqp import AmqpBus
 
-__all__ = ["AmqpDelivery", "AmqpSubscription"]
+__all__ = ["AmqpDelivery", "AmqpMessage"]
 
 _SETTLE_TIMEOUT_S = 5.0  # an ack is one frame written; longer means the channel is dead
 
@@ -98,7 +95,75 @@ def _last_death_time(raw: Mapping[str, Any]) -> float | None:
     return None
 
 
-class AmqpDelivery(DeliveryFields[AbstractIncomingMessage]):
+class AmqpMessage:
+    """One message as aiormq delivered it, with the fields a delivery shows (``MessageFields``) and its
+    settling on the channel it came in on.
+
+    relaybus consumes on aiormq's channel under aio-pika's robust one: aio-pika's ``IncomingMessage`` and the
+    Task it starts per delivery cost about a quarter of a delivery's CPU (``bench/PROFILE.md``,
+    ``bench.consume_paths``), and the bus reads only these fields.
+    """
+
+    __slots__ = ("body", "channel", "delivery_tag", "exchange", "properties", "redelivered", "routing_key")
+
+    def __init__(self, delivered: DeliveredMessage) -> None:
+        deliver = delivered.delivery
+        self.body: bytes = delivered.body
+        self.channel: aiormq.abc.AbstractChannel = delivered.channel
+        self.properties: Basic.Properties = delivered.header.properties
+        self.routing_key: str = getattr(deliver, "routing_key", None) or ""
+        self.exchange: str = getattr(deliver, "exchange", None) or ""
+        self.delivery_tag: int = getattr(deliver, "delivery_tag", None) or 0
+        self.redelivered: bool = bool(getattr(deliver, "redelivered", False))
+
+    @property
+    def headers(self) -> Mapping[str, Any]:
+        return self.properties.headers or {}
+
+    @property
+    def message_id(self) -> str | None:
+        return self.properties.message_id
+
+    @property
+    def correlation_id(self) -> str | None:
+        return self.properties.correlation_id
+
+    @property
+    def reply_to(self) -> str | None:
+        return self.properties.reply_to
+
+    @property
+    def content_type(self) -> str | None:
+        return self.properties.content_type
+
+    @property
+    def content_encoding(self) -> str | None:
+        return self.properties.content_encoding
+
+    @property
+    def priority(self) -> int | None:
+        return self.properties.priority
+
+    @property
+    def user_id(self) -> str | None:
+        return self.properties.user_id
+
+    @property
+    def app_id(self) -> str | None:
+        return self.properties.app_id
+
+    @property
+    def type(self) -> str | None:
+        return self.properties.message_type
+
+    async def ack(self) -> None:
+        await self.channel.basic_ack(self.delivery_tag)
+
+    async def nack(self, *, requeue: bool) -> None:
+        await self.channel.basic_nack(self.delivery_tag, requeue=requeue)
+
+
+class AmqpDelivery(DeliveryFields[AmqpMessage]):
     """One received message (the :class:`~relaybus.bus.base.Delivery` protocol). Settle it exactly once.
 
     Settling after the consumer's channel was lost (a broker restart, ``close``) raises ``BusError``: the
@@ -107,16 +172,15 @@ class AmqpDelivery(DeliveryFields[AbstractIncomingMessage]):
 
     __slots__ = ("_bus", "_queue", "_state")
 
-    def __init__(self, message: AbstractIncomingMessage, *, queue: str, bus: AmqpBus) -> None:
+    def __init__(self, message: AmqpMessage, *, queue: str, bus: AmqpBus) -> None:
         self._message = message
         self._queue = queue
         self._bus = bus
         self._state: str | None = None  # how it was settled
-        raw = message.headers or {}
+        raw = message.headers
         # Most values arrive plain (str, int): kept as they are without a call each.
         headers: dict[str, HeaderValue] = {
-            str(k): v if type(v) in _PLAIN else _header_value(v)  # type: ignore[misc]
-            for k, v in raw.items()
+            str(k): v if type(v) in _PLAIN else _header_value(v) for k, v in raw.items()
         }
         if FIRST_DEATH_REASON_HEADER in raw:
             fill_death_headers(
@@ -126,11 +190,11 @@ class AmqpDelivery(DeliveryFields[AbstractIncomingMessage]):
 
     @property
     def redelivered(self) -> bool:
-        return bool(self._message.redelivered)
+        return self._message.redelivered
 
     @property
     def delivery_count(self) -> int:
-        count = (self._message.headers or {}).get(DELIVERY_COUNT_HEADER)
+        count = self._message.headers.get(DELIVERY_COUNT_HEADER)
         return count if isinstance(count, int) and not isinstance(count, bool) else 0
 
     @property
@@ -161,11 +225,11 @@ class AmqpDelivery(DeliveryFields[AbstractIncomingMessage]):
         self._settle("dead-lettered")
         message, bus = self._message, self._bus
         headers = dead_letter_headers(
-            message.headers or {},
+            message.headers,
             reason=reason,
             queue=self._queue,
-            routing_key=message.routing_key or "",
-            exchange=message.exchange or "",
+            routing_key=message.routing_key,
+            exchange=message.exchange,
             secrets=bus._link.secrets(),
         )
         # What ``aio_pika.Message(...).properties`` would be: every property kept, the message persistent.
@@ -181,8 +245,7 @@ class AmqpDelivery(DeliveryFields[AbstractIncomingMessage]):
             message_type=message.type or None,
             app_id=message.app_id or None,
         )
-        routing_key = message.routing_key or ""
-        await bus._publish(message.body, copy, DEAD_LETTER_EXCHANGE, routing_key, mandatory=True)
+        await bus._publish(message.body, copy, DEAD_LETTER_EXCHANGE, message.routing_key, mandatory=True)
         bus._log.info(
             "message_dead_lettered",
             queue=self._queue,
@@ -197,8 +260,7 @@ class AmqpDelivery(DeliveryFields[AbstractIncomingMessage]):
             # new channel, and this delivery tag means nothing there. Writing to the dead channel's bounded
             # write queue would wait forever once it is full, so check first and bound the wait.
             channel = self._message.channel
-            connection = getattr(channel, "connection", None)
-            if getattr(channel, "is_closed", False) or getattr(connection, "is_closed", False):
+            if channel.is_closed or channel.connection.is_closed:
                 raise ChannelInvalidStateError("the delivery's channel is closed")
             # In this task under the bus's one settle deadline timer: ``wait_for`` would make a Task and a
             # timer per ack.
@@ -224,74 +286,3 @@ class AmqpDelivery(DeliveryFields[AbstractIncomingMessage]):
             f"AmqpDelivery(queue={self._queue!r}, message_id={self.message_id!r}, "
             f"routing_key={self.routing_key!r}, delivery_count={self.delivery_count})"
         )
-
-
-class AmqpSubscription:
-    """A consumer on its own channel. ``cancel`` stops it, waits for running handlers, closes the channel."""
-
-    def __init__(
-        self, bus: AmqpBus, queue_name: str, handler: Handler, channel: AbstractRobustChannel
-    ) -> None:
-        self._bus = bus
-        self.queue = queue_name
-        self._handler = handler
-        self._channel = channel
-        self._queue: AbstractRobustQueue | None = None
-        self._tag: str | None = None
-        self._running: set[asyncio.Task[None]] = set()
-        self._cancelled = False
-
-    async def _start(self, queue: AbstractRobustQueue) -> None:
-        self._queue = queue
-        self._tag = await queue.consume(self._on_message, no_ack=False)
-
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        # In a task of our own (start_handler): a broker restart must not cancel user code half-way. The
-        # handler finishes; its ack then fails (the broker has requeued the message) and the redelivery is
-        # deduplicated by id.
-        running = self._running
-        start_handler(
-            self._handler,
-            AmqpDelivery(message, queue=self.queue, bus=self._bus),
-            self._bus._log,
-            running=running,
-            name=f"relaybus-handler:{self.queue}",
-            on_done=running.discard,
-        )
-
-    async def cancel(self) -> None:
-        """Stop consuming; unsettled deliveries are requeued once their handlers return."""
-        if self._cancelled:
-            return
-        self._cancelled = True
-        self._bus._forget(self)
-        if self._queue is not None and self._tag is not None:
-            with contextlib.suppress(Exception):  # the connection may be down: closing the channel suffices
-                await asyncio.wait_for(self._queue.cancel(self._tag), self._bus.operation_timeout)
-        current = asyncio.current_task()
-        running = [t for t in self._running if t is not current]
-        if running:
-            await asyncio.wait(running)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._channel.close(), self._bus.operation_timeout)
-
-    async def _abort(self, wait_s: float | None = None) -> None:
-        """The connection is going away: cancel running handlers (their deliveries return to the queue) and
-        wait ``wait_s`` seconds (default ``amqp_connection.CLOSE_STEP_S``) at most for them to stop: a
-        handler that swallows its cancellation must not hold the bus's ``close`` forever (it is logged,
-        ``handlers_still_running``, and left behind)."""
-        self._cancelled = True
-        current = asyncio.current_task()
-        running = [t for t in self._running if t is not current]
-        for task in running:
-            task.cancel()
-        if running:
-            wait_s = amqp_connection.CLOSE_STEP_S if wait_s is None else wait_s
-            _, pending = await asyncio.wait(running, timeout=wait_s)
-            if pending:
-                self._bus._log.warning(
-                    "handlers_still_running", queue=self.queue, handlers=len(pending), waited_s=wait_s
-                )
-
-    def __repr__(self) -> str:
-        return f"AmqpSubscription(queue={self.queue!r}, running={len(self._running)})"
