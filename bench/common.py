@@ -193,7 +193,7 @@ async def measure_points(
     emit_result(results)
 
 
-def rpc_peer_parser(prog: str, *, llm: bool) -> argparse.ArgumentParser:
+def rpc_peer_parser(prog: str, *, llm: bool, durable_reply: bool = False) -> argparse.ArgumentParser:
     """The command line every hand-written RPC peer takes: ``serve --queue Q`` and ``client --points``."""
     parser = argparse.ArgumentParser(prog=prog)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -207,6 +207,8 @@ def rpc_peer_parser(prog: str, *, llm: bool) -> argparse.ArgumentParser:
     c.add_argument("--points", required=True, help="JSON list of [n, window] pairs")
     c.add_argument("--prompt", default="hello")
     c.add_argument("--server-pid", type=int, help="also report this process's CPU per task")
+    if durable_reply:
+        c.add_argument("--durable-reply", action="store_true", help="a durable quorum reply queue")
     return parser
 
 

@@ -5,8 +5,13 @@ sides (the server acks a task only after its reply is confirmed), manual acks, o
 private reply queue per client matched by correlation id. JSON in, JSON out (stdlib ``json``), no
 validation, no logging: what a careful engineer writes by hand, so the figure relaybus is measured against.
 
+The client's reply queue is exclusive and classic by default (lost with the client's connection or a broker
+restart); with ``--durable-reply`` it is what relaybus's callers have (``relaybus.bus.rpc``): a durable quorum
+queue with an expiry, in which a result outlives a broker restart, so the broker persists every result to a
+replicated log before it confirms it.
+
     python -m bench.raw_amqp serve --queue Q [--prefetch N] [--llm-url URL]
-    python -m bench.raw_amqp client --queue Q --points '[[n, window], ...]'
+    python -m bench.raw_amqp client --queue Q --points '[[n, window], ...]' [--durable-reply]
 
 The server declares ``Q`` (idempotent; the parent deletes it at the end) and consumes it. With ``--llm-url``
 each task is one chat completion over a shared ``aiohttp`` session (the I/O-bound baseline). Both sides use
@@ -33,6 +38,8 @@ QUEUE_ARGUMENTS: dict[str, Any] = {
     "x-dead-letter-strategy": "at-least-once",
     "x-overflow": "reject-publish",
 }
+# What relaybus's anonymous reply queue is (``ReplyRouter(name=None)``): quorum, with a 300 s expiry.
+DURABLE_REPLY_ARGUMENTS: dict[str, Any] = {**QUEUE_ARGUMENTS, "x-expires": 300_000}
 REPLY_PREFETCH = 256  # what relaybus's ReplyRouter uses
 
 
@@ -89,22 +96,30 @@ async def serve(queue_name: str, prefetch: int, llm_url: str | None) -> None:
 class RawClient:
     """Publishes tasks to the server's queue and matches replies by correlation id on a private queue."""
 
-    def __init__(self, queue_name: str) -> None:
+    def __init__(self, queue_name: str, *, durable_reply: bool = False) -> None:
         self.queue_name = queue_name
+        self.durable_reply = durable_reply
         self._pending: dict[str, asyncio.Future[bytes]] = {}
 
     async def __aenter__(self) -> RawClient:
         self.connection = await aio_pika.connect_robust(amqp_url())
         self.channel = await self.connection.channel(publisher_confirms=True)
-        consume_channel = await self.connection.channel(publisher_confirms=False)
+        self._consume_channel = consume_channel = await self.connection.channel(publisher_confirms=False)
         await consume_channel.set_qos(prefetch_count=REPLY_PREFETCH)
-        self.reply_queue = await consume_channel.declare_queue(
-            f"bench.raw.reply.{uuid.uuid4().hex}", exclusive=True
-        )
+        name = f"bench.raw.reply.{uuid.uuid4().hex}"
+        if self.durable_reply:
+            self.reply_queue = await consume_channel.declare_queue(
+                name, durable=True, arguments=DURABLE_REPLY_ARGUMENTS
+            )
+        else:
+            self.reply_queue = await consume_channel.declare_queue(name, exclusive=True)
         await self.reply_queue.consume(self._on_reply, no_ack=False)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self.durable_reply:  # its consumer first, so that the broker does not cancel it
+            await self._consume_channel.close()
+            await self.channel.queue_delete(self.reply_queue.name)
         await self.connection.close()
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
@@ -133,18 +148,21 @@ class RawClient:
         return await future
 
 
-async def client(queue_name: str, points: list[list[int]], prompt: str, server_pid: int | None) -> None:
-    async with RawClient(queue_name) as rpc:
+async def client(
+    queue_name: str, points: list[list[int]], prompt: str, server_pid: int | None, durable_reply: bool
+) -> None:
+    async with RawClient(queue_name, durable_reply=durable_reply) as rpc:
         await measure_points(rpc.call, points, prompt, server_pid)
 
 
 def main() -> None:
-    parser = rpc_peer_parser("bench.raw_amqp", llm=True)
+    parser = rpc_peer_parser("bench.raw_amqp", llm=True, durable_reply=True)
     args = parser.parse_args()
     if args.cmd == "serve":
         run_measured(serve(args.queue, args.prefetch, args.llm_url))
     else:
-        run_measured(client(args.queue, json.loads(args.points), args.prompt, args.server_pid))
+        points = json.loads(args.points)
+        run_measured(client(args.queue, points, args.prompt, args.server_pid, args.durable_reply))
 
 
 if __name__ == "__main__":

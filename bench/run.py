@@ -258,6 +258,16 @@ def roundtrip(report: Report, children: Children, queues: list[str], log: Any) -
     clients = {
         "relaybus": ("bench.relaybus_side", "client", "--agent", agent, "--points", points, *_pid(worker)),
         "raw aio-pika": ("bench.raw_amqp", "client", "--queue", raw_queue, "--points", points, *_pid(raw)),
+        "raw aio-pika, durable reply queue": (
+            "bench.raw_amqp",
+            "client",
+            "--queue",
+            raw_queue,
+            "--points",
+            points,
+            "--durable-reply",
+            *_pid(raw),
+        ),
         "relaybus MemoryBus": ("bench.relaybus_side", "memory", "--points", points),
     }
     if "faststream" in servers:

@@ -57,7 +57,13 @@ def test_tiny_bench_run_measures_every_part_and_writes_the_table(amqp_url: str, 
     assert bench.returncode == 0, stderr[-3000:]
     data = json.loads((tmp_path / "results.json").read_text())
     points = data["sizes"]["points"]
-    for framework in ("relaybus", "raw aio-pika", "faststream", "relaybus MemoryBus"):
+    for framework in (
+        "relaybus",
+        "raw aio-pika",
+        "raw aio-pika, durable reply queue",
+        "faststream",
+        "relaybus MemoryBus",
+    ):
         reps = data["roundtrip"][framework]
         assert len(reps) == 1
         assert [p["n"] for p in reps[0]] == [n for n, _ in points]
@@ -72,4 +78,5 @@ def test_tiny_bench_run_measures_every_part_and_writes_the_table(amqp_url: str, 
     results = (tmp_path / "RESULTS.md").read_text()
     assert "### Targets (issue 18)" in results
     assert "relaybus: execute_tasks -> `relaybus worker` -> result" in results
+    assert "| the same, raw with relaybus's durable reply queue |" in results
     assert not (tmp_path / "throughput.png").exists()
