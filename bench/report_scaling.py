@@ -26,6 +26,14 @@ def _x(value: float, key: str, row: dict[str, Any]) -> str:
     return f"{value:,.0f} ({ratio:.2f}x)" if ratio is not None else f"{value:,.0f}"
 
 
+def _vs_raw(row: dict[str, Any]) -> str:
+    ratio = row.get("drain_vs_raw")
+    if ratio is None:  # a run from before the raw drain was measured
+        return ""
+    first = row.get("vs_first", {}).get("drain_vs_raw")
+    return f"{ratio:.2f}x ({first:.2f}x)" if first is not None else f"{ratio:.2f}x"
+
+
 def _table(title: str, header: list[str], rows: list[list[object]]) -> list[str]:
     lines = [
         "",
@@ -72,6 +80,8 @@ def sections(results: dict[str, Rows], sizes: SweepSizes) -> list[str]:
                 "orchestrator RSS (MiB)",
                 "publish all (s)",
                 "drain tasks/s (vs 1st)",
+                "raw aio-pika drain tasks/s (vs 1st)",
+                "relaybus vs raw (vs 1st)",
                 "orchestrator CPU per task (us)",
                 "worker CPU per task (us)",
                 "errors",
@@ -83,6 +93,8 @@ def sections(results: dict[str, Rows], sizes: SweepSizes) -> list[str]:
                     f"{r['rss_mib']:.0f}",
                     f"{r['publish_s']:.1f}",
                     _x(r["drain_tasks_per_s"], "drain_tasks_per_s", r),
+                    _x(r["raw_drain_tasks_per_s"], "raw_drain_tasks_per_s", r) if "drain_vs_raw" in r else "",
+                    _vs_raw(r),
                     _x(r["orchestrator_cpu_us_per_task"], "orchestrator_cpu_us_per_task", r),
                     _x(r["worker_cpu_us_per_task"], "worker_cpu_us_per_task", r),
                     r["errors"],
@@ -94,7 +106,9 @@ def sections(results: dict[str, Rows], sizes: SweepSizes) -> list[str]:
             "",
             "Held per task: the orchestrator's RSS with all N queued, over its RSS before the call (the "
             "first size carries the allocator's first growth). CPU per task: the whole call, publish to "
-            "result.",
+            "result. Raw aio-pika drain: the raw pair of table 1-2 draining as many tasks queued the "
+            "same way (same quorum queue, same prefetch), after relaybus at each size: how the broker's "
+            "own cost moves with the depth of its queue. Relaybus vs raw: relaybus's drain over raw's.",
         ]
     return lines
 

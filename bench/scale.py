@@ -9,6 +9,10 @@ For each size N, in a fresh process of its own (so that one size's memory does n
 cost of holding them. Then the worker is started again and drains them: the throughput from its first
 consumer to the last result, and the orchestrator's CPU per task over the whole call. Flat CPU per task and
 throughput across sizes mean the cost per task does not grow with the tasks in flight.
+
+Beside it, at each size, the raw aio-pika pair drains as many tasks queued the same way (same quorum
+queue, same prefetch): how the broker's own cost moves with the depth of its queue, so that
+``drain_vs_raw`` (relaybus over raw at the same size) shows what of a fall is relaybus's.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +34,13 @@ import psutil
 
 from bench import broker
 from bench.common import BIN, ROOT, amqp_url, run_measured, unique
+from bench.raw_amqp import RawClient, declare_task_queue
 from relaybus.bus.connect import connect
 from relaybus.messages import AgentTask
 from relaybus.orchestrator.orchestrator import ProjectOrchestrator
 
 KiB = 1024
+WORKER_CONCURRENCY = 1000  # the relaybus worker's concurrency, so its prefetch; the raw server's prefetch
 
 
 async def start_worker(agent: str, *, wait: bool = True) -> asyncio.subprocess.Process:
@@ -50,7 +57,7 @@ async def start_worker(agent: str, *, wait: bool = True) -> asyncio.subprocess.P
             "--amqp-url",
             amqp_url(),
             "--concurrency",
-            "1000",
+            str(WORKER_CONCURRENCY),
             env={**os.environ, "RELAYBUS_BENCH_AGENT_NAME": agent},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -90,9 +97,7 @@ async def stop(worker: asyncio.subprocess.Process) -> None:
 STALL_S = 60.0  # the queue not growing for this long, the call not over: something holds the publishes
 
 
-async def wait_queued(
-    queue: str, n: int, call: asyncio.Future[Any], orchestrator: ProjectOrchestrator
-) -> None:
+async def wait_queued(queue: str, n: int, call: asyncio.Future[Any], in_flight: Callable[[], int]) -> None:
     """Until ``queue`` holds ``n`` messages (or ``call`` ended): one connection, opened before the flood.
 
     Raises RuntimeError, saying what it saw, when the count has not grown for ``STALL_S`` seconds: without
@@ -113,8 +118,8 @@ async def wait_queued(
                 count, grown_at = now, time.monotonic()
             elif time.monotonic() - grown_at > STALL_S:
                 raise RuntimeError(
-                    f"{queue} stuck at {now:,} of {n:,} messages for {STALL_S:g} s; the orchestrator has "
-                    f"{orchestrator.in_flight:,} in flight"
+                    f"{queue} stuck at {now:,} of {n:,} messages for {STALL_S:g} s; the caller has "
+                    f"{in_flight():,} in flight"
                 )
             await asyncio.sleep(0.2)
 
@@ -137,7 +142,7 @@ async def one_size(n: int) -> dict[str, Any]:
             cpu_before = time.process_time()
             publish_start = time.perf_counter()
             call = asyncio.ensure_future(orchestrator.execute_tasks(tasks))
-            await wait_queued(queue, n, call, orchestrator)
+            await wait_queued(queue, n, call, lambda: orchestrator.in_flight)
             publish_s = time.perf_counter() - publish_start
             rss = me.memory_info().rss
             held = rss - rss_before
@@ -153,6 +158,7 @@ async def one_size(n: int) -> dict[str, Any]:
         await stop(worker)
         await bus.close()
         await broker.delete_queues([queue])
+    raw = await raw_drain(n)
     return {
         "n": n,
         "errors": sum(1 for r in results if not r.ok),
@@ -163,6 +169,52 @@ async def one_size(n: int) -> dict[str, Any]:
         "drain_tasks_per_s": n / drain_s,
         "orchestrator_cpu_us_per_task": cpu_s / n * 1e6,
         "worker_cpu_us_per_task": worker_cpu_s / n * 1e6,
+        "raw_drain_tasks_per_s": raw["drain_tasks_per_s"],
+        "raw_server_cpu_us_per_task": raw["server_cpu_us_per_task"],
+        "drain_vs_raw": n / drain_s / raw["drain_tasks_per_s"],
+    }
+
+
+async def raw_drain(n: int) -> dict[str, float]:
+    """The same drain by the raw aio-pika pair (``bench/raw_amqp.py``): ``n`` tasks queued with no consumer,
+    then a raw server with the worker's prefetch started, timed from the first reply to the last. What the
+    broker costs with ``n`` messages in its queue, measured beside relaybus's drain at each size."""
+    queue = unique("bench-scale-raw")
+    try:
+        async with RawClient(queue) as rpc:
+            await declare_task_queue(rpc.channel, queue)
+            calls = [asyncio.ensure_future(rpc.call()) for _ in range(n)]
+            everything = asyncio.gather(*calls)
+            await wait_queued(queue, n, everything, lambda: sum(1 for c in calls if not c.done()))
+            server = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bench.raw_amqp",
+                "serve",
+                "--queue",
+                queue,
+                "--prefetch",
+                str(WORKER_CONCURRENCY),
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+            )
+            try:
+                cpu = psutil.Process(server.pid)
+                await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)
+                times = cpu.cpu_times()
+                began, cpu_began = time.perf_counter(), times.user + times.system
+                await asyncio.wait_for(everything, timeout_for(n))
+                drain_s = time.perf_counter() - began
+                times = cpu.cpu_times()
+                server_cpu_s = times.user + times.system - cpu_began
+            finally:
+                await stop(server)
+    finally:
+        await broker.delete_queues([queue])
+    return {
+        "drain_tasks_per_s": n / drain_s,
+        "server_cpu_us_per_task": server_cpu_s / n * 1e6,
     }
 
 
@@ -221,6 +273,8 @@ RATIO_KEYS = (  # what a sweep over sizes compares with its first size (bench/sw
     "drain_tasks_per_s",
     "orchestrator_cpu_us_per_task",
     "worker_cpu_us_per_task",
+    "raw_drain_tasks_per_s",
+    "drain_vs_raw",
 )
 
 
@@ -243,14 +297,15 @@ def main() -> None:
         print(json.dumps(rows, indent=1))
         return
     print(
-        "| tasks in flight | held per task (KiB) | RSS (MiB) | publish (s) | drain (tasks/s) "
-        "| orchestrator CPU/task (us) | worker CPU/task (us) | errors |"
+        "| tasks in flight | held per task (KiB) | RSS (MiB) | publish (s) | drain (tasks/s) | raw aio-pika "
+        "drain (tasks/s) | vs raw | orchestrator CPU/task (us) | worker CPU/task (us) | errors |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(
             f"| {row['n']:,} | {row['held_kib_per_task']:.2f} | {row['rss_mib']:.0f} "
             f"| {row['publish_s']:.1f} | {row['drain_tasks_per_s']:,.0f} "
+            f"| {row['raw_drain_tasks_per_s']:,.0f} | {row['drain_vs_raw']:.2f}x "
             f"| {row['orchestrator_cpu_us_per_task']:,.0f} "
             f"| {row['worker_cpu_us_per_task']:,.0f} | {row['errors']} |"
         )

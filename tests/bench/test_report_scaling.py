@@ -20,6 +20,8 @@ def _orchestrator(held_kib: float, drain: float, cpu: float) -> list[dict[str, f
             "drain_tasks_per_s": d,
             "orchestrator_cpu_us_per_task": c,
             "worker_cpu_us_per_task": 1000.0,
+            "raw_drain_tasks_per_s": 1000.0 if n == 1000 else 900.0,
+            "drain_vs_raw": d / (1000.0 if n == 1000 else 900.0),
             "errors": 0,
         }
         for n, h, d, c in ((1000, 2.3, 600.0, 800.0), (50000, held_kib, drain, cpu))
@@ -41,6 +43,18 @@ def test_the_orchestrator_target_fails_on_growth_or_memory() -> None:
     (_, cpu_grows) = targets({"orchestrator": _orchestrator(0.9, 600.0, 1000.0)})
     assert cpu_grows[2] is False
     assert targets({"orchestrator": _orchestrator(0.9, 600.0, 800.0)[:1]}) == []
+
+
+def test_the_orchestrator_table_shows_the_raw_drain_at_each_size_and_relaybus_against_it(
+    tmp_path: Path,
+) -> None:
+    lines = render_sweeps(
+        {"orchestrator": _orchestrator(0.9, 570.0, 840.0)}, SWEEP_SIZES["full"], tmp_path, plot_png=False
+    )
+    text = "\n".join(lines)
+    assert "| raw aio-pika drain tasks/s (vs 1st) | relaybus vs raw (vs 1st) |" in text
+    # 50,000: relaybus 570/s (0.95x its 1,000), raw 900/s (0.90x), so 0.63x raw, 1.06x the first size's 0.60x
+    assert "| 570 (0.95x) | 900 (0.90x) | 0.63x (1.06x) |" in text
 
 
 def test_each_sweep_gets_a_table_with_ratios_and_no_plot_when_asked(tmp_path: Path) -> None:
