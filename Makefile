@@ -37,7 +37,7 @@ demo: $(VENV)/.demo-installed
 	$(BIN)/relaybus demo
 
 test: $(VENV)/.installed
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=25
 
 # Needs RabbitMQ at 127.0.0.1:5672 (RELAYBUS_BENCH_AMQP_URL); about 11 minutes, prints one table and writes
 # bench/RESULTS.md, bench/throughput.png and the sweeps' bench/scale_*.png (python -m bench.sweep alone).
