@@ -45,7 +45,8 @@ def gone(pid: int) -> bool:
 
 
 async def wait_gone(pid: int, what: str = "the script's background child was killed") -> None:
-    await eventually(lambda: gone(pid), what=f"{what} (pid {pid})")
+    # Well within the child's ``sleep 60``: a child left running fails the test instead of ending by itself.
+    await eventually(lambda: gone(pid), timeout=20, what=f"{what} (pid {pid})")
 
 
 async def read_pid(path: Path) -> int:
@@ -126,6 +127,30 @@ async def test_outer_cancellation_kills_the_process_group(executor: TaskExecutor
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
+    await wait_gone(child)
+
+
+async def test_a_cancel_that_lands_while_the_script_starts_kills_its_whole_group(
+    executor: TaskExecutor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The process runs (and has started its background child) before ``subprocess_exec`` returns: a cancel
+    # in that window once left the child running for its whole ``sleep 60`` (seen in CI).
+    loop = asyncio.get_running_loop()
+    real_exec = loop.subprocess_exec
+    pidfile = tmp_path / "child.pid"
+
+    async def slow_to_return(*args: Any, **kwargs: Any) -> Any:
+        started = await real_exec(*args, **kwargs)
+        await read_pid(pidfile)  # the child is there; the cancel comes before this call returns
+        await asyncio.sleep(0.5)
+        return started
+
+    monkeypatch.setattr(loop, "subprocess_exec", slow_to_return)
+    task = script_task("spawn_wait", str(pidfile))
+    running = asyncio.create_task(executor.execute(task))
+    child = await read_pid(pidfile)
+    assert executor.cancel(task.id)
+    assert (await running).status is ExecutionStatus.CANCELLED
     await wait_gone(child)
 
 

@@ -116,17 +116,30 @@ class ScriptBackend:
         script, args = checked
         env = {"PATH": os.defpath, "LANG": "C.UTF-8", **script.env}
         loop = asyncio.get_running_loop()
-        transport, protocol = await loop.subprocess_exec(
-            lambda: _Protocol(loop),
-            *script.argv,
-            *args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            env=env,
-            cwd=script.cwd,
+        spawning = asyncio.ensure_future(
+            loop.subprocess_exec(
+                lambda: _Protocol(loop),
+                *script.argv,
+                *args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                env=env,
+                cwd=script.cwd,
+            )
         )
+        try:
+            transport, protocol = await asyncio.shield(spawning)
+        except asyncio.CancelledError:
+            # Cancelled (a timeout, a cancel request) while the process was being started: it may already run
+            # and have children of its own, which asyncio's own clean-up (it kills the process alone) would
+            # leave behind. Let the start finish, then kill the whole group.
+            with contextlib.suppress(Exception):
+                started, _ = await spawning
+                _kill_group(started.get_pid())
+                started.close()
+            raise
         pid = transport.get_pid()
         ctx.log.debug("script_started", script=script.name, pid=pid)
         assert protocol.stdout is not None
