@@ -535,7 +535,9 @@ async def test_deadline_cancels_the_executor_call_of_the_default_handle() -> Non
 async def test_task_past_its_deadline_on_arrival_is_not_run() -> None:
     probe = Probe()
     async with AgentTestHarness([probe]) as h:
-        result = await h.run(probe_task(), headers={DEADLINE_HEADER: f"{time.time() - 5:.3f}"})
+        # The worker sends no result for it (its caller gave up at the deadline): the wait ends by its own
+        # timeout, kept short, rather than the harness's default of 30 s.
+        result = await h.run(probe_task(), headers={DEADLINE_HEADER: f"{time.time() - 5:.3f}"}, timeout=2)
     assert result.status is ExecutionStatus.TIMEOUT
     assert probe.calls == []
 
