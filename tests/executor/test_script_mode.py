@@ -49,6 +49,16 @@ async def wait_gone(pid: int, what: str = "the script's background child was kil
     await eventually(lambda: gone(pid), timeout=20, what=f"{what} (pid {pid})")
 
 
+async def cancel_once_started(executor: TaskExecutor, pidfile: Path) -> None:
+    """``executor.cancel`` a ``spawn_wait`` task once its background child runs: CANCELLED, child killed."""
+    task = script_task("spawn_wait", str(pidfile))
+    running = asyncio.create_task(executor.execute(task))
+    child = await read_pid(pidfile)
+    assert executor.cancel(task.id)
+    assert (await running).status is ExecutionStatus.CANCELLED
+    await wait_gone(child)
+
+
 async def read_pid(path: Path) -> int:
     text = await eventually(
         lambda: path.exists() and path.read_text().strip(), what="the script wrote its child's pid"
@@ -146,22 +156,11 @@ async def test_a_cancel_that_lands_while_the_script_starts_kills_its_whole_group
         return started
 
     monkeypatch.setattr(loop, "subprocess_exec", slow_to_return)
-    task = script_task("spawn_wait", str(pidfile))
-    running = asyncio.create_task(executor.execute(task))
-    child = await read_pid(pidfile)
-    assert executor.cancel(task.id)
-    assert (await running).status is ExecutionStatus.CANCELLED
-    await wait_gone(child)
+    await cancel_once_started(executor, pidfile)
 
 
 async def test_executor_cancel_kills_the_script(executor: TaskExecutor, tmp_path: Path) -> None:
-    pidfile = tmp_path / "child.pid"
-    task = script_task("spawn_wait", str(pidfile))
-    running = asyncio.create_task(executor.execute(task))
-    child = await read_pid(pidfile)
-    assert executor.cancel(task.id)
-    assert (await running).status is ExecutionStatus.CANCELLED
-    await wait_gone(child)
+    await cancel_once_started(executor, tmp_path / "child.pid")
 
 
 @pytest.mark.parametrize(
