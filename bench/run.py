@@ -255,19 +255,11 @@ def roundtrip(report: Report, children: Children, queues: list[str], log: Any) -
     if "celery" in servers:
         report.rss["celery worker (solo), idle"] = servers["celery"].rss_mib()
     points = json.dumps(sizes.points)
+    raw_client = ("bench.raw_amqp", "client", "--queue", raw_queue, "--points", points, *_pid(raw))
     clients = {
         "relaybus": ("bench.relaybus_side", "client", "--agent", agent, "--points", points, *_pid(worker)),
-        "raw aio-pika": ("bench.raw_amqp", "client", "--queue", raw_queue, "--points", points, *_pid(raw)),
-        "raw aio-pika, durable reply queue": (
-            "bench.raw_amqp",
-            "client",
-            "--queue",
-            raw_queue,
-            "--points",
-            points,
-            "--durable-reply",
-            *_pid(raw),
-        ),
+        "raw aio-pika": raw_client,
+        "raw aio-pika, durable reply queue": (*raw_client, "--durable-reply"),
         "relaybus MemoryBus": ("bench.relaybus_side", "memory", "--points", points),
     }
     if "faststream" in servers:

@@ -98,24 +98,25 @@ class AmqpSubscription:
         if frame.consumer_tag != self._tag or self._cancelled:
             return
         self._bus._log.warning("consumer_cancelled_by_broker", queue=self.queue)
-        self._resume("the broker cancelled the consumer", declare=True)
+        self._resume("the broker cancelled the consumer")
 
-    def _resume(self, why: str, *, declare: bool = False) -> None:
+    def _resume(self, why: str) -> None:
         if self._cancelled or (self._resuming is not None and not self._resuming.done()):
-            return
+            return  # one attempt loop at a time; it declares the queue again whatever started it
         self._resuming = asyncio.get_running_loop().create_task(
-            self._keep_trying(why, declare), name=f"relaybus-consume-again:{self.queue}"
+            self._keep_trying(why), name=f"relaybus-consume-again:{self.queue}"
         )
 
-    async def _keep_trying(self, why: str, declare: bool) -> None:
+    async def _keep_trying(self, why: str) -> None:
         pause = _RECONSUME_FIRST_S
         attempts = 0
         while not self._cancelled:
             attempts += 1
             try:
                 underlay = await asyncio.wait_for(self._underlay(), self._bus.operation_timeout)
-                if declare:
-                    await self._declare_again()
+                # Also after a failed reopen: declaring a queue that exists again is a no-op, and a cancel
+                # that comes while this loop runs needs it.
+                await self._declare_again()
                 await self._consume_on(underlay)
             except Exception as exc:
                 if attempts == 1:

@@ -31,7 +31,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import aio_pika
 import aiormq
@@ -107,14 +107,14 @@ class AmqpMessage:
     __slots__ = ("body", "channel", "delivery_tag", "exchange", "properties", "redelivered", "routing_key")
 
     def __init__(self, delivered: DeliveredMessage) -> None:
-        deliver = delivered.delivery
+        deliver = cast(Basic.Deliver, delivered.delivery)  # a consumer's deliveries are all Basic.Deliver
         self.body: bytes = delivered.body
         self.channel: aiormq.abc.AbstractChannel = delivered.channel
         self.properties: Basic.Properties = delivered.header.properties
-        self.routing_key: str = getattr(deliver, "routing_key", None) or ""
-        self.exchange: str = getattr(deliver, "exchange", None) or ""
-        self.delivery_tag: int = getattr(deliver, "delivery_tag", None) or 0
-        self.redelivered: bool = bool(getattr(deliver, "redelivered", False))
+        self.routing_key: str = deliver.routing_key or ""
+        self.exchange: str = deliver.exchange or ""
+        self.delivery_tag: int = deliver.delivery_tag or 0
+        self.redelivered: bool = bool(deliver.redelivered)
 
     @property
     def headers(self) -> Mapping[str, Any]:
