@@ -102,8 +102,10 @@ class AgentContext:
         self._usage = UsageTally()
         self.tool_calls: list[ToolCallRecord] = []
         self._events = events
+        # The tally's own ``add``, not a method of this context: the context holds the executor, so a bound
+        # method of its own would make every task's context a reference cycle (see ``TaskRunner.run``).
         self.executor: Executor = _MeteredExecutor(
-            executor, self._add_usage, None if events is None else events.delta
+            executor, self._usage.add, None if events is None else events.delta
         )
         self.bus = bus
         self.log = log

@@ -142,6 +142,10 @@ class TaskRunner:
                 outcome = self._interrupted(run)
         finally:
             run.runner = None
+            # The context's ``release_slot`` holds this run: leaving ``run.ctx`` set would make each task a
+            # reference cycle of about 20 objects, freed only by the cyclic garbage collector, whose passes
+            # then cost the worker 10-15% of its CPU (bench/PROFILE.md).
+            run.ctx = None
             if timer is not None:
                 timer.cancel()
             self.runs.pop(task_id, None)
