@@ -22,6 +22,7 @@ from relaybus.log import get_logger
 from ._common import (
     CliError,
     add_amqp_url,
+    freeze_startup_heap,
     non_negative_float,
     open_bus,
     positive_float,
@@ -164,6 +165,7 @@ async def _serve(args: argparse.Namespace) -> int:
             raise CliError(str(exc), 1) from None
         try:
             print(f"relaybus gateway listening on {gateway.url}", flush=True)
+            freeze_startup_heap()
             await stop.wait()
         finally:
             await gateway.close()

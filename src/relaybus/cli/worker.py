@@ -32,6 +32,7 @@ from relaybus.telemetry.metrics import WorkerMetrics
 from ._common import (
     CliError,
     add_amqp_url,
+    freeze_startup_heap,
     load_agent,
     non_negative_float,
     open_bus,
@@ -190,6 +191,7 @@ async def _serve(args: argparse.Namespace) -> int:
                 server = await serve_metrics(args, metrics, lambda: worker_health(bus, worker), "worker")
                 stack.push_async_callback(server.close)
             async with worker:
+                freeze_startup_heap()
                 await stop.wait()
     finally:
         await bus.close()
