@@ -7,8 +7,11 @@ import asyncio
 import pytest
 
 from relaybus.exceptions import ConfigError
-from relaybus.executor import RateLimiter
+from relaybus.executor import ChatRequest, ExecutorConfig, ProviderConfig, RateLimiter, TaskExecutor
 from relaybus.executor.ratelimit import TokenBucket
+from relaybus.messages import AgentTask
+
+from .mock_http import Recorder, openai_answer
 
 
 class FakeClock:
@@ -108,3 +111,25 @@ def test_bad_limits_are_refused_with_a_config_error() -> None:
     with pytest.raises(ConfigError, match="positive rate and a positive capacity"):
         TokenBucket(rate_per_s=1.0, capacity=0)
     assert "tokens_per_minute=1000" in repr(RateLimiter(tokens_per_minute=1000))
+
+
+@pytest.mark.parametrize(("tokens_per_minute", "measured"), [(None, 0), (600_000, 1)])
+async def test_the_llm_mode_measures_a_request_only_for_a_token_limit(
+    monkeypatch: pytest.MonkeyPatch, tokens_per_minute: float | None, measured: int
+) -> None:
+    estimates: list[int] = []
+    estimate = ChatRequest.estimated_tokens
+
+    def counted(request: ChatRequest) -> int:
+        estimates.append(estimate(request))
+        return estimates[-1]
+
+    monkeypatch.setattr(ChatRequest, "estimated_tokens", counted)
+    provider = ProviderConfig(
+        kind="openai", base_url="http://llm.local/v1", tokens_per_minute=tokens_per_minute
+    )
+    mock = Recorder(openai_answer({"content": "ok"}))
+    async with TaskExecutor(ExecutorConfig(provider=provider), client=mock.client()) as executor:
+        result = await executor.execute(AgentTask(topic="t", prompt="p", mode="llm"))
+    assert result.ok, result.error
+    assert len(estimates) == measured

@@ -100,6 +100,11 @@ class RateLimiter:
     def limited(self) -> bool:
         return self._requests is not None or self._tokens is not None
 
+    @property
+    def counts_tokens(self) -> bool:
+        """Whether a tokens-per-minute limit is set (else the ``tokens`` given to ``acquire`` are unused)."""
+        return self._tokens is not None
+
     def __repr__(self) -> str:
         rpm = self._requests.rate_per_s * 60 if self._requests else None
         tpm = self._tokens.rate_per_s * 60 if self._tokens else None
