@@ -95,8 +95,9 @@ class TaskExecutor:
             connect_timeout_s=cfg.connect_timeout_s,
         )
         self._slots = asyncio.Semaphore(cfg.max_concurrency)
+        # The caller's tasks inside ``execute``, by task id, and those ``cancel`` was asked to stop.
         self._running: dict[UUID, set[asyncio.Task[Any]]] = {}
-        self._cancel_requested: set[asyncio.Task[Any]] = set()
+        self._cancel_requested: set[tuple[asyncio.Task[Any], UUID]] = set()
         self._closed = False
         self._log = get_logger("relaybus.executor")
         self._chat_logs: dict[str, FilteringBoundLogger] = {}  # bound once per agent: chat is per turn
@@ -211,8 +212,8 @@ class TaskExecutor:
         """End the running task ``task_id`` with a CANCELLED result; False when no such task is running."""
         found = False
         for runner in self._running.get(task_id, ()):
-            if not runner.done():
-                self._cancel_requested.add(runner)
+            if not runner.done() and (runner, task_id) not in self._cancel_requested:
+                self._cancel_requested.add((runner, task_id))
                 runner.cancel()
                 found = True
         return found
@@ -249,22 +250,27 @@ class TaskExecutor:
             )
             return self._finish(result, task, agent, started, log)
         ctx = RunContext(agent=agent, system_prompt=system_prompt, log=log, on_delta=on_delta)
-        runner = asyncio.create_task(self._run(backend, task, ctx), name=f"relaybus-execute-{task.id}")
+        # In the caller's task, no Task of its own: ``cancel`` cancels the caller's task while, and only
+        # while, it is in here, and that one cancellation is taken back (``uncancel``) into a CANCELLED
+        # result; any other cancellation propagates. A Task and two loop turns fewer per call.
+        runner = asyncio.current_task()
+        assert runner is not None
+        key = (runner, task.id)
         self._running.setdefault(task.id, set()).add(runner)
         try:
             try:
-                result = await runner
+                result = await self._run(backend, task, ctx)
             except asyncio.CancelledError:
-                me = asyncio.current_task()
-                outer_cancelled = me is not None and me.cancelling() > 0
-                if outer_cancelled or runner not in self._cancel_requested:
-                    runner.cancel()
+                if key not in self._cancel_requested or runner.uncancel() > 0:
                     raise
                 result = ExecutionResult.failed(
                     task.id, ExecutionStatus.CANCELLED, "Cancelled", "cancelled by TaskExecutor.cancel()"
                 )
+            else:
+                if key in self._cancel_requested:  # asked just as it returned: the work is done, keep it
+                    runner.uncancel()
         finally:
-            self._cancel_requested.discard(runner)
+            self._cancel_requested.discard(key)
             runners = self._running.get(task.id)
             if runners is not None:
                 runners.discard(runner)
