@@ -170,7 +170,7 @@ class AmqpBus(BusBase):
         other arguments: see :mod:`relaybus.bus.dead_letters`)."""
         self._conn: ClusterConnection | None = None
         self._publisher = PublishChannel(operation_timeout)
-        self._watchdog, self._settles = DeadlineWatchdog(), DeadlineWatchdog()  # publishes, acks and nacks
+        self._watchdog = DeadlineWatchdog()  # the deadline of every confirmed publish
         self._topology_channel: AbstractRobustChannel | None = None
         self._queues: dict[str, AbstractRobustQueue] = {}
         self._specs: dict[str, _QueueSpec] = {}
@@ -252,7 +252,6 @@ class AmqpBus(BusBase):
         self._closed = True
         self._link.unwatch()
         self._watchdog.close()
-        self._settles.close()
         subscriptions, self._subscriptions = list(self._subscriptions), set()
         for sub in subscriptions:
             await sub._abort()

@@ -20,6 +20,7 @@ from pamqp.commands import Basic
 
 from . import amqp_connection
 from .amqp_delivery import AmqpDelivery, AmqpMessage
+from .amqp_settle import SettleBatch
 from .base import EXCHANGE, Handler
 from .core import start_handler
 
@@ -58,6 +59,7 @@ class AmqpSubscription:
         self._running: set[asyncio.Task[None]] = set()
         self._cancelled = False
         self._resuming: asyncio.Task[None] | None = None
+        self._settles: SettleBatch | None = None  # the current channel's; a new channel gets its own
 
     async def _start(self, queue: AbstractRobustQueue) -> None:
         self._queue = queue
@@ -143,10 +145,14 @@ class AmqpSubscription:
         # In a task of our own (start_handler): a broker restart must not cancel user code half-way (aiormq
         # cancels the task it runs this callback in when the channel closes). The handler finishes; its ack
         # then fails (the broker has requeued the message) and the redelivery is deduplicated by id.
+        settles = self._settles
+        if settles is None or settles.channel is not message.channel:
+            settles = self._settles = SettleBatch(message.channel)
+        settles.delivered(cast(Basic.Deliver, message.delivery).delivery_tag or 0)
         running = self._running
         start_handler(
             self._handler,
-            AmqpDelivery(AmqpMessage(message), queue=self.queue, bus=self._bus),
+            AmqpDelivery(AmqpMessage(message, settles), queue=self.queue, bus=self._bus),
             self._bus._log,
             running=running,
             name=f"relaybus-handler:{self.queue}",

@@ -7,6 +7,8 @@
   ``x-dead-letter-exchange``, which every queue declared by ``AmqpBus`` has.
 - Settling a delivery whose channel is gone (a broker restart, ``close``) raises ``BusError``: the broker has
   already returned the message to its queue, so it will be delivered again (at-least-once).
+- ``ack`` and ``nack`` do not wait for the frame to be written: the settles of one loop turn go out together
+  (:class:`~relaybus.bus.amqp_settle.SettleBatch`; AMQP answers no settle, so waiting would tell nothing).
 - Headers are plain ``HeaderValue``s: bytes decoded, AMQP tables and arrays as JSON text.
 
 What RabbitMQ 3.10.8 really does with quorum queues (measured by ``tests/bus/test_amqp.py``):
@@ -26,9 +28,8 @@ What RabbitMQ 3.10.8 really does with quorum queues (measured by ``tests/bus/tes
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
@@ -41,6 +42,7 @@ from pamqp.commands import Basic
 
 from relaybus.exceptions import BusError
 
+from .amqp_settle import SettleBatch
 from .base import DEAD_LETTER_EXCHANGE, ERROR_HEADER, HeaderValue
 from .core import (
     DELIVERY_COUNT_HEADER,
@@ -55,9 +57,6 @@ if TYPE_CHECKING:
     from .amqp import AmqpBus
 
 __all__ = ["AmqpDelivery", "AmqpMessage"]
-
-_SETTLE_TIMEOUT_S = 5.0  # an ack is one frame written; longer means the channel is dead
-
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
@@ -104,10 +103,20 @@ class AmqpMessage:
     ``bench.consume_paths``), and the bus reads only these fields.
     """
 
-    __slots__ = ("body", "channel", "delivery_tag", "exchange", "properties", "redelivered", "routing_key")
+    __slots__ = (
+        "_settles",
+        "body",
+        "channel",
+        "delivery_tag",
+        "exchange",
+        "properties",
+        "redelivered",
+        "routing_key",
+    )
 
-    def __init__(self, delivered: DeliveredMessage) -> None:
+    def __init__(self, delivered: DeliveredMessage, settles: SettleBatch) -> None:
         deliver = cast(Basic.Deliver, delivered.delivery)  # a consumer's deliveries are all Basic.Deliver
+        self._settles = settles
         self.body: bytes = delivered.body
         self.channel: aiormq.abc.AbstractChannel = delivered.channel
         self.properties: Basic.Properties = delivered.header.properties
@@ -156,11 +165,13 @@ class AmqpMessage:
     def type(self) -> str | None:
         return self.properties.message_type
 
-    async def ack(self) -> None:
-        await self.channel.basic_ack(self.delivery_tag)
+    def ack(self) -> None:
+        """Ack on this delivery's channel with the other settles of this loop turn (raises
+        ``ChannelInvalidStateError`` once the channel is closed)."""
+        self._settles.ack(self.delivery_tag)
 
-    async def nack(self, *, requeue: bool) -> None:
-        await self.channel.basic_nack(self.delivery_tag, requeue=requeue)
+    def nack(self, *, requeue: bool) -> None:
+        self._settles.nack(self.delivery_tag, requeue=requeue)
 
 
 class AmqpDelivery(DeliveryFields[AmqpMessage]):
@@ -213,12 +224,12 @@ class AmqpDelivery(DeliveryFields[AmqpMessage]):
 
     async def ack(self) -> None:
         self._settle("acked")
-        await self._on_channel("ack", self._message.ack)
+        self._on_channel("ack", self._message.ack)
 
     async def nack(self, *, requeue: bool = True) -> None:
         """Return the message (``requeue``: counts against the delivery limit) or have it dead-lettered."""
         self._settle("nacked")
-        await self._on_channel("nack", lambda: self._message.nack(requeue=requeue))
+        self._on_channel("nack", lambda: self._message.nack(requeue=requeue))
 
     async def dead_letter(self, reason: str) -> None:
         """Publish a copy to ``relaybus.dlx`` with the dead-letter headers, wait for its confirm, then ack."""
@@ -252,22 +263,17 @@ class AmqpDelivery(DeliveryFields[AmqpMessage]):
             message_id=message.message_id,
             reason=headers[ERROR_HEADER],
         )
-        await self._on_channel("ack", message.ack)
+        self._on_channel("ack", message.ack)
 
-    async def _on_channel(self, verb: str, op: Callable[[], Awaitable[object]]) -> None:
+    def _on_channel(self, verb: str, op: Callable[[], None]) -> None:
         try:
             # The delivery's own (aiormq) channel, not the robust wrapper: after a reconnect the wrapper has a
-            # new channel, and this delivery tag means nothing there. Writing to the dead channel's bounded
-            # write queue would wait forever once it is full, so check first and bound the wait.
+            # new channel, and this delivery tag means nothing there.
             channel = self._message.channel
             if channel.is_closed or channel.connection.is_closed:
                 raise ChannelInvalidStateError("the delivery's channel is closed")
-            # In this task under the bus's one settle deadline timer: ``wait_for`` would make a Task and a
-            # timer per ack.
-            bus = self._bus
-            deadline = asyncio.get_running_loop().time() + min(bus.operation_timeout, _SETTLE_TIMEOUT_S)
-            await bus._settles.bound(op(), deadline)
-        except (ChannelInvalidStateError, aiormq.exceptions.AMQPError, ConnectionError, TimeoutError) as exc:
+            op()
+        except (ChannelInvalidStateError, aiormq.exceptions.AMQPError, ConnectionError) as exc:
             self._bus._log.warning(
                 "settle_failed_channel_closed",
                 verb=verb,

@@ -68,8 +68,7 @@ def refused(exchange: str, routing_key: str, nack: str, waited_s: float) -> BusE
 
 
 class DeadlineWatchdog:
-    """Deadlines of a bus's operations (publishes waiting for their confirm, settles), on one timer armed
-    for the earliest.
+    """Deadlines of a bus's publishes waiting for their confirm, on one timer armed for the earliest.
 
     What ``asyncio.timeout_at`` (or ``wait_for``) does per operation, without a timer (or a Task) per
     operation (bench/PROFILE.md): an operation past its deadline has its task cancelled, and that
