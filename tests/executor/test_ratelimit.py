@@ -97,10 +97,14 @@ async def test_block_for_holds_everyone_back() -> None:
     clock = FakeClock()
     limiter = RateLimiter(clock=clock, sleep=clock.sleep)
     assert not limiter.limited
+    assert limiter.open_now  # the llm mode then skips acquire (and pausing the task's timeout) altogether
     assert await limiter.acquire() == 0.0
     limiter.block_for(3.0)
+    assert not limiter.open_now
     assert await limiter.acquire() == pytest.approx(3.0)
+    assert limiter.open_now
     assert await limiter.acquire() == 0.0
+    assert not RateLimiter(requests_per_minute=60, clock=clock, sleep=clock.sleep).open_now
 
 
 def test_bad_limits_are_refused_with_a_config_error() -> None:

@@ -101,6 +101,11 @@ class RateLimiter:
         return self._requests is not None or self._tokens is not None
 
     @property
+    def open_now(self) -> bool:
+        """Whether ``acquire`` would return at once: no limit set, and no server asked to wait."""
+        return not self.limited and self._blocked_until <= self._clock()
+
+    @property
     def counts_tokens(self) -> bool:
         """Whether a tokens-per-minute limit is set (else the ``tokens`` given to ``acquire`` are unused)."""
         return self._tokens is not None
@@ -120,7 +125,7 @@ class RateLimiter:
 
     async def acquire(self, tokens: float = 0) -> float:
         """Wait until one request of about ``tokens`` tokens may go out; returns the seconds waited."""
-        if not self.limited and self._blocked_until <= self._clock():
+        if self.open_now:
             return 0.0
         start = self._clock()
         async with self._lock:  # FIFO: a big request is not starved by later small ones

@@ -194,8 +194,9 @@ class LlmBackend:
         log = ctx.log.bind(provider=provider.name)
         failure: CallFailure | None = None
         for attempt in range(1, policy.max_attempts + 1):
-            async with ctx.outside_timeout():
-                await route.limiter.acquire(estimate)
+            if not route.limiter.open_now:  # else no wait: keep the deadline's timer as it is
+                async with ctx.outside_timeout():
+                    await route.limiter.acquire(estimate)
             answer = await _attempt(provider, request, relay)
             if isinstance(answer, Completion):
                 route.limiter.settle(estimate, answer.usage.total_tokens)
