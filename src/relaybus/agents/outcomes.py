@@ -12,6 +12,7 @@ from relaybus.messages import ExecutionResult, ExecutionStatus, Usage
 from relaybus.secrets import mask_secrets
 
 from .agent import Agent
+from .usage import NO_USAGE
 
 __all__ = ["handle_failed", "handle_returned", "interrupted", "is_interrupted", "refused"]
 
@@ -59,7 +60,7 @@ def handle_returned(
         "started_at": started,
         "finished_at": datetime.now(UTC),
     }
-    if usage != Usage():
+    if usage is not NO_USAGE and usage != NO_USAGE:  # no new Usage per task to compare with
         stamp["usage"] = usage
     if isinstance(value, ExecutionResult):
         return value.model_copy(update={"task_id": task_id, **stamp})

@@ -191,7 +191,6 @@ class LlmBackend:
         # Counting the request's characters costs a few percent of a call's CPU: only for a token limit.
         estimate = request.estimated_tokens() if route.limiter.counts_tokens else 0
         provider = route.provider
-        log = ctx.log.bind(provider=provider.name)
         failure: CallFailure | None = None
         for attempt in range(1, policy.max_attempts + 1):
             if not route.limiter.open_now:  # else no wait: keep the deadline's timer as it is
@@ -204,7 +203,12 @@ class LlmBackend:
                 return ChatOutcome(answer, None, attempt, provider.name)
             if relay is not None and relay.started:  # the tokens were spent: the estimate stays charged
                 failure = broken_stream(answer, provider.name, relay.deltas, len(relay.text), self._secrets)
-                log.warning("llm_stream_broken", deltas=relay.deltas, error_type=type(answer).__name__)
+                ctx.log.warning(
+                    "llm_stream_broken",
+                    provider=provider.name,
+                    deltas=relay.deltas,
+                    error_type=type(answer).__name__,
+                )
                 metrics.llm_failed(provider.name)
                 return ChatOutcome(None, failure, attempt)
             route.limiter.settle(estimate, 0)  # a refused request cost nothing against the limit
@@ -224,11 +228,23 @@ class LlmBackend:
                 break
             delay = policy.delay(attempt, failure.retry_after)
             metrics.llm_retried(route.provider.name, failure.type)
-            log.info("llm_retry", attempt=attempt, error_type=failure.type, delay_s=round(delay, 3))
+            ctx.log.info(
+                "llm_retry",
+                provider=provider.name,
+                attempt=attempt,
+                error_type=failure.type,
+                delay_s=round(delay, 3),
+            )
             await asyncio.sleep(delay)
         assert failure is not None
         metrics.llm_failed(route.provider.name)
-        log.warning("llm_call_failed", attempts=attempt, error_type=failure.type, retryable=failure.retryable)
+        ctx.log.warning(
+            "llm_call_failed",
+            provider=provider.name,
+            attempts=attempt,
+            error_type=failure.type,
+            retryable=failure.retryable,
+        )
         return ChatOutcome(None, failure, attempt)
 
 
