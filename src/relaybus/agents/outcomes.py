@@ -60,7 +60,7 @@ def handle_returned(
         "started_at": started,
         "finished_at": datetime.now(UTC),
     }
-    if usage is not NO_USAGE and usage != NO_USAGE:  # no new Usage per task to compare with
+    if usage is not NO_USAGE and usage != NO_USAGE:  # the tally hands out the shared empty one
         stamp["usage"] = usage
     if isinstance(value, ExecutionResult):
         return value.model_copy(update={"task_id": task_id, **stamp})

@@ -148,11 +148,12 @@ class AmqpSubscription:
         settles = self._settles
         if settles is None or settles.channel is not message.channel:
             settles = self._settles = SettleBatch(message.channel)
-        settles.delivered(cast(Basic.Deliver, message.delivery).delivery_tag or 0)
+        received = AmqpMessage(message, settles)
+        settles.delivered(received.delivery_tag)
         running = self._running
         start_handler(
             self._handler,
-            AmqpDelivery(AmqpMessage(message, settles), queue=self.queue, bus=self._bus),
+            AmqpDelivery(received, queue=self.queue, bus=self._bus),
             self._bus._log,
             running=running,
             name=f"relaybus-handler:{self.queue}",

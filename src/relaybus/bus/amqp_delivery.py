@@ -268,12 +268,11 @@ class AmqpDelivery(DeliveryFields[AmqpMessage]):
     def _on_channel(self, verb: str, op: Callable[[], None]) -> None:
         try:
             # The delivery's own (aiormq) channel, not the robust wrapper: after a reconnect the wrapper has a
-            # new channel, and this delivery tag means nothing there.
-            channel = self._message.channel
-            if channel.is_closed or channel.connection.is_closed:
-                raise ChannelInvalidStateError("the delivery's channel is closed")
+            # new channel, and this delivery tag means nothing there. Its batch checks the channel itself.
+            if self._message.channel.connection.is_closed:
+                raise ChannelInvalidStateError("the delivery's connection is closed")
             op()
-        except (ChannelInvalidStateError, aiormq.exceptions.AMQPError, ConnectionError) as exc:
+        except (ChannelInvalidStateError, aiormq.exceptions.AMQPError) as exc:
             self._bus._log.warning(
                 "settle_failed_channel_closed",
                 verb=verb,

@@ -267,7 +267,7 @@ class TaskExecutor:
                     task.id, ExecutionStatus.CANCELLED, "Cancelled", "cancelled by TaskExecutor.cancel()"
                 )
             else:
-                if key in self._cancel_requested:  # asked just as it returned: the work is done, keep it
+                if key in self._cancel_requested:  # the backend swallowed our cancellation: its result stands
                     runner.uncancel()
         finally:
             self._cancel_requested.discard(key)
