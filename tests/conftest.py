@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import structlog
 
+from tests.hangs import pytest_timeout_set_timer  # noqa: F401  (a hook: a hang fails alone)
 from tests.netns import NodeAddresses, netns_available
 from tests.rabbitmq_nodes import PrivateCluster, PrivateNode, rabbitmq_available
 
