@@ -46,9 +46,10 @@ import contextlib
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustQueue
 from aio_pika.exceptions import ChannelClosed, DeliveryError, PublishError
 from pamqp.commands import Basic
@@ -402,17 +403,17 @@ class AmqpBus(BusBase):
         while True:
             attempt += 1
             try:
-                # While the channel is open, publish at once under the bus's one watchdog: no ``wait_for``
-                # Task, no timer per publish (bench/PROFILE.md). Retries wait for the connection first.
+                # At once under the bus's one watchdog (no Task or timer per publish); retries wait first.
                 if attempt > 1 or channel.is_closed:
                     await self._wait_ready(channel, deadline)
-                underlay = await channel.get_underlay_channel()
+                underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
                 sent = underlay.basic_publish(
                     body,
                     exchange=exchange,
                     routing_key=routing_key,
                     mandatory=mandatory,
                     properties=properties,
+                    wait=False,  # the confirm is awaited below; waiting for the write too would serialize
                 )
                 await self._watchdog.bound(sent, deadline)
                 if attempt > 1:

@@ -35,6 +35,7 @@ from aio_pika.connection import make_url
 from relaybus.exceptions import ConfigError
 from relaybus.secrets import Secret, mask_url
 
+from .amqp_writes import CoalescingTransportFactory, widen_write_queue
 from .base import DEAD_LETTER_EXCHANGE
 from .core import QueueDeclaration
 
@@ -204,6 +205,8 @@ class ClusterConnection(aio_pika.RobustConnection):
             client_properties=client_properties,
             reconnect_interval=reconnect_interval,
         )
+        self.writes = CoalescingTransportFactory()  # one socket write per loop turn (amqp_writes)
+        self.kwargs["transport_factory"] = self.writes
         self._endpoints = endpoints
         self._index = start
         self._base_interval = reconnect_interval
@@ -240,5 +243,7 @@ class ClusterConnection(aio_pika.RobustConnection):
 
     async def _on_connected(self) -> None:
         await super()._on_connected()
+        if self.transport is not None:
+            widen_write_queue(self.transport.connection)
         self._failed = 0
         self.connected_index = self._index
