@@ -99,7 +99,8 @@ async def test_concurrent_publishes_share_socket_writes_and_all_arrive(amqp_url:
         await bus.declare_queue(queue, durable=False)
         try:
             conn = bus._conn
-            assert conn is not None and conn.transport is not None
+            assert conn is not None
+            assert conn.transport is not None
             assert conn.transport.connection.write_queue.maxsize == WRITE_QUEUE_FRAMES  # type: ignore[attr-defined]
             writer = conn.writes.writer
             assert writer is not None
