@@ -15,6 +15,7 @@ from uuid import uuid4
 import pytest
 
 from relaybus.bus.amqp import AmqpBus
+from relaybus.bus.amqp_writes import WRITE_QUEUE_FRAMES
 from relaybus.bus.base import Delivery, OutgoingMessage
 from relaybus.exceptions import BusError, ConnectionFailed
 from relaybus.secrets import mask_url
@@ -116,6 +117,13 @@ async def test_publish_during_an_outage_waits_then_fails_naming_the_url_and_reco
             await bus.publish(OutgoingMessage(body=b"2", routing_key=f"task.{queue}"))
             assert await bus.purge_queue(queue) == 1
             assert bus.reconnect_count >= 1
+            # the new connection's writes are coalesced again, its write queue widened again
+            conn = bus._conn
+            assert conn is not None
+            assert conn.transport is not None
+            assert conn.writes.writer is not None
+            assert conn.writes.writer.flushes >= 1
+            assert conn.transport.connection.write_queue.maxsize == WRITE_QUEUE_FRAMES  # type: ignore[attr-defined]
         finally:
             await broker.start()
             await bus.delete_queue(queue)
