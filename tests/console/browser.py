@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import shutil
 import uuid
+import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from relaybus.state import PlannedTask, StateStore, TaskEventKind, TaskUpdate, s
 from .support import TOKEN
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CLOSE_TIMEOUT_S = 30.0
 
 
 class EchoAgent(Agent):
@@ -72,7 +74,12 @@ async def chromium() -> AsyncIterator[Browser]:
             page.set_default_timeout(20_000)
             yield Browser(page, dialogs)
         finally:
-            await browser.close()
+            # Bounded: a browser that does not close is not the console's fault, and leaving the Playwright
+            # context stops its driver (and the browser with it) anyway.
+            try:
+                await asyncio.wait_for(browser.close(), CLOSE_TIMEOUT_S)
+            except TimeoutError:
+                warnings.warn(f"chromium did not close within {CLOSE_TIMEOUT_S:g} s", stacklevel=1)
 
 
 @dataclass
