@@ -3,12 +3,16 @@
 The first delta comes long before the end of the stream, the deltas join to the output, ``seq`` has no gap,
 coalescing sends far fewer messages than the provider sent chunks, a delegated agent's deltas reach the
 original caller, a broken stream ends in a FAILURE after the text that came, a caller that does not stream
-gets no event, and a lost event costs a gap, never the result.
+gets no event, a lost event costs a gap, never the result, and events travel on the caller's events queue
+(classic, not durable), not its durable reply queue.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 
 import pytest
@@ -198,3 +202,66 @@ async def test_a_tool_agents_steps_and_its_delegated_writers_text_reach_the_call
     assert {e.agent for e in writers} == {fleet.name("writer")}
     own = [e for e in events if e.kind == "delta" and e.sub_task_id is None]
     assert "".join(e.text for e in own) == result.output
+
+
+async def test_events_travel_on_the_callers_classic_events_queue_and_the_result_on_its_reply_queue(
+    amqp_url: str, server: FakeLLMServer
+) -> None:
+    class Records:
+        """The worker's bus, recording the queue each event and each result is sent to."""
+
+        def __init__(self, inner: object) -> None:
+            self.inner = inner
+            self.events_to: set[str] = set()
+            self.results_to: set[str] = set()
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+        async def publish(self, message: OutgoingMessage) -> None:
+            if EVENT_HEADER in message.headers:
+                self.events_to.add(message.routing_key)
+            elif message.routing_key.startswith("relaybus.reply."):
+                self.results_to.add(message.routing_key)
+            await self.inner.publish(message)  # type: ignore[attr-defined]
+
+    config = ExecutorConfig(provider=ProviderConfig(kind="openai", base_url=server.openai_base_url))
+    suffix = f"-evq-{time.monotonic_ns()}"
+    writer = type("QWriter", (sa.Writer,), {"name": sa.name("writer", suffix), "topics": (f"evq{suffix}",)})
+    async with (
+        await connect(amqp_url) as worker_bus,
+        await connect(amqp_url) as caller_bus,
+        TaskExecutor(config) as executor,
+    ):
+        recording = Records(worker_bus)
+        async with (
+            AgentWorker(recording, [writer()], executor=executor),  # type: ignore[arg-type]
+            ProjectOrchestrator(caller_bus) as orchestrator,
+        ):
+            try:
+                task = AgentTask(topic=f"evq{suffix}", prompt=PROMPT)
+                events = [e async for e in orchestrator.stream(task)]
+                (events_queue,) = recording.events_to
+                declared = await broker_queue(amqp_url, events_queue)
+            finally:
+                await caller_bus.delete_queue(agent_queue_name(writer.name))
+    result = events[-1].result
+    assert result is not None
+    assert result.output == REPLY
+    assert "".join(e.text for e in events if e.kind == "delta") == REPLY
+    assert events_queue.startswith("relaybus.events.")
+    assert recording.results_to == {orchestrator.reply_queue}
+    assert declared == {"durable": False, "exclusive": True, "type": "classic"}
+
+
+async def broker_queue(amqp_url: str, name: str) -> dict[str, object]:
+    """What ``rabbitmqctl list_queues`` says of queue ``name``: durable, exclusive, its type."""
+    vhost = urllib.parse.unquote(urllib.parse.urlsplit(amqp_url).path.lstrip("/")) or "/"
+    listing = await asyncio.create_subprocess_exec(
+        *("rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "durable", "exclusive", "type"),
+        *("--formatter", "json"),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(listing.communicate(), 60)
+    (info,) = [queue for queue in json.loads(out) if queue["name"] == name]
+    return {"durable": info["durable"], "exclusive": bool(info["exclusive"]), "type": info["type"]}

@@ -96,6 +96,63 @@ def call(
         connection.close()
 
 
+@dataclass
+class Streamed:
+    """A streamed task's messages as they came: (queue, headers, JSON body) of each event, then the result."""
+
+    events: list[tuple[str, dict[str, Any], dict[str, Any]]]
+    result: dict[str, Any] | None
+
+
+def stream(
+    url: str, body: bytes, *, routing_key: str, own_events_queue: bool, timeout: float = 20.0
+) -> Streamed:
+    """Publish one task with ``relaybus-stream: 1`` and collect its events and result: on a private reply
+    queue, and with ``own_events_queue`` on an exclusive ``relaybus.events.<32 hex>`` queue named by the
+    ``relaybus-events-to`` header."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        _declare_topology(channel)
+        reply_to = f"relaybus.reply.pika-{uuid.uuid4().hex}"
+        queues = [reply_to]
+        headers: dict[str, Any] = {**SCHEMA, "relaybus-stream": "1"}
+        if own_events_queue:
+            events_to = f"relaybus.events.{uuid.uuid4().hex}"
+            queues.append(events_to)
+            headers["relaybus-events-to"] = events_to
+        got = Streamed(events=[], result=None)
+        for queue in queues:
+            channel.queue_declare(queue, exclusive=True)
+
+            def keep(
+                _c: Any, method: Any, props: pika.BasicProperties, raw: bytes, queue: str = queue
+            ) -> None:
+                message_headers = dict(props.headers or {})
+                if "relaybus-event" in message_headers:
+                    got.events.append((queue, message_headers, json.loads(raw)))
+                else:
+                    got.result = json.loads(raw)
+
+            channel.basic_consume(queue, keep, auto_ack=True)
+        channel.basic_publish(
+            EXCHANGE,
+            routing_key,
+            body,
+            pika.BasicProperties(
+                content_type="application/json", delivery_mode=2, headers=headers, reply_to=reply_to
+            ),
+            mandatory=True,
+        )
+        started = time.monotonic()
+        while got.result is None and time.monotonic() - started < timeout:
+            connection.process_data_events(time_limit=0.05)
+        return got
+    finally:
+        connection.close()
+
+
 def task_body(topic: str, **fields: Any) -> tuple[str, bytes]:
     """A new task id and the JSON body of a task with it."""
     task_id = str(uuid.uuid4())

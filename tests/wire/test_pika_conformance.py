@@ -14,7 +14,7 @@ import jsonschema
 import pika
 import pytest
 
-from relaybus.agents import AgentWorker
+from relaybus.agents import Agent, AgentContext, AgentWorker
 from relaybus.bus.amqp import AmqpBus
 from relaybus.messages import AgentTask, ExecutionStatus
 from relaybus.orchestrator import ProjectOrchestrator
@@ -31,6 +31,51 @@ async def worker(amqp_vhost_url: str) -> AsyncIterator[str]:
     """A relaybus worker hosting the Echo agent; yields the URL for the pika client."""
     async with AmqpBus(amqp_vhost_url) as bus, AgentWorker(bus, [sa.Echo()], heartbeat_interval_s=60):
         yield amqp_vhost_url
+
+
+class Narrator(Agent):
+    """Says two progress lines, then answers."""
+
+    name = sa.name("narrator")
+    topics = (sa.topic("narrate"),)
+
+    async def handle(self, task: AgentTask, ctx: AgentContext) -> object:
+        await ctx.emit("progress", text="one")
+        await ctx.emit("progress", text="two")
+        return {"told": task.prompt}
+
+
+@pytest.fixture
+async def narrator(amqp_vhost_url: str) -> AsyncIterator[str]:
+    async with AmqpBus(amqp_vhost_url) as bus, AgentWorker(bus, [Narrator()], heartbeat_interval_s=60):
+        yield amqp_vhost_url
+
+
+@pytest.mark.parametrize("own_events_queue", [True, False])
+async def test_a_pika_client_streams_a_task_to_its_events_queue_or_else_to_its_reply_queue(
+    narrator: str, own_events_queue: bool
+) -> None:
+    task_id, body = pika_side.task_body(sa.topic("narrate"), prompt="p")
+    got = await asyncio.to_thread(
+        pika_side.stream,
+        narrator,
+        body,
+        routing_key=f"task.{sa.topic('narrate')}",
+        own_events_queue=own_events_queue,
+    )
+    assert got.result is not None
+    assert got.result["status"] == "success"
+    assert [(e["seq"], e["kind"], e["text"]) for _, _, e in got.events] == [
+        (1, "progress", "one"),
+        (2, "progress", "two"),
+    ]
+    queues = {queue for queue, _, _ in got.events}
+    assert len(queues) == 1
+    (queue,) = queues
+    assert queue.startswith("relaybus.events." if own_events_queue else "relaybus.reply.pika-")
+    for _, headers, event in got.events:
+        assert headers["relaybus-event"] == "progress"
+        assert event["task_id"] == task_id
 
 
 def dead_letter_count(url: str) -> int:

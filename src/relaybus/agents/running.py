@@ -59,7 +59,7 @@ class Run:
     # slot is given back when the first starts and taken again when the last ends.
     waiting: int = 0
     ctx: AgentContext | None = None
-    stream_to: str | None = None  # the reply queue of a caller that streams this task
+    stream_to: str | None = None  # where the events go of a task whose caller streams it: its events queue
     events: EventSender | None = None
     done: asyncio.Future[ExecutionResult | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()

@@ -90,8 +90,8 @@ from relaybus.bus.base import (
     agent_queue_name,
     agent_routing_key,
 )
-from relaybus.bus.codec import DEFAULT_MAX_BODY_BYTES, wants_stream
-from relaybus.bus.rpc import ReplyRouter, is_reply_queue
+from relaybus.bus.codec import DEFAULT_MAX_BODY_BYTES, stream_destination
+from relaybus.bus.rpc import ReplyRouter
 from relaybus.bus.topic import topic_binding
 from relaybus.exceptions import ConfigError, UsageError
 from relaybus.executor.lazy import LazyTaskExecutor
@@ -414,8 +414,7 @@ class AgentWorker:
         if isinstance(run, Expired):
             await self._expired(delivery, task, agent, run.late_s)
             return
-        if delivery.reply_to and wants_stream(delivery.headers) and is_reply_queue(delivery.reply_to):
-            run.stream_to = delivery.reply_to
+        run.stream_to = stream_destination(delivery.reply_to, delivery.headers)
         if self.claims is None:
             outcome = await self._runner.run(run)
         else:

@@ -55,12 +55,16 @@ DEAD_AT_HEADER = "relaybus-dead-at"
 DEADLINE_HEADER = "relaybus-deadline"
 """Absolute deadline of a task, Unix epoch seconds as a decimal string; the worker enforces it."""
 DELEGATION_HEADER = "relaybus-delegation"
-STREAM_HEADER = "relaybus-stream"
-"""On a task: ``1`` asks its worker to send the task's events (:class:`~relaybus.messages.TaskEvent`) to the
-task's ``reply_to`` while it runs. Without it no event is sent."""
-EVENT_HEADER = "relaybus-event"
-"""On a task event (to the task's ``reply_to``, ``correlation_id`` = task id): the event's ``kind``."""
 """Comma-separated agent names of a delegation chain, outermost first (loop and depth checks)."""
+STREAM_HEADER = "relaybus-stream"
+"""On a task: ``1`` asks its worker to send the task's events (:class:`~relaybus.messages.TaskEvent`) while
+it runs, to the queue named by ``relaybus-events-to`` or else to the task's ``reply_to``. Without it no event
+is sent."""
+EVENTS_TO_HEADER = "relaybus-events-to"
+"""On a streamed task: the caller's events queue (``relaybus.events.<32 hex digits>``, classic, not durable)
+that gets the task's events instead of its ``reply_to``; a value of another form is ignored."""
+EVENT_HEADER = "relaybus-event"
+"""On a task event (``correlation_id`` = task id): the event's ``kind``."""
 TRACEPARENT_HEADER = "traceparent"
 TRACESTATE_HEADER = "tracestate"
 CANCEL_ROUTING_KEY = "event.relaybus.cancel"

@@ -33,6 +33,7 @@ from .base import (
     CANCEL_ROUTING_KEY,
     DEFAULT_EXCHANGE,
     EVENT_HEADER,
+    EVENTS_TO_HEADER,
     EXCHANGE,
     SCHEMA_HEADER,
     STREAM_HEADER,
@@ -44,6 +45,7 @@ from .base import (
 )
 from .compat import check_content_type, ignoring_unknown_fields, schema_header_value, schema_version
 from .core import truncate
+from .replies import is_events_queue, is_reply_queue
 
 __all__ = [
     "CONTROL_MAX_BODY_BYTES",
@@ -67,6 +69,7 @@ __all__ = [
     "encode_task",
     "encode_task_event",
     "is_task_event",
+    "stream_destination",
     "wants_stream",
 ]
 
@@ -177,6 +180,23 @@ def wants_stream(headers: Mapping[str, HeaderValue]) -> bool:
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
     return value is not None and str(value).strip().lower() in ("1", "true", "yes")
+
+
+def stream_destination(reply_to: str | None, headers: Mapping[str, HeaderValue]) -> str | None:
+    """Where a worker sends the events of a task with these ``reply_to`` and ``headers``: None when the task
+    does not ask for them (``relaybus-stream: 1``); else its ``relaybus-events-to`` queue when that names an
+    events queue (``relaybus.events.<32 hex digits>``), else its ``reply_to`` when that is a reply queue
+    (callers from before events queues, and clients in other languages), else None."""
+    if not wants_stream(headers):
+        return None
+    events_to = headers.get(EVENTS_TO_HEADER)
+    if isinstance(events_to, bytes):
+        events_to = events_to.decode("ascii", "replace")
+    if isinstance(events_to, str) and is_events_queue(events_to):
+        return events_to
+    if reply_to and is_reply_queue(reply_to):
+        return reply_to
+    return None
 
 
 def decode_task_event(

@@ -30,9 +30,7 @@ What a caller may rely on:
   reason and the task goes on waiting for its real result. :attr:`ReplyRouter.refused` counts them.
   (It sets agents apart from outsiders, not from each other: an agent's user can answer for that agent.)
   For signatures instead of users see :mod:`relaybus.bus.signing`.
-  whose reply still finds no queue drops the result, counted and logged: that caller is gone for good. A
-  result for a named router's missing queue is dead-lettered instead: see :mod:`relaybus.agents.worker`.)
-  A name of 32 hex digits, the anonymous form, is refused with :class:`~relaybus.ConfigError`.
+- A router name of 32 hex digits, the anonymous form, is refused with :class:`~relaybus.ConfigError`.
 - :attr:`ReplyRouter.duplicates_dropped` counts the repeated results dropped so far.
 - A body that is not a valid ``ExecutionResult`` (or whose correlation id names another task) is
   dead-lettered with the reason; when the task it answers can be read (correlation id, else the body's
@@ -45,7 +43,10 @@ What a caller may rely on:
 - Task events (messages with the ``relaybus-event`` header, :class:`~relaybus.messages.TaskEvent`) go to the
   callback registered for their task id (:meth:`ReplyRouter.listen`, or ``request(..., on_event=...)``),
   synchronously and in arrival order; events for an id nobody listens to (any more) are acked and dropped,
-  counted in :attr:`ReplyRouter.events_dropped`. An invalid one is dead-lettered with the reason.
+  counted in :attr:`ReplyRouter.events_dropped`. An invalid one is dead-lettered with the reason. They come
+  on the router's events queue, a classic non-durable queue declared the first time a task is streamed
+  (:meth:`ReplyRouter.stream_headers` names it to the worker), or on the reply queue from a worker that does
+  not know events queues (see :mod:`relaybus.bus.reply_events`).
 - A bad ``name`` or a task id that is not a UUID raises :class:`~relaybus.ConfigError`; ``request`` before
   ``start`` raises :class:`~relaybus.UsageError`.
 """
@@ -63,17 +64,19 @@ from uuid import UUID
 from relaybus._bounded import BoundedMap
 from relaybus.exceptions import BusError, ConfigError, InvalidMessage, UsageError
 from relaybus.log import get_logger
-from relaybus.messages import NAME_RE, AgentTask, ExecutionResult, ExecutionStatus
+from relaybus.messages import NAME_RE, AgentTask, ExecutionResult
 
-from .base import Bus, Delivery, HeaderValue, Subscription, check_expires
-from .codec import DEFAULT_MAX_BODY_BYTES, decode, encode_result, encode_task, is_task_event
+from .base import EVENTS_TO_HEADER, STREAM_HEADER, Bus, Delivery, HeaderValue, Subscription, check_expires
+from .codec import DEFAULT_MAX_BODY_BYTES, decode, encode_result, encode_task, is_task_event, wants_stream
 from .name_lock import NameLock
 from .replies import (
     REPLY_QUEUE_PREFIX,
+    closed_result,
     is_direct_reply_to,
     is_private_reply_queue,
     is_reply_queue,
     publish_timeout_result,
+    refused_result,
     timeout_result,
 )
 from .reply_events import EventCallback, EventRoutes
@@ -149,9 +152,9 @@ class ReplyRouter:
         self._max_body_bytes = max_body_bytes
         self._expires_s = expires_s
         self.duplicates_dropped = 0
+        """Results dropped because a result for the same task id had already arrived (or was discarded)."""
         self.refused = 0
         """Results dead-lettered because their publisher is not the user ``result_publishers`` expects."""
-        """Results dropped because a result for the same task id had already arrived (or was discarded)."""
         self._pending: dict[UUID, asyncio.Future[ExecutionResult]] = {}
         if not max_unclaimed_age_s > 0:
             raise ConfigError(f"max_unclaimed_age_s must be > 0 seconds, got {max_unclaimed_age_s!r}")
@@ -178,6 +181,24 @@ class ReplyRouter:
     def unlisten(self, task_id: UUID | str) -> None:
         """Stop passing the events of ``task_id`` on; later ones are dropped."""
         self._events.unlisten(_as_uuid(task_id))
+
+    async def stream_headers(self) -> dict[str, HeaderValue]:
+        """The headers that ask a worker for a task's events: ``relaybus-stream: 1`` and, naming this router's
+        events queue (declared on the first call), ``relaybus-events-to``. When the broker refuses that
+        queue, only the first (the events then come on the reply queue) and a warning. Raises
+        ``UsageError`` before :meth:`start`."""
+        self._require_started()
+        try:
+            events_queue = await self._events.open(self._bus, prefetch=self._prefetch)
+        except BusError as exc:
+            self._log.warning("events_queue_failed", error=str(exc))
+            return {STREAM_HEADER: "1"}
+        return {STREAM_HEADER: "1", EVENTS_TO_HEADER: events_queue}
+
+    @property
+    def events_queue(self) -> str | None:
+        """The events queue's name once a task has been streamed, else None."""
+        return self._events.queue
 
     @property
     def queue(self) -> str:
@@ -218,6 +239,7 @@ class ReplyRouter:
     async def close(self) -> None:
         """Stop consuming, resolve waiting futures with CANCELLED, delete a private queue (idempotent)."""
         subscription, self._subscription = self._subscription, None
+        await self._events.close(self._bus)
         if subscription is not None:
             await subscription.cancel()
             if not self.durable:
@@ -230,15 +252,7 @@ class ReplyRouter:
         pending, self._pending = self._pending, {}
         for task_id, future in pending.items():
             if not future.done():
-                future.set_result(
-                    ExecutionResult.failed(
-                        task_id,
-                        ExecutionStatus.CANCELLED,
-                        "ReplyRouterClosed",
-                        f"the reply router on {self._queue!r} was closed before a result arrived",
-                        retryable=True,
-                    )
-                )
+                future.set_result(closed_result(task_id, self._queue))
 
     def expect(self, task_id: UUID | str) -> asyncio.Future[ExecutionResult]:
         """A future for the result of ``task_id``; call it before publishing the task.
@@ -329,7 +343,8 @@ class ReplyRouter:
         on_event: EventCallback | None = None,
     ) -> ExecutionResult:
         """Publish ``task`` and wait for its result; ``on_event`` gets the task's events meanwhile (the
-        task must be sent with ``relaybus-stream: 1`` in ``headers`` for the worker to send any).
+        task must be sent with ``relaybus-stream: 1`` in ``headers`` for the worker to send any: then this
+        adds :meth:`stream_headers`).
 
         ``timeout`` defaults to ``task.timeout_s``; with neither, wait until a result comes or the router
         closes. On timeout returns a ``TIMEOUT`` result (``error.type == "ReplyTimeout"``) and drops a late
@@ -337,6 +352,8 @@ class ReplyRouter:
         """
         self._require_started()
         limit = timeout if timeout is not None else task.timeout_s
+        if on_event is not None and headers is not None and wants_stream(headers):
+            headers = {**headers, **await self.stream_headers()}
         future = self.expect(task.id)
         message = encode_task(task, reply_to=self._queue, headers=headers)
         if on_event is not None:
@@ -439,13 +456,7 @@ class ReplyRouter:
         )
         if key is None:
             return
-        failure = ExecutionResult.failed(
-            key,
-            ExecutionStatus.FAILURE,
-            "InvalidResult",
-            f"the result for task {key} was refused on receipt: {reason}; the worker that sent it speaks "
-            "another wire format (see docs/wire.md), the result is in the dead letters",
-        )
+        failure = refused_result(key, reason)
         if self.resolve(key, failure):
             await self._notify(failure)
 

@@ -22,6 +22,7 @@ from relaybus.bus.base import (
     DELEGATION_HEADER,
     ERROR_HEADER,
     EVENT_HEADER,
+    EVENTS_TO_HEADER,
     EXCHANGE,
     ORIGINAL_EXCHANGE_HEADER,
     ORIGINAL_QUEUE_HEADER,
@@ -37,7 +38,7 @@ from relaybus.bus.codec import (
     PING_ROUTING_KEY,
     STOPPED_ROUTING_KEY,
 )
-from relaybus.bus.replies import DIRECT_REPLY_TO, REPLY_QUEUE_PREFIX
+from relaybus.bus.replies import DIRECT_REPLY_TO, EVENTS_QUEUE_PREFIX, EVENTS_QUEUE_RE, REPLY_QUEUE_PREFIX
 from relaybus.bus.signing import SIGNATURE_HEADER
 from relaybus.messages import NAME_RE, SCHEMA_MINOR, SCHEMA_VERSION, TOPIC_RE
 
@@ -128,10 +129,23 @@ def _channels() -> dict[str, Any]:
             "{reply_to}",
             default_exchange,
             ["result", "taskEvent"],
-            "Results (and the events of tasks that asked for them), sent through the default exchange to the "
-            f"task's reply_to: a queue named {REPLY_QUEUE_PREFIX}<name> or RabbitMQ's direct reply-to "
-            f"({DIRECT_REPLY_TO}); a worker publishes to nothing else.",
+            "Results, sent through the default exchange to the task's reply_to: a queue named "
+            f"{REPLY_QUEUE_PREFIX}<name> or RabbitMQ's direct reply-to ({DIRECT_REPLY_TO}); a worker "
+            "publishes results to nothing else. Also the events of a streamed task that names no events "
+            f"queue ({EVENTS_TO_HEADER}).",
             parameters={"reply_to": _parameter("the task's AMQP reply_to property")},
+        ),
+        "taskEvents": _routing_key_channel(
+            "{events_to}",
+            default_exchange,
+            ["taskEvent"],
+            "The events of a streamed task, sent through the default exchange to the caller's events queue "
+            f"named by the task's {EVENTS_TO_HEADER} header: {EVENTS_QUEUE_PREFIX}<32 hex digits>, a "
+            "classic, non-durable queue exclusive to the caller's connection (events are best effort: no "
+            "replicated write per event, nothing left behind by a caller that is gone).",
+            parameters={
+                "events_to": _parameter(f"the task's {EVENTS_TO_HEADER} header", EVENTS_QUEUE_RE.pattern)
+            },
         ),
         "events": _routing_key_channel(
             "event.{topic}",
@@ -207,6 +221,16 @@ def _operations() -> dict[str, Any]:
             bindings=_publish(mandatory=True),
         ),
         "receiveResult": _op("receive", "replies", "Consume results on a reply queue.", bindings=consume),
+        "sendTaskEvent": _op(
+            "send",
+            "taskEvents",
+            f"A running task's event, to its {EVENTS_TO_HEADER} queue, else to its reply_to (not mandatory, "
+            "not persistent, numbered by seq: best effort).",
+            bindings=_publish(mandatory=False, persistent=False),
+        ),
+        "receiveTaskEvent": _op(
+            "receive", "taskEvents", "Consume a caller's events queue.", bindings=consume
+        ),
         "sendEvent": _op("send", "events", "Publish an event.", bindings=_publish(mandatory=False)),
         "receiveEvent": _op("receive", "events", "Consume events from a queue bound to event.<pattern>."),
         "sendCancel": _op(
@@ -260,7 +284,15 @@ def _headers(*extra: str) -> dict[str, Any]:
         ORIGINAL_ROUTING_KEY_HEADER: _header("The routing key it was published with."),
         ORIGINAL_EXCHANGE_HEADER: _header("The exchange it was published to."),
         DEAD_AT_HEADER: _header("When it was dead-lettered, Unix epoch seconds."),
-        STREAM_HEADER: _header("`1`: the caller wants the task's events (TaskEvents to its reply_to)."),
+        STREAM_HEADER: _header(
+            f"`1`: the caller wants the task's events (TaskEvents to its {EVENTS_TO_HEADER} queue, else to "
+            "its reply_to)."
+        ),
+        EVENTS_TO_HEADER: _header(
+            f"On a streamed task: the caller's events queue, {EVENTS_QUEUE_PREFIX}<32 hex digits> (classic, "
+            "not durable); a value of another form is ignored (the events go to reply_to).",
+            pattern=EVENTS_QUEUE_RE.pattern,
+        ),
         EVENT_HEADER: _header(
             "On a TaskEvent: its kind; a reply queue's consumer tells events from results by it."
         ),
@@ -298,7 +330,13 @@ def _message(name: str, title: str, payload: dict[str, Any], headers: dict[str, 
 
 def _messages() -> dict[str, Any]:
     task_headers = _headers(
-        TRACEPARENT_HEADER, "tracestate", DEADLINE_HEADER, DELEGATION_HEADER, STREAM_HEADER, SIGNATURE_HEADER
+        TRACEPARENT_HEADER,
+        "tracestate",
+        DEADLINE_HEADER,
+        DELEGATION_HEADER,
+        STREAM_HEADER,
+        EVENTS_TO_HEADER,
+        SIGNATURE_HEADER,
     )
     correlation = {"location": "$message.header#/correlation_id", "description": "the AMQP correlation_id"}
     return {

@@ -47,7 +47,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 from uuid import UUID
 
-from relaybus.bus.base import DEADLINE_HEADER, STREAM_HEADER, Bus, HeaderValue
+from relaybus.bus.base import DEADLINE_HEADER, Bus, HeaderValue
 from relaybus.bus.codec import encode_cancel, encode_task
 from relaybus.bus.rpc import ReplyRouter, publish_timeout_result, timeout_result
 from relaybus.exceptions import BusError, ConfigError, NoRouteError
@@ -317,7 +317,7 @@ class ProjectOrchestrator:
         refused it)."""
         headers: dict[str, HeaderValue] = {DEADLINE_HEADER: f"{deadline:.3f}"}
         if stream:
-            headers[STREAM_HEADER] = "1"
+            headers.update(await self._router.stream_headers())
         message = encode_task(task, reply_to=self._router.queue, headers=headers)
         try:
             await self._bus.publish(message)
