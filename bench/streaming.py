@@ -2,16 +2,19 @@
 
     python -m bench.streaming [--reps 30] [--tasks 100] [--tokens 500] [--json PATH]
 
-Starts a :class:`~relaybus.testing.FakeLLMServer` in this process and
-``relaybus worker bench.agents:LlmAgent`` pointed at it (OpenAI format), then measures:
+Measures, each with a ``relaybus worker bench.agents:LlmAgent`` of its own (OpenAI format):
 
 1. Time to first token at one in flight, alternating the two clients for ``--reps`` rounds after a warm-up:
-   a direct streamed request to the fake server with aiohttp (first ``data:`` chunk with text), and a task
-   streamed through relaybus (caller -> RabbitMQ -> worker -> provider -> worker -> RabbitMQ -> caller,
-   ``orchestrator.stream``, first ``delta`` event). Prints the medians and p90 and what relaybus adds.
+   a direct streamed request with aiohttp (first ``data:`` chunk with text), and a task streamed through
+   relaybus (caller -> RabbitMQ -> worker -> provider -> worker -> RabbitMQ -> caller,
+   ``orchestrator.stream``, first ``delta`` event). Both call a :class:`~relaybus.testing.FakeLLMServer` in
+   a process of its own (``bench.llm_server``), as a real provider is one network hop away from the direct
+   caller and from the worker alike (a server in this process would spare the direct client every hop and
+   every wake-up of another process). Prints the medians and p90 and what relaybus adds.
 2. ``--tasks`` concurrent tasks whose answer is ``--tokens`` chunks (one word each, 2 ms apart, a fast
-   model): once streamed and once not. Prints the broker messages per task (task + events + result, the
-   events counted as the caller received them) and the worker's CPU per task (user + system) in both runs.
+   model), from a FakeLLMServer in this process (it counts the chunks it sends): once streamed and once
+   not. Prints the broker messages per task (task + events + result, the events counted as the caller
+   received them) and the worker's CPU per task (user + system) in both runs.
 
 The machine's load shows in the latencies; the counts of messages do not depend on it.
 """
@@ -30,20 +33,13 @@ from typing import Any
 import aiohttp
 
 from bench import broker
-from bench.common import Child, Children, amqp_url, percentile, unique
+from bench.common import READY, Child, Children, amqp_url, percentile, unique
+from bench.llm_server import WORD, words_reply
 from bench.run import relaybus_worker
 from relaybus import AgentTask, TaskEvent
 from relaybus.bus.connect import connect
 from relaybus.orchestrator import ProjectOrchestrator
 from relaybus.testing import FakeLLMServer
-
-WORD = "tok "
-
-
-def _reply(prompt: str) -> str:
-    """The fake model's answer to ``n=<count>``: that many words."""
-    count = int(prompt.removeprefix("n=")) if prompt.startswith("n=") else 20
-    return WORD * count
 
 
 def _text_of(line: bytes) -> str:
@@ -55,10 +51,10 @@ def _text_of(line: bytes) -> str:
         return ""
 
 
-async def _direct_ttft(session: aiohttp.ClientSession, server: FakeLLMServer) -> float:
+async def _direct_ttft(session: aiohttp.ClientSession, base_url: str) -> float:
     body = {"model": "fake", "messages": [{"role": "user", "content": "n=20"}], "stream": True}
     started = time.perf_counter()
-    async with session.post(f"{server.openai_base_url}/chat/completions", json=body) as response:
+    async with session.post(f"{base_url}/chat/completions", json=body) as response:
         async for line in response.content:
             if line.startswith(b"data:") and b"content" in line and _text_of(line):
                 first = time.perf_counter() - started
@@ -91,18 +87,15 @@ def _spread(values: list[float]) -> dict[str, float]:
     }
 
 
-async def _ttft(
-    server: FakeLLMServer, orchestrator: ProjectOrchestrator, agent: str, reps: int
-) -> dict[str, Any]:
-    server.chunk_size, server.chunk_delay_s = 4, 0.002
+async def _ttft(base_url: str, orchestrator: ProjectOrchestrator, agent: str, reps: int) -> dict[str, Any]:
     direct: list[float] = []
     through: list[float] = []
     async with aiohttp.ClientSession() as session:
         for _ in range(3):  # warm-up: connections, pools, the worker's first provider call
-            await _direct_ttft(session, server)
+            await _direct_ttft(session, base_url)
             await _relaybus_ttft(orchestrator, agent)
         for _ in range(reps):
-            direct.append(await _direct_ttft(session, server))
+            direct.append(await _direct_ttft(session, base_url))
             through.append(await _relaybus_ttft(orchestrator, agent))
     d, r = _spread(direct), _spread(through)
     return {"direct": d, "relaybus": r, "added_p50_ms": r["p50_ms"] - d["p50_ms"]}
@@ -151,15 +144,29 @@ async def _many(
     return figures
 
 
-async def measure(children: Children, args: argparse.Namespace, agent: str) -> dict[str, Any]:
-    async with FakeLLMServer(reply=_reply) as server:
-        env = {"RELAYBUS_LLM_PROVIDER": "openai", "OPENAI_BASE_URL": server.openai_base_url}
+def _openai_env(base_url: str) -> dict[str, str]:
+    return {"RELAYBUS_LLM_PROVIDER": "openai", "OPENAI_BASE_URL": base_url}
+
+
+async def measure(children: Children, args: argparse.Namespace, agents: tuple[str, str]) -> dict[str, Any]:
+    ttft_agent, many_agent = agents
+    server_process = children.python(
+        "fake-llm", "bench.llm_server", "--latency=0", "--chunk-size=4", "--chunk-delay=0.002", "--words"
+    )
+    (remote_url,) = (await asyncio.to_thread(server_process.wait_line, READY, 30))["urls"]
+    await asyncio.to_thread(relaybus_worker, children, ttft_agent, "LlmAgent", 1, _openai_env(remote_url))
+    async with FakeLLMServer(reply=words_reply) as server:
         worker = await asyncio.to_thread(
-            relaybus_worker, children, agent, "LlmAgent", max(args.tasks, 1), env
+            relaybus_worker,
+            children,
+            many_agent,
+            "LlmAgent",
+            max(args.tasks, 1),
+            _openai_env(server.openai_base_url),
         )
         async with await connect(amqp_url()) as bus, ProjectOrchestrator(bus) as orchestrator:
-            ttft = await _ttft(server, orchestrator, agent, args.reps)
-            many = await _many(server, orchestrator, agent, worker, args.tasks, args.tokens)
+            ttft = await _ttft(remote_url, orchestrator, ttft_agent, args.reps)
+            many = await _many(server, orchestrator, many_agent, worker, args.tasks, args.tokens)
     return {"ttft": ttft, "concurrent": many}
 
 
@@ -197,13 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=500, help="chunks in each answer (default 500)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = parser.parse_args(argv)
-    agent = unique("bench-stream")
+    agents = (unique("bench-stream-ttft"), unique("bench-stream"))
     with Children(Path(tempfile.mkdtemp(prefix="relaybus-bench-stream-"))) as children:
         try:
-            figures = asyncio.run(measure(children, args, agent))
+            figures = asyncio.run(measure(children, args, agents))
         finally:
             children.stop_all()
-            asyncio.run(broker.delete_queues([f"relaybus.agent.{agent}"]))
+            asyncio.run(broker.delete_queues([f"relaybus.agent.{agent}" for agent in agents]))
     print(report(figures))
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
