@@ -156,7 +156,7 @@ def _streaming_rows(data: dict[str, Any]) -> list[Row]:
     ttft, many = data["ttft"], data["concurrent"]
     added = ttft["added_p50_ms"]
     plain, streamed = many["plain"], many["streamed"]
-    return [
+    rows = [
         Row(
             "streaming: first token",
             "time to first token, p50 (ms)",
@@ -165,7 +165,22 @@ def _streaming_rows(data: dict[str, Any]) -> list[Row]:
             f"{added:+.1f} ms",
             "< 5 ms added",
             _met(added < 5),
-        ),
+        )
+    ]
+    if "broker_trips" in ttft:  # runs from before 2026-12-04 lack it
+        rows.append(
+            Row(
+                "streaming: first token, the broker's share",
+                "the task's quorum trip + the event's classic trip, raw aio-pika, same idle gap, p50 (ms)",
+                f"{ttft['broker_trips']['p50_ms']:.1f} (raw trips)",
+                f"{added:.1f} (relaybus adds)",
+                f"{ttft['own_p50_ms']:+.1f} ms relaybus's own",
+                "measured",
+                "n/a",
+            )
+        )
+    return [
+        *rows,
         Row(
             "streaming: worker CPU",
             f"{plain['tasks']} tasks x {plain['tokens']} chunks, worker CPU per task (ms)",

@@ -10,7 +10,10 @@ Measures, each with a ``relaybus worker bench.agents:LlmAgent`` of its own (Open
    ``orchestrator.stream``, first ``delta`` event). Both call a :class:`~relaybus.testing.FakeLLMServer` in
    a process of its own (``bench.llm_server``), as a real provider is one network hop away from the direct
    caller and from the worker alike (a server in this process would spare the direct client every hop and
-   every wake-up of another process). Prints the medians and p90 and what relaybus adds.
+   every wake-up of another process). Prints the medians and p90 and what relaybus adds; and, measured
+   after the same idle gap, the two broker trips such a task makes, with raw aio-pika
+   (:mod:`bench.broker_trips`), which on a virtual machine cost several times what they cost back to back:
+   what relaybus adds beyond them is its own code and its process hops.
 2. ``--tasks`` concurrent tasks whose answer is ``--tokens`` chunks (one word each, 2 ms apart, a fast
    model), from a FakeLLMServer in this process (it counts the chunks it sends): once streamed and once
    not. Prints the broker messages per task (task + events + result, the events counted as the caller
@@ -33,6 +36,7 @@ from typing import Any
 import aiohttp
 
 from bench import broker
+from bench.broker_trips import BrokerTrips
 from bench.common import READY, Child, Children, amqp_url, percentile, unique
 from bench.llm_server import WORD, words_reply
 from bench.run import relaybus_worker
@@ -90,15 +94,27 @@ def _spread(values: list[float]) -> dict[str, float]:
 async def _ttft(base_url: str, orchestrator: ProjectOrchestrator, agent: str, reps: int) -> dict[str, Any]:
     direct: list[float] = []
     through: list[float] = []
-    async with aiohttp.ClientSession() as session:
+    trips: list[float] = []
+    async with aiohttp.ClientSession() as session, BrokerTrips() as broker_trips:
         for _ in range(3):  # warm-up: connections, pools, the worker's first provider call
             await _direct_ttft(session, base_url)
             await _relaybus_ttft(orchestrator, agent)
+            await broker_trips.measure()
         for _ in range(reps):
+            # Each measurement follows a direct request (~45 ms in which the broker is idle), the same gap.
             direct.append(await _direct_ttft(session, base_url))
             through.append(await _relaybus_ttft(orchestrator, agent))
-    d, r = _spread(direct), _spread(through)
-    return {"direct": d, "relaybus": r, "added_p50_ms": r["p50_ms"] - d["p50_ms"]}
+            direct.append(await _direct_ttft(session, base_url))
+            trips.append(await broker_trips.measure())
+    d, r, b = _spread(direct), _spread(through), _spread(trips)
+    added = r["p50_ms"] - d["p50_ms"]
+    return {
+        "direct": d,
+        "relaybus": r,
+        "broker_trips": b,
+        "added_p50_ms": added,
+        "own_p50_ms": added - b["p50_ms"],
+    }
 
 
 async def _many(
@@ -180,6 +196,13 @@ def report(figures: dict[str, Any]) -> str:
         f = ttft[name]
         lines.append(f"{name} | {f['p50_ms']:.2f} | {f['p90_ms']:.2f} | {f['n']}")
     lines.append(f"relaybus adds (p50) | {ttft['added_p50_ms']:+.2f} | | (target < 5 ms)")
+    if "broker_trips" in ttft:
+        f = ttft["broker_trips"]
+        lines.append(
+            f"of which two raw broker trips (quorum, then classic; aio-pika, same gap) | {f['p50_ms']:.2f} | "
+            f"{f['p90_ms']:.2f} | {f['n']}"
+        )
+        lines.append(f"relaybus's own code and hops (p50) | {ttft['own_p50_ms']:+.2f} | |")
     lines += [
         "",
         "concurrent tasks | provider chunks/task | events/task | broker messages/task | worker CPU ms/task"

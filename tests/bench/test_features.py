@@ -56,6 +56,29 @@ def test_streaming_agent_loop_and_gateway_rows_give_what_they_add_against_their_
     assert (row.cost, row.status) == ("+0.50 ms", "**met**")
 
 
+def test_the_first_tokens_broker_share_is_a_row_of_its_own_when_measured() -> None:
+    streaming = {
+        "ttft": {
+            "direct": {"p50_ms": 4.0},
+            "relaybus": {"p50_ms": 10.8},
+            "added_p50_ms": 6.8,
+            "broker_trips": {"p50_ms": 4.9},
+            "own_p50_ms": 1.9,
+        },
+        "concurrent": {
+            "plain": {"tasks": 1, "tokens": 1, "worker_cpu_ms_per_task": 1.0, "broker_messages_per_task": 2},
+            "streamed": {"worker_cpu_ms_per_task": 1.0, "broker_messages_per_task": 3},
+        },
+    }
+    first_token, share, _ = features.ROWS["streaming"](streaming)
+    assert first_token.status == "**NOT met**"
+    assert (share.plain, share.with_feature, share.cost) == (
+        "4.9 (raw trips)",
+        "6.8 (relaybus adds)",
+        "+1.9 ms relaybus's own",
+    )
+
+
 def test_the_telemetry_bench_writes_the_json_the_table_reads(tmp_path: Path) -> None:
     out = tmp_path / "telemetry.json"
     # In a process of its own: the bench configures structlog globally, which later tests' log capture needs.
