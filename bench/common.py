@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 READY = "READY"
+LLM_FLOOR = "no bus, aiohttp alone (the machine's floor)"
+"""The LLM-bound client with no broker in the way (``bench.llm_floor``)."""
 RESULT = "RESULT"
 MiB = 1024 * 1024
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.common import Spread
+from bench.common import LLM_FLOOR, Spread
 from bench.features import Row
 from bench.features import render as render_features
 
@@ -237,6 +237,24 @@ def render(report: Report, out: Path, *, plot: bool = True) -> str:
         if celery_runs:
             vs = _ratio(_walls(celery_runs), rb)
             targets.append(("LLM-bound >= 2x Celery with 100 threads", vs.fmt(2, "x"), vs.median >= 2.0))
+        floor_runs = report.llm.get(LLM_FLOOR)
+        if floor_runs:
+            targets.append(
+                (
+                    "(reference) LLM-bound relaybus vs the same calls with no bus (aiohttp alone)",
+                    _ratio(rb, _walls(floor_runs)).fmt(2, "x"),
+                    None,
+                )
+            )
+            if celery_runs:
+                best = _ratio(_walls(celery_runs), _walls(floor_runs))
+                targets.append(
+                    (
+                        "(reference) the most a framework could beat Celery by here (Celery / no bus)",
+                        best.fmt(2, "x"),
+                        None,
+                    )
+                )
 
     # 4: the seed claim
     if report.seed:

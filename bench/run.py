@@ -40,7 +40,18 @@ from pathlib import Path
 from typing import Any
 
 from bench import broker
-from bench.common import BIN, READY, RESULT, ROOT, Child, Children, amqp_url, loop_name, unique
+from bench.common import (
+    BIN,
+    LLM_FLOOR,
+    READY,
+    RESULT,
+    ROOT,
+    Child,
+    Children,
+    amqp_url,
+    loop_name,
+    unique,
+)
 
 AGENT_NAME_ENV = "RELAYBUS_BENCH_AGENT_NAME"
 CLIENT_TIMEOUT_S = 150.0  # one client process, all its points; the largest takes ~10 s here
@@ -366,6 +377,16 @@ def llm_bound(report: Report, children: Children, queues: list[str], log: Any) -
             *_pid(raw),
         ),
     }
+    clients[LLM_FLOOR] = (
+        "bench.llm_floor",
+        "client",
+        "--url",
+        llm_url,
+        "--points",
+        points,
+        "--concurrency",
+        str(sizes.llm_concurrency),
+    )
     if sizes.celery:
         celery = celery_worker(children, celery_queue, "threads", 100, {"RELAYBUS_BENCH_LLM_URL": llm_url})
         clients["celery, 100 threads"] = (

@@ -68,7 +68,7 @@ def test_tiny_bench_run_measures_every_part_and_writes_the_table(amqp_url: str, 
         assert len(reps) == 1
         assert [p["n"] for p in reps[0]] == [n for n, _ in points]
         assert all(p["errors"] == 0 and p["throughput"] > 0 for p in reps[0]), reps
-    for framework in ("relaybus", "raw aio-pika + aiohttp"):
+    for framework in ("relaybus", "raw aio-pika + aiohttp", "no bus, aiohttp alone (the machine's floor)"):
         ((run,),) = data["llm"][framework]
         assert run["errors"] == 0
         assert run["n"] == data["sizes"]["llm_n"]
@@ -79,4 +79,5 @@ def test_tiny_bench_run_measures_every_part_and_writes_the_table(amqp_url: str, 
     assert "### Targets (issue 18)" in results
     assert "relaybus: execute_tasks -> `relaybus worker` -> result" in results
     assert "| the same, raw with relaybus's durable reply queue |" in results
+    assert "LLM-bound relaybus vs the same calls with no bus (aiohttp alone)" in results
     assert not (tmp_path / "throughput.png").exists()
