@@ -321,7 +321,7 @@ def render(report: Report, out: Path, *, plot: bool = True) -> str:
     if report.features:
         t.text(
             "",
-            "### 6. What each feature costs against its own plain path (`bench/features.py`)",
+            "### 9. What each feature costs against its own plain path (`bench/features.py`)",
             "",
             "Each row from a child process of its own, the baseline measured in that child just before.",
             "",

@@ -5,7 +5,8 @@
    same guarantees and against Celery (solo pool, prefetch multiplier 32, ``rpc://``), at several
    concurrencies (the plot) and with all tasks in flight at once (the headline); also the MemoryBus.
 2. LLM-bound: 1,000 tasks of one 0.2 s call to the fake LLM server, one worker at concurrency 200 (ideal
-   1.0 s), against Celery with 100 threads and raw aio-pika + aiohttp on the same calls.
+   1.0 s), against Celery with 100 threads, raw aio-pika + aiohttp on the same calls, and the same calls
+   with no bus at all (``bench/llm_floor.py``: the machine's floor).
 3. The seed claim: 3 x 2 s and 100 x 2 s, sequential ``asyncio.run()`` per task vs relaybus.
 4. Memory: RSS of idle workers (relaybus, raw aio-pika consumer, Celery), and of a relaybus worker with 1,000
    tasks in flight.

@@ -137,7 +137,7 @@ def test_make_bench_renders_the_feature_table_and_takes_its_targets(tmp_path: Pa
     (row,) = features.ROWS["state"](state_figures(0.65))
     report.features = [asdict(row)]
     text = render(report, tmp_path, plot=False)
-    assert "### 6. What each feature costs" in text
+    assert "### 9. What each feature costs" in text
     assert "| state store (postgres) | round trip, 500 in flight (tasks/s) | 1,000 | 650 |" in text
     assert "| state store (postgres): >= 0.7x | 0.65x" in text  # in the targets table too
     assert (tmp_path / "RESULTS.md").read_text() == text
