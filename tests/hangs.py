@@ -9,6 +9,8 @@ the stack of every task of the loop that was running, then fails the test as pyt
 from __future__ import annotations
 
 import asyncio
+import gc
+import inspect
 import signal
 import threading
 from types import FrameType
@@ -21,16 +23,46 @@ __all__ = ["asyncio_task_stacks", "pytest_timeout_set_timer"]
 
 
 def asyncio_task_stacks(loop: asyncio.AbstractEventLoop | None) -> str:
-    """Where each task of ``loop`` waits (its coroutine's frames, innermost last); "" without a loop."""
+    """Where each task of ``loop`` waits: the whole chain of what its coroutine awaits, outermost first,
+    through coroutines and async generators (a fixture's teardown awaits its generator's ``__anext__``,
+    whose frames ``Task.get_stack`` does not show), ending at the future or task it waits on; "" without a
+    loop."""
     if loop is None:
         return ""
     lines: list[str] = []
     for task in sorted(asyncio.all_tasks(loop), key=lambda t: t.get_name()):
         lines.append(f"task {task.get_name()} ({task.get_coro()!r:.120})")
-        for frame in task.get_stack(limit=20):
-            code = frame.f_code
-            lines.append(f"  {code.co_filename}:{frame.f_lineno} in {code.co_name}")
+        lines.extend(f"  {line}" for line in await_chain(task.get_coro()))
     return "\n".join(lines)
+
+
+_OPAQUE = ("async_generator_asend", "async_generator_athrow", "FutureIter")
+
+
+def await_chain(awaitable: object, *, limit: int = 40) -> list[str]:
+    """The frames of ``awaitable`` and of what it awaits, in turn, and what the innermost waits on."""
+    lines: list[str] = []
+    current: object = awaitable
+    for _ in range(limit):
+        frame = getattr(current, "cr_frame", None) or getattr(current, "ag_frame", None)
+        if frame is not None:
+            lines.append(f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        following = getattr(current, "cr_await", None)
+        if following is None:
+            following = getattr(current, "ag_await", None)
+        if following is None and type(current).__name__ in _OPAQUE:
+            # No attribute leads from ``agen.__anext__()`` to ``agen``, or from ``await future``'s iterator
+            # to the future; the garbage collector's referents do.
+            following = next(
+                (r for r in gc.get_referents(current) if inspect.isasyncgen(r) or asyncio.isfuture(r)),
+                None,
+            )
+        if following is None:
+            if frame is None:
+                lines.append(f"waits on {current!r:.200}")
+            break
+        current = following
+    return lines
 
 
 @pytest.hookimpl(tryfirst=True)

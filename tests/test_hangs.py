@@ -1,4 +1,5 @@
-"""A hanging test fails alone, after the timeout, with the stacks of its asyncio tasks (tests/hangs.py)."""
+"""A hanging test (or teardown) fails alone, after the timeout, with what each of its asyncio tasks awaits
+(tests/hangs.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,24 @@ from pathlib import Path
 HANGING = """
 import asyncio
 
+import pytest_asyncio
+
 async def waits_for_a_reply_that_never_comes():
     await asyncio.Event().wait()
 
 async def test_that_hangs():
     await asyncio.wait_for(waits_for_a_reply_that_never_comes(), 600)
+
+async def waits_for_a_closing_that_never_ends():
+    await asyncio.get_running_loop().create_future()
+
+@pytest_asyncio.fixture
+async def a_teardown_that_hangs():
+    yield
+    await waits_for_a_closing_that_never_ends()
+
+async def test_whose_teardown_hangs(a_teardown_that_hangs):
+    pass
 
 def test_after_it():
     pass
@@ -35,7 +49,11 @@ def test_a_hanging_test_fails_with_its_tasks_stacks_and_the_next_test_runs(tmp_p
     )
     out = run.stdout
     assert run.returncode == 1, out
-    assert "1 failed, 1 passed" in out
+    assert "1 failed, 2 passed, 1 error" in out
     assert "Timeout (>1.0s) from pytest-timeout" in out
     assert "asyncio tasks at the timeout" in out
     assert "in waits_for_a_reply_that_never_comes" in out  # the task's own frame, not only the loop's select
+    # A fixture's teardown: through the generator pytest-asyncio awaits, to the future it waits on.
+    assert "in a_teardown_that_hangs" in out
+    assert "in waits_for_a_closing_that_never_ends" in out
+    assert "waits on <Future pending" in out

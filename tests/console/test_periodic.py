@@ -3,6 +3,8 @@ latest figures of the queues its names function gives, for pages to read without
 
 from __future__ import annotations
 
+import asyncio
+
 from relaybus.console.periodic import Periodic
 from relaybus.console.queues import QueueStats, QueueWatch
 from relaybus.exceptions import BusError
@@ -24,6 +26,32 @@ async def test_work_runs_again_after_a_relaybus_error_and_stops_when_closed() ->
     seen = len(calls)
     await loop.close()  # idempotent
     assert len(calls) == seen
+
+
+async def test_close_stops_a_loop_whose_work_lost_the_cancellation() -> None:
+    # What a library may do with a cancellation (aiormq turns a closing channel's into an error of its own;
+    # Python 3.11's wait_for drops one that comes with a result): the work ends normally and the loop goes on.
+    calls: list[int] = []
+    lost: list[int] = []
+
+    async def loses_the_first_cancellation() -> None:
+        calls.append(len(calls))
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            if lost:
+                raise
+            lost.append(1)
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+
+    loop = Periodic("losing", loses_the_first_cancellation, 0.01)
+    loop.start()
+    await eventually(lambda: bool(calls), what="the first round")
+    await loop.close()  # before: waited on the next round, whose sleep(10) got no cancellation
+    assert lost == [1]
+    assert calls == [0]  # the round that lost its cancellation was the last
+    await asyncio.sleep(0.05)
+    assert calls == [0]
 
 
 class FakeProbe:

@@ -7,9 +7,9 @@ warning and the next round goes on; anything else ends the loop, as a bug should
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 
+from relaybus._cancel import cancel_and_wait
 from relaybus.exceptions import RelaybusError
 from relaybus.log import get_logger
 
@@ -22,21 +22,26 @@ class Periodic:
         self._work = work
         self._interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._log = get_logger("relaybus.console")
 
     def start(self) -> None:
         if self._task is None:
+            self._closing = False
             self._task = asyncio.create_task(self._loop(), name=f"relaybus-console-{self._name}")
 
     async def close(self) -> None:
+        """Stop the loop and wait until it has stopped (a cancellation lost in ``work`` is sent again); a bug
+        that had ended the loop is raised here."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            self._closing = True  # a round that lost its cancellation is the last
+            await cancel_and_wait(task)
+            if not task.cancelled():
+                task.result()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 await self._work()
             except RelaybusError as exc:

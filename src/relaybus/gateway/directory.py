@@ -16,6 +16,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
+from relaybus._cancel import cancel_and_wait
 from relaybus.bus.base import Bus, Delivery, Subscription
 from relaybus.bus.codec import PING_ROUTING_KEY, WORKER_EVENTS_PATTERN, decode_heartbeat, encode_ping
 from relaybus.exceptions import BusError, ConfigError, InvalidMessage
@@ -62,9 +63,7 @@ class AgentDirectory:
 
     async def close(self) -> None:
         if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+            await cancel_and_wait(self._refresher)
             self._refresher = None
         if self._subscription is not None:
             with contextlib.suppress(BusError):
