@@ -22,6 +22,7 @@ from contextlib import AsyncExitStack
 from uuid import UUID
 
 from relaybus._bounded import BoundedMap
+from relaybus._cancel import cancel_and_wait
 from relaybus.bus.base import CANCEL_ROUTING_KEY, Bus, Delivery
 from relaybus.bus.codec import CONTROL_MAX_BODY_BYTES, PING_ROUTING_KEY, decode_delivery, encode_heartbeat
 from relaybus.log import FilteringBoundLogger
@@ -101,7 +102,8 @@ class WorkerControl:
         await delivery.ack()
 
     async def _heartbeat_loop(self) -> None:
-        while True:
+        me = asyncio.current_task()
+        while self._heartbeats is me:  # a beat whose cancellation was lost (see cancel_and_wait) is the last
             await self._publish_heartbeat()
             self._beat_now.clear()
             with contextlib.suppress(TimeoutError):
@@ -116,9 +118,7 @@ class WorkerControl:
     async def _stop_heartbeats(self) -> None:
         task, self._heartbeats = self._heartbeats, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     async def _delete_queue(self) -> None:
         # A private queue: it goes with the connection anyway, so a broker that is away must not hold us up.
