@@ -11,6 +11,7 @@ from relaybus.bus.codec import HEARTBEAT_ROUTING_KEY
 from relaybus.bus.memory import MemoryBus
 from relaybus.testing import FakeExecutor
 from tests.agents import sample_agents as sa
+from tests.cancellation import finishes, lose_the_cancellation
 from tests.eventually import eventually
 
 
@@ -26,12 +27,8 @@ class LosesACancellation(MemoryBus):
         if message.routing_key == HEARTBEAT_ROUTING_KEY:
             self.beats += 1
             if self.beats == 2:
-                try:
-                    await asyncio.sleep(60)
-                except asyncio.CancelledError:
-                    self.lost += 1
-                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
-                    raise RuntimeError("the channel closed") from None
+                self.lost += 1
+                await lose_the_cancellation(RuntimeError("the channel closed"))
         await super().publish(message)
 
 
@@ -40,13 +37,7 @@ async def test_the_heartbeats_stop_with_the_worker_though_a_beat_lost_its_cancel
         worker = AgentWorker(bus, [sa.Echo()], executor=FakeExecutor(), heartbeat_interval_s=0.01)
         await worker.__aenter__()
         await eventually(lambda: bus.beats >= 2, what="the second heartbeat under way")
-        stopping = asyncio.create_task(worker.__aexit__(None, None, None))
-        await asyncio.wait({stopping}, timeout=10)
-        stopped = stopping.done()
-        while not stopping.done():  # before: the worker waited for its heartbeat loop for ever
-            stopping.cancel()
-            await asyncio.wait({stopping}, timeout=0.1)
-        assert stopped
+        assert await finishes(worker.__aexit__(None, None, None))  # before: it waited for its heartbeats
         assert bus.lost == 1
         assert bus.beats == 2  # the beat that lost its cancellation was the last (before: one every 10 ms)
         await asyncio.sleep(0.05)

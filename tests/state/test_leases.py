@@ -19,6 +19,7 @@ from relaybus.state import (
     claim_or_wait,
 )
 from relaybus.state import leases as leases_module
+from tests.cancellation import finishes, lose_the_cancellation
 
 
 class ScriptedStore:
@@ -134,3 +135,26 @@ async def test_a_lease_keeper_keeps_a_short_lease_held_on_a_real_store(store: St
             assert other.outcome is ClaimOutcome.HELD
         assert keeper.renewals >= 2
     assert not keeper.is_lost
+
+
+async def test_a_lease_keeper_stops_though_a_renewal_lost_its_cancellation() -> None:
+    class LosesACancellation:
+        """Its second renewal waits, and takes the first cancellation it gets for the store being away."""
+
+        def __init__(self) -> None:
+            self.renew_calls = 0
+            self.lost = 0
+
+        async def renew(self, task_id: object, worker: str, lease_s: float) -> bool:
+            self.renew_calls += 1
+            if self.renew_calls == 2:
+                self.lost += 1
+                await lose_the_cancellation(StoreUnavailable("the connection went away"))
+            return True
+
+    store = LosesACancellation()
+    keeper = LeaseKeeper(store, uuid4(), worker="w", lease_s=0.03)  # type: ignore[arg-type]
+    await keeper.__aenter__()
+    assert await _until(lambda: store.renew_calls == 2)
+    assert await finishes(keeper.__aexit__(None, None, None))  # before: it waited for the renewals for ever
+    assert (store.lost, store.renew_calls) == (1, 2)  # the renewal that lost it was the last

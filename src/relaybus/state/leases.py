@@ -8,13 +8,13 @@ was lost. Both work with any :class:`StateStore`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 from uuid import UUID
 
+from relaybus._cancel import cancel_and_wait
 from relaybus.exceptions import ConfigError, UsageError
 from relaybus.log import get_logger
 
@@ -121,13 +121,13 @@ class LeaseKeeper:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task, self._task = self._task, None
+        if task is not None:
+            await cancel_and_wait(task)  # a renewal that lost its cancellation is the last: see the loop
 
     async def _renew_until_cancelled(self) -> None:
-        while True:
+        me = asyncio.current_task()
+        while self._task is me:
             try:
                 held = await self.store.renew(self.task_id, self.worker, self.lease_s)
             except StoreUnavailable as exc:
