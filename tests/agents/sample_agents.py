@@ -149,6 +149,19 @@ class Writer(Agent):
     system_prompt = "You write short, clear prose."
 
 
+class Narrator(Agent):
+    """Says two progress lines, ``one`` and ``two`` (events, when the caller streams), then answers
+    ``{"told": prompt}``."""
+
+    name = name("narrator")
+    topics = (topic("narrate"),)
+
+    async def handle(self, task: AgentTask, ctx: AgentContext) -> Any:
+        await ctx.emit("progress", text="one")
+        await ctx.emit("progress", text="two")
+        return {"told": task.prompt}
+
+
 class Relay(Agent):
     """Delegates its task to the Writer and returns the Writer's output (streaming: its events forwarded)."""
 

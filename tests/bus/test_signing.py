@@ -7,10 +7,14 @@ import dataclasses
 
 import pytest
 
+from relaybus import AgentTask
+from relaybus.agents import AgentWorker
 from relaybus.bus.base import DEAD_LETTER_QUEUE, ERROR_HEADER, Delivery, OutgoingMessage
 from relaybus.bus.memory import MemoryBus
 from relaybus.bus.signing import SIGNATURE_HEADER, SignedBus, SigningKey
 from relaybus.exceptions import ConfigError
+from relaybus.orchestrator import ProjectOrchestrator
+from tests.agents import sample_agents as sa
 
 SECRET = "a shared secret of enough bytes"
 
@@ -124,38 +128,37 @@ def test_a_short_key_or_a_missing_one_is_a_config_error() -> None:
     assert SigningKey.from_env({"RELAYBUS_SIGNING_KEY": SECRET}) is not None
 
 
+class RecordingSignedBus(SignedBus):
+    """A SignedBus that records the routing key of each task event it publishes."""
+
+    def __init__(self, bus: MemoryBus, key: SigningKey) -> None:
+        super().__init__(bus, key)
+        self.events_to: list[str] = []
+
+    async def publish(self, message: OutgoingMessage) -> None:
+        if "relaybus-event" in message.headers:
+            self.events_to.append(message.routing_key)
+        await super().publish(message)
+
+
 async def test_a_streamed_tasks_events_reach_a_signing_caller_on_its_events_queue() -> None:
-    from relaybus import AgentTask
-    from relaybus.agents import Agent, AgentContext, AgentWorker
-    from relaybus.orchestrator import ProjectOrchestrator
-
-    class Narrator(Agent):
-        name = "signed-narrator"
-        topics = ("signed.tell",)
-
-        async def handle(self, task: AgentTask, ctx: AgentContext) -> object:
-            await ctx.emit("progress", text="once")
-            return "told"
-
-    class Recording(SignedBus):
-        events_to: list[str] = []
-
-        async def publish(self, message: OutgoingMessage) -> None:
-            if "relaybus-event" in message.headers:
-                self.events_to.append(message.routing_key)
-            await super().publish(message)
 
     key = SigningKey(SECRET)
     async with MemoryBus() as inner:
-        worker_bus, caller_bus = Recording(inner, key), SignedBus(inner, key)
+        worker_bus, caller_bus = RecordingSignedBus(inner, key), SignedBus(inner, key)
         async with (
-            AgentWorker(worker_bus, [Narrator()], heartbeat_interval_s=60),
+            AgentWorker(worker_bus, [sa.Narrator()], heartbeat_interval_s=60),
             ProjectOrchestrator(caller_bus) as orchestrator,
         ):
-            events = [e async for e in orchestrator.stream(AgentTask(topic="signed.tell"))]
-    assert [(e.kind, e.text) for e in events[:-1]] == [("progress", "once")]
+            task = AgentTask(topic=sa.topic("narrate"), prompt="p")
+            events = [e async for e in orchestrator.stream(task)]
+    assert [(e.kind, e.text) for e in events[:-1]] == [("progress", "one"), ("progress", "two")]
     result = events[-1].result
     assert result is not None
-    assert result.output == "told"
-    assert [to.split(".")[1] for to in worker_bus.events_to] == ["events"]
+    assert result.output == {"told": "p"}
+    # both events went to the events queue, none to the reply queue
+    assert [to.split(".")[1] for to in worker_bus.events_to] == [
+        "events",
+        "events",
+    ]  # both events, none to the reply queue
     assert (worker_bus.refused, caller_bus.refused) == (0, 0)  # the event's signature covers its new route

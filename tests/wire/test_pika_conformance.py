@@ -14,7 +14,7 @@ import jsonschema
 import pika
 import pytest
 
-from relaybus.agents import Agent, AgentContext, AgentWorker
+from relaybus.agents import AgentWorker
 from relaybus.bus.amqp import AmqpBus
 from relaybus.messages import AgentTask, ExecutionStatus
 from relaybus.orchestrator import ProjectOrchestrator
@@ -33,21 +33,9 @@ async def worker(amqp_vhost_url: str) -> AsyncIterator[str]:
         yield amqp_vhost_url
 
 
-class Narrator(Agent):
-    """Says two progress lines, then answers."""
-
-    name = sa.name("narrator")
-    topics = (sa.topic("narrate"),)
-
-    async def handle(self, task: AgentTask, ctx: AgentContext) -> object:
-        await ctx.emit("progress", text="one")
-        await ctx.emit("progress", text="two")
-        return {"told": task.prompt}
-
-
 @pytest.fixture
 async def narrator(amqp_vhost_url: str) -> AsyncIterator[str]:
-    async with AmqpBus(amqp_vhost_url) as bus, AgentWorker(bus, [Narrator()], heartbeat_interval_s=60):
+    async with AmqpBus(amqp_vhost_url) as bus, AgentWorker(bus, [sa.Narrator()], heartbeat_interval_s=60):
         yield amqp_vhost_url
 
 

@@ -26,7 +26,7 @@ __all__ = [
 REPLY_QUEUE_PREFIX = "relaybus.reply."
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 EVENTS_QUEUE_PREFIX = "relaybus.events."
-EVENTS_QUEUE_RE = re.compile(r"^relaybus\.events\.[0-9a-f]{32}$")
+EVENTS_QUEUE_RE = re.compile(f"^{re.escape(EVENTS_QUEUE_PREFIX)}[0-9a-f]{{32}}$")
 # A router's queue (``relaybus.reply.<name>``, ``<name>`` as NAME_RE), or RabbitMQ's direct reply-to, which a
 # worker sees with the broker's channel token appended (``amq.rabbitmq.reply-to.g1h...``).
 _REPLY_QUEUE_RE = re.compile(

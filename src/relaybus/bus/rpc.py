@@ -188,8 +188,10 @@ class ReplyRouter:
         queue, only the first (the events then come on the reply queue) and a warning. Raises
         ``UsageError`` before :meth:`start`."""
         self._require_started()
+        events_queue = self._events.queue  # declared already: no lock, no await on each streamed task
         try:
-            events_queue = await self._events.open(self._bus, prefetch=self._prefetch)
+            if events_queue is None:
+                events_queue = await self._events.open(self._bus, prefetch=self._prefetch)
         except BusError as exc:
             self._log.warning("events_queue_failed", error=str(exc))
             return {STREAM_HEADER: "1"}

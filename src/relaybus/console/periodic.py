@@ -22,12 +22,10 @@ class Periodic:
         self._work = work
         self._interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
-        self._closing = False
         self._log = get_logger("relaybus.console")
 
     def start(self) -> None:
         if self._task is None:
-            self._closing = False
             self._task = asyncio.create_task(self._loop(), name=f"relaybus-console-{self._name}")
 
     async def close(self) -> None:
@@ -35,13 +33,13 @@ class Periodic:
         that had ended the loop is raised here."""
         task, self._task = self._task, None
         if task is not None:
-            self._closing = True  # a round that lost its cancellation is the last
             await cancel_and_wait(task)
             if not task.cancelled():
                 task.result()
 
     async def _loop(self) -> None:
-        while not self._closing:
+        me = asyncio.current_task()
+        while self._task is me:  # a round that lost its cancellation (see cancel_and_wait) is the last
             try:
                 await self._work()
             except RelaybusError as exc:
