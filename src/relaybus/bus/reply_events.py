@@ -58,6 +58,8 @@ class EventRoutes:
         """Declare the events queue on ``bus`` and consume it, once; return its name. Raises
         :class:`~relaybus.BusError` when the broker refuses (the caller may stream through its reply queue
         instead)."""
+        if self._subscription is not None:  # every streamed task asks: no lock once it is open
+            return self._events_queue
         async with self._opening:
             if self._subscription is None:
                 await bus.declare_queue(self._events_queue, durable=False)

@@ -188,10 +188,8 @@ class ReplyRouter:
         queue, only the first (the events then come on the reply queue) and a warning. Raises
         ``UsageError`` before :meth:`start`."""
         self._require_started()
-        events_queue = self._events.queue  # declared already: no lock, no await on each streamed task
         try:
-            if events_queue is None:
-                events_queue = await self._events.open(self._bus, prefetch=self._prefetch)
+            events_queue = await self._events.open(self._bus, prefetch=self._prefetch)
         except BusError as exc:
             self._log.warning("events_queue_failed", error=str(exc))
             return {STREAM_HEADER: "1"}
